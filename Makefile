@@ -1,0 +1,43 @@
+# Front door: `make demo`, `make test`, `make bench`. Each installs what is missing first.
+BUILD ?= build/release
+FUZZ_BUILD ?= build/fuzz
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps build fuzz test unit demo bench format clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+	@mkdir -p build && ln -sf release/sluice build/sluice
+
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DSLUICE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+test: build fuzz
+	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -L unit -j 2
+
+demo: build
+	scripts/demo.sh
+
+bench: build
+	$(BUILD)/micro_bench --benchmark_min_time=0.2
+	bench/proxy_bench.sh
+
+format:
+	find src tests bench -name '*.cc' -o -name '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf build

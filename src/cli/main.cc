@@ -1,0 +1,100 @@
+// `sluice` — one binary, several roles: gateway (data plane), sample-service, and later the
+// control plane and its client.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+
+#include "config/loader.h"
+#include "core/duration.h"
+#include "core/log.h"
+#include "gateway/gateway.h"
+#include "sample/sample_service.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "0.1.0"
+#endif
+
+namespace {
+
+using namespace sluice;
+
+core::LogLevel parse_level(const std::string& s) {
+  if (s == "debug") return core::LogLevel::kDebug;
+  if (s == "warn") return core::LogLevel::kWarn;
+  if (s == "error") return core::LogLevel::kError;
+  return core::LogLevel::kInfo;
+}
+
+int run_gateway(const std::string& path, bool validate_only) {
+  config::LoadResult loaded = config::load_file(path);
+  if (!loaded.ok()) {
+    for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    std::fprintf(stderr, "%zu error(s) in %s\n", loaded.errors.size(), path.c_str());
+    return 1;
+  }
+  if (validate_only) {
+    std::printf("config OK: %s (%zu listener(s), %zu service(s), %zu route(s))\n", path.c_str(),
+                loaded.config->listeners.size(), loaded.config->services.size(),
+                loaded.config->routes.size());
+    return 0;
+  }
+  try {
+    gateway::Gateway gw(path, loaded.config);
+    return gw.run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sluice gateway: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Sluice: an API gateway and operations platform for dual-city active-active banks"};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "debug | info | warn | error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  app.set_version_flag("--version", SLUICE_VERSION);
+
+  auto* gw = app.add_subcommand("gateway", "Run the gateway (data plane)");
+  std::string config_path;
+  bool validate = false;
+  gw->add_option("--config,-c", config_path, "Gateway config file (YAML)")->required();
+  gw->add_flag("--validate", validate, "Check the config, print every error, and exit");
+
+  auto* sample = app.add_subcommand("sample-service", "Run a sample microservice");
+  sample::SampleOptions so;
+  std::string latency = "0ms";
+  sample->add_option("--listen", so.listen, "host:port to listen on")->required();
+  sample->add_option("--name", so.name, "Service name")->required();
+  sample->add_option("--city", so.city, "City this instance runs in")->required();
+  sample->add_option("--zone", so.zone, "Zone within the city");
+  sample->add_option("--latency", latency, "Added latency per response, e.g. 2ms");
+  sample->add_option("--error-rate", so.error_rate, "Fraction of requests answered 500")
+      ->check(CLI::Range(0.0, 1.0));
+  sample->add_option("--workers", so.workers, "Worker threads (0 = one per core)");
+  sample->add_option("--instance", so.instance, "Instance id (default name@listen)");
+  sample->add_option("--control-plane", so.control_plane, "Control plane URL to register with");
+  sample->add_option("--token-file", so.token_file, "Token for the control plane");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  core::set_log_level(parse_level(log_level));
+
+  if (*gw) return run_gateway(config_path, validate);
+  if (*sample) {
+    auto d = core::parse_duration(latency);
+    if (!d) {
+      std::fprintf(stderr, "--latency: not a duration: '%s' (examples: 2ms, 1s)\n", latency.c_str());
+      return 2;
+    }
+    so.latency = *d;
+    return sample::run_sample_service(so);
+  }
+  return 2;
+}

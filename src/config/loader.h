@@ -1,0 +1,33 @@
+// YAML -> GatewayConfig with every error at once, each naming file:line and the key path.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+
+namespace sluice::config {
+
+struct ConfigError {
+  std::string file;
+  int line = 0;          // 1-based; 0 when unknown
+  std::string path;      // "services[2].retry.attempts"
+  std::string message;   // "must be 0..10"
+  std::string to_string() const;  // "file:line: path: message"
+};
+
+struct LoadResult {
+  std::shared_ptr<const GatewayConfig> config;  // null when errors is not empty
+  std::vector<ConfigError> errors;
+  bool ok() const { return errors.empty(); }
+};
+
+LoadResult load_file(const std::string& path);
+LoadResult load_string(std::string_view yaml, const std::string& source_name);
+
+// The effective config (defaults filled in) as JSON, for GET /config.
+std::string to_json(const GatewayConfig& config);
+
+}  // namespace sluice::config

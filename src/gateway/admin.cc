@@ -1,0 +1,158 @@
+#include "gateway/admin.h"
+
+#include <nlohmann/json.hpp>
+
+#include <asio/post.hpp>
+#include <asio/write.hpp>
+
+#include "core/log.h"
+#include "gateway/gateway.h"
+#include "http/parser.h"
+#include "http/writer.h"
+
+namespace sluice::gateway {
+
+namespace {
+
+AdminResponse json(int status, const nlohmann::json& j) {
+  return {status, "application/json", j.dump(2) + "\n"};
+}
+
+// One admin connection: read one request (small; no body needed), answer, close.
+class AdminSession : public std::enable_shared_from_this<AdminSession>, public http::MessageSink {
+ public:
+  AdminSession(asio::ip::tcp::socket socket, AdminServer& server)
+      : socket_(std::move(socket)), server_(server), parser_(http::Parser::Kind::kRequest, *this, limits()) {}
+
+  void start() { read(); }
+
+  void on_head(http::MessageHead& head) override {
+    method_ = head.method;
+    path_ = head.path();
+  }
+  void on_body(std::string_view) override {}
+  void on_complete() override { done_ = true; }
+
+ private:
+  static http::ParserLimits limits() {
+    http::ParserLimits l;
+    l.max_header_bytes = 16 * 1024;
+    l.max_body_bytes = 64 * 1024;
+    return l;
+  }
+
+  void read() {
+    socket_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](
+                                                    const asio::error_code& ec, size_t n) {
+      if (ec) return;
+      auto r = self->parser_.feed(self->buf_.data(), n);
+      if (r.status == http::Parser::Status::kError) {
+        AdminResponse resp{http::status_for(self->parser_.error()), "application/json",
+                           nlohmann::json{{"error", self->parser_.error_reason()}}.dump() + "\n"};
+        self->respond(resp);
+        return;
+      }
+      if (self->done_) {
+        self->respond(self->server_.handle(self->method_, self->path_));
+        return;
+      }
+      self->read();
+    });
+  }
+
+  void respond(const AdminResponse& resp) {
+    out_.clear();
+    http::append_status_line(out_, resp.status);
+    http::append_header(out_, "Content-Type", resp.content_type);
+    http::append_header(out_, "Content-Length", static_cast<uint64_t>(resp.body.size()));
+    out_.append("Connection: close\r\n\r\n");
+    if (method_ != "HEAD") out_.append(resp.body);
+    asio::async_write(socket_, asio::buffer(out_),
+                      [self = shared_from_this()](const asio::error_code&, size_t) {
+                        asio::error_code ignored;
+                        self->socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+                        self->socket_.close(ignored);
+                      });
+  }
+
+  asio::ip::tcp::socket socket_;
+  AdminServer& server_;
+  http::Parser parser_;
+  std::array<char, 4096> buf_;
+  std::string method_;
+  std::string path_;
+  std::string out_;
+  bool done_ = false;
+};
+
+}  // namespace
+
+AdminServer::AdminServer(asio::io_context& io, Gateway& gateway, const core::HostPort& address)
+    : io_(io), gateway_(gateway), acceptor_(io) {
+  asio::ip::tcp::endpoint ep(asio::ip::make_address(address.host), address.port);
+  acceptor_.open(ep.protocol());
+  acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
+  acceptor_.bind(ep);
+  acceptor_.listen();
+}
+
+void AdminServer::start() { accept(); }
+
+void AdminServer::stop() {
+  asio::error_code ignored;
+  acceptor_.close(ignored);
+}
+
+void AdminServer::accept() {
+  acceptor_.async_accept([this](const asio::error_code& ec, asio::ip::tcp::socket socket) {
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) std::make_shared<AdminSession>(std::move(socket), *this)->start();
+    accept();
+  });
+}
+
+AdminResponse AdminServer::handle(std::string_view method, std::string_view path) {
+  bool get = method == "GET" || method == "HEAD";
+  bool post = method == "POST";
+  if (path == "/healthz") {
+    if (!get) return json(405, {{"error", "use GET"}});
+    return json(200, {{"status", "ok"}});
+  }
+  if (path == "/ready") {
+    if (!get) return json(405, {{"error", "use GET"}});
+    if (gateway_.ready()) return json(200, {{"status", "ready"}, {"version", gateway_.version()}});
+    return json(503, {{"status", gateway_.draining() ? "draining" : "starting"}});
+  }
+  if (path == "/metrics") {
+    if (!get) return json(405, {{"error", "use GET"}});
+    return {200, "text/plain; version=0.0.4; charset=utf-8", gateway_.shared().registry.expose()};
+  }
+  if (path == "/config") {
+    if (!get) return json(405, {{"error", "use GET"}});
+    return {200, "application/json", gateway_.config_json()};
+  }
+  if (path == "/stats") {
+    if (!get) return json(405, {{"error", "use GET"}});
+    return {200, "application/json", gateway_.stats_json()};
+  }
+  if (path == "/reload") {
+    if (!post) return json(405, {{"error", "use POST"}});
+    ReloadResult r = gateway_.reload();
+    if (r.ok) return json(200, {{"status", "reloaded"}, {"version", r.version}});
+    return json(400, {{"error", "invalid config; the running config (version " +
+                                    std::to_string(r.version) + ") is kept"},
+                      {"version", r.version},
+                      {"errors", r.errors}});
+  }
+  if (path == "/drain") {
+    if (!post) return json(405, {{"error", "use POST"}});
+    // Answer first, then drain: the admin listener closes when the drain completes.
+    asio::post(io_, [this] { gateway_.begin_drain("POST /drain"); });
+    return json(202, {{"status", "draining"}});
+  }
+  return json(404, {{"error", "no such admin path"},
+                    {"paths", {"/healthz", "/ready", "/metrics", "/config", "/stats", "/reload",
+                               "/drain"}}});
+}
+
+}  // namespace sluice::gateway

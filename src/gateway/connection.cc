@@ -1,0 +1,852 @@
+#include "gateway/connection.h"
+
+#include <asio/connect.hpp>
+#include <asio/post.hpp>
+#include <asio/write.hpp>
+
+#include "core/random.h"
+#include "gateway/shared.h"
+#include "gateway/worker.h"
+#include "http/writer.h"
+#include "observability/access_log.h"
+#include "observability/trace.h"
+
+namespace sluice::gateway {
+
+namespace {
+
+// Requests up to this size (head + body) are kept whole so they can be sent again on retry.
+constexpr size_t kMaxReplayBytes = 64 * 1024;
+// Stop reading a request body while this much is waiting to go upstream (backpressure).
+constexpr size_t kMaxUpstreamBacklog = 256 * 1024;
+
+bool is_idempotent(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" ||
+         m == "DELETE";
+}
+
+std::string_view host_without_port(std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    auto close = host.find(']');
+    return close == std::string_view::npos ? host : host.substr(0, close + 1);
+  }
+  auto colon = host.rfind(':');
+  return colon == std::string_view::npos ? host : host.substr(0, colon);
+}
+
+// A client-supplied request id is kept only when it is short and plainly printable.
+bool usable_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
+uint32_t retry_flag(UpstreamErrorKind kind) {
+  switch (kind) {
+    case UpstreamErrorKind::kConnectFailure: return config::kRetryConnectFailure;
+    case UpstreamErrorKind::kTimeout: return config::kRetryTimeout;
+    case UpstreamErrorKind::kReset:
+    case UpstreamErrorKind::kProtocol: return config::kRetryReset;
+  }
+  return 0;
+}
+
+RejectReason reject_reason(http::ParseError e) {
+  switch (e) {
+    case http::ParseError::kHeaderTooLarge: return RejectReason::kHeaderTooLarge;
+    case http::ParseError::kUriTooLong: return RejectReason::kUriTooLong;
+    case http::ParseError::kBodyTooLarge: return RejectReason::kBodyTooLarge;
+    case http::ParseError::kUnsupported: return RejectReason::kUnsupported;
+    default: return RejectReason::kBadRequest;
+  }
+}
+
+http::ParserLimits parser_limits(const config::Limits& l) {
+  http::ParserLimits p;
+  p.max_header_bytes = l.max_header_bytes;
+  p.max_uri_bytes = l.max_uri_bytes;
+  p.max_headers = l.max_headers;
+  p.max_body_bytes = l.max_body_bytes;
+  return p;
+}
+
+}  // namespace
+
+Connection::Connection(Worker& worker, asio::ip::tcp::socket socket, size_t listener)
+    : worker_(worker),
+      socket_(std::move(socket)),
+      listener_(listener),
+      parser_(http::Parser::Kind::kRequest, *this,
+              parser_limits(worker.services()->snapshot->config->limits)),
+      response_parser_(http::Parser::Kind::kResponse, response_sink_) {
+  response_sink_.c = this;
+  asio::error_code ec;
+  auto remote = socket_.remote_endpoint(ec);
+  if (!ec) client_ip_ = remote.address().to_string();
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.non_blocking(true, ec);
+  GatewayShared& shared = worker_.shared();
+  shared.listener_metrics[listener_].active->add(1);
+  shared.listener_metrics[listener_].total->inc();
+}
+
+Connection::~Connection() {
+  GatewayShared& shared = worker_.shared();
+  shared.listener_metrics[listener_].active->sub(1);
+}
+
+void Connection::start() {
+  self_ = shared_from_this();
+  worker_.link(this);
+  const auto& limits = worker_.services()->snapshot->config->limits;
+  set_deadline(Deadline::kHeader, limits.header_timeout);
+  read_downstream();
+}
+
+void Connection::set_deadline(Deadline kind, std::chrono::nanoseconds after) {
+  deadline_kind_ = kind;
+  deadline_ = worker_.now() + after;
+}
+
+bool Connection::want_downstream_read() const {
+  if (closed_ || closing_) return false;
+  if (!in_request_) return pending_.empty();
+  if (req_done_ || local_reply_) return false;
+  return up_out_.size() + up_wbuf_.size() < kMaxUpstreamBacklog;
+}
+
+void Connection::read_downstream() {
+  while (!ds_wait_armed_ && want_downstream_read()) {
+    asio::error_code ec;
+    size_t n = socket_.read_some(asio::buffer(worker_.scratch(), worker_.scratch_size()), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      ds_wait_armed_ = true;
+      socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                         [self = shared_from_this()](const asio::error_code& ec) {
+                           self->ds_wait_armed_ = false;
+                           if (ec || self->closed_) return;
+                           self->worker_.refresh_now();
+                           self->read_downstream();
+                         });
+      return;
+    }
+    if (ec || n == 0) {
+      // The client went away. A request in progress cannot complete.
+      if (in_request_ && !req_done_ && parser_.head_done()) abort_request();
+      close();
+      return;
+    }
+    if (!in_request_ && deadline_kind_ == Deadline::kIdle) {
+      set_deadline(Deadline::kHeader, worker_.services()->snapshot->config->limits.header_timeout);
+    }
+    feed(worker_.scratch(), n);
+  }
+}
+
+void Connection::feed(const char* data, size_t len) {
+  size_t off = 0;
+  while (off < len && !closed_) {
+    if (in_request_ && req_done_) {
+      // Pipelined: keep what follows until the response in progress is complete.
+      pending_.append(data + off, len - off);
+      break;
+    }
+    auto r = parser_.feed(data + off, len - off);
+    off += r.consumed;
+    if (r.status == http::Parser::Status::kError) {
+      on_parse_error();
+      return;
+    }
+    if (r.status == http::Parser::Status::kNeedMore) break;
+  }
+  flush_upstream();
+}
+
+void Connection::process_pending() {
+  std::string buf;
+  buf.swap(pending_);
+  feed(buf.data(), buf.size());
+  if (pending_.empty()) {
+    buf.clear();
+    pending_.swap(buf);  // keep the capacity
+  }
+  read_downstream();
+}
+
+void Connection::begin_request() {
+  in_request_ = true;
+  req_done_ = false;
+  local_reply_ = false;
+  route_ = nullptr;
+  services_ = worker_.services();
+  start_ = worker_.now();
+  start_wall_ = std::chrono::system_clock::now();
+  bytes_in_ = bytes_out_ = 0;
+  attempts_ = 0;
+  tried_.clear();
+  endpoint_ = -1;
+  upstream_seconds_ = -1;
+  resp_head_sent_ = resp_done_ = resp_interim_ = false;
+  resp_got_bytes_ = up_extra_bytes_ = false;
+  status_ = 0;
+  replay_.clear();
+  replayable_ = true;
+  retrying_ = false;
+  method_.clear();
+  target_.clear();
+  user_agent_.clear();
+  request_id_.clear();
+  deadline_kind_ = Deadline::kNone;
+  ++requests_;
+}
+
+void Connection::on_parse_error() {
+  http::ParseError err = parser_.error();
+  worker_.shared().reject(reject_reason(err));
+  if (!in_request_) {
+    begin_request();
+    method_ = parser_.head().method;
+    target_ = parser_.head().target.substr(0, 256);
+    observability::make_request_id(core::thread_rng(), request_id_);
+  }
+  closing_ = true;
+  if (resp_head_sent_) {
+    abort_request();
+    close();
+    return;
+  }
+  if (upstream_) {
+    release_endpoint();
+    upstream_->close();
+    upstream_.reset();
+  }
+  local_reply(http::status_for(err), parser_.error_reason());
+}
+
+void Connection::on_head(http::MessageHead& head) {
+  begin_request();
+  const Snapshot& snap = *services_->snapshot;
+  method_ = head.method;
+  target_ = head.target;
+  client_http10_ = head.version_minor == 0;
+  client_keep_alive_ = head.keep_alive;
+  head_request_ = method_ == "HEAD";
+  req_chunked_ = head.chunked;
+  req_has_body_ = head.chunked || head.content_length > 0;
+  user_agent_ = head.headers.get("user-agent");
+  std::string_view incoming_id = head.headers.get("x-request-id");
+  if (usable_request_id(incoming_id)) {
+    request_id_ = incoming_id;
+  } else {
+    observability::make_request_id(core::thread_rng(), request_id_);
+  }
+
+  router::RequestView view{method_, host_without_port(head.headers.get("host")), head.path(),
+                           &head.headers};
+  route_ = snap.router->match(view);
+  if (!route_) {
+    local_reply(404, "no route matches this request");
+    return;
+  }
+  service_index_ = route_->service_index;
+  idempotent_ = is_idempotent(method_);
+  build_upstream_head(head);
+  if (head.expect_continue && !client_http10_) {
+    ds_out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+    flush_downstream();
+  }
+  ++services_->services[service_index_].active_requests;
+  counted_active_ = true;
+  start_attempt();
+}
+
+void Connection::build_upstream_head(const http::MessageHead& head) {
+  std::string& out = up_out_;
+  out.clear();
+  out.append(method_);
+  out.push_back(' ');
+  router::Router::rewrite_path(*route_, head.path(), out);
+  std::string_view query = head.query();
+  if (!query.empty() || target_.find('?') != std::string::npos) {
+    out.push_back('?');
+    out.append(query);
+  }
+  out.append(" HTTP/1.1\r\n");
+  std::string_view connection = head.headers.get("connection");
+  std::string_view xff;
+  std::string_view traceparent;
+  bool has_host = false;
+  for (size_t i = 0; i < head.headers.size(); ++i) {
+    auto f = head.headers.at(i);
+    if (http::is_hop_by_hop(f.name)) continue;
+    if (!connection.empty() && http::listed_in_connection(connection, f.name)) continue;
+    if (http::iequals(f.name, "content-length") || http::iequals(f.name, "expect") ||
+        http::iequals(f.name, "x-request-id") || http::iequals(f.name, "x-forwarded-proto")) {
+      continue;
+    }
+    if (http::iequals(f.name, "x-forwarded-for")) {
+      if (xff.empty()) xff = f.value;
+      continue;
+    }
+    if (http::iequals(f.name, "traceparent")) {
+      traceparent = f.value;
+      continue;
+    }
+    if (http::iequals(f.name, "host")) has_host = true;
+    out.append(f.name);
+    out.append(": ");
+    out.append(f.value);
+    out.append("\r\n");
+  }
+  if (!has_host) {
+    const auto& ep = services_->snapshot->services[service_index_];
+    if (!ep.endpoints.empty()) http::append_header(out, "Host", ep.endpoints.front().address);
+  }
+  out.append("X-Forwarded-For: ");
+  if (!xff.empty()) {
+    out.append(xff);
+    out.append(", ");
+  }
+  out.append(client_ip_);
+  out.append("\r\nX-Forwarded-Proto: http\r\n");
+  http::append_header(out, "x-request-id", request_id_);
+  std::string tp;
+  observability::make_child_traceparent(traceparent, core::thread_rng(), tp);
+  http::append_header(out, "traceparent", tp);
+  if (head.chunked) {
+    out.append("Transfer-Encoding: chunked\r\n");
+  } else if (head.content_length >= 0) {
+    http::append_header(out, "Content-Length", static_cast<uint64_t>(head.content_length));
+  }
+  out.append("\r\n");
+  replay_ = out;
+}
+
+void Connection::on_body(std::string_view data) {
+  bytes_in_ += data.size();
+  if (local_reply_) return;
+  size_t before = up_out_.size();
+  if (req_chunked_) http::append_chunk_header(up_out_, data.size());
+  up_out_.append(data);
+  if (req_chunked_) up_out_.append("\r\n");
+  if (replayable_) {
+    if (replay_.size() + (up_out_.size() - before) > kMaxReplayBytes) {
+      replayable_ = false;
+      replay_.clear();
+    } else {
+      replay_.append(up_out_, before, std::string::npos);
+    }
+  }
+}
+
+void Connection::on_complete() {
+  req_done_ = true;
+  if (local_reply_) return;
+  if (req_chunked_) {
+    http::append_last_chunk(up_out_);
+    if (replayable_) http::append_last_chunk(replay_);
+  }
+}
+
+void Connection::start_attempt() {
+  auto& ws = services_->services[service_index_];
+  const ServiceInfo& si = services_->snapshot->services[service_index_];
+  upstream::PickContext ctx;
+  ctx.tried = tried_;
+  int idx = ws.lb->pick(ctx);
+  if (idx < 0) {
+    si.no_endpoint->inc();
+    release_request();
+    local_reply(503, "no upstream endpoint available");
+    return;
+  }
+  endpoint_ = idx;
+  tried_.push_back(static_cast<uint32_t>(idx));
+  ++attempts_;
+  ++ws.states[idx].active;
+  attempt_start_ = worker_.now();
+  resp_got_bytes_ = false;
+  up_connected_ = false;
+  up_writing_ = false;
+  up_wbuf_.clear();
+  response_parser_.reset();
+  response_parser_.expect_no_body(head_request_);
+  uint64_t gen = ++attempt_gen_;
+
+  const EndpointInfo& ep = si.endpoints[idx];
+  upstream_ = worker_.pool().take(ep.address);
+  if (upstream_) {
+    upstream_ready();
+    return;
+  }
+  upstream_ = std::make_shared<UpstreamConnection>(worker_.io(), ep.address);
+  set_deadline(Deadline::kConnect, si.cfg->timeouts.connect);
+  upstream_->socket().async_connect(
+      ep.resolved, [self = shared_from_this(), gen](const asio::error_code& ec) {
+        self->on_connected(ec, gen);
+      });
+}
+
+void Connection::on_connected(const asio::error_code& ec, uint64_t gen) {
+  if (gen != attempt_gen_ || closed_ || !upstream_) return;
+  worker_.refresh_now();
+  if (ec) {
+    on_upstream_failure(UpstreamErrorKind::kConnectFailure, "upstream connect failed");
+    return;
+  }
+  asio::error_code ignored;
+  upstream_->socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+  upstream_->socket().non_blocking(true, ignored);
+  upstream_ready();
+}
+
+void Connection::upstream_ready() {
+  up_connected_ = true;
+  upstream_->attach(this);
+  upstream_->count_request();
+  const ServiceInfo& si = services_->snapshot->services[service_index_];
+  set_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
+  flush_upstream();
+  upstream_->arm_wait();
+}
+
+void Connection::flush_upstream() {
+  if (!up_connected_ || up_writing_ || up_out_.empty() || !upstream_) return;
+  up_wbuf_.swap(up_out_);
+  up_writing_ = true;
+  uint64_t gen = attempt_gen_;
+  asio::async_write(upstream_->socket(), asio::buffer(up_wbuf_),
+                    [self = shared_from_this(), gen](const asio::error_code& ec, size_t) {
+                      if (gen != self->attempt_gen_ || self->closed_) return;
+                      self->up_writing_ = false;
+                      self->worker_.refresh_now();
+                      if (ec) {
+                        // The response may already be complete (an early answer); otherwise
+                        // the attempt failed.
+                        if (!self->resp_done_) {
+                          self->on_upstream_failure(UpstreamErrorKind::kReset,
+                                                    "upstream write failed");
+                        }
+                        return;
+                      }
+                      self->up_wbuf_.clear();
+                      if (!self->up_out_.empty()) {
+                        self->flush_upstream();
+                      } else if (!self->req_done_) {
+                        self->read_downstream();
+                      }
+                    });
+}
+
+void Connection::on_upstream_readable() {
+  if (closed_ || !upstream_) return;
+  auto keep = shared_from_this();
+  worker_.refresh_now();
+  read_upstream();
+}
+
+void Connection::read_upstream() {
+  while (upstream_ && up_connected_ && !resp_done_ && !ds_writing_ && !closed_) {
+    asio::error_code ec;
+    size_t n =
+        upstream_->socket().read_some(asio::buffer(worker_.scratch(), worker_.scratch_size()), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      upstream_->arm_wait();
+      return;
+    }
+    if (ec || n == 0) {
+      if (!ec && response_parser_.in_message()) {
+        // A response delimited by the connection closing ends here.
+        if (response_parser_.finish() == http::Parser::Status::kComplete) {
+          resp_keep_alive_ = false;
+          flush_downstream();
+          return;
+        }
+      }
+      on_upstream_failure(UpstreamErrorKind::kReset, "upstream closed the connection");
+      return;
+    }
+    resp_got_bytes_ = true;
+    const ServiceInfo& si = services_->snapshot->services[service_index_];
+    set_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
+    const char* p = worker_.scratch();
+    size_t off = 0;
+    uint64_t gen = attempt_gen_;
+    while (off < n) {
+      auto r = response_parser_.feed(p + off, n - off);
+      if (gen != attempt_gen_ || closed_) return;  // retried or aborted from a callback
+      off += r.consumed;
+      if (r.status == http::Parser::Status::kError) {
+        on_upstream_failure(UpstreamErrorKind::kProtocol, "invalid response from upstream");
+        return;
+      }
+      if (r.status == http::Parser::Status::kNeedMore) break;
+      if (resp_done_) {
+        if (off < n) up_extra_bytes_ = true;
+        break;
+      }
+    }
+    flush_downstream();
+  }
+}
+
+void Connection::on_response_head(http::MessageHead& head) {
+  if (head.status >= 100 && head.status < 200) {
+    resp_interim_ = true;  // 1xx: not forwarded; the final response follows
+    return;
+  }
+  const ServiceInfo& si = services_->snapshot->services[service_index_];
+  uint32_t flag = head.status == 502   ? config::kRetry502
+                  : head.status == 503 ? config::kRetry503
+                  : head.status == 504 ? config::kRetry504
+                                       : 0;
+  if (flag && (si.cfg->retry.on & flag) && can_retry(UpstreamErrorKind::kReset)) {
+    // Retry instead of forwarding this answer; the connection is not reused.
+    si.endpoints[endpoint_].requests.inc(head.status);
+    release_endpoint();
+    upstream_->detach();
+    upstream_->close();
+    upstream_.reset();
+    ++attempt_gen_;
+    retrying_ = true;
+    ++services_->services[service_index_].active_retries;
+    si.retries->inc();
+    up_out_ = replay_;
+    start_attempt();
+    return;
+  }
+  status_ = head.status;
+  resp_keep_alive_ = head.keep_alive;
+  resp_head_sent_ = true;
+  bool no_body = head_request_ || head.status == 204 || head.status == 304;
+  if (worker_.draining() || draining_ || !req_done_) closing_ = true;
+  if (!client_keep_alive_) closing_ = true;
+  std::string& out = ds_out_;
+  http::append_status_line(out, head.status, head.reason);
+  std::string_view connection = head.headers.get("connection");
+  for (size_t i = 0; i < head.headers.size(); ++i) {
+    auto f = head.headers.at(i);
+    if (http::is_hop_by_hop(f.name)) continue;
+    if (!connection.empty() && http::listed_in_connection(connection, f.name)) continue;
+    if (http::iequals(f.name, "x-request-id")) continue;
+    if (!no_body && http::iequals(f.name, "content-length")) continue;
+    out.append(f.name);
+    out.append(": ");
+    out.append(f.value);
+    out.append("\r\n");
+  }
+  resp_chunked_out_ = false;
+  if (!no_body) {
+    if (head.content_length >= 0 && !head.chunked) {
+      http::append_header(out, "Content-Length", static_cast<uint64_t>(head.content_length));
+    } else if (!client_http10_) {
+      out.append("Transfer-Encoding: chunked\r\n");
+      resp_chunked_out_ = true;
+    } else {
+      closing_ = true;  // HTTP/1.0 client: the body ends when the connection closes
+    }
+  }
+  http::append_header(out, "x-request-id", request_id_);
+  if (closing_) {
+    out.append("Connection: close\r\n");
+  } else if (client_http10_) {
+    out.append("Connection: keep-alive\r\n");
+  }
+  out.append("\r\n");
+}
+
+void Connection::on_response_body(std::string_view data) {
+  bytes_out_ += data.size();
+  if (resp_chunked_out_) http::append_chunk_header(ds_out_, data.size());
+  ds_out_.append(data);
+  if (resp_chunked_out_) ds_out_.append("\r\n");
+}
+
+void Connection::on_response_complete() {
+  if (resp_interim_) {
+    resp_interim_ = false;
+    return;
+  }
+  resp_done_ = true;
+  if (resp_chunked_out_) http::append_last_chunk(ds_out_);
+  upstream_seconds_ = std::chrono::duration<double>(worker_.now() - attempt_start_).count();
+}
+
+bool Connection::can_retry(UpstreamErrorKind kind) const {
+  const ServiceInfo& si = services_->snapshot->services[service_index_];
+  const config::Retry& r = si.cfg->retry;
+  if (resp_head_sent_ || !replayable_ || closed_) return false;
+  if (static_cast<uint32_t>(attempts_) > r.attempts) return false;
+  if (!(r.on & retry_flag(kind))) return false;
+  if (!idempotent_ && !r.non_idempotent) return false;
+  const auto& ws = services_->services[service_index_];
+  uint64_t budget = std::max<uint64_t>(r.min_retry_concurrency,
+                                       uint64_t{ws.active_requests} * r.budget_percent / 100);
+  return ws.active_retries < budget;
+}
+
+void Connection::release_endpoint() {
+  if (endpoint_ < 0) return;
+  auto& ws = services_->services[service_index_];
+  if (ws.states[endpoint_].active > 0) --ws.states[endpoint_].active;
+  endpoint_ = -1;
+}
+
+void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
+  const ServiceInfo& si = services_->snapshot->services[service_index_];
+  if (endpoint_ >= 0) si.endpoints[endpoint_].errors[static_cast<size_t>(kind)]->inc();
+  release_endpoint();
+  if (upstream_) {
+    upstream_->detach();
+    upstream_->close();
+    upstream_.reset();
+  }
+  ++attempt_gen_;
+  up_connected_ = false;
+  up_writing_ = false;
+  up_wbuf_.clear();
+  auto& ws = services_->services[service_index_];
+  if (retrying_) {
+    --ws.active_retries;
+    retrying_ = false;
+  }
+  if (can_retry(kind)) {
+    retrying_ = true;
+    ++ws.active_retries;
+    si.retries->inc();
+    up_out_ = replay_;
+    start_attempt();
+    return;
+  }
+  release_request();
+  if (resp_head_sent_) {
+    // Part of the response is already with the client: all that is left is to cut it short.
+    status_ = 502;
+    abort_request();
+    close();
+    return;
+  }
+  up_out_.clear();
+  local_reply(kind == UpstreamErrorKind::kTimeout ? 504 : 502, what);
+}
+
+void Connection::local_reply(int status, std::string_view message) {
+  local_reply_ = true;
+  status_ = status;
+  resp_done_ = true;
+  if (!req_done_ && req_has_body_) closing_ = true;  // the rest of the body is not read
+  if (!client_keep_alive_ || worker_.draining() || draining_) closing_ = true;
+  std::string body = "{\"error\":";
+  http::append_json_string(body, message);
+  body.append(",\"status\":");
+  body.append(std::to_string(status));
+  body.append(",\"request_id\":");
+  http::append_json_string(body, request_id_);
+  body.append("}\n");
+  http::append_status_line(ds_out_, status);
+  ds_out_.append("Content-Type: application/json\r\n");
+  http::append_header(ds_out_, "Content-Length", static_cast<uint64_t>(body.size()));
+  http::append_header(ds_out_, "x-request-id", request_id_);
+  if (status == 503) ds_out_.append("Retry-After: 1\r\n");
+  if (closing_) ds_out_.append("Connection: close\r\n");
+  ds_out_.append("\r\n");
+  if (!head_request_) ds_out_.append(body);
+  bytes_out_ = head_request_ ? 0 : body.size();
+  resp_head_sent_ = true;
+  flush_downstream();
+}
+
+void Connection::flush_downstream() {
+  if (ds_writing_ || closed_) return;
+  if (ds_out_.empty()) {
+    if (resp_done_ && in_request_) finish_request();
+    return;
+  }
+  ds_wbuf_.swap(ds_out_);
+  ds_writing_ = true;
+  ds_write_started_ = worker_.now();
+  asio::async_write(socket_, asio::buffer(ds_wbuf_),
+                    [self = shared_from_this()](const asio::error_code& ec, size_t) {
+                      self->ds_writing_ = false;
+                      if (self->closed_) return;
+                      self->worker_.refresh_now();
+                      if (ec) {
+                        self->abort_request();
+                        self->close();
+                        return;
+                      }
+                      self->ds_wbuf_.clear();
+                      if (!self->ds_out_.empty()) {
+                        self->flush_downstream();
+                      } else if (self->resp_done_ && self->in_request_) {
+                        self->finish_request();
+                      } else if (self->closing_ && !self->in_request_) {
+                        self->close();
+                      } else {
+                        self->read_upstream();
+                      }
+                    });
+}
+
+void Connection::finish_request() {
+  if (!in_request_) return;
+  in_request_ = false;
+  const Snapshot& snap = *services_->snapshot;
+  std::string_view endpoint_addr;
+  if (upstream_ && route_ && !tried_.empty()) {
+    const ServiceInfo& si = snap.services[service_index_];
+    const EndpointInfo& ep = si.endpoints[tried_.back()];
+    endpoint_addr = ep.address;
+    ep.requests.inc(status_);
+    if (upstream_seconds_ >= 0) ep.duration->observe(upstream_seconds_);
+    bool reusable = resp_keep_alive_ && req_done_ && !up_writing_ && up_out_.empty() &&
+                    !up_extra_bytes_;
+    if (reusable) {
+      worker_.pool().put(std::move(upstream_), si.cfg->max_idle_connections, si.cfg->timeouts.idle,
+                         worker_.now());
+    } else {
+      upstream_->detach();
+      upstream_->close();
+    }
+    upstream_.reset();
+  }
+  release_request();
+  record(endpoint_addr);
+
+  auto keep_config = services_->snapshot->config;
+  services_.reset();
+  route_ = nullptr;
+  if (closing_ || !req_done_ || worker_.draining() || draining_) {
+    close();
+    return;
+  }
+  set_deadline(Deadline::kIdle, keep_config->limits.idle_timeout);
+  if (!pending_.empty()) {
+    process_pending();
+  } else {
+    read_downstream();
+  }
+}
+
+void Connection::release_request() {
+  release_endpoint();
+  if (!counted_active_) return;
+  counted_active_ = false;
+  auto& ws = services_->services[service_index_];
+  --ws.active_requests;
+  if (retrying_) {
+    --ws.active_retries;
+    retrying_ = false;
+  }
+}
+
+void Connection::record(std::string_view endpoint) {
+  const Snapshot& snap = *services_->snapshot;
+  double total = std::chrono::duration<double>(worker_.now() - start_).count();
+  const RouteMetrics& rm = snap.metrics_for(listener_, route_);
+  rm.requests.inc(status_);
+  rm.duration->observe(total);
+
+  observability::AccessRecord rec;
+  rec.time = start_wall_;
+  rec.request_id = request_id_;
+  rec.client_ip = client_ip_;
+  rec.method = method_;
+  rec.path = target_;
+  if (route_) {
+    rec.route = route_->name;
+    rec.service = snap.services[service_index_].cfg->name;
+  }
+  rec.endpoint = endpoint;
+  rec.status = status_;
+  rec.bytes_in = bytes_in_;
+  rec.bytes_out = bytes_out_;
+  rec.upstream_duration = upstream_seconds_;
+  rec.duration = total;
+  rec.attempts = attempts_;
+  rec.listener = worker_.shared().listeners[listener_].name;
+  rec.user_agent = user_agent_;
+  worker_.access_log().log(rec);
+}
+
+void Connection::abort_request() {
+  if (!in_request_) return;
+  if (status_ == 0) status_ = 499;  // client closed before the response (nginx's convention)
+  closing_ = true;
+  if (upstream_) {
+    upstream_->detach();
+    upstream_->close();
+    upstream_.reset();
+  }
+  release_request();
+  in_request_ = false;
+  record({});
+}
+
+void Connection::on_tick(core::MonoTime now) {
+  if (closed_) return;
+  if (ds_writing_) {
+    // A client that stops reading is given idle_timeout to take the response.
+    const auto& limits = worker_.services()->snapshot->config->limits;
+    if (now - ds_write_started_ > limits.idle_timeout) {
+      abort_request();
+      close();
+    }
+    return;
+  }
+  if (deadline_kind_ == Deadline::kNone || now < deadline_) return;
+  switch (deadline_kind_) {
+    case Deadline::kHeader:
+      if (parser_.in_message()) {
+        worker_.shared().reject(RejectReason::kHeaderTimeout);
+        begin_request();
+        observability::make_request_id(core::thread_rng(), request_id_);
+        closing_ = true;
+        local_reply(408, "request head not received in time");
+      } else {
+        worker_.shared().reject(RejectReason::kIdleTimeout);
+        close();
+      }
+      break;
+    case Deadline::kIdle:
+      worker_.shared().reject(RejectReason::kIdleTimeout);
+      close();
+      break;
+    case Deadline::kConnect:
+      deadline_kind_ = Deadline::kNone;
+      on_upstream_failure(UpstreamErrorKind::kConnectFailure, "upstream connect timed out");
+      break;
+    case Deadline::kUpstream:
+      deadline_kind_ = Deadline::kNone;
+      on_upstream_failure(UpstreamErrorKind::kTimeout, "upstream request timed out");
+      break;
+    case Deadline::kNone:
+      break;
+  }
+}
+
+void Connection::drain() {
+  draining_ = true;
+  if (!in_request_ && !ds_writing_) close();
+}
+
+void Connection::close() {
+  if (closed_) return;
+  closed_ = true;
+  if (upstream_) {
+    upstream_->detach();
+    upstream_->close();
+    upstream_.reset();
+  }
+  asio::error_code ignored;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  worker_.unlink(this);
+  // The worker's list held this connection alive; let go of it after the current handler, since
+  // callers may still touch members when close() returns.
+  asio::post(worker_.io(), [self = std::move(self_)] {});
+}
+
+}  // namespace sluice::gateway

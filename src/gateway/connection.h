@@ -1,0 +1,161 @@
+// One downstream (client) connection and the request path through it: parse a request, route it,
+// pick an endpoint, stream the request to a pooled upstream connection, stream the response back,
+// retry where that is safe, and record the outcome. Requests on one connection are handled one at
+// a time in order (pipelined requests wait, already parsed bytes kept, until the response before
+// them is complete).
+#pragma once
+
+#include <asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gateway/upstream_pool.h"
+#include "http/parser.h"
+#include "router/router.h"
+
+namespace sluice::gateway {
+
+class Worker;
+struct WorkerServices;
+struct RouteMetrics;
+enum class UpstreamErrorKind;
+
+class Connection final : public std::enable_shared_from_this<Connection>,
+                         public http::MessageSink,
+                         public UpstreamUser {
+ public:
+  Connection(Worker& worker, asio::ip::tcp::socket socket, size_t listener);
+  ~Connection() override;
+
+  void start();
+  // Called by the worker's sweep timer (every 100 ms) to enforce deadlines.
+  void on_tick(core::MonoTime now);
+  // Stop keep-alive: close now if idle, else after the response in progress.
+  void drain();
+  void close();
+
+  // Worker's intrusive list.
+  Connection* prev = nullptr;
+  Connection* next = nullptr;
+
+ private:
+  enum class Deadline { kNone, kHeader, kIdle, kConnect, kUpstream };
+  struct ResponseSink : http::MessageSink {
+    Connection* c;
+    void on_head(http::MessageHead& head) override { c->on_response_head(head); }
+    void on_body(std::string_view data) override { c->on_response_body(data); }
+    void on_complete() override { c->on_response_complete(); }
+  };
+
+  // Downstream reading and request parsing.
+  void read_downstream();
+  bool want_downstream_read() const;
+  void feed(const char* data, size_t len);
+  void process_pending();
+  void on_parse_error();
+  void begin_request();
+  void on_head(http::MessageHead& head) override;
+  void on_body(std::string_view data) override;
+  void on_complete() override;
+
+  // Upstream.
+  void start_attempt();
+  void on_connected(const asio::error_code& ec, uint64_t gen);
+  void upstream_ready();
+  void flush_upstream();
+  void on_upstream_readable() override;
+  void read_upstream();
+  void on_upstream_failure(UpstreamErrorKind kind, const char* what);
+  bool can_retry(UpstreamErrorKind kind) const;
+  void release_endpoint();
+  void build_upstream_head(const http::MessageHead& head);
+  void on_response_head(http::MessageHead& head);
+  void on_response_body(std::string_view data);
+  void on_response_complete();
+
+  // Downstream writing and completion.
+  void flush_downstream();
+  void local_reply(int status, std::string_view message);
+  void finish_request();
+  // Gives back the endpoint and service in-flight counts this request holds.
+  void release_request();
+  // Metrics and access log line for the request that just ended.
+  void record(std::string_view endpoint);
+  void abort_request();
+  void set_deadline(Deadline kind, std::chrono::nanoseconds after);
+
+  Worker& worker_;
+  std::shared_ptr<Connection> self_;  // alive while open (the worker's list owns it)
+  asio::ip::tcp::socket socket_;
+  size_t listener_;
+  std::string client_ip_;
+  http::Parser parser_;
+  ResponseSink response_sink_;
+  http::Parser response_parser_;
+
+  // Per connection.
+  std::string pending_;   // bytes read past the end of the request in progress (pipelining)
+  std::string ds_out_;    // response bytes waiting to be written downstream
+  std::string ds_wbuf_;   // response bytes being written
+  bool ds_wait_armed_ = false;
+  bool ds_writing_ = false;
+  bool closing_ = false;  // close once ds_out_ is written
+  bool closed_ = false;
+  bool draining_ = false;
+  Deadline deadline_kind_ = Deadline::kNone;
+  core::MonoTime deadline_{};
+  core::MonoTime ds_write_started_{};
+  uint64_t requests_ = 0;
+
+  // Per request.
+  std::shared_ptr<WorkerServices> services_;  // the snapshot this request started on
+  const router::Route* route_ = nullptr;
+  size_t service_index_ = 0;
+  bool in_request_ = false;
+  bool req_done_ = false;
+  bool req_chunked_ = false;
+  bool req_has_body_ = false;
+  bool client_keep_alive_ = true;
+  bool client_http10_ = false;
+  bool head_request_ = false;
+  bool idempotent_ = false;
+  bool local_reply_ = false;
+  std::string method_;
+  std::string target_;
+  std::string request_id_;
+  std::string user_agent_;
+  std::chrono::system_clock::time_point start_wall_;
+  core::MonoTime start_{};
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
+
+  // Upstream exchange of the current request.
+  std::shared_ptr<UpstreamConnection> upstream_;
+  std::string up_out_;    // request bytes waiting to be written upstream
+  std::string up_wbuf_;   // request bytes being written
+  std::string replay_;    // every request byte so far, while small enough to resend on retry
+  bool replayable_ = true;
+  bool up_connected_ = false;
+  bool up_writing_ = false;
+  bool retrying_ = false;
+  bool counted_active_ = false;  // holds one of the service's active_requests
+  uint64_t attempt_gen_ = 0;
+  int endpoint_ = -1;
+  std::vector<uint32_t> tried_;
+  int attempts_ = 0;
+  core::MonoTime attempt_start_{};
+  double upstream_seconds_ = -1;
+  bool resp_head_sent_ = false;
+  bool resp_done_ = false;
+  bool resp_interim_ = false;
+  bool resp_chunked_out_ = false;
+  bool resp_keep_alive_ = false;
+  bool resp_got_bytes_ = false;
+  bool up_extra_bytes_ = false;
+  int status_ = 0;
+};
+
+}  // namespace sluice::gateway

@@ -1,0 +1,291 @@
+#include "gateway/gateway.h"
+
+#include <nlohmann/json.hpp>
+
+#include <asio/post.hpp>
+
+#include "core/log.h"
+#include "gateway/admin.h"
+#include "gateway/worker.h"
+
+namespace sluice::gateway {
+
+namespace {
+
+constexpr const char* kRejectNames[] = {"bad_request",    "header_too_large", "uri_too_long",
+                                        "body_too_large", "header_timeout",   "idle_timeout",
+                                        "unsupported",    "too_many_connections"};
+static_assert(std::size(kRejectNames) == static_cast<size_t>(RejectReason::kCount));
+
+// What a reload cannot change: these are bound to sockets and threads made at start.
+std::vector<std::string> restart_only_changes(const config::GatewayConfig& a,
+                                              const config::GatewayConfig& b) {
+  std::vector<std::string> out;
+  const char* why = ": cannot change on reload; restart the gateway to apply";
+  if (a.workers != b.workers) out.push_back(std::string("workers") + why);
+  bool listeners_same = a.listeners.size() == b.listeners.size();
+  for (size_t i = 0; listeners_same && i < a.listeners.size(); ++i) {
+    listeners_same = a.listeners[i].name == b.listeners[i].name &&
+                     a.listeners[i].address.to_string() == b.listeners[i].address.to_string();
+  }
+  if (!listeners_same) out.push_back(std::string("listeners") + why);
+  if (a.admin.enabled != b.admin.enabled ||
+      a.admin.address.to_string() != b.admin.address.to_string()) {
+    out.push_back(std::string("admin.address") + why);
+  }
+  if (a.access_log.path != b.access_log.path) out.push_back(std::string("access_log.path") + why);
+  if (a.node.id != b.node.id || a.node.city != b.node.city || a.node.zone != b.node.zone) {
+    out.push_back(std::string("node") + why);
+  }
+  return out;
+}
+
+uint64_t sum(const CodeCounters& c) {
+  uint64_t n = 0;
+  for (auto* k : c.by_class) n += k->value();
+  return n;
+}
+
+}  // namespace
+
+Gateway::Gateway(std::string config_path, std::shared_ptr<const config::GatewayConfig> config)
+    : config_path_(std::move(config_path)),
+      config_(std::move(config)),
+      signals_(io_),
+      drain_timer_(io_) {
+  shared_.listeners = config_->listeners;
+  shared_.workers = config_->workers;
+  shared_.max_connections = config_->limits.max_connections;
+  shared_.node_id = config_->node.id;
+  declare_metrics();
+  std::string error;
+  shared_.access_sink = observability::AccessLogSink::open(config_->access_log, error, &shared_.registry);
+  if (!shared_.access_sink) throw std::runtime_error(error);
+  std::vector<std::string> errors;
+  snapshot_ = build_snapshot(config_, version_.load(), shared_.registry, errors);
+  if (!snapshot_) {
+    std::string all;
+    for (const auto& e : errors) all += (all.empty() ? "" : "\n") + e;
+    throw std::runtime_error(all);
+  }
+  config_version_->set(static_cast<int64_t>(version_.load()));
+}
+
+Gateway::~Gateway() {
+  for (auto& w : workers_) w->stop();
+  for (auto& w : workers_) w->join();
+}
+
+void Gateway::declare_metrics() {
+  auto& reg = shared_.registry;
+  for (const auto& l : shared_.listeners) {
+    ListenerMetrics m;
+    m.active = &reg.gauge("sluice_downstream_connections_active", "Open client connections.",
+                          {{"listener", l.name}});
+    m.total = &reg.counter("sluice_downstream_connections_total", "Client connections accepted.",
+                           {{"listener", l.name}});
+    shared_.listener_metrics.push_back(m);
+  }
+  for (size_t i = 0; i < static_cast<size_t>(RejectReason::kCount); ++i) {
+    shared_.rejected[i] = &reg.counter("sluice_downstream_rejected_total",
+                                       "Requests or connections refused before routing.",
+                                       {{"reason", kRejectNames[i]}});
+  }
+  reload_ok_ = &reg.counter("sluice_config_reloads_total", "Config reloads by result.",
+                            {{"result", "success"}});
+  reload_failed_ = &reg.counter("sluice_config_reloads_total", "Config reloads by result.",
+                                {{"result", "failure"}});
+  config_version_ = &reg.gauge("sluice_config_version", "Version of the config in use (1 at start).");
+}
+
+std::shared_ptr<const Snapshot> Gateway::snapshot() const {
+  std::lock_guard lock(snapshot_mu_);
+  return snapshot_;
+}
+
+int Gateway::run() {
+  started_at_ = std::chrono::steady_clock::now();
+  try {
+    for (unsigned i = 0; i < config_->workers; ++i) {
+      workers_.push_back(std::make_unique<Worker>(shared_, i));
+      workers_.back()->open_listeners();
+    }
+    if (config_->admin.enabled) {
+      admin_ = std::make_unique<AdminServer>(io_, *this, config_->admin.address);
+    }
+  } catch (const std::exception& e) {
+    core::log_error("cannot start: {}", e.what());
+    return 1;
+  }
+  for (auto& w : workers_) w->start(snapshot_);
+  if (admin_) admin_->start();
+  watch_signals();
+  started_ = true;
+  std::string addrs;
+  for (const auto& l : config_->listeners) addrs += " " + l.name + "=" + l.address.to_string();
+  core::log_info("sluice gateway {} started: {} worker(s), listeners:{}{}", config_->node.id,
+                 config_->workers, addrs,
+                 config_->admin.enabled ? ", admin=" + config_->admin.address.to_string() : "");
+  io_.run();
+  for (auto& w : workers_) w->stop();
+  for (auto& w : workers_) w->join();
+  core::log_info("sluice gateway stopped");
+  return exit_code_;
+}
+
+void Gateway::watch_signals() {
+  signals_.add(SIGHUP);
+  signals_.add(SIGTERM);
+  signals_.add(SIGINT);
+  signals_.add(SIGUSR1);
+  signals_.async_wait([this](const asio::error_code& ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      ReloadResult r = reload();
+      (void)r;
+    } else if (sig == SIGUSR1) {
+      std::string error;
+      if (!shared_.access_sink->reopen(error)) core::log_error("access log reopen: {}", error);
+    } else if (draining_) {
+      core::log_warn("second stop signal: exiting without waiting for in-flight requests");
+      io_.stop();
+      return;
+    } else {
+      begin_drain(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    }
+    watch_signals();
+  });
+}
+
+ReloadResult Gateway::reload() {
+  ReloadResult result;
+  config::LoadResult loaded = config::load_file(config_path_);
+  if (!loaded.ok()) {
+    for (const auto& e : loaded.errors) result.errors.push_back(e.to_string());
+  } else {
+    result.errors = restart_only_changes(*config_, *loaded.config);
+  }
+  std::shared_ptr<const Snapshot> snap;
+  if (result.errors.empty()) {
+    snap = build_snapshot(loaded.config, version_.load() + 1, shared_.registry, result.errors);
+  }
+  if (!snap) {
+    reload_failed_->inc();
+    core::log_error("reload of {} refused, keeping version {}: {} error(s)", config_path_,
+                    version_.load(), result.errors.size());
+    for (const auto& e : result.errors) core::log_error("  {}", e);
+    result.version = version_.load();
+    return result;
+  }
+  {
+    std::lock_guard lock(snapshot_mu_);
+    snapshot_ = snap;
+    config_ = loaded.config;
+  }
+  version_ = snap->version;
+  for (auto& w : workers_) w->apply(snap);
+  reload_ok_->inc();
+  config_version_->set(static_cast<int64_t>(snap->version));
+  core::log_info("reloaded {}: now version {}", config_path_, snap->version);
+  result.ok = true;
+  result.version = snap->version;
+  return result;
+}
+
+void Gateway::begin_drain(const char* why) {
+  if (draining_.exchange(true)) return;
+  auto timeout = config_->limits.drain_timeout;
+  core::log_info("draining ({}): up to {} for in-flight requests", why, core::format_duration(timeout));
+  drain_deadline_ = std::chrono::steady_clock::now() + timeout;
+  for (auto& w : workers_) w->begin_drain();
+  poll_drain();
+}
+
+void Gateway::poll_drain() {
+  size_t open = 0;
+  for (auto& w : workers_) open += w->connection_count();
+  bool timed_out = std::chrono::steady_clock::now() >= drain_deadline_;
+  if (open == 0 || timed_out) {
+    if (open > 0) core::log_warn("drain timeout: closing {} connection(s)", open);
+    else core::log_info("drained: no connections left");
+    if (admin_) admin_->stop();
+    signals_.cancel();
+    drain_timer_.cancel();
+    io_.stop();
+    return;
+  }
+  drain_timer_.expires_after(std::chrono::milliseconds(20));
+  drain_timer_.async_wait([this](const asio::error_code& ec) {
+    if (!ec) poll_drain();
+  });
+}
+
+double Gateway::uptime_seconds() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
+}
+
+std::string Gateway::config_json() const {
+  std::shared_ptr<const config::GatewayConfig> cfg;
+  {
+    std::lock_guard lock(snapshot_mu_);
+    cfg = config_;
+  }
+  auto j = nlohmann::json::parse(config::to_json(*cfg));
+  nlohmann::json out = {{"version", version_.load()}, {"source", config_path_}, {"config", j}};
+  return out.dump(2) + "\n";
+}
+
+std::string Gateway::stats_json() const {
+  auto snap = snapshot();
+  nlohmann::json j;
+  j["node"] = {{"id", snap->config->node.id}, {"city", snap->config->node.city},
+               {"zone", snap->config->node.zone}};
+  j["version"] = snap->version;
+  j["uptime_seconds"] = uptime_seconds();
+  j["draining"] = draining_.load();
+  j["workers"] = workers_.size();
+  size_t conns = 0, idle_up = 0;
+  for (const auto& w : workers_) {
+    conns += w->connection_count();
+    idle_up += w->idle_upstream_count();
+  }
+  j["connections_active"] = conns;
+  j["upstream_idle_connections"] = idle_up;
+  nlohmann::json services = nlohmann::json::array();
+  for (const auto& si : snap->services) {
+    nlohmann::json eps = nlohmann::json::array();
+    for (const auto& ep : si.endpoints) {
+      uint64_t errors = 0;
+      for (auto* c : ep.errors) errors += c->value();
+      eps.push_back({{"address", ep.address},
+                     {"city", ep.cfg.city},
+                     {"zone", ep.cfg.zone},
+                     {"weight", ep.cfg.weight},
+                     {"responses", sum(ep.requests)},
+                     {"responses_5xx", ep.requests.by_class[4]->value()},
+                     {"errors", errors}});
+    }
+    services.push_back({{"name", si.cfg->name},
+                        {"retries", si.retries->value()},
+                        {"no_endpoint", si.no_endpoint->value()},
+                        {"endpoints", eps}});
+  }
+  j["services"] = services;
+  nlohmann::json routes = nlohmann::json::array();
+  const auto& cfg = *snap->config;
+  for (size_t r = 0; r < cfg.routes.size(); ++r) {
+    uint64_t total = 0, errors5 = 0;
+    for (size_t l = 0; l < snap->route_metrics.size(); ++l) {
+      total += sum(snap->route_metrics[l][r].requests);
+      errors5 += snap->route_metrics[l][r].requests.by_class[4]->value();
+    }
+    routes.push_back({{"name", cfg.routes[r].name},
+                      {"service", cfg.routes[r].service},
+                      {"requests", total},
+                      {"responses_5xx", errors5}});
+  }
+  j["routes"] = routes;
+  return j.dump(2) + "\n";
+}
+
+}  // namespace sluice::gateway

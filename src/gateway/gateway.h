@@ -1,0 +1,80 @@
+// The gateway process: loads and validates config, runs the workers, the admin API, reload
+// (SIGHUP, POST /reload) and drain (SIGTERM, POST /drain). The main thread runs the control loop:
+// signals and the admin listener; workers run the request path.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "config/loader.h"
+#include "gateway/shared.h"
+#include "gateway/snapshot.h"
+
+namespace sluice::gateway {
+
+class Worker;
+class AdminServer;
+
+struct ReloadResult {
+  bool ok = false;
+  uint64_t version = 0;
+  std::vector<std::string> errors;
+};
+
+class Gateway {
+ public:
+  Gateway(std::string config_path, std::shared_ptr<const config::GatewayConfig> config);
+  ~Gateway();
+
+  // Binds listeners and the admin port, starts workers; then runs until drained or stopped.
+  // Returns the process exit code.
+  int run();
+
+  // Control thread only.
+  ReloadResult reload();
+  void begin_drain(const char* why);
+  bool draining() const { return draining_.load(); }
+  bool ready() const { return started_.load() && !draining_.load(); }
+
+  uint64_t version() const { return version_.load(); }
+  std::shared_ptr<const Snapshot> snapshot() const;
+  GatewayShared& shared() { return shared_; }
+  const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
+  std::string stats_json() const;
+  std::string config_json() const;
+  double uptime_seconds() const;
+
+ private:
+  void watch_signals();
+  void poll_drain();
+  void declare_metrics();
+
+  std::string config_path_;
+  std::shared_ptr<const config::GatewayConfig> config_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  mutable std::mutex snapshot_mu_;
+  GatewayShared shared_;
+  asio::io_context io_;
+  asio::signal_set signals_;
+  asio::steady_timer drain_timer_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<AdminServer> admin_;
+  std::atomic<uint64_t> version_{1};
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> started_{false};
+  std::chrono::steady_clock::time_point drain_deadline_;
+  std::chrono::steady_clock::time_point started_at_;
+  observability::Counter* reload_ok_ = nullptr;
+  observability::Counter* reload_failed_ = nullptr;
+  observability::Gauge* config_version_ = nullptr;
+  int exit_code_ = 0;
+};
+
+}  // namespace sluice::gateway

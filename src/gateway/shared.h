@@ -1,0 +1,48 @@
+// State every worker of one gateway process shares: fixed for the life of the process
+// (listeners, metric handles, the access log sink) or atomic counters read by the admin API.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "observability/access_log.h"
+#include "observability/metrics.h"
+
+namespace sluice::gateway {
+
+enum class RejectReason {
+  kBadRequest = 0,
+  kHeaderTooLarge,
+  kUriTooLong,
+  kBodyTooLarge,
+  kHeaderTimeout,
+  kIdleTimeout,
+  kUnsupported,
+  kTooManyConnections,
+  kCount
+};
+
+struct ListenerMetrics {
+  observability::Gauge* active = nullptr;
+  observability::Counter* total = nullptr;
+};
+
+struct GatewayShared {
+  observability::Registry registry;
+  std::shared_ptr<observability::AccessLogSink> access_sink;
+  std::vector<config::Listener> listeners;  // fixed for the life of the process
+  std::vector<ListenerMetrics> listener_metrics;
+  std::array<observability::Counter*, static_cast<size_t>(RejectReason::kCount)> rejected{};
+  std::atomic<size_t> connections{0};
+  size_t max_connections = 100000;
+  unsigned workers = 1;
+  std::string node_id;
+
+  void reject(RejectReason r) { rejected[static_cast<size_t>(r)]->inc(); }
+};
+
+}  // namespace sluice::gateway

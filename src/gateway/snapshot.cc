@@ -1,0 +1,93 @@
+#include "gateway/snapshot.h"
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+
+namespace sluice::gateway {
+
+namespace {
+
+constexpr const char* kClassNames[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+constexpr const char* kErrorKinds[] = {"connect_failure", "reset", "timeout", "protocol"};
+
+CodeCounters make_code_counters(observability::Registry& reg, std::string_view name,
+                                std::string_view help, const observability::Labels& base) {
+  CodeCounters c;
+  for (size_t i = 0; i < 5; ++i) {
+    observability::Labels labels = base;
+    labels.emplace_back("code", kClassNames[i]);
+    c.by_class[i] = &reg.counter(name, help, labels);
+  }
+  return c;
+}
+
+}  // namespace
+
+std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::GatewayConfig> config,
+                                               uint64_t version, observability::Registry& reg,
+                                               std::vector<std::string>& errors) {
+  auto snap = std::make_shared<Snapshot>();
+  snap->version = version;
+  snap->config = config;
+  snap->router = std::make_unique<router::Router>(*config);
+
+  asio::io_context resolver_io;
+  asio::ip::tcp::resolver resolver(resolver_io);
+  for (const auto& svc : config->services) {
+    ServiceInfo si;
+    si.cfg = &svc;
+    si.retries = &reg.counter("sluice_upstream_retries_total", "Retries sent to upstream services.",
+                              {{"service", svc.name}});
+    si.no_endpoint = &reg.counter("sluice_upstream_no_endpoint_total",
+                                  "Requests answered 503 because no endpoint was available.",
+                                  {{"service", svc.name}});
+    for (const auto& ep : svc.endpoints) {
+      EndpointInfo ei;
+      ei.cfg = ep;
+      ei.address = ep.address.to_string();
+      asio::error_code ec;
+      auto results = resolver.resolve(ep.address.host, std::to_string(ep.address.port), ec);
+      if (ec || results.empty()) {
+        errors.push_back("services." + svc.name + ".endpoints: cannot resolve " + ei.address + ": " +
+                         (ec ? ec.message() : std::string("no address")));
+        continue;
+      }
+      ei.resolved = results.begin()->endpoint();
+      observability::Labels labels{{"service", svc.name}, {"endpoint", ei.address}};
+      ei.requests = make_code_counters(reg, "sluice_upstream_requests_total",
+                                       "Responses received from upstream endpoints.", labels);
+      for (size_t k = 0; k < 4; ++k) {
+        observability::Labels l = labels;
+        l.emplace_back("kind", kErrorKinds[k]);
+        ei.errors[k] = &reg.counter("sluice_upstream_errors_total",
+                                    "Upstream attempts that failed without a response.", l);
+      }
+      ei.duration = &reg.histogram("sluice_upstream_request_duration_seconds",
+                                   "Time from sending a request upstream to the end of its response.",
+                                   labels);
+      si.endpoints.push_back(std::move(ei));
+    }
+    snap->services.push_back(std::move(si));
+  }
+  if (!errors.empty()) return nullptr;
+
+  for (const auto& listener : config->listeners) {
+    std::vector<RouteMetrics> row;
+    auto add = [&](const std::string& route, const std::string& service) {
+      observability::Labels labels{{"listener", listener.name}, {"route", route}, {"service", service}};
+      RouteMetrics m;
+      m.requests = make_code_counters(reg, "sluice_requests_total",
+                                      "Requests answered by the gateway.", labels);
+      m.duration = &reg.histogram("sluice_request_duration_seconds",
+                                  "Time from the first byte of a request to the end of its response.",
+                                  {{"route", route}, {"service", service}});
+      row.push_back(m);
+    };
+    for (const auto& route : config->routes) add(route.name, route.service);
+    add("", "");  // requests that matched no route or failed before routing
+    snap->route_metrics.push_back(std::move(row));
+  }
+  return snap;
+}
+
+}  // namespace sluice::gateway

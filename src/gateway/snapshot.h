@@ -1,0 +1,74 @@
+// One immutable, validated view of the configuration with everything the request path needs
+// precomputed: the route table, resolved endpoint addresses and metric series handles.
+// Workers swap to a new snapshot on reload; requests in flight keep the one they started with.
+#pragma once
+
+#include <asio/ip/tcp.hpp>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "observability/metrics.h"
+#include "router/router.h"
+
+namespace sluice::gateway {
+
+// Index of a status class in per-code counter arrays: 1xx..5xx -> 0..4.
+inline unsigned code_class(int status) {
+  unsigned c = static_cast<unsigned>(status / 100);
+  return c >= 1 && c <= 5 ? c - 1 : 4;
+}
+
+struct CodeCounters {
+  std::array<observability::Counter*, 5> by_class{};
+  void inc(int status) const { by_class[code_class(status)]->inc(); }
+};
+
+enum class UpstreamErrorKind { kConnectFailure = 0, kReset = 1, kTimeout = 2, kProtocol = 3 };
+
+struct EndpointInfo {
+  config::Endpoint cfg;
+  std::string address;             // "host:port" as configured
+  asio::ip::tcp::endpoint resolved;
+  CodeCounters requests;
+  std::array<observability::Counter*, 4> errors{};  // by UpstreamErrorKind
+  observability::Histogram* duration = nullptr;
+};
+
+struct ServiceInfo {
+  const config::Service* cfg = nullptr;
+  std::vector<EndpointInfo> endpoints;
+  observability::Counter* retries = nullptr;
+  observability::Counter* no_endpoint = nullptr;
+};
+
+struct RouteMetrics {
+  CodeCounters requests;
+  observability::Histogram* duration = nullptr;
+};
+
+struct Snapshot {
+  uint64_t version = 0;
+  std::shared_ptr<const config::GatewayConfig> config;
+  std::unique_ptr<router::Router> router;
+  std::vector<ServiceInfo> services;
+  // [listener][route]; the last entry of each listener row is for requests that matched no route.
+  std::vector<std::vector<RouteMetrics>> route_metrics;
+
+  const RouteMetrics& metrics_for(size_t listener, const router::Route* route) const {
+    const auto& row = route_metrics[listener];
+    return route ? row[route->index] : row.back();
+  }
+};
+
+// Builds a snapshot; resolves endpoint host names (blocking; called off the request path).
+// On failure returns null and appends messages to `errors`.
+std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::GatewayConfig> config,
+                                               uint64_t version, observability::Registry& registry,
+                                               std::vector<std::string>& errors);
+
+}  // namespace sluice::gateway

@@ -1,0 +1,94 @@
+// A worker: one thread, one event loop, its own listeners (SO_REUSEPORT), connections, upstream
+// pools and load-balancer state. Nothing here is shared with other workers on the request path.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "gateway/snapshot.h"
+#include "gateway/upstream_pool.h"
+#include "observability/access_log.h"
+#include "upstream/load_balancer.h"
+
+namespace sluice::gateway {
+
+class Connection;
+struct GatewayShared;
+
+// Per worker, per snapshot: the balancer and in-flight counts of each service.
+struct WorkerService {
+  std::vector<upstream::EndpointState> states;
+  std::unique_ptr<upstream::LoadBalancer> lb;
+  uint32_t active_requests = 0;
+  uint32_t active_retries = 0;
+};
+
+struct WorkerServices {
+  std::shared_ptr<const Snapshot> snapshot;
+  std::vector<WorkerService> services;
+};
+
+class Worker {
+ public:
+  Worker(GatewayShared& shared, unsigned index);
+  ~Worker();
+
+  // Opens this worker's listening sockets (SO_REUSEPORT); throws std::system_error on failure.
+  void open_listeners();
+  void start(std::shared_ptr<const Snapshot> snapshot);
+  void join();
+
+  // Thread-safe: executed on the worker's loop.
+  void apply(std::shared_ptr<const Snapshot> snapshot);
+  void begin_drain();
+  void stop();
+
+  size_t connection_count() const { return connection_count_.load(std::memory_order_relaxed); }
+  size_t idle_upstream_count() const { return idle_upstreams_.load(std::memory_order_relaxed); }
+
+  // Used by connections (worker thread only).
+  asio::io_context& io() { return io_; }
+  GatewayShared& shared() { return shared_; }
+  unsigned index() const { return index_; }
+  const std::shared_ptr<WorkerServices>& services() const { return services_; }
+  UpstreamPool& pool() { return pool_; }
+  char* scratch() { return scratch_.data(); }
+  size_t scratch_size() const { return scratch_.size(); }
+  observability::AccessLogger& access_log() { return *access_log_; }
+  bool draining() const { return draining_; }
+  core::MonoTime now() const { return now_; }
+  core::MonoTime refresh_now() { return now_ = std::chrono::steady_clock::now(); }
+
+  void link(Connection* c);
+  void unlink(Connection* c);
+
+ private:
+  void accept(size_t listener);
+  void schedule_sweep();
+  void sweep();
+
+  GatewayShared& shared_;
+  unsigned index_;
+  asio::io_context io_;
+  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  asio::steady_timer sweep_timer_;
+  std::shared_ptr<WorkerServices> services_;
+  UpstreamPool pool_;
+  std::vector<char> scratch_;
+  std::unique_ptr<observability::AccessLogger> access_log_;
+  Connection* connections_ = nullptr;  // intrusive list head
+  std::atomic<size_t> connection_count_{0};
+  std::atomic<size_t> idle_upstreams_{0};
+  std::thread thread_;
+  core::MonoTime now_;
+  bool draining_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace sluice::gateway

@@ -1,0 +1,252 @@
+#include "sample/body.h"
+
+#include <charconv>
+
+namespace sluice::sample {
+
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 when it is not one (RFC 3629:
+// no overlong forms, no surrogates, nothing above U+10FFFF).
+size_t utf8_sequence(std::string_view s, size_t i) {
+  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = byte(i);
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k) {
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  }
+  return n;
+}
+
+bool plain(unsigned char c) {
+  return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+void append_u64(std::string& out, uint64_t v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, end);
+}
+
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
+
+}  // namespace
+
+void append_json_string(std::string& out, std::string_view s) {
+  out.push_back('"');
+  size_t i = 0;
+  while (i < s.size()) {
+    // Copy the longest run that needs no escaping in one append.
+    size_t run = i;
+    while (run < s.size() && plain(static_cast<unsigned char>(s[run]))) ++run;
+    out.append(s.data() + i, run - i);
+    i = run;
+    if (i == s.size()) break;
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      size_t n = utf8_sequence(s, i);
+      if (n == 0) {
+        out.append("\\ufffd");
+        ++i;
+      } else {
+        out.append(s.data() + i, n);
+        i += n;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
+      case '\b':
+        out.append("\\b");
+        break;
+      case '\f':
+        out.append("\\f");
+        break;
+      default:
+        out.append("\\u00");
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 0xF]);
+    }
+    ++i;
+  }
+  out.push_back('"');
+}
+
+void append_headers_object(std::string& out, const http::HeaderMap& headers) {
+  // Quadratic in the number of fields, which the parser caps (100 by default); this runs only
+  // for requests that ask for it with x-sample-echo.
+  std::string name;
+  out.push_back('{');
+  bool first = true;
+  for (size_t i = 0; i < headers.size(); ++i) {
+    auto field = headers.at(i);
+    bool seen = false;
+    for (size_t j = 0; j < i && !seen; ++j) seen = http::iequals(headers.at(j).name, field.name);
+    if (seen) continue;
+    if (!first) out.push_back(',');
+    first = false;
+    name.assign(field.name);
+    for (char& c : name) c = lower(c);
+    append_json_string(out, name);
+    out.push_back(':');
+    if (headers.count(field.name) == 1) {
+      append_json_string(out, field.value);
+      continue;
+    }
+    std::string joined(field.value);
+    for (size_t k = i + 1; k < headers.size(); ++k) {
+      auto other = headers.at(k);
+      if (!http::iequals(other.name, field.name)) continue;
+      joined.append(", ");
+      joined.append(other.value);
+    }
+    append_json_string(out, joined);
+  }
+  out.push_back('}');
+}
+
+BodyBuilder::BodyBuilder(std::string_view service, std::string_view city, std::string_view zone,
+                         std::string_view instance) {
+  prefix_ = "{\"service\":";
+  append_json_string(prefix_, service);
+  prefix_.append(",\"city\":");
+  append_json_string(prefix_, city);
+  prefix_.append(",\"zone\":");
+  append_json_string(prefix_, zone);
+  prefix_.append(",\"instance\":");
+  append_json_string(prefix_, instance);
+  prefix_.push_back(',');
+}
+
+void BodyBuilder::build(std::string& out, const RequestView& r) const {
+  out.append(prefix_);
+  out.append("\"method\":");
+  append_json_string(out, r.method);
+  out.append(",\"path\":");
+  append_json_string(out, r.path);
+  if (!r.query.empty()) {
+    out.append(",\"query\":");
+    append_json_string(out, r.query);
+  }
+  out.append(",\"body_bytes\":");
+  append_u64(out, r.body_bytes);
+  if (r.status != 0) {
+    out.append(",\"status\":");
+    append_u64(out, static_cast<uint64_t>(r.status));
+  }
+  if (r.headers != nullptr) {
+    out.append(",\"headers\":");
+    append_headers_object(out, *r.headers);
+  }
+  out.push_back('}');
+}
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 206:
+      return "Partial Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 304:
+      return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 422:
+      return "Unprocessable Content";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+  }
+  return "Unknown";
+}
+
+std::string_view pattern_block() {
+  static const std::string block = [] {
+    std::string b;
+    b.reserve(kPatternBlockSize);
+    while (b.size() < kPatternBlockSize) b.append(kBytePattern);
+    return b;
+  }();
+  return block;
+}
+
+}  // namespace sluice::sample

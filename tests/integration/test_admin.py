@@ -1,0 +1,360 @@
+"""Admin API (healthz, ready, metrics + promtool, config, stats, reload) and the --validate CLI."""
+
+import json
+import os
+import re
+import subprocess
+import time
+import unittest
+
+from harness import (BIN, PROMTOOL, SluiceTestCase, RawConn, addr, free_port, http_request,
+                     metric_sum, parse_metrics, route, service, to_yaml, validate, wait_until)
+
+METRIC_FAMILIES = {
+    "sluice_requests_total": "counter",
+    "sluice_request_duration_seconds": "histogram",
+    "sluice_upstream_requests_total": "counter",
+    "sluice_upstream_errors_total": "counter",
+    "sluice_upstream_retries_total": "counter",
+    "sluice_downstream_connections_active": "gauge",
+    "sluice_downstream_connections_total": "counter",
+    "sluice_downstream_rejected_total": "counter",
+    "sluice_config_reloads_total": "counter",
+}
+
+
+class AdminTest(SluiceTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.up = cls.class_sample("adm")
+        cls.gw = cls.class_gateway({
+            "workers": 2,
+            "limits": {"max_header_bytes": 32768},
+            "services": [service("adm", cls.up.address)],
+            "routes": [route("adm-route", "adm", path_prefix="/")],
+        })
+
+    def test_healthz_and_ready(self):
+        self.assertEqual(self.gw.admin_get("/healthz").status, 200)
+        self.assertEqual(self.gw.admin_get("/ready").status, 200)
+
+    def test_unknown_admin_path_404(self):
+        self.assertEqual(self.gw.admin_get("/no-such-thing").status, 404)
+
+    def test_admin_not_served_on_proxy_listener(self):
+        r = http_request(self.gw.address, "GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["service"], "adm", "proxy listener answered an admin path")
+
+    def test_metrics_content_type_and_families(self):
+        http_request(self.gw.address, "GET", "/warm")
+        r = self.gw.admin_get("/metrics")
+        self.assertEqual(r.status, 200)
+        self.assertTrue((r.header("content-type") or "").startswith("text/plain"), r.headers)
+        text = r.body.decode()
+        for name, kind in METRIC_FAMILIES.items():
+            self.assertRegex(text, rf"(?m)^# TYPE {name} {kind}$", f"{name} not declared as {kind}")
+
+    def test_promtool_check_metrics(self):
+        # Traffic of several kinds first, so that most series exist.
+        http_request(self.gw.address, "GET", "/a")
+        http_request(self.gw.address, "GET", "/_sample/status/503")
+        with RawConn(self.gw.address) as c:
+            c.send(b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+            c.wait_closed(2)
+        text = self.gw.metrics_text()
+        p = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(),
+                           capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, f"promtool check metrics failed:\n{p.stdout.decode()}"
+                                          f"{p.stderr.decode()}")
+        parse_metrics(text)  # and our own parser reads every line
+
+    def test_request_metrics_counted_exactly(self):
+        labels = {"listener": "public", "route": "adm-route", "service": "adm"}
+        m0 = self.gw.metrics()
+        ok0 = metric_sum(m0, "sluice_requests_total", code="2xx", **labels)
+        err0 = metric_sum(m0, "sluice_requests_total", code="5xx", **labels)
+        hist0 = metric_sum(m0, "sluice_request_duration_seconds_count", route="adm-route",
+                           service="adm")
+        up0 = metric_sum(m0, "sluice_upstream_requests_total", service="adm", code="2xx")
+        with RawConn(self.gw.address) as c:
+            for i in range(7):
+                self.assertEqual(c.request("GET", f"/count/{i}").status, 200)
+            for i in range(2):
+                self.assertEqual(c.request("GET", "/_sample/status/500").status, 500)
+        m1 = self.gw.metrics()
+        self.assertEqual(metric_sum(m1, "sluice_requests_total", code="2xx", **labels) - ok0, 7)
+        self.assertEqual(metric_sum(m1, "sluice_requests_total", code="5xx", **labels) - err0, 2)
+        self.assertEqual(metric_sum(m1, "sluice_request_duration_seconds_count", route="adm-route",
+                                    service="adm") - hist0, 9)
+        self.assertEqual(metric_sum(m1, "sluice_upstream_requests_total", service="adm",
+                                    code="2xx") - up0, 7)
+        endpoints = {ls.get("endpoint") for n, ls, _ in m1
+                     if n == "sluice_upstream_requests_total" and ls.get("service") == "adm"}
+        self.assertTrue(any(e and self.up.address.split(":")[1] in e for e in endpoints),
+                        f"endpoint label should name the upstream address: {endpoints}")
+
+    def test_histogram_buckets_consistent(self):
+        http_request(self.gw.address, "GET", "/_sample/delay/30")
+        samples = self.gw.metrics()
+        buckets = [(ls["le"], v) for n, ls, v in samples
+                   if n == "sluice_request_duration_seconds_bucket"
+                   and ls.get("route") == "adm-route"]
+        self.assertTrue(buckets, "no histogram buckets for the route")
+        self.assertEqual(buckets[-1][0], "+Inf")
+        values = [v for _, v in buckets]
+        self.assertEqual(values, sorted(values), "buckets must be cumulative")
+        count = metric_sum(samples, "sluice_request_duration_seconds_count", route="adm-route")
+        self.assertEqual(values[-1], count)
+        total = metric_sum(samples, "sluice_request_duration_seconds_sum", route="adm-route")
+        self.assertGreater(total, 0.025, "a 30ms request should show in the sum (seconds)")
+
+    def test_config_json(self):
+        r = self.gw.admin_get("/config")
+        self.assertEqual(r.status, 200)
+        cfg = r.json()
+        self.assertEqual([s["name"] for s in cfg["services"]], ["adm"])
+        self.assertEqual([x["name"] for x in cfg["routes"]], ["adm-route"])
+        self.assertEqual(cfg["limits"]["max_header_bytes"], 32768)
+        self.assertIn("max_uri_bytes", cfg["limits"], "defaults should be filled in")
+        self.assertEqual(cfg["listeners"][0]["name"], "public")
+
+    def test_stats_json(self):
+        r = self.gw.admin_get("/stats")
+        self.assertEqual(r.status, 200)
+        stats = r.json()
+        self.assertIsInstance(stats, dict)
+        self.assertIn("adm", json.dumps(stats), "stats should describe the services")
+
+    def test_access_log_json_lines(self):
+        rid = "access-log-check-4711"
+        r = http_request(self.gw.address, "GET", "/logged?q=1", headers={"X-Request-Id": rid})
+        self.assertEqual(r.status, 200)
+        path = self.gw.config["access_log"]["path"]
+
+        def find():
+            with open(path) as f:
+                lines = [l for l in f.read().splitlines() if l.strip()]
+            entries = [json.loads(l) for l in lines]
+            return [e for e in entries if rid in json.dumps(e)]
+        entries = wait_until(find, 5, message="access log line with the request id")
+        self.assertEqual(len(entries), 1)
+        self.assertIn("200", json.dumps(entries[0]))
+
+
+class ReloadTest(SluiceTestCase):
+    def setUp(self):
+        super().setUp()
+        self.a = self.sample("reload-a")
+        self.b = self.sample("reload-b")
+        self.services = [service("reload-a", self.a.address), service("reload-b", self.b.address)]
+        self.gw = self.gateway({
+            "services": self.services,
+            "routes": [route("v1", "reload-a", path_prefix="/v1")],
+        })
+        self.base = dict(self.gw.config)
+
+    def reloads(self, result):
+        return self.gw.metric("sluice_config_reloads_total", result=result)
+
+    def test_invalid_reload_keeps_old_config(self):
+        fail0 = self.reloads("failure")
+        cfg = dict(self.base, routes=[route("v2", "no-such-service", path_prefix="/v2")])
+        cfg["services"] = self.services + [{"name": "broken", "endpoints": [],
+                                            "retry": {"attempts": 99}}]
+        self.gw.write_config(cfg)
+        r = self.gw.reload()
+        self.assertEqual(r.status, 400, r)
+        body = r.json()
+        self.assertIn("error", body)
+        self.assertIsInstance(body.get("errors"), list)
+        self.assertGreaterEqual(len(body["errors"]), 2, f"all errors at once: {body}")
+        text = json.dumps(body["errors"])
+        self.assertIn("routes[0].service", text)
+        self.assertIn("services[2].retry.attempts", text)
+        # Old config still in force.
+        r = http_request(self.gw.address, "GET", "/v1/x")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["service"], "reload-a")
+        self.assertEqual(http_request(self.gw.address, "GET", "/v2/x").status, 404)
+        self.assertEqual([x["name"] for x in self.gw.admin_get("/config").json()["routes"]], ["v1"])
+        self.assertEqual(self.reloads("failure") - fail0, 1)
+
+    def test_syntax_error_reload(self):
+        self.gw.write_config("services: [\n  this is: not: yaml\n")
+        r = self.gw.reload()
+        self.assertEqual(r.status, 400, r)
+        self.assertTrue(r.json().get("errors"), r)
+        self.assertEqual(http_request(self.gw.address, "GET", "/v1/x").status, 200)
+
+    def test_valid_reload_applies_and_versions(self):
+        ok0 = self.reloads("success")
+        versions = []
+        for i, (svc, prefix) in enumerate([("reload-b", "/v2"), ("reload-a", "/v3")]):
+            cfg = dict(self.base, routes=[route(f"r{i}", svc, path_prefix=prefix)])
+            self.gw.write_config(cfg)
+            r = self.gw.reload()
+            self.assertEqual(r.status, 200, r)
+            body = r.json()
+            self.assertEqual(body.get("status"), "reloaded", body)
+            self.assertIsInstance(body.get("version"), int, body)
+            versions.append(body["version"])
+            r = http_request(self.gw.address, "GET", f"{prefix}/x")
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["service"], svc)
+            self.assertEqual(http_request(self.gw.address, "GET", "/v1/x").status, 404)
+        self.assertGreater(versions[1], versions[0])
+        self.assertEqual(self.reloads("success") - ok0, 2)
+
+    def test_reload_rejects_later_issue_key(self):
+        cfg = dict(self.base, rate_limits=[{"name": "x"}])
+        self.gw.write_config(cfg)
+        r = self.gw.reload()
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("rate_limits", json.dumps(r.json()))
+
+
+class ValidateCliTest(SluiceTestCase):
+    def write(self, text, name="cfg.yaml"):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def valid_config(self):
+        return {
+            "node": {"id": "v", "city": "a", "zone": "a1"},
+            "workers": 1,
+            "listeners": [{"name": "public", "address": addr(free_port())}],
+            "admin": {"address": addr(free_port())},
+            "services": [service("s", "127.0.0.1:9")],
+            "routes": [route("r", "s", path_prefix="/")],
+        }
+
+    def test_valid_config_ok(self):
+        path = self.write(to_yaml(self.valid_config()))
+        rc, out, err = validate(path)
+        self.assertEqual(rc, 0, f"stdout={out!r} stderr={err!r}")
+        self.assertIn("config OK", out + err)
+
+    def test_example_configs_valid(self):
+        import glob
+        from harness import SOURCE_DIR
+        files = [f for f in glob.glob(os.path.join(SOURCE_DIR, "examples", "*.yaml"))
+                 if "gateway" in os.path.basename(f)]
+        if not files:
+            self.skipTest("no examples/*gateway*.yaml yet")
+        for f in files:
+            with self.subTest(file=f):
+                rc, out, err = validate(f)
+                self.assertEqual(rc, 0, f"{f}: {err}")
+
+    def test_several_errors_at_once_with_file_line_and_path(self):
+        text = (
+            "node: {id: v1, city: a, zone: a1}\n"             # 1
+            "workers: 1\n"                                      # 2
+            "listeners:\n"                                      # 3
+            "  - name: public\n"                                # 4
+            "    address: not-an-address\n"                     # 5
+            f"admin: {{address: {addr(free_port())}}}\n"        # 6
+            "limits:\n"                                         # 7
+            "  header_timeout: 5 parsecs\n"                     # 8
+            "services:\n"                                       # 9
+            "  - name: accounts\n"                              # 10
+            "    endpoints:\n"                                  # 11
+            "      - address: 127.0.0.1:9\n"                    # 12
+            "    retry:\n"                                      # 13
+            "      attempts: 99\n"                              # 14
+            "    health_check: {path: /healthz}\n"              # 15
+            "routes:\n"                                         # 16
+            "  - name: r1\n"                                    # 17
+            "    match: {path_prefix: /}\n"                     # 18
+            "    service: nope\n"                               # 19
+            "rate_limits: []\n"                                 # 20
+        )
+        path = self.write(text)
+        rc, out, err = validate(path)
+        self.assertNotEqual(rc, 0, f"invalid config accepted: {out}{err}")
+        expected = [
+            (5, "listeners[0].address"),
+            (8, "limits.header_timeout"),
+            (14, "services[0].retry.attempts"),
+            (15, "services[0].health_check"),
+            (19, "routes[0].service"),
+            (20, "rate_limits"),
+        ]
+        for line, key in expected:
+            with self.subTest(key=key):
+                self.assertRegex(err, rf"(?m)^{re.escape(path)}:{line}: {re.escape(key)}: \S",
+                                 f"missing error for {key} at line {line}; stderr:\n{err}")
+        self.assertNotIn("config OK", out + err)
+
+    def test_later_issue_keys_rejected(self):
+        top = {"rate_limits": [], "redis": {"address": "127.0.0.1:6379"},
+               "units": {"key": "header:x"}, "control_plane": {"address": "http://127.0.0.1:7070"}}
+        per_service = {"health_check": {"path": "/healthz"},
+                       "outlier_detection": {"consecutive_errors": 5},
+                       "circuit_breaker": {"window": "10s"},
+                       "fallback": {"status": 503},
+                       "locality": {"prefer": "same_city"}}
+        for key, value in top.items():
+            with self.subTest(key=key):
+                cfg = self.valid_config()
+                cfg[key] = value
+                rc, out, err = validate(self.write(to_yaml(cfg), f"{key}.yaml"))
+                self.assertNotEqual(rc, 0, f"{key} accepted")
+                self.assertRegex(err, rf":\d+: {key}: ")
+        for key, value in per_service.items():
+            with self.subTest(key=key):
+                cfg = self.valid_config()
+                cfg["services"][0][key] = value
+                rc, out, err = validate(self.write(to_yaml(cfg), f"{key}.yaml"))
+                self.assertNotEqual(rc, 0, f"services[0].{key} accepted")
+                self.assertRegex(err, rf":\d+: services\[0\]\.{key}: ")
+
+    def test_unknown_key_rejected(self):
+        cfg = self.valid_config()
+        cfg["listners"] = []
+        cfg["services"][0]["retyr"] = {"attempts": 1}
+        path = self.write(to_yaml(cfg))
+        rc, out, err = validate(path)
+        self.assertNotEqual(rc, 0, "a misspelt key was silently ignored")
+        # Same "FILE:LINE: key.path: message" shape as every other error.
+        self.assertRegex(err, rf"(?m)^{re.escape(path)}:\d+: listners: \S", err)
+        self.assertRegex(err, rf"(?m)^{re.escape(path)}:\d+: services\[0\](\.retyr)?: .*retyr", err)
+
+    def test_cross_field_errors(self):
+        cfg = self.valid_config()
+        cfg["services"].append(service("s", "127.0.0.1:10"))  # duplicate service name
+        cfg["routes"].append(route("r", "s", path_prefix="/x"))  # duplicate route name
+        cfg["services"][0]["load_balancer"] = {"policy": "ring_hash"}  # no hash_on
+        cfg["services"][0]["retry"] = {"attempts": 1, "on": ["sometimes"]}
+        rc, out, err = validate(self.write(to_yaml(cfg)))
+        self.assertNotEqual(rc, 0)
+        for key in ("services[1].name", "routes[1].name", "services[0].retry.on"):
+            with self.subTest(key=key):
+                self.assertRegex(err, rf":\d+: {re.escape(key)}")
+
+    def test_yaml_syntax_error_names_line(self):
+        path = self.write("workers: 1\nlisteners:\n  - name: [unclosed\n")
+        rc, out, err = validate(path)
+        self.assertNotEqual(rc, 0)
+        self.assertRegex(err, rf"{re.escape(path)}:\d+:")
+
+    def test_missing_file(self):
+        rc, out, err = validate(os.path.join(self.dir, "does-not-exist.yaml"))
+        self.assertNotEqual(rc, 0)
+        self.assertIn("does-not-exist.yaml", err)
+
+    def test_gateway_refuses_to_start_with_invalid_config(self):
+        cfg = self.valid_config()
+        cfg["services"][0]["retry"] = {"attempts": 99}
+        path = self.write(to_yaml(cfg))
+        p = subprocess.run([BIN, "gateway", "--config", path], capture_output=True, timeout=10)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("services[0].retry.attempts", p.stderr.decode())
+
+
+if __name__ == "__main__":
+    unittest.main()

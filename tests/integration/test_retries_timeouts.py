@@ -1,0 +1,293 @@
+"""Upstream failures: retries (connect failure, reset, status, timeout), idempotency, request
+timeout -> 504, bad upstream -> 502, retry budget under an outage, pooled connection hygiene."""
+
+import threading
+import time
+import unittest
+
+from harness import (FakeUpstream, SluiceTestCase, RawConn, free_port, addr, http_request,
+                     route, service, threads_run)
+
+
+def retry(attempts, on, **kw):
+    r = {"attempts": attempts, "on": on}
+    r.update(kw)
+    return r
+
+
+class RetriesTest(SluiceTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.dead = addr(free_port())  # nothing listens here: connection refused
+        cls.a = cls.class_sample("live-a")
+        cls.b = cls.class_sample("closer-b")
+        cls.u = cls.class_sample("unsafe-u")
+        cls.c = cls.class_sample("slow-c")
+        cls.cr = cls.class_sample("slowretry-c")
+        cls.d = cls.class_sample("status-d")
+
+        cls.fakes = {}
+        cls.fakes["garbage"] = FakeUpstream(lambda s, h: (s.sendall(b"garbage\r\n\r\n"), False)[1])
+        cls.fakes["partial"] = FakeUpstream(
+            lambda s, h: (s.sendall(b"HTTP/1.1 200 OK\r\nContent-Le"), False)[1])
+        cls.fakes["short-body"] = FakeUpstream(
+            lambda s, h: (s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-this"),
+                          False)[1])
+        cls.fakes["cl-te"] = FakeUpstream(
+            lambda s, h: (s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+                                    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), False)[1])
+        cls.fakes["conn-close"] = FakeUpstream(
+            lambda s, h: (s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                                    b"Connection: close\r\n\r\nok"), False)[1])
+
+        def idle_then_close(s, h):
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            time.sleep(0.1)
+            return False  # keep-alive promised, then closed while idle in the gateway's pool
+        cls.fakes["stale"] = FakeUpstream(idle_then_close)
+        for f in cls.fakes.values():
+            cls.addClassCleanup(f.close)
+
+        services = [
+            service("connect", cls.dead, cls.a.address, load_balancer={"policy": "round_robin"},
+                    retry=retry(2, ["connect_failure"])),
+            service("dead", cls.dead, retry=retry(1, ["connect_failure"])),
+            service("closer", cls.b.address, retry=retry(2, ["reset", "connect_failure"])),
+            service("unsafe", cls.u.address, retry=retry(2, ["reset"], non_idempotent=True)),
+            service("slow", cls.c.address, timeouts={"connect": "1s", "request": "300ms"},
+                    retry=retry(0, ["connect_failure"])),
+            service("slowretry", cls.cr.address, timeouts={"connect": "1s", "request": "300ms"},
+                    retry=retry(1, ["timeout"])),
+            service("status", cls.d.address, retry=retry(2, [503])),
+        ]
+        routes = [route(s["name"], s["name"], strip_prefix=f"/{s['name']}",
+                        path_prefix=f"/{s['name']}/") for s in services]
+        for name, f in cls.fakes.items():
+            services.append(service(name, f.address, retry=retry(0, ["connect_failure"])))
+            routes.append(route(name, name, strip_prefix=f"/{name}", path_prefix=f"/{name}/"))
+        cls.gw = cls.class_gateway({"workers": 1, "services": services, "routes": routes})
+
+    def get(self, path, method="GET", body=None, timeout=10):
+        return http_request(self.gw.address, method, path, body=body, timeout=timeout)
+
+    # --- connect failure ---------------------------------------------------------------------
+
+    def test_connect_failure_retried_to_live_endpoint(self):
+        before = self.a.requests()
+        errors_before = self.gw.metric("sluice_upstream_errors_total", service="connect",
+                                       kind="connect_failure")
+        retries_before = self.gw.metric("sluice_upstream_retries_total", service="connect")
+        n = 40
+        statuses = [self.get(f"/connect/{i}").status for i in range(n)]
+        self.assertEqual(statuses, [200] * n)
+        self.assertEqual(self.a.requests_since(before), n)
+        errors = self.gw.metric("sluice_upstream_errors_total", service="connect",
+                                kind="connect_failure") - errors_before
+        retries = self.gw.metric("sluice_upstream_retries_total", service="connect") - retries_before
+        # Round robin over [dead, live]: the dead endpoint is tried, and every failure is retried.
+        self.assertGreaterEqual(errors, 1, "the dead endpoint was never tried")
+        self.assertEqual(retries, errors)
+
+    def test_connect_failure_keep_alive_clients_see_no_errors(self):
+        def client():
+            with RawConn(self.gw.address) as c:
+                return [c.request("GET", f"/connect/k{i}").status for i in range(25)]
+        results = threads_run([client] * 4, timeout=60)
+        for statuses in results:
+            self.assertEqual(statuses, [200] * 25)
+
+    def test_all_endpoints_dead_502(self):
+        t0 = time.monotonic()
+        r = self.get("/dead/x")
+        self.assertGatewayError(r, 502)
+        self.assertLess(time.monotonic() - t0, 3.0)
+
+    # --- resets and idempotency --------------------------------------------------------------
+
+    def test_get_retried_on_reset_then_502(self):
+        before = self.b.requests()
+        r = self.get("/closer/_sample/close")
+        self.assertGatewayError(r, 502)
+        self.assertEqual(self.b.requests_since(before), 3, "GET should be tried 1 + 2 times")
+
+    def test_post_not_retried(self):
+        before = self.b.requests()
+        r = self.get("/closer/_sample/close", method="POST", body=b"payment")
+        self.assertGatewayError(r, 502)
+        self.assertEqual(self.b.requests_since(before), 1, "POST must not be retried by default")
+
+    def test_post_retried_when_non_idempotent_allowed(self):
+        before = self.u.requests()
+        r = self.get("/unsafe/_sample/close", method="POST", body=b"x")
+        self.assertGatewayError(r, 502)
+        self.assertEqual(self.u.requests_since(before), 3)
+
+    def test_reset_metric(self):
+        before = self.gw.metric("sluice_upstream_errors_total", service="closer", kind="reset")
+        self.assertEqual(self.get("/closer/_sample/close").status, 502)
+        after = self.gw.metric("sluice_upstream_errors_total", service="closer", kind="reset")
+        self.assertEqual(after - before, 3)
+
+    def test_connection_usable_after_upstream_reset(self):
+        with RawConn(self.gw.address) as c:
+            r = c.request("GET", "/closer/_sample/close")
+            self.assertEqual(r.status, 502, r)
+            r = c.request("GET", "/closer/fine")
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["path"], "/fine")
+
+    # --- status retries ----------------------------------------------------------------------
+
+    def test_503_retried_then_passed_through(self):
+        before = self.d.requests()
+        r = self.get("/status/_sample/status/503")
+        self.assertEqual(r.status, 503, r)
+        self.assertTrue(r.header("x-sample-instance"), "the upstream's own 503 should be returned")
+        self.assertEqual(self.d.requests_since(before), 3)
+
+    def test_status_not_in_retry_on_not_retried(self):
+        before = self.d.requests()
+        r = self.get("/status/_sample/status/502")
+        self.assertEqual(r.status, 502, r)
+        self.assertEqual(self.d.requests_since(before), 1)
+
+    # --- timeouts ----------------------------------------------------------------------------
+
+    def test_request_timeout_504(self):
+        before = self.c.requests()
+        before_m = self.gw.metric("sluice_upstream_errors_total", service="slow", kind="timeout")
+        t0 = time.monotonic()
+        r = self.get("/slow/_sample/delay/2000")
+        elapsed = time.monotonic() - t0
+        self.assertGatewayError(r, 504)
+        self.assertGreaterEqual(elapsed, 0.25)
+        self.assertLess(elapsed, 1.5, "the request timeout (300ms) was not enforced")
+        self.assertEqual(self.c.requests_since(before), 1)
+        self.assertEqual(self.gw.metric("sluice_upstream_errors_total", service="slow",
+                                        kind="timeout") - before_m, 1)
+
+    def test_timeout_retried_when_configured(self):
+        before = self.cr.requests()
+        t0 = time.monotonic()
+        r = self.get("/slowretry/_sample/delay/2000")
+        elapsed = time.monotonic() - t0
+        self.assertGatewayError(r, 504)
+        self.assertGreaterEqual(elapsed, 0.55)
+        self.assertLess(elapsed, 2.0)
+        self.assertEqual(self.cr.requests_since(before), 2)
+
+    def test_late_response_after_timeout_not_delivered_to_next_request(self):
+        # The timed-out upstream connection must not go back to the pool: its late response
+        # would answer somebody else's request.
+        with RawConn(self.gw.address) as c:
+            r = c.request("GET", "/slow/_sample/delay/600")
+            self.assertEqual(r.status, 504, r)
+            for i in range(6):
+                time.sleep(0.15)
+                r = c.request("GET", f"/slow/next{i}")
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.json()["path"], f"/next{i}", "a stale response was delivered")
+
+    def test_fast_request_within_timeout(self):
+        r = self.get("/slow/_sample/delay/50")
+        self.assertEqual(r.status, 200, r)
+
+    # --- bad upstream responses --------------------------------------------------------------
+
+    def test_garbage_response_502(self):
+        self.assertGatewayError(self.get("/garbage/x"), 502)
+
+    def test_partial_head_502(self):
+        self.assertGatewayError(self.get("/partial/x"), 502)
+
+    def test_response_with_cl_and_te_502(self):
+        self.assertGatewayError(self.get("/cl-te/x"), 502)
+
+    def test_truncated_body_closes_client_connection(self):
+        # The head (200) was already sent: the client must see the connection end, not a
+        # short body followed by another response.
+        with RawConn(self.gw.address) as c:
+            c.send(b"GET /short-body/x HTTP/1.1\r\nHost: t\r\n\r\n")
+            head = c.read_head()
+            self.assertEqual(head.status, 200)
+            self.assertClosed(c, 5)
+            self.assertLess(len(c.buf), 100)
+
+    def test_upstream_connection_close_not_reused(self):
+        f = self.fakes["conn-close"]
+        for i in range(5):
+            r = self.get(f"/conn-close/{i}")
+            self.assertEqual((r.status, r.body), (200, b"ok"), r)
+        self.assertEqual(f.connections, f.requests)
+
+    def test_stale_pooled_connection_not_used(self):
+        # The upstream closes idle keep-alive connections after 100ms; no retries configured:
+        # the gateway must notice the close instead of sending the next request into it.
+        for i in range(4):
+            r = self.get(f"/stale/{i}")
+            self.assertEqual((r.status, r.body), (200, b"ok"), r)
+            time.sleep(0.4)
+
+
+class NoEndpointTest(SluiceTestCase):
+    def test_service_without_endpoints_503(self):
+        up = self.sample("other")
+        gw = self.gateway({
+            "services": [service("empty"), service("other", up.address)],
+            "routes": [route("empty", "empty", path_prefix="/")],
+        }, ready=False)
+        try:
+            gw.wait_ready(timeout=5)
+        except AssertionError:
+            self.skipTest("config rejects a service without endpoints; no 503 case to test")
+        self.assertGatewayError(http_request(gw.address, "GET", "/x"), 503)
+
+
+class RetryBudgetTest(SluiceTestCase):
+    def test_retry_budget_limits_retries_under_outage(self):
+        e = self.sample("outage-e", latency="50ms")
+        f = self.sample("outage-f", latency="50ms")
+        gw = self.gateway({
+            "workers": 2,
+            "access_log": {"path": "off"},
+            "services": [service("outage", e.address, f.address,
+                                 retry=retry(3, [503], budget_percent=20))],
+            "routes": [route("outage", "outage", path_prefix="/")],
+        })
+        before = e.requests() + f.requests()
+        stop = time.monotonic() + 3.0
+        counts = []
+        lock = threading.Lock()
+
+        def client():
+            statuses = {}
+            with RawConn(gw.address, timeout=10) as c:
+                while time.monotonic() < stop:
+                    s = c.request("GET", "/_sample/status/503").status
+                    statuses[s] = statuses.get(s, 0) + 1
+            with lock:
+                counts.append(statuses)
+
+        threads_run([client] * 30, timeout=60)
+        total = {}
+        for st in counts:
+            for k, v in st.items():
+                total[k] = total.get(k, 0) + v
+        client_requests = sum(total.values())
+        attempts = e.requests() + f.requests() - before - 2 * e.stats_overhead()
+        retries = gw.metric("sluice_upstream_retries_total", service="outage")
+        print(f"\n  outage: {client_requests} client requests {total}, {attempts} upstream "
+              f"attempts, {retries:.0f} retries", flush=True)
+        self.assertEqual(set(total), {503}, total)
+        self.assertGreater(client_requests, 100)
+        self.assertGreater(retries, 0, "no retries at all: the budget blocks everything")
+        # Without a budget each request would be tried 4 times; 20% of in-flight requests
+        # allows about 0.25 retries per request.
+        self.assertLess(attempts / client_requests, 1.6,
+                        f"{attempts} upstream attempts for {client_requests} requests")
+        self.assertLess(retries / client_requests, 0.6)
+
+
+if __name__ == "__main__":
+    unittest.main()
