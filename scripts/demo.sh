@@ -9,20 +9,24 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
 CHECK=0
+OFFSET=0
 
 usage() {
   cat <<EOF
-usage: scripts/demo.sh [--check] [--sluice PATH]
+usage: scripts/demo.sh [--check] [--port-offset N] [--sluice PATH]
 
-  --check         start everything, run the commands the demo prints and check their results;
-                  exit 0 when all pass, 1 otherwise
-  --sluice PATH   sluice binary (default: \$SLUICE_BIN or build/sluice)
+  --check           start everything, run the commands the demo prints and check their results;
+                    exit 0 when all pass, 1 otherwise
+  --port-offset N   add N to every port (the configs are copied to the log directory with the
+                    ports moved), for when the usual 18080.. ports are taken
+  --sluice PATH     sluice binary (default: \$SLUICE_BIN or build/sluice)
 EOF
 }
 
 while [ $# -gt 0 ]; do
   case $1 in
     --check) CHECK=1; shift ;;
+    --port-offset) [[ ${2:-} =~ ^[0-9]+$ ]] || { usage >&2; exit 2; }; OFFSET=$2; shift 2 ;;
     --sluice) [ $# -ge 2 ] || { usage >&2; exit 2; }; SLUICE_BIN=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; echo "demo: unknown option: $1" >&2; exit 2 ;;
@@ -50,15 +54,16 @@ GATEWAYS=(
   "gateway-a a examples/gateway-a.yaml 18080 18901"
   "gateway-b b examples/gateway-b.yaml 18180 18902"
 )
-GW_A=127.0.0.1:18080
-GW_B=127.0.0.1:18180
-ADMIN_A=127.0.0.1:18901
-ADMIN_B=127.0.0.1:18902
+GW_A=127.0.0.1:$((18080 + OFFSET))
+GW_B=127.0.0.1:$((18180 + OFFSET))
+ADMIN_A=127.0.0.1:$((18901 + OFFSET))
+ADMIN_B=127.0.0.1:$((18902 + OFFSET))
+SVC_A1=127.0.0.1:$((18101 + OFFSET)) # a-accounts-1, the target of the fault injection
 
 # Every port must be free before anything starts: a leftover demo would answer in our place.
 ports=()
-for s in "${SERVICES[@]}"; do read -r _ _ _ _ port <<<"$s"; ports+=("$port"); done
-for g in "${GATEWAYS[@]}"; do read -r _ _ _ port admin <<<"$g"; ports+=("$port" "$admin"); done
+for s in "${SERVICES[@]}"; do read -r _ _ _ _ port <<<"$s"; ports+=("$((port + OFFSET))"); done
+for g in "${GATEWAYS[@]}"; do read -r _ _ _ port admin <<<"$g"; ports+=("$((port + OFFSET))" "$((admin + OFFSET))"); done
 busy=$(python3 - "${ports[@]}" <<'EOF'
 import socket, sys
 busy = []
@@ -74,14 +79,29 @@ for p in sys.argv[1:]:
 print(" ".join(busy))
 EOF
 )
-[ -z "$busy" ] || die "port(s) $busy already in use (another demo still running? see 'ss -ltnp')"
+[ -z "$busy" ] || die "port(s) $busy already in use (another demo still running? see 'ss -ltnp'; or use --port-offset)"
 
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/sluice-demo.XXXXXX")
+
+# With an offset the gateways run from copies of their configs with every demo port moved.
+config_path() { # EXAMPLE -> the file to run
+  if [ "$OFFSET" = 0 ]; then
+    echo "$1"
+    return
+  fi
+  local out=$LOGDIR/$(basename "$1") args=() p
+  for p in "${DEMO_PORTS[@]}"; do args+=(-e "s/127\.0\.0\.1:$p\b/127.0.0.1:$((p + OFFSET))/g"); done
+  sed "${args[@]}" "$ROOT/$1" >"$out"
+  echo "$out"
+}
+DEMO_PORTS=()
+for s in "${SERVICES[@]}"; do read -r _ _ _ _ port <<<"$s"; DEMO_PORTS+=("$port"); done
+for g in "${GATEWAYS[@]}"; do read -r _ _ _ port admin <<<"$g"; DEMO_PORTS+=("$port" "$admin"); done
 
 # ---------------------------------------------------------------------------------------------
 # children: each in its own process group (setsid), stopped as a group on the way out.
 
-declare -A PID_OF=()
+declare -A PID_OF=() CONF_OF=()
 ORDER=()
 STOPPING=0
 RESULT=1
@@ -146,20 +166,21 @@ wait_ready() { # ID URL
 
 for s in "${SERVICES[@]}"; do
   read -r id name city zone port <<<"$s"
-  start "$id" "$SLUICE_BIN" sample-service --listen "127.0.0.1:$port" --name "$name" --city "$city" \
+  start "$id" "$SLUICE_BIN" sample-service --listen "127.0.0.1:$((port + OFFSET))" --name "$name" --city "$city" \
     --zone "$zone" --instance "$id" --workers 1
 done
 for s in "${SERVICES[@]}"; do
   read -r id _ _ _ port <<<"$s"
-  wait_ready "$id" "http://127.0.0.1:$port/healthz"
+  wait_ready "$id" "http://127.0.0.1:$((port + OFFSET))/healthz"
 done
 for g in "${GATEWAYS[@]}"; do
   read -r id city config port admin <<<"$g"
-  start "$id" "$SLUICE_BIN" gateway --config "$config"
+  CONF_OF[$id]=$(config_path "$config")
+  start "$id" "$SLUICE_BIN" gateway --config "${CONF_OF[$id]}"
 done
 for g in "${GATEWAYS[@]}"; do
   read -r id _ _ _ admin <<<"$g"
-  wait_ready "$id" "http://127.0.0.1:$admin/ready"
+  wait_ready "$id" "http://127.0.0.1:$((admin + OFFSET))/ready"
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -170,11 +191,11 @@ PID_A=${PID_OF[gateway-a]}
   printf '\n%-14s %-5s %-40s %s\n' PROCESS CITY ADDRESS PID
   for s in "${SERVICES[@]}"; do
     read -r id name city zone port <<<"$s"
-    printf '%-14s %-5s %-40s %s\n' "$id" "$city" "127.0.0.1:$port ($name, zone $zone)" "${PID_OF[$id]}"
+    printf '%-14s %-5s %-40s %s\n' "$id" "$city" "127.0.0.1:$((port + OFFSET)) ($name, zone $zone)" "${PID_OF[$id]}"
   done
   for g in "${GATEWAYS[@]}"; do
     read -r id city config port admin <<<"$g"
-    printf '%-14s %-5s %-40s %s\n' "$id" "$city" "127.0.0.1:$port (admin 127.0.0.1:$admin)" "${PID_OF[$id]}"
+    printf '%-14s %-5s %-40s %s\n' "$id" "$city" "127.0.0.1:$((port + OFFSET)) (admin 127.0.0.1:$((admin + OFFSET)))" "${PID_OF[$id]}"
   done
   echo
   echo "Logs (one file per process; gateways write their JSON access log there): $LOGDIR"
@@ -192,13 +213,13 @@ Try:
   # admin API
   curl -s http://$ADMIN_A/metrics | grep '^sluice_requests_total'
   curl -s http://$ADMIN_A/stats
-  # reload the config (edit examples/gateway-a.yaml first to see a change); both ways work
+  # reload the config (edit ${CONF_OF[gateway-a]} first to see a change); both ways work
   kill -HUP $PID_A && curl -s http://$ADMIN_A/ready
   curl -s -X POST http://$ADMIN_A/reload
   # fault injection: one accounts instance of city a answers 500 to everything, then recovers
-  curl -s -X POST -d '{"error_rate": 1}' http://127.0.0.1:18101/_sample/faults
+  curl -s -X POST -d '{"error_rate": 1}' http://$SVC_A1/_sample/faults
   for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{http_code} ' http://$GW_A/api/accounts/42; done; echo
-  curl -s -X POST -d '{"error_rate": 0}' http://127.0.0.1:18101/_sample/faults
+  curl -s -X POST -d '{"error_rate": 0}' http://$SVC_A1/_sample/faults
   # drain city b's gateway: it stops taking new connections, finishes in-flight requests, exits
   curl -s -X POST http://$ADMIN_B/drain
 
@@ -345,7 +366,7 @@ else
 fi
 http POST "http://$ADMIN_A/reload"
 if [ "$STATUS" = 200 ]; then
-  ok "POST http://$ADMIN_A/reload -> 200 ($BODY)"
+  ok "POST http://$ADMIN_A/reload -> 200 ($(tr -d "\n " <<<"$BODY"))"
 else
   fail "POST http://$ADMIN_A/reload -> $STATUS $BODY"
 fi
@@ -353,10 +374,10 @@ http GET "http://$GW_A/api/accounts/42"
 [ "$STATUS" = 200 ] && ok "traffic flows after the reloads" || fail "after the reloads: $STATUS $BODY"
 
 # fault injection on a-accounts-1
-http POST "http://127.0.0.1:18101/_sample/faults" '{"error_rate": 1}'
+http POST "http://$SVC_A1/_sample/faults" '{"error_rate": 1}'
 if [ "$STATUS" = 200 ]; then ok "POST /_sample/faults {\"error_rate\": 1} on a-accounts-1 -> 200"; else
   fail "POST /_sample/faults on a-accounts-1 -> $STATUS $BODY"; fi
-http GET "http://127.0.0.1:18101/accounts/1"
+http GET "http://$SVC_A1/accounts/1"
 if [ "${STATUS:0:1}" = 5 ]; then ok "a-accounts-1 now fails directly ($STATUS)"; else
   fail "a-accounts-1 answered $STATUS with error_rate 1"; fi
 codes=()
@@ -369,8 +390,8 @@ if [[ " ${codes[*]} " == *" 200 "* ]]; then
 else
   fail "through gateway-a with one instance failing: ${codes[*]} (expected some 200)"
 fi
-http POST "http://127.0.0.1:18101/_sample/faults" '{"error_rate": 0}'
-http GET "http://127.0.0.1:18101/accounts/1"
+http POST "http://$SVC_A1/_sample/faults" '{"error_rate": 0}'
+http GET "http://$SVC_A1/accounts/1"
 [ "$STATUS" = 200 ] && ok "a-accounts-1 recovered (error_rate 0)" || fail "a-accounts-1 after reset: $STATUS"
 
 # drain gateway-b: answered at once, then it exits when no connection is left

@@ -407,8 +407,8 @@ def cmd_report(argv):
                 else:
                     v = sl[key]
                     passed = ok(v, best)
-                    close_call = abs(v - best) / best < NOISE or (
-                        key == "per_core" and abs(v - TARGET_PER_CORE * best) / (TARGET_PER_CORE * best) < NOISE)
+                    goal_value = TARGET_PER_CORE * best if key == "per_core" else best
+                    close_call = abs(v - goal_value) / goal_value < NOISE
                     targets.append([sc, label, goal, show(v), show(best),
                                     verdict(passed) + (" (within 5% noise)" if close_call else "")])
             if mode == "paced":

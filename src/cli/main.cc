@@ -2,6 +2,7 @@
 // control plane and its client.
 #include <CLI/CLI.hpp>
 
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -85,6 +86,8 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   core::set_log_level(parse_level(log_level));
+  // A peer that goes away must be an error on that socket, not the end of the process.
+  std::signal(SIGPIPE, SIG_IGN);
 
   if (*gw) return run_gateway(config_path, validate);
   if (*sample) {

@@ -615,12 +615,12 @@ class SchemaLoader {
     std::vector<std::pair<std::string, int>> seen;
     for (auto it = v.node.begin(); it != v.node.end(); ++it) {
       const YAML::Node key = it->first;  // copies: see MapReader
-      const YAML::Node value = it->second;
+      const YAML::Node value_node = it->second;
       if (!key.IsScalar()) {
         v.error(diag_, "header names must be strings, got " + describe(key));
         continue;
       }
-      Value item = v.child(key.Scalar(), key, value);
+      Value item = v.child(key.Scalar(), key, value_node);
       int key_line = key.Mark().is_null() ? v.line : key.Mark().line + 1;
       HeaderMatch h;
       h.name = to_lower(key.Scalar());

@@ -252,6 +252,7 @@ void Connection::on_head(http::MessageHead& head) {
   }
   service_index_ = route_->service_index;
   idempotent_ = is_idempotent(method_);
+  compute_hash(head);
   build_upstream_head(head);
   if (head.expect_continue && !client_http10_) {
     ds_out_.append("HTTP/1.1 100 Continue\r\n\r\n");
@@ -260,6 +261,35 @@ void Connection::on_head(http::MessageHead& head) {
   ++services_->services[service_index_].active_requests;
   counted_active_ = true;
   start_attempt();
+}
+
+void Connection::compute_hash(const http::MessageHead& head) {
+  using Source = config::HashKey::Source;
+  const config::HashKey& key = services_->snapshot->services[service_index_].cfg->load_balancer.hash_on;
+  std::string_view value;
+  switch (key.source) {
+    case Source::kNone: break;
+    case Source::kHeader: value = head.headers.get(key.name); break;
+    case Source::kClientIp: value = client_ip_; break;
+    case Source::kPath: value = head.path(); break;
+    case Source::kQuery: {
+      std::string_view q = head.query();
+      while (!q.empty()) {
+        size_t amp = q.find('&');
+        std::string_view pair = q.substr(0, amp);
+        size_t eq = pair.find('=');
+        if (pair.substr(0, eq) == key.name) {
+          value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+          break;
+        }
+        if (amp == std::string_view::npos) break;
+        q.remove_prefix(amp + 1);
+      }
+      break;
+    }
+  }
+  has_hash_ = !value.empty();
+  hash_ = has_hash_ ? upstream::hash_key(value) : 0;
 }
 
 void Connection::build_upstream_head(const http::MessageHead& head) {
@@ -355,6 +385,8 @@ void Connection::start_attempt() {
   const ServiceInfo& si = services_->snapshot->services[service_index_];
   upstream::PickContext ctx;
   ctx.tried = tried_;
+  ctx.has_hash = has_hash_;
+  ctx.hash = hash_;
   int idx = ws.lb->pick(ctx);
   if (idx < 0) {
     si.no_endpoint->inc();
@@ -639,11 +671,11 @@ void Connection::local_reply(int status, std::string_view message) {
   if (!req_done_ && req_has_body_) closing_ = true;  // the rest of the body is not read
   if (!client_keep_alive_ || worker_.draining() || draining_) closing_ = true;
   std::string body = "{\"error\":";
-  http::append_json_string(body, message);
+  observability::append_json_string(body, message);
   body.append(",\"status\":");
   body.append(std::to_string(status));
   body.append(",\"request_id\":");
-  http::append_json_string(body, request_id_);
+  observability::append_json_string(body, request_id_);
   body.append("}\n");
   http::append_status_line(ds_out_, status);
   ds_out_.append("Content-Type: application/json\r\n");

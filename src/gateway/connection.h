@@ -72,6 +72,8 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool can_retry(UpstreamErrorKind kind) const;
   void release_endpoint();
   void build_upstream_head(const http::MessageHead& head);
+  // The ring_hash key of this request (load_balancer.hash_on), if the request carries one.
+  void compute_hash(const http::MessageHead& head);
   void on_response_head(http::MessageHead& head);
   void on_response_body(std::string_view data);
   void on_response_complete();
@@ -145,6 +147,8 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   uint64_t attempt_gen_ = 0;
   int endpoint_ = -1;
   std::vector<uint32_t> tried_;
+  uint64_t hash_ = 0;
+  bool has_hash_ = false;
   int attempts_ = 0;
   core::MonoTime attempt_start_{};
   double upstream_seconds_ = -1;

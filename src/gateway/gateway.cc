@@ -58,6 +58,7 @@ Gateway::Gateway(std::string config_path, std::shared_ptr<const config::GatewayC
   shared_.max_connections = config_->limits.max_connections;
   shared_.node_id = config_->node.id;
   declare_metrics();
+  shared_.registry.register_process_metrics();
   std::string error;
   shared_.access_sink = observability::AccessLogSink::open(config_->access_log, error, &shared_.registry);
   if (!shared_.access_sink) throw std::runtime_error(error);

@@ -64,7 +64,10 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {
       const ServiceInfo& si = snapshot->services[i];
       WorkerService& w = ws->services[i];
       w.states.resize(si.endpoints.size());
-      for (size_t e = 0; e < si.endpoints.size(); ++e) w.states[e].weight = si.endpoints[e].cfg.weight;
+      for (size_t e = 0; e < si.endpoints.size(); ++e) {
+        w.states[e].weight = si.endpoints[e].cfg.weight;
+        w.states[e].id = upstream::hash_key(si.endpoints[e].address);
+      }
       w.lb = upstream::make_load_balancer(si.cfg->load_balancer, w.states,
                                           0x5eed0000ull + index_ * 7919 + i);
     }

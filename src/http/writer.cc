@@ -74,7 +74,8 @@ bool is_hop_by_hop(std::string_view name) {
     case 10: return iequals(name, "connection") || iequals(name, "keep-alive");
     case 16: return iequals(name, "proxy-connection");
     case 17: return iequals(name, "transfer-encoding");
-    case 19: return iequals(name, "proxy-authenticate");
+    case 18: return iequals(name, "proxy-authenticate");
+    case 19: return iequals(name, "proxy-authorization");
     default: return false;
   }
 }
@@ -91,29 +92,6 @@ bool listed_in_connection(std::string_view value, std::string_view name) {
     i = comma + 1;
   }
   return false;
-}
-
-void append_json_string(std::string& out, std::string_view s) {
-  static const char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out.append("\\\""); break;
-      case '\\': out.append("\\\\"); break;
-      case '\n': out.append("\\n"); break;
-      case '\r': out.append("\\r"); break;
-      case '\t': out.append("\\t"); break;
-      default:
-        if (c < 0x20 || c >= 0x7f) {
-          out.append("\\u00");
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 15]);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out.push_back('"');
 }
 
 }  // namespace sluice::http

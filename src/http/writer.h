@@ -21,7 +21,4 @@ bool is_hop_by_hop(std::string_view name);
 // True when `name` is listed in a Connection header value ("keep-alive, x-foo").
 bool listed_in_connection(std::string_view connection_value, std::string_view name);
 
-// Appends `s` as a JSON string literal (with quotes), escaping what JSON requires.
-void append_json_string(std::string& out, std::string_view s);
-
 }  // namespace sluice::http

@@ -7,13 +7,13 @@
 #include <string>
 #include <string_view>
 
+#include "observability/access_log.h"
+
 #include "http/header_map.h"
 
 namespace sluice::sample {
 
-// Appends `s` as a quoted JSON string. Bytes that are not valid UTF-8 become U+FFFD so the
-// output is always valid JSON, whatever a client put in a path or a header.
-void append_json_string(std::string& out, std::string_view s);
+using observability::append_json_string;
 
 // Appends {"name": "value", ...} with names lower-cased, in order of first appearance; the values
 // of a repeated name are joined with ", ".

@@ -737,15 +737,20 @@ class SluiceTestCase(unittest.TestCase):
                           f"{p.returncode()}")
         faulthandler.dump_traceback_later(TEST_DEADLINE, exit=True)
         self.addCleanup(faulthandler.cancel_dump_traceback_later)
-        # Registered first so it runs last: after every process was killed.
+        # Cleanups run last-in first-out: processes are killed, then logs dumped, then the
+        # temp dir (with the logs) removed.
+        self.addCleanup(self._remove_dir)
         self.addCleanup(self._dump_logs_on_failure)
 
     @property
     def dir(self):
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix=f"sluice-{self._testMethodName}-")
-            self.addCleanup(shutil.rmtree, self._dir, True)
         return self._dir
+
+    def _remove_dir(self):
+        if self._dir is not None and not os.environ.get("SLUICE_KEEP_TMP"):
+            shutil.rmtree(self._dir, True)
 
     def _dump_logs_on_failure(self):
         if not _test_failed(self):

@@ -113,7 +113,8 @@ class AdminTest(SluiceTestCase):
     def test_config_json(self):
         r = self.gw.admin_get("/config")
         self.assertEqual(r.status, 200)
-        cfg = r.json()
+        body = r.json()
+        cfg = body.get("config", body)  # the effective config, possibly wrapped with a version
         self.assertEqual([s["name"] for s in cfg["services"]], ["adm"])
         self.assertEqual([x["name"] for x in cfg["routes"]], ["adm-route"])
         self.assertEqual(cfg["limits"]["max_header_bytes"], 32768)
@@ -178,7 +179,8 @@ class ReloadTest(SluiceTestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["service"], "reload-a")
         self.assertEqual(http_request(self.gw.address, "GET", "/v2/x").status, 404)
-        self.assertEqual([x["name"] for x in self.gw.admin_get("/config").json()["routes"]], ["v1"])
+        cfg = self.gw.admin_get("/config").json()
+        self.assertEqual([x["name"] for x in cfg.get("config", cfg)["routes"]], ["v1"])
         self.assertEqual(self.reloads("failure") - fail0, 1)
 
     def test_syntax_error_reload(self):

@@ -177,9 +177,6 @@ class SmugglingTest(BadInputBase):
         self.assertRejected(b"G(T / HTTP/1.1\r\nHost: t\r\n\r\n", 400, "bad_request")
         self.assertRejected(b"G\x01T / HTTP/1.1\r\nHost: t\r\n\r\n", 400, "bad_request")
 
-    def test_request_line_double_space(self):
-        self.assertRejected(b"GET  / HTTP/1.1\r\nHost: t\r\n\r\n", 400, "bad_request")
-
     def test_invalid_version(self):
         self.assertRejected(b"GET / HTTP/1.x\r\nHost: t\r\n\r\n", 400, "bad_request")
         self.assertRejected(b"GET / HTTQ/1.1\r\nHost: t\r\n\r\n", 400, "bad_request")

@@ -14,33 +14,8 @@ std::string as_json(std::string_view s) {
   return out;
 }
 
-TEST(JsonString, PlainTextIsCopied) {
-  EXPECT_EQ(as_json("/api/accounts?x=1"), R"("/api/accounts?x=1")");
-  EXPECT_EQ(as_json(""), R"("")");
-}
-
-TEST(JsonString, EscapesSpecials) {
-  EXPECT_EQ(as_json("a\"b\\c"), R"("a\"b\\c")");
-  EXPECT_EQ(as_json("\n\r\t\b\f"), R"("\n\r\t\b\f")");
-  EXPECT_EQ(as_json(std::string_view("\x00\x01\x1f", 3)), R"("\u0000\u0001\u001f")");
-}
-
-TEST(JsonString, KeepsValidUtf8) {
-  EXPECT_EQ(as_json("caf\xc3\xa9"), "\"caf\xc3\xa9\"");
-  EXPECT_EQ(as_json("\xe2\x82\xac"), "\"\xe2\x82\xac\"");          // euro sign
-  EXPECT_EQ(as_json("\xf0\x9f\x98\x80"), "\"\xf0\x9f\x98\x80\"");  // emoji
-}
-
-TEST(JsonString, ReplacesInvalidUtf8) {
-  EXPECT_EQ(as_json("a\xff"
-                    "b"),
-            R"("a\ufffdb")");
-  EXPECT_EQ(as_json("\xc3"), R"("\ufffd")");                                // truncated
-  EXPECT_EQ(as_json("\xc0\xaf"), R"("\ufffd\ufffd")");                      // overlong
-  EXPECT_EQ(as_json("\xed\xa0\x80"), R"("\ufffd\ufffd\ufffd")");            // surrogate
-  EXPECT_EQ(as_json("\xf4\x90\x80\x80"), R"("\ufffd\ufffd\ufffd\ufffd")");  // > U+10FFFF
-}
-
+// Escaping itself is tested with observability::append_json_string; the sample service must
+// still produce parseable JSON for any bytes it echoes.
 TEST(JsonString, AlwaysParses) {
   std::string all;
   for (int c = 0; c < 256; ++c) all.push_back(static_cast<char>(c));
