@@ -2,7 +2,7 @@
 # Runs a libFuzzer target over its checked-in corpus for a bounded time (seconds, default 20).
 # New inputs go to a scratch folder so the checked-in corpus only changes on purpose.
 set -euo pipefail
-bin=$1
+bin=$(realpath -m "$1")
 seconds=${2:-20}
 name=$(basename "$bin")
 root=$(cd "$(dirname "$0")/.." && pwd)

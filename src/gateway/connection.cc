@@ -4,6 +4,8 @@
 #include <asio/post.hpp>
 #include <asio/write.hpp>
 
+#include <sys/socket.h>
+
 #include "core/random.h"
 #include "gateway/shared.h"
 #include "gateway/worker.h"
@@ -41,6 +43,15 @@ bool usable_request_id(std::string_view id) {
     if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') return false;
   }
   return true;
+}
+
+uint32_t retry_flag_for_status(int status) {
+  switch (status) {
+    case 502: return config::kRetry502;
+    case 503: return config::kRetry503;
+    case 504: return config::kRetry504;
+    default: return 0;
+  }
 }
 
 uint32_t retry_flag(UpstreamErrorKind kind) {
@@ -190,6 +201,7 @@ void Connection::begin_request() {
   upstream_seconds_ = -1;
   resp_head_sent_ = resp_done_ = resp_interim_ = false;
   resp_got_bytes_ = up_extra_bytes_ = false;
+  retry_status_ = 0;
   status_ = 0;
   replay_.clear();
   replayable_ = true;
@@ -464,6 +476,12 @@ void Connection::flush_upstream() {
                         return;
                       }
                       self->up_wbuf_.clear();
+                      // Upload progress counts as activity: a long request body is not a timeout.
+                      if (self->deadline_kind_ == Deadline::kUpstream) {
+                        const ServiceInfo& si =
+                            self->services_->snapshot->services[self->service_index_];
+                        self->set_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
+                      }
                       if (!self->up_out_.empty()) {
                         self->flush_upstream();
                       } else if (!self->req_done_) {
@@ -508,7 +526,15 @@ void Connection::read_upstream() {
     uint64_t gen = attempt_gen_;
     while (off < n) {
       auto r = response_parser_.feed(p + off, n - off);
-      if (gen != attempt_gen_ || closed_) return;  // retried or aborted from a callback
+      if (gen != attempt_gen_ || closed_) return;  // aborted from a callback
+      if (retry_status_) {
+        const ServiceInfo& si = services_->snapshot->services[service_index_];
+        si.endpoints[endpoint_].requests.inc(retry_status_);
+        retry_status_ = 0;
+        drop_upstream();
+        retry();
+        return;
+      }
       off += r.consumed;
       if (r.status == http::Parser::Status::kError) {
         on_upstream_failure(UpstreamErrorKind::kProtocol, "invalid response from upstream");
@@ -530,23 +556,10 @@ void Connection::on_response_head(http::MessageHead& head) {
     return;
   }
   const ServiceInfo& si = services_->snapshot->services[service_index_];
-  uint32_t flag = head.status == 502   ? config::kRetry502
-                  : head.status == 503 ? config::kRetry503
-                  : head.status == 504 ? config::kRetry504
-                                       : 0;
-  if (flag && (si.cfg->retry.on & flag) && can_retry(UpstreamErrorKind::kReset)) {
-    // Retry instead of forwarding this answer; the connection is not reused.
-    si.endpoints[endpoint_].requests.inc(head.status);
-    release_endpoint();
-    upstream_->detach();
-    upstream_->close();
-    upstream_.reset();
-    ++attempt_gen_;
-    retrying_ = true;
-    ++services_->services[service_index_].active_retries;
-    si.retries->inc();
-    up_out_ = replay_;
-    start_attempt();
+  if ((si.cfg->retry.on & retry_flag_for_status(head.status)) &&
+      can_retry(UpstreamErrorKind::kReset)) {
+    // Not forwarded: read_upstream retries once the parser has returned.
+    retry_status_ = head.status;
     return;
   }
   status_ = head.status;
@@ -590,6 +603,7 @@ void Connection::on_response_head(http::MessageHead& head) {
 }
 
 void Connection::on_response_body(std::string_view data) {
+  if (retry_status_) return;
   bytes_out_ += data.size();
   if (resp_chunked_out_) http::append_chunk_header(ds_out_, data.size());
   ds_out_.append(data);
@@ -597,6 +611,7 @@ void Connection::on_response_body(std::string_view data) {
 }
 
 void Connection::on_response_complete() {
+  if (retry_status_) return;
   if (resp_interim_) {
     resp_interim_ = false;
     return;
@@ -626,16 +641,14 @@ void Connection::release_endpoint() {
   endpoint_ = -1;
 }
 
-void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
-  const ServiceInfo& si = services_->snapshot->services[service_index_];
-  if (endpoint_ >= 0) si.endpoints[endpoint_].errors[static_cast<size_t>(kind)]->inc();
+void Connection::drop_upstream() {
   release_endpoint();
   if (upstream_) {
     upstream_->detach();
     upstream_->close();
     upstream_.reset();
   }
-  ++attempt_gen_;
+  ++attempt_gen_;  // handlers of the dropped attempt find a newer generation and stop
   up_connected_ = false;
   up_writing_ = false;
   up_wbuf_.clear();
@@ -644,12 +657,22 @@ void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
     --ws.active_retries;
     retrying_ = false;
   }
+}
+
+void Connection::retry() {
+  retrying_ = true;
+  ++services_->services[service_index_].active_retries;
+  services_->snapshot->services[service_index_].retries->inc();
+  up_out_ = replay_;
+  start_attempt();
+}
+
+void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
+  const ServiceInfo& si = services_->snapshot->services[service_index_];
+  if (endpoint_ >= 0) si.endpoints[endpoint_].errors[static_cast<size_t>(kind)]->inc();
+  drop_upstream();
   if (can_retry(kind)) {
-    retrying_ = true;
-    ++ws.active_retries;
-    si.retries->inc();
-    up_out_ = replay_;
-    start_attempt();
+    retry();
     return;
   }
   release_request();
@@ -861,7 +884,20 @@ void Connection::on_tick(core::MonoTime now) {
 
 void Connection::drain() {
   draining_ = true;
-  if (!in_request_ && !ds_writing_) close();
+  if (in_request_ || ds_writing_) return;  // closes after the response in progress
+  if (!pending_.empty()) {
+    process_pending();  // a pipelined request already read is answered, with Connection: close
+    return;
+  }
+  // A request that has already arrived is answered rather than cut off; only a connection
+  // with nothing to read is closed right away.
+  char probe;
+  ssize_t n = ::recv(socket_.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) {
+    if (!ds_wait_armed_) read_downstream();
+    return;
+  }
+  close();
 }
 
 void Connection::close() {

@@ -70,6 +70,10 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void read_upstream();
   void on_upstream_failure(UpstreamErrorKind kind, const char* what);
   bool can_retry(UpstreamErrorKind kind) const;
+  // Ends the current attempt: closes its connection, returns its endpoint count.
+  void drop_upstream();
+  // Starts the next attempt with the request bytes kept for replay.
+  void retry();
   void release_endpoint();
   void build_upstream_head(const http::MessageHead& head);
   // The ring_hash key of this request (load_balancer.hash_on), if the request carries one.
@@ -160,6 +164,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool resp_got_bytes_ = false;
   bool up_extra_bytes_ = false;
   int status_ = 0;
+  int retry_status_ = 0;  // a 502/503/504 answer to retry instead of forwarding
 };
 
 }  // namespace sluice::gateway

@@ -49,6 +49,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+class DeadPort:
+    """A loopback port that refuses connections: bound but never listening, so that no other
+    process can take it while the test runs. close() releases it."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.address = addr(self.sock.getsockname()[1])
+
+    def close(self):
+        self.sock.close()
+
+
 def addr(port):
     return f"127.0.0.1:{port}"
 

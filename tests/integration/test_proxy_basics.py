@@ -5,7 +5,8 @@ import re
 import socket
 import unittest
 
-from harness import SluiceTestCase, RawConn, build_request, http_request, route, service
+from harness import (FakeUpstream, SluiceTestCase, RawConn, build_request, http_request, route,
+                     service, wait_until)
 
 HEX32 = re.compile(r"[0-9a-f]{32}\Z")
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
@@ -259,6 +260,97 @@ class ProxyBasicsTest(SluiceTestCase):
             c.sock.shutdown(socket.SHUT_WR)
             r = c.read_response()
             self.assertEqual(r.status, 200, r)
+
+
+class UpstreamHygieneTest(SluiceTestCase):
+    def test_response_hop_by_hop_headers_removed(self):
+        def answer(sock, head):
+            sock.sendall(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Resp-Hop\r\n"
+                         b"X-Resp-Hop: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: x\r\n"
+                         b"Trailer: X-T\r\nUpgrade: foo\r\nX-Kept: yes\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        fake = FakeUpstream(answer)
+        self.addCleanup(fake.close)
+        gw = self.gateway({"services": [service("fake", fake.address)],
+                           "routes": [route("all", "fake", path_prefix="/")]})
+        with RawConn(gw.address) as c:
+            r = c.request("GET", "/")
+            self.assertEqual((r.status, r.body), (200, b"hello"), r)
+            names = {k.lower() for k, _ in r.headers}
+            for h in ("x-resp-hop", "keep-alive", "proxy-connection", "trailer", "upgrade"):
+                self.assertNotIn(h, names, f"hop-by-hop response header {h} forwarded: {r.headers}")
+            self.assertEqual(r.header("x-kept"), "yes")
+            # Still usable: framing of the re-sent response is consistent.
+            r = c.request("GET", "/again")
+            self.assertEqual((r.status, r.body), (200, b"hello"), r)
+
+    def test_idle_upstream_connections_closed(self):
+        up = self.sample("idle-up")
+        gw = self.gateway({"services": [service("idle-up", up.address,
+                                                timeouts={"connect": "1s", "request": "5s",
+                                                          "idle": "300ms"})],
+                           "routes": [route("all", "idle-up", path_prefix="/")]})
+        self.assertEqual(http_request(gw.address, "GET", "/x").status, 200)
+        # Our own stats request is one active connection.
+        wait_until(lambda: up.stats()["active_connections"] <= 1, 3,
+                   message="pooled upstream connection closed after timeouts.idle")
+
+
+class LoadBalancingTest(SluiceTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.s = [cls.class_sample(f"lb-{i}") for i in range(3)]
+        addrs = [x.address for x in cls.s]
+        weighted = service("weighted", addrs[0], addrs[1],
+                           load_balancer={"policy": "round_robin"})
+        weighted["endpoints"][0]["weight"] = 3
+        cls.gw = cls.class_gateway({
+            "workers": 1,
+            "services": [
+                service("rr", *addrs, load_balancer={"policy": "round_robin"}),
+                weighted,
+                service("hash", *addrs, load_balancer={"policy": "ring_hash",
+                                                       "hash_on": "header:x-customer-id"}),
+                service("least", *addrs, load_balancer={"policy": "least_request"}),
+            ],
+            "routes": [route(n, n, strip_prefix=f"/{n}", path_prefix=f"/{n}/")
+                       for n in ("rr", "weighted", "hash", "least")],
+        })
+
+    def instances(self, prefix, n, headers=None):
+        counts = {}
+        with RawConn(self.gw.address) as c:
+            for i in range(n):
+                r = c.request("GET", f"/{prefix}/{i}", headers=headers)
+                self.assertEqual(r.status, 200, r)
+                inst = r.header("x-sample-instance")
+                counts[inst] = counts.get(inst, 0) + 1
+        return counts
+
+    def test_round_robin_even(self):
+        counts = self.instances("rr", 30)
+        self.assertEqual(sorted(counts.values()), [10, 10, 10], counts)
+
+    def test_round_robin_weights(self):
+        counts = self.instances("weighted", 40)
+        heavy = counts.get(f"lb-0@{self.s[0].address}", 0)
+        light = counts.get(f"lb-1@{self.s[1].address}", 0)
+        self.assertEqual(heavy + light, 40, counts)
+        self.assertEqual((heavy, light), (30, 10), counts)
+
+    def test_ring_hash_sticky(self):
+        seen = {}
+        for key in range(20):
+            counts = self.instances("hash", 5, {"x-customer-id": f"cust-{key}"})
+            self.assertEqual(len(counts), 1, f"key cust-{key} spread over {counts}")
+            seen[key] = next(iter(counts))
+        self.assertGreater(len(set(seen.values())), 1, "every key on one endpoint")
+
+    def test_least_request_all_endpoints_used(self):
+        counts = self.instances("least", 30)
+        self.assertEqual(sum(counts.values()), 30)
+        self.assertEqual(len(counts), 3, f"sequential requests should spread: {counts}")
 
 
 if __name__ == "__main__":

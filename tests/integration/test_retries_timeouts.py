@@ -5,7 +5,7 @@ import threading
 import time
 import unittest
 
-from harness import (FakeUpstream, SluiceTestCase, RawConn, free_port, addr, http_request,
+from harness import (DeadPort, FakeUpstream, SluiceTestCase, RawConn, free_port, addr, http_request,
                      route, service, threads_run)
 
 
@@ -19,7 +19,9 @@ class RetriesTest(SluiceTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.dead = addr(free_port())  # nothing listens here: connection refused
+        dead = DeadPort()  # connection refused
+        cls.addClassCleanup(dead.close)
+        cls.dead = dead.address
         cls.a = cls.class_sample("live-a")
         cls.b = cls.class_sample("closer-b")
         cls.u = cls.class_sample("unsafe-u")
