@@ -3,6 +3,7 @@
 # worker each, the proxy alone on one CPU and backend + wrk on another, all in one run. Reports
 # req/s, p50/p99, the proxy's busy CPU %, req/s per busy proxy core and ratios to the better peer.
 # See docs/benchmarks.md for what each scenario measures and how to read the figures.
+# shellcheck disable=SC2317  # cleanup is reached through a trap
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -294,9 +295,9 @@ proc_ticks() {
 
 # Sum of VmRSS (KiB) of the given pids.
 proc_rss_kib() {
-  local total=0 pid key val unit
+  local total=0 pid key val
   for pid in "$@"; do
-    while read -r key val unit; do
+    while read -r key val _; do
       [ "$key" = "VmRSS:" ] && total=$((total + val))
     done <"/proc/$pid/status" 2>/dev/null || true
   done
@@ -349,9 +350,10 @@ start_backend() {
   BACKEND_PID=$SPAWNED_PID
   wait_http "http://127.0.0.1:$BACKEND_PORT/healthz" "$BACKEND_PID" "$dir/stdout.log" ||
     die "backend ($BACKEND) did not start"
-  check_body "http://127.0.0.1:$BACKEND_PORT/_sample/bytes?n=128" 128 &&
-    check_body "http://127.0.0.1:$BACKEND_PORT/_sample/bytes?n=4096" 4096 ||
+  if ! check_body "http://127.0.0.1:$BACKEND_PORT/_sample/bytes?n=128" 128 ||
+    ! check_body "http://127.0.0.1:$BACKEND_PORT/_sample/bytes?n=4096" 4096; then
     die "backend ($BACKEND) does not serve /_sample/bytes?n=128 and ?n=4096 with exact bodies"
+  fi
   echo "proxy_bench: backend $BACKEND on 127.0.0.1:$BACKEND_PORT (CPU $LOAD_CPU), pid $BACKEND_PID"
 }
 

@@ -4,6 +4,7 @@
 # and commands to try, then waits for Ctrl-C and stops everything it started.
 #   scripts/demo.sh           interactive (make demo)
 #   scripts/demo.sh --check   start everything, run the printed commands with assertions, exit 0/1
+# shellcheck disable=SC2317  # stop_all and on_exit are reached through traps
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -89,7 +90,8 @@ config_path() { # EXAMPLE -> the file to run
     echo "$1"
     return
   fi
-  local out=$LOGDIR/$(basename "$1") args=() p
+  local out args=() p
+  out=$LOGDIR/$(basename "$1")
   for p in "${DEMO_PORTS[@]}"; do args+=(-e "s/127\.0\.0\.1:$p\b/127.0.0.1:$((p + OFFSET))/g"); done
   sed "${args[@]}" "$ROOT/$1" >"$out"
   echo "$out"
@@ -103,12 +105,10 @@ for g in "${GATEWAYS[@]}"; do read -r _ _ _ port admin <<<"$g"; DEMO_PORTS+=("$p
 
 declare -A PID_OF=() CONF_OF=()
 ORDER=()
-STOPPING=0
 RESULT=1
 
 stop_all() {
   local id pid i
-  STOPPING=1
   for id in "${ORDER[@]}"; do
     pid=${PID_OF[$id]}
     kill -TERM -- "-$pid" 2>/dev/null || true
@@ -255,12 +255,13 @@ fail() {
 
 # http METHOD URL [DATA]: sets STATUS, BODY, HEADERS (lower-case names).
 http() {
-  local method=$1 url=$2 data=${3:-} args=(-s --max-time 5 -X "$1" -D "$LOGDIR/.h" -o "$LOGDIR/.b" -w '%{http_code}')
+  local method=$1 url=$2 data=${3:-}
+  local args=(-s --max-time 5 -X "$method" -D "$LOGDIR/.h" -o "$LOGDIR/.b" -w '%{http_code}')
   [ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data "$data")
   rm -f "$LOGDIR/.h" "$LOGDIR/.b"
   STATUS=$(curl "${args[@]}" "$url" 2>/dev/null) || STATUS=${STATUS:-000}
   BODY=$(cat "$LOGDIR/.b" 2>/dev/null || true)
-  HEADERS=$(tr 'A-Z' 'a-z' <"$LOGDIR/.h" 2>/dev/null || true)
+  HEADERS=$(tr '[:upper:]' '[:lower:]' <"$LOGDIR/.h" 2>/dev/null || true)
 }
 
 # json_field KEY: the value of a top-level key of BODY ('' when absent or not JSON).
@@ -371,7 +372,7 @@ else
   fail "POST http://$ADMIN_A/reload -> $STATUS $BODY"
 fi
 http GET "http://$GW_A/api/accounts/42"
-[ "$STATUS" = 200 ] && ok "traffic flows after the reloads" || fail "after the reloads: $STATUS $BODY"
+if [ "$STATUS" = 200 ]; then ok "traffic flows after the reloads"; else fail "after the reloads: $STATUS $BODY"; fi
 
 # fault injection on a-accounts-1
 http POST "http://$SVC_A1/_sample/faults" '{"error_rate": 1}'
@@ -392,7 +393,7 @@ else
 fi
 http POST "http://$SVC_A1/_sample/faults" '{"error_rate": 0}'
 http GET "http://$SVC_A1/accounts/1"
-[ "$STATUS" = 200 ] && ok "a-accounts-1 recovered (error_rate 0)" || fail "a-accounts-1 after reset: $STATUS"
+if [ "$STATUS" = 200 ]; then ok "a-accounts-1 recovered (error_rate 0)"; else fail "a-accounts-1 after reset: $STATUS"; fi
 
 # drain gateway-b: answered at once, then it exits when no connection is left
 PID_B=${PID_OF[gateway-b]}
@@ -408,10 +409,10 @@ if kill -0 "$PID_B" 2>/dev/null; then
 else
   rc=0
   wait "$PID_B" 2>/dev/null || rc=$?
-  [ "$rc" = 0 ] && ok "gateway-b drained and exited (status 0)" || fail "gateway-b exited with status $rc after drain"
+  if [ "$rc" = 0 ]; then ok "gateway-b drained and exited (status 0)"; else fail "gateway-b exited with status $rc after drain"; fi
 fi
 http GET "http://$GW_B/api/accounts/42"
-[ "$STATUS" = 000 ] && ok "gateway-b no longer accepts connections" || fail "gateway-b still answers: $STATUS"
+if [ "$STATUS" = 000 ]; then ok "gateway-b no longer accepts connections"; else fail "gateway-b still answers: $STATUS"; fi
 
 # every other process is still up
 for id in "${ORDER[@]}"; do

@@ -419,7 +419,7 @@ def cmd_report(argv):
 
     if noisy_runs:
         warn = (f"{len(noisy_runs)} run(s) marked (noisy) lost more than {OTHER_PCT_LIMIT:g}% of the proxy CPU to other "
-                f"processes ({', '.join(noisy_runs)}): their figures are not trustworthy; rerun on a quiet machine.")
+                f"processes ({', '.join(noisy_runs[:6])}{f' and {len(noisy_runs) - 6} more' if len(noisy_runs) > 6 else ''}): their figures are not trustworthy; rerun on a quiet machine.")
         text_out.append("WARNING " + warn + "\n")
         md_out.append("**Warning** " + warn + "\n")
     tt = Table(["scenario", "target", "goal", "sluice", "better peer", "verdict"], left=3)

@@ -721,21 +721,14 @@ LoadResult load_string(std::string_view yaml, const std::string& source_name) {
   LoadResult result;
   try {
     Diagnostics diag(source_name);
-    std::vector<YAML::Node> docs;
-    try {
-      docs = YAML::LoadAll(std::string(yaml));
-    } catch (const YAML::Exception& e) {
-      diag.add(e.mark.is_null() ? 0 : e.mark.line + 1, "", "YAML syntax error: " + e.msg);
+    std::optional<YAML::Node> document = parse_single_document(yaml, diag);
+    if (!document) {
       result.errors = diag.take();
       return result;
     }
-    if (docs.size() > 1) {
-      int line = docs[1].Mark().is_null() ? 0 : docs[1].Mark().line + 1;
-      diag.add(line, "", fmt::format("expected one YAML document, found {}", docs.size()));
-    }
     auto config = std::make_shared<GatewayConfig>();
     config->source_file = source_name;
-    Value root{docs.empty() ? YAML::Node() : docs[0], "", 1};
+    Value root{*document, "", 1};
     SchemaLoader(diag, *config).load(root);
     if (diag.count() == 0) result.config = std::move(config);
     result.errors = diag.take();

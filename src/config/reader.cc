@@ -1,10 +1,12 @@
 #include "config/reader.h"
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 
 #include <algorithm>
 #include <charconv>
 #include <limits>
+#include <sstream>
 
 #include "config/size.h"
 
@@ -33,7 +35,58 @@ std::string join(std::span<const std::string_view> items) {
   return out;
 }
 
+// Records where each document starts; everything else is ignored.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
 }  // namespace
+
+std::optional<YAML::Node> parse_single_document(std::string_view text, Diagnostics& diag) {
+  const std::string input(text);
+  try {
+    // First pass, bounded: at most four documents. On a token it cannot place (a stray ','),
+    // yaml-cpp 0.7 starts a new empty document at the same position forever; two documents
+    // starting at the same place means exactly that.
+    std::istringstream in(input);
+    YAML::Parser parser(in);
+    DocumentStarts docs;
+    while (docs.starts.size() < 4 && parser.HandleNextDocument(docs)) {
+      size_t n = docs.starts.size();
+      if (n >= 2 && docs.starts[n - 1].pos == docs.starts[n - 2].pos) {
+        const YAML::Mark& at = docs.starts[n - 1];
+        char c = at.pos >= 0 && static_cast<size_t>(at.pos) < input.size() ? input[at.pos] : '?';
+        diag.add(at.line + 1, "",
+                 c > 0x20 && c < 0x7f ? fmt::format("YAML syntax error: unexpected '{}'", c)
+                                      : std::string("YAML syntax error: unexpected character"));
+        return std::nullopt;
+      }
+    }
+    if (docs.starts.size() > 1) {
+      diag.add(docs.starts[1].line + 1, "",
+               "expected one YAML document, found another here (remove the '---' separator)");
+      return std::nullopt;
+    }
+    // Second pass builds the node tree of the one document; the first proved it terminates.
+    return YAML::Load(input);
+  } catch (const YAML::Exception& e) {
+    diag.add(e.mark.is_null() ? 0 : e.mark.line + 1, "", "YAML syntax error: " + e.msg);
+    return std::nullopt;
+  }
+}
 
 void Diagnostics::add(int line, std::string path, std::string message) {
   errors_.push_back(ConfigError{file_, line, std::move(path), std::move(message)});

@@ -44,6 +44,11 @@ struct Value {
   }
 };
 
+// The one YAML document in `text` (null for an empty text). A syntax error, or more than one
+// document, is reported as a single error and gives nullopt. Never hangs: yaml-cpp 0.7's LoadAll
+// loops forever, allocating, on a stray ',' at document level (jbeder/yaml-cpp#1040).
+std::optional<YAML::Node> parse_single_document(std::string_view text, Diagnostics& diag);
+
 // "'abc'", "a list", "a mapping", "nothing": what was found, for "expected X, got Y".
 std::string describe(const YAML::Node& node);
 

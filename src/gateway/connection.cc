@@ -555,9 +555,8 @@ void Connection::on_response_head(http::MessageHead& head) {
     resp_interim_ = true;  // 1xx: not forwarded; the final response follows
     return;
   }
-  const ServiceInfo& si = services_->snapshot->services[service_index_];
-  if ((si.cfg->retry.on & retry_flag_for_status(head.status)) &&
-      can_retry(UpstreamErrorKind::kReset)) {
+  uint32_t flag = retry_flag_for_status(head.status);
+  if (flag && can_retry(flag)) {
     // Not forwarded: read_upstream retries once the parser has returned.
     retry_status_ = head.status;
     return;
@@ -621,12 +620,12 @@ void Connection::on_response_complete() {
   upstream_seconds_ = std::chrono::duration<double>(worker_.now() - attempt_start_).count();
 }
 
-bool Connection::can_retry(UpstreamErrorKind kind) const {
+bool Connection::can_retry(uint32_t on_flag) const {
   const ServiceInfo& si = services_->snapshot->services[service_index_];
   const config::Retry& r = si.cfg->retry;
   if (resp_head_sent_ || !replayable_ || closed_) return false;
   if (static_cast<uint32_t>(attempts_) > r.attempts) return false;
-  if (!(r.on & retry_flag(kind))) return false;
+  if (!(r.on & on_flag)) return false;
   if (!idempotent_ && !r.non_idempotent) return false;
   const auto& ws = services_->services[service_index_];
   uint64_t budget = std::max<uint64_t>(r.min_retry_concurrency,
@@ -671,7 +670,7 @@ void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
   const ServiceInfo& si = services_->snapshot->services[service_index_];
   if (endpoint_ >= 0) si.endpoints[endpoint_].errors[static_cast<size_t>(kind)]->inc();
   drop_upstream();
-  if (can_retry(kind)) {
+  if (can_retry(retry_flag(kind))) {
     retry();
     return;
   }

@@ -69,7 +69,8 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void on_upstream_readable() override;
   void read_upstream();
   void on_upstream_failure(UpstreamErrorKind kind, const char* what);
-  bool can_retry(UpstreamErrorKind kind) const;
+  // Whether another attempt may be made after a failure of kind `on_flag` (config::RetryOn).
+  bool can_retry(uint32_t on_flag) const;
   // Ends the current attempt: closes its connection, returns its endpoint count.
   void drop_upstream();
   // Starts the next attempt with the request bytes kept for replay.

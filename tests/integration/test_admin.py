@@ -144,6 +144,33 @@ class AdminTest(SluiceTestCase):
         self.assertIn("200", json.dumps(entries[0]))
 
 
+class AccessLogTargetsTest(SluiceTestCase):
+    def run_with(self, target):
+        up = self.sample("alog")
+        gw = self.gateway({"access_log": {"path": target, "format": "json"},
+                           "services": [service("alog", up.address)],
+                           "routes": [route("all", "alog", path_prefix="/")]})
+        rid = f"alog-{target}-0001"
+        self.assertEqual(http_request(gw.address, "GET", "/a", headers={"X-Request-Id": rid}).status,
+                         200)
+        return gw, rid
+
+    def test_stdout(self):
+        gw, rid = self.run_with("stdout")
+
+        def find():
+            lines = [l for l in gw.log_text("stdout").splitlines() if rid in l]
+            return lines
+        lines = wait_until(find, 5, message="access log line on stdout")
+        self.assertEqual(len(lines), 1)
+        json.loads(lines[0])
+
+    def test_off(self):
+        gw, rid = self.run_with("off")
+        time.sleep(0.5)
+        self.assertNotIn(rid, gw.log_text())
+
+
 class ReloadTest(SluiceTestCase):
     def setUp(self):
         super().setUp()

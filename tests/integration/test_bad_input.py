@@ -6,7 +6,8 @@ import threading
 import time
 import unittest
 
-from harness import SluiceTestCase, ConnClosed, RawConn, build_request, chunked, route, service
+from harness import (FakeUpstream, SluiceTestCase, ConnClosed, RawConn, build_request, chunked,
+                     route, service)
 
 LIMITS = {
     "max_header_bytes": 4096,
@@ -329,6 +330,58 @@ class LimitsTest(BadInputBase):
                 self.assertEqual(c.request("GET", "/").status, 200)
                 time.sleep(1.0)  # 4s in total, each gap under idle_timeout (2s)
             self.assertEqual(c.request("GET", "/").status, 200)
+
+
+class BodyPhaseTest(SluiceTestCase):
+    """Vectors found only in the body (invalid chunk sizes): with the whole request in one
+    write, not even the head may reach the upstream. The upstream here counts heads."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+
+        def answer(sock, head):
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            return False
+        cls.fake = FakeUpstream(answer)
+        cls.addClassCleanup(cls.fake.close)
+        cls.gw = cls.class_gateway({
+            "workers": 1,
+            "limits": LIMITS,
+            "services": [service("fake", cls.fake.address)],
+            "routes": [route("all", "fake", path_prefix="/")],
+        })
+
+    def check(self, chunk_line):
+        before = self.fake.requests
+        raw = (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + chunk_line + b"\r\nhello\r\n0\r\n\r\n")
+        with RawConn(self.gw.address) as c:
+            c.send(raw)
+            r = c.read_response()
+            self.assertEqual(r.status, 400, r)
+            self.assertClosed(c)
+        time.sleep(0.1)
+        self.assertEqual(self.fake.requests - before, 0, "the head was forwarded upstream")
+
+    def test_positive_control(self):
+        before = self.fake.requests
+        with RawConn(self.gw.address) as c:
+            r = c.request("GET", "/")
+            self.assertEqual((r.status, r.body), (200, b"ok"))
+        self.assertEqual(self.fake.requests - before, 1)
+
+    def test_chunk_size_not_hex(self):
+        self.check(b"zz")
+
+    def test_chunk_size_negative(self):
+        self.check(b"-1")
+
+    def test_chunk_size_huge(self):
+        self.check(b"ffffffffffffffffffffff")
+
+    def test_chunk_size_with_space_before_extension_garbage(self):
+        self.check(b"5 x")
 
 
 if __name__ == "__main__":

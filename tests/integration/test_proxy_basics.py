@@ -3,10 +3,11 @@ X-Forwarded-*, x-request-id, traceparent, status and HEAD passthrough."""
 
 import re
 import socket
+import time
 import unittest
 
 from harness import (FakeUpstream, SluiceTestCase, RawConn, build_request, http_request, route,
-                     service, wait_until)
+                     service, threads_run, wait_until)
 
 HEX32 = re.compile(r"[0-9a-f]{32}\Z")
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
@@ -80,6 +81,44 @@ class ProxyBasicsTest(SluiceTestCase):
                     self.assertEqual(j["body_bytes"], i)
             # And the connection is still usable.
             self.assertEqual(c.request("GET", "/after").status, 200)
+
+    def test_pipelining_order_with_slow_first_response(self):
+        with RawConn(self.gw.address) as c:
+            c.send(build_request("GET", "/_sample/delay/300") + build_request("GET", "/fast")
+                   + build_request("GET", "/third"))
+            paths = [c.read_response().json()["path"] for _ in range(3)]
+        self.assertEqual(paths, ["/_sample/delay/300", "/fast", "/third"])
+
+    def test_client_abort_mid_request_does_not_leak(self):
+        active0 = self.gw.metric("sluice_downstream_connections_active", listener="public")
+        for i in range(10):
+            c = RawConn(self.gw.address)
+            c.send(build_request("GET", "/_sample/delay/2000"))
+            time.sleep(0.02)
+            c.close()
+        with RawConn(self.gw.address) as c:
+            self.assertEqual(c.request("GET", "/alive").status, 200)
+        wait_until(lambda: self.gw.metric("sluice_downstream_connections_active",
+                                          listener="public") <= active0, 5,
+                   message="aborted connections released")
+
+    def test_many_concurrent_connections(self):
+        def client(k):
+            def run():
+                with RawConn(self.gw.address, timeout=10) as c:
+                    return [c.request("GET", f"/cc/{k}/{i}").json()["path"] for i in range(5)]
+            return run
+        conns = [RawConn(self.gw.address, timeout=10) for _ in range(150)]
+        try:
+            # 150 idle connections held open while 20 clients work.
+            results = threads_run([client(k) for k in range(20)], timeout=60)
+            for k, paths in enumerate(results):
+                self.assertEqual(paths, [f"/cc/{k}/{i}" for i in range(5)])
+            for c in conns[:10]:
+                self.assertEqual(c.request("GET", "/held").status, 200)
+        finally:
+            for c in conns:
+                c.close()
 
     def test_pipelining_split_across_writes(self):
         data = b"".join(build_request("GET", f"/s/{i}") for i in range(5))

@@ -99,6 +99,16 @@ class RetriesTest(SluiceTestCase):
         for statuses in results:
             self.assertEqual(statuses, [200] * 25)
 
+    def test_retried_request_body_replayed(self):
+        # PUT is idempotent: a connect failure is retried with the same body.
+        before = self.a.requests()
+        body = bytes(range(256)) * 128  # 32 KiB
+        for i in range(6):
+            r = self.get(f"/connect/put{i}", method="PUT", body=body)
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["body_bytes"], len(body))
+        self.assertEqual(self.a.requests_since(before), 6)
+
     def test_all_endpoints_dead_502(self):
         t0 = time.monotonic()
         r = self.get("/dead/x")

@@ -820,7 +820,22 @@ workers: 1
 
 TEST(Errors, SeveralDocuments) {
   LoadResult r = load("listeners: [{name: a, address: 127.0.0.1:80}]\n---\nworkers: 1\n");
-  EXPECT_TRUE(HasError(r, 3, "", "expected one YAML document, found 2"));
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r);
+  EXPECT_TRUE(HasError(r, 2, "", "expected one YAML document"));
+  // A leading '---' (or a trailing '...') is still one document.
+  EXPECT_TRUE(load("---\nlisteners: [{name: a, address: 127.0.0.1:80}]\n...\n").ok());
+}
+
+// yaml-cpp 0.7's LoadAll never returned (and kept allocating) on a stray ',' at document level,
+// and Load returned null for it, which surfaced as "at least one listener is required".
+TEST(Errors, StrayCommaIsASyntaxErrorNotAHang) {
+  for (const char* text : {",", ",node: {id: a}\n", "---\n,\n", "listeners: []\n---\n,\n"}) {
+    LoadResult r = load_string(text, "x");
+    ASSERT_EQ(r.errors.size(), 1u) << text << "\n" << dump(r);
+    EXPECT_EQ(r.errors[0].message.rfind("YAML syntax error: unexpected ','", 0), 0u) << text << "\n"
+                                                                                     << dump(r);
+  }
+  EXPECT_EQ(load_string("---\n,\n", "x").errors[0].line, 2);
 }
 
 // ---- files ----
