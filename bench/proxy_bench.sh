@@ -415,6 +415,7 @@ start_proxy() {
 skip() { # SCENARIO PROXY ROUND REASON
   python3 "$LIB/benchlib.py" record-skip "$RESULTS" scenario="$1" proxy="$2" round="$3" reason="$4"
   echo "  $2: $4"
+  KEEP_TMP=1 # the reason points at logs in $TMP
 }
 
 # run_load SCENARIO PROXY ROUND

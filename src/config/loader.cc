@@ -625,7 +625,7 @@ class SchemaLoader {
       HeaderMatch h;
       h.name = to_lower(key.Scalar());
       if (!is_token(h.name)) {
-        diag_.add(key_line, v.path, fmt::format("'{}' is not a valid header name", h.name));
+        diag_.add(key_line, item.path, fmt::format("'{}' is not a valid header name", h.name));
         continue;
       }
       auto first =

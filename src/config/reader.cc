@@ -322,10 +322,11 @@ MapReader::MapReader(Diagnostics& diag, const Value& map,
       continue;
     }
     if (std::find(known.begin(), known.end(), key) == known.end()) {
+      // The path names the unknown key itself, like every other error names its value.
       if (key == "<<") {
-        diag.add(key_line, map.path, "merge keys ('<<') are not supported; write the keys out");
+        diag.add(key_line, child.path, "merge keys ('<<') are not supported; write the keys out");
       } else {
-        diag.add(key_line, map.path,
+        diag.add(key_line, child.path,
                  fmt::format("unknown key '{}'{}", key, did_you_mean(key, candidates)));
       }
       continue;

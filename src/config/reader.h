@@ -82,7 +82,8 @@ struct PlannedKey {
 
 // One YAML mapping. Construction reports, once each: a value that is not a mapping (null counts
 // as an empty mapping), keys that are not strings, duplicate keys, keys of planned features
-// (never silently ignored) and unknown keys with a spelling suggestion.
+// (never silently ignored) and unknown keys with a spelling suggestion. Errors about a key carry
+// that key's own path ("services[0].retires: unknown key 'retires' (did you mean 'retry'?)").
 class MapReader {
  public:
   MapReader(Diagnostics& diag, const Value& map, std::initializer_list<std::string_view> known,

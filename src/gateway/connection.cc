@@ -122,38 +122,53 @@ void Connection::set_deadline(Deadline kind, std::chrono::nanoseconds after) {
 }
 
 bool Connection::want_downstream_read() const {
-  if (closed_ || closing_) return false;
-  if (!in_request_) return pending_.empty();
+  if (closed_) return false;
+  // closing_ means "no further request on this connection": the body of the request in
+  // progress is still read (an upstream may answer before the whole body has arrived).
+  if (!in_request_) return !closing_ && pending_.empty();
   if (req_done_ || local_reply_) return false;
   return up_out_.size() + up_wbuf_.size() < kMaxUpstreamBacklog;
 }
 
 void Connection::read_downstream() {
-  while (!ds_wait_armed_ && want_downstream_read()) {
-    asio::error_code ec;
-    size_t n = socket_.read_some(asio::buffer(worker_.scratch(), worker_.scratch_size()), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      ds_wait_armed_ = true;
-      socket_.async_wait(asio::ip::tcp::socket::wait_read,
-                         [self = shared_from_this()](const asio::error_code& ec) {
-                           self->ds_wait_armed_ = false;
-                           if (ec || self->closed_) return;
-                           self->worker_.refresh_now();
-                           self->read_downstream();
-                         });
-      return;
-    }
-    if (ec || n == 0) {
-      // The client went away. A request in progress cannot complete.
+  if (ds_reading_ || !want_downstream_read()) return;
+  ds_reading_ = true;
+  socket_.async_read_some(asio::buffer(rbuf_),
+                          [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+                            self->ds_reading_ = false;
+                            if (self->closed_ || ec == asio::error::operation_aborted) return;
+                            self->worker_.refresh_now();
+                            self->on_downstream_data(ec, n);
+                          });
+}
+
+void Connection::on_downstream_data(const asio::error_code& ec, size_t n) {
+  if (ec || n == 0) {
+    // The client went away. A request in progress cannot complete.
+    if (in_request_ && !req_done_ && parser_.head_done()) abort_request();
+    close();
+    return;
+  }
+  if (!in_request_ && deadline_kind_ == Deadline::kIdle) {
+    set_deadline(Deadline::kHeader, worker_.services()->snapshot->config->limits.header_timeout);
+  }
+  feed(rbuf_.data(), n);
+  // A full small buffer means more is probably waiting (a large head or a body): read it in big
+  // pieces through the worker's scratch buffer until the socket is empty or we must stop.
+  bool more = n == rbuf_.size();
+  while (more && want_downstream_read()) {
+    asio::error_code rec;
+    size_t got = socket_.read_some(asio::buffer(worker_.scratch(), worker_.scratch_size()), rec);
+    if (rec == asio::error::would_block || rec == asio::error::try_again) break;
+    if (rec || got == 0) {
       if (in_request_ && !req_done_ && parser_.head_done()) abort_request();
       close();
       return;
     }
-    if (!in_request_ && deadline_kind_ == Deadline::kIdle) {
-      set_deadline(Deadline::kHeader, worker_.services()->snapshot->config->limits.header_timeout);
-    }
-    feed(worker_.scratch(), n);
+    feed(worker_.scratch(), got);
+    more = got == worker_.scratch_size();
   }
+  read_downstream();
 }
 
 void Connection::feed(const char* data, size_t len) {
@@ -453,7 +468,7 @@ void Connection::upstream_ready() {
   const ServiceInfo& si = services_->snapshot->services[service_index_];
   set_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
   flush_upstream();
-  upstream_->arm_wait();
+  upstream_->read();
 }
 
 void Connection::flush_upstream() {
@@ -490,64 +505,53 @@ void Connection::flush_upstream() {
                     });
 }
 
-void Connection::on_upstream_readable() {
-  if (closed_ || !upstream_) return;
-  auto keep = shared_from_this();
-  worker_.refresh_now();
-  read_upstream();
+void Connection::read_upstream() {
+  if (upstream_ && up_connected_ && !resp_done_ && !ds_writing_ && !closed_) upstream_->read();
 }
 
-void Connection::read_upstream() {
-  while (upstream_ && up_connected_ && !resp_done_ && !ds_writing_ && !closed_) {
-    asio::error_code ec;
-    size_t n =
-        upstream_->socket().read_some(asio::buffer(worker_.scratch(), worker_.scratch_size()), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      upstream_->arm_wait();
+void Connection::on_upstream_data(const asio::error_code& ec, const char* data, size_t n) {
+  if (closed_ || !upstream_ || ec == asio::error::operation_aborted) return;
+  auto keep = shared_from_this();  // the upstream's handler holds no reference to this
+  worker_.refresh_now();
+  if (ec || n == 0) {
+    if (!ec && response_parser_.in_message() &&
+        response_parser_.finish() == http::Parser::Status::kComplete) {
+      // A response delimited by the connection closing ends here.
+      resp_keep_alive_ = false;
+      flush_downstream();
       return;
     }
-    if (ec || n == 0) {
-      if (!ec && response_parser_.in_message()) {
-        // A response delimited by the connection closing ends here.
-        if (response_parser_.finish() == http::Parser::Status::kComplete) {
-          resp_keep_alive_ = false;
-          flush_downstream();
-          return;
-        }
-      }
-      on_upstream_failure(UpstreamErrorKind::kReset, "upstream closed the connection");
-      return;
-    }
-    resp_got_bytes_ = true;
-    const ServiceInfo& si = services_->snapshot->services[service_index_];
-    set_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
-    const char* p = worker_.scratch();
-    size_t off = 0;
-    uint64_t gen = attempt_gen_;
-    while (off < n) {
-      auto r = response_parser_.feed(p + off, n - off);
-      if (gen != attempt_gen_ || closed_) return;  // aborted from a callback
-      if (retry_status_) {
-        const ServiceInfo& si = services_->snapshot->services[service_index_];
-        si.endpoints[endpoint_].requests.inc(retry_status_);
-        retry_status_ = 0;
-        drop_upstream();
-        retry();
-        return;
-      }
-      off += r.consumed;
-      if (r.status == http::Parser::Status::kError) {
-        on_upstream_failure(UpstreamErrorKind::kProtocol, "invalid response from upstream");
-        return;
-      }
-      if (r.status == http::Parser::Status::kNeedMore) break;
-      if (resp_done_) {
-        if (off < n) up_extra_bytes_ = true;
-        break;
-      }
-    }
-    flush_downstream();
+    on_upstream_failure(UpstreamErrorKind::kReset, "upstream closed the connection");
+    return;
   }
+  resp_got_bytes_ = true;
+  const ServiceInfo& si = services_->snapshot->services[service_index_];
+  set_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
+  size_t off = 0;
+  uint64_t gen = attempt_gen_;
+  while (off < n) {
+    auto r = response_parser_.feed(data + off, n - off);
+    if (gen != attempt_gen_ || closed_) return;  // aborted from a callback
+    if (retry_status_) {
+      si.endpoints[endpoint_].requests.inc(retry_status_);
+      retry_status_ = 0;
+      drop_upstream();
+      retry();
+      return;
+    }
+    off += r.consumed;
+    if (r.status == http::Parser::Status::kError) {
+      on_upstream_failure(UpstreamErrorKind::kProtocol, "invalid response from upstream");
+      return;
+    }
+    if (r.status == http::Parser::Status::kNeedMore) break;
+    if (resp_done_) {
+      if (off < n) up_extra_bytes_ = true;
+      break;
+    }
+  }
+  flush_downstream();
+  read_upstream();
 }
 
 void Connection::on_response_head(http::MessageHead& head) {
@@ -893,7 +897,7 @@ void Connection::drain() {
   char probe;
   ssize_t n = ::recv(socket_.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n > 0) {
-    if (!ds_wait_armed_) read_downstream();
+    read_downstream();
     return;
   }
   close();

@@ -7,6 +7,7 @@
 
 #include <asio/ip/tcp.hpp>
 
+#include <array>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -52,6 +53,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
 
   // Downstream reading and request parsing.
   void read_downstream();
+  void on_downstream_data(const asio::error_code& ec, size_t n);
   bool want_downstream_read() const;
   void feed(const char* data, size_t len);
   void process_pending();
@@ -66,7 +68,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void on_connected(const asio::error_code& ec, uint64_t gen);
   void upstream_ready();
   void flush_upstream();
-  void on_upstream_readable() override;
+  void on_upstream_data(const asio::error_code& ec, const char* data, size_t n) override;
   void read_upstream();
   void on_upstream_failure(UpstreamErrorKind kind, const char* what);
   // Whether another attempt may be made after a failure of kind `on_flag` (config::RetryOn).
@@ -104,10 +106,13 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   http::Parser response_parser_;
 
   // Per connection.
+  // Reads of a new request land here first: small, so an idle connection costs little, and
+  // owned, so a read can stay armed while the connection waits.
+  std::array<char, 1024> rbuf_;
   std::string pending_;   // bytes read past the end of the request in progress (pipelining)
   std::string ds_out_;    // response bytes waiting to be written downstream
   std::string ds_wbuf_;   // response bytes being written
-  bool ds_wait_armed_ = false;
+  bool ds_reading_ = false;
   bool ds_writing_ = false;
   bool closing_ = false;  // close once ds_out_ is written
   bool closed_ = false;

@@ -1,31 +1,22 @@
 #include "gateway/upstream_pool.h"
 
-#include <sys/socket.h>
-
 namespace sluice::gateway {
 
-void UpstreamConnection::arm_wait() {
-  if (wait_armed_ || !socket_.is_open()) return;
-  wait_armed_ = true;
-  socket_.async_wait(asio::ip::tcp::socket::wait_read,
-                     [self = shared_from_this()](const asio::error_code& ec) {
-                       self->wait_armed_ = false;
-                       if (self->user_) {
-                         self->user_->on_upstream_readable();
-                         return;
-                       }
-                       if (ec || !self->socket_.is_open()) return;
-                       // Idle: the upstream closed the connection or sent unsolicited bytes.
-                       char probe;
-                       ssize_t n = ::recv(self->socket_.native_handle(), &probe, 1,
-                                          MSG_PEEK | MSG_DONTWAIT);
-                       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                         self->arm_wait();
-                         return;
-                       }
-                       if (self->pool_) self->pool_->remove(self.get());
-                       self->close();
-                     });
+void UpstreamConnection::read() {
+  if (reading_ || !socket_.is_open()) return;
+  reading_ = true;
+  socket_.async_read_some(asio::buffer(buf_.get(), kReadBufferBytes),
+                          [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+                            self->reading_ = false;
+                            if (self->user_) {
+                              self->user_->on_upstream_data(ec, self->buf_.get(), n);
+                              return;
+                            }
+                            if (ec == asio::error::operation_aborted) return;
+                            // Idle: the upstream closed, failed, or sent bytes nobody asked for.
+                            if (self->pool_) self->pool_->remove(self.get());
+                            self->close();
+                          });
 }
 
 void UpstreamConnection::close() {
@@ -58,7 +49,7 @@ void UpstreamPool::put(std::shared_ptr<UpstreamConnection> conn, size_t max_idle
   conn->pool_ = this;
   conn->idle_since = now;
   conn->idle_timeout = idle_timeout;
-  conn->arm_wait();
+  conn->read();
   stack.push_back(std::move(conn));
 }
 

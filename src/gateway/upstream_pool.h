@@ -1,6 +1,6 @@
 // Keep-alive connections to upstream endpoints, pooled per worker and per endpoint address.
-// An idle pooled connection always has one read-readiness wait armed, so an upstream that closes
-// it (or sends bytes nobody asked for) is noticed and the connection dropped before reuse.
+// An idle pooled connection always has a read armed, so an upstream that closes it (or sends
+// bytes nobody asked for) is noticed and the connection dropped before it could be reused.
 #pragma once
 
 #include <asio/io_context.hpp>
@@ -19,26 +19,31 @@ namespace sluice::gateway {
 
 class UpstreamPool;
 
-// Who is told when an upstream connection in use becomes readable or fails.
+// Who is given what an upstream connection in use reads (or its error; n == 0 is EOF).
 class UpstreamUser {
  public:
   virtual ~UpstreamUser() = default;
-  virtual void on_upstream_readable() = 0;
+  virtual void on_upstream_data(const asio::error_code& ec, const char* data, size_t n) = 0;
 };
 
 class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnection> {
  public:
-  UpstreamConnection(asio::io_context& io, std::string key) : socket_(io), key_(std::move(key)) {}
+  static constexpr size_t kReadBufferBytes = 16 * 1024;
+
+  UpstreamConnection(asio::io_context& io, std::string key)
+      : socket_(io), key_(std::move(key)), buf_(new char[kReadBufferBytes]) {}
 
   asio::ip::tcp::socket& socket() { return socket_; }
   const std::string& key() const { return key_; }
   bool reused() const { return requests_ > 0; }
   void count_request() { ++requests_; }
 
-  // Arms a readiness wait unless one is armed. Calls user->on_upstream_readable() when it fires
-  // while a user is attached; when idle in a pool, checks for close and leaves the pool if so.
-  void arm_wait();
-  bool wait_armed() const { return wait_armed_; }
+  // Arms a read unless one is armed. What it reads goes to the attached user; while idle in a
+  // pool, anything read (or EOF) makes the connection unusable: it leaves the pool and closes.
+  // Asio's speculative reads make this cheap: after a read that drained the socket the next one
+  // goes straight to epoll, with no extra syscall.
+  void read();
+  bool reading() const { return reading_; }
 
   void attach(UpstreamUser* user) { user_ = user; }
   void detach() { user_ = nullptr; }
@@ -54,8 +59,9 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   std::string key_;
   UpstreamUser* user_ = nullptr;
   UpstreamPool* pool_ = nullptr;  // set while idle in a pool
+  std::unique_ptr<char[]> buf_;
   uint64_t requests_ = 0;
-  bool wait_armed_ = false;
+  bool reading_ = false;
 };
 
 class UpstreamPool {

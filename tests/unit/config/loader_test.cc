@@ -618,7 +618,7 @@ TEST(Rules, Headers) {
   EXPECT_FALSE(h[3].present_only);
   EXPECT_TRUE(Rejects(route_with("match: {headers: {x-a: 1, X-A: 2}}"),
                       "routes[0].match.headers.X-A", "duplicate header"));
-  EXPECT_TRUE(Rejects(route_with("match: {headers: {'x a': 1}}"), "routes[0].match.headers",
+  EXPECT_TRUE(Rejects(route_with("match: {headers: {'x a': 1}}"), "routes[0].match.headers.x a",
                       "'x a' is not a valid header name"));
   EXPECT_TRUE(Rejects(route_with("match: {headers: {x-a: }}"), "routes[0].match.headers.x-a",
                       "expected a header value, or \"*\" for any value, got null"));
@@ -662,11 +662,12 @@ services:
     retires: {attempts: 2}
     colour: blue
 )");
-  EXPECT_TRUE(HasError(r, 2, "", "unknown key 'workres' (did you mean 'workers'?)"));
+  EXPECT_TRUE(HasError(r, 2, "workres", "unknown key 'workres' (did you mean 'workers'?)"));
+  EXPECT_TRUE(HasError(r, 5, "services[0].endpoints[0].wieght",
+                       "unknown key 'wieght' (did you mean 'weight'?)"));
   EXPECT_TRUE(
-      HasError(r, 5, "services[0].endpoints[0]", "unknown key 'wieght' (did you mean 'weight'?)"));
-  EXPECT_TRUE(HasError(r, 6, "services[0]", "unknown key 'retires' (did you mean 'retry'?)"));
-  EXPECT_TRUE(HasError(r, 7, "services[0]", "unknown key 'colour'"));
+      HasError(r, 6, "services[0].retires", "unknown key 'retires' (did you mean 'retry'?)"));
+  EXPECT_TRUE(HasError(r, 7, "services[0].colour", "unknown key 'colour'"));
   EXPECT_EQ(r.errors.size(), 4u) << dump(r);
   for (const auto& e : r.errors) {
     if (e.message.find("colour") != std::string::npos) {
@@ -725,7 +726,7 @@ workers: 3
 }
 
 TEST(Keys, MergeKeysExplained) {
-  EXPECT_TRUE(Rejects("node: {<<: {id: x}}\n", "node", "merge keys ('<<') are not supported"));
+  EXPECT_TRUE(Rejects("node: {<<: {id: x}}\n", "node.<<", "merge keys ('<<') are not supported"));
 }
 
 TEST(Keys, NonStringKey) {
