@@ -30,7 +30,7 @@ int LeastRequest::pick(const PickContext& ctx) {
   if (n == 0) return -1;
   int first = -1;
   for (int d = 0; d < kDraws; ++d) {
-    uint32_t i = rng_.below(n);
+    uint32_t i = static_cast<uint32_t>(rng_.uniform(n));
     if (eligible(ctx, i)) {
       first = static_cast<int>(i);
       break;
@@ -45,7 +45,7 @@ int LeastRequest::pick(const PickContext& ctx) {
   if (n == 1) return first;
   const uint32_t a = static_cast<uint32_t>(first);
   for (int d = 0; d < kDraws; ++d) {
-    uint32_t b = rng_.below(n - 1);  // any index but `a`
+    uint32_t b = static_cast<uint32_t>(rng_.uniform(n - 1));  // any index but `a`
     if (b >= a) ++b;
     if (eligible(ctx, b)) return less_loaded(b, a) ? static_cast<int>(b) : first;
   }
@@ -56,7 +56,7 @@ int LeastRequest::pick(const PickContext& ctx) {
 int LeastRequest::scan(const PickContext& ctx, bool allow_tried) {
   const uint32_t n = static_cast<uint32_t>(endpoints_.size());
   int best = -1;
-  uint32_t i = rng_.below(n);
+  uint32_t i = static_cast<uint32_t>(rng_.uniform(n));
   for (uint32_t k = 0; k < n; ++k, ++i) {
     if (i == n) i = 0;
     const EndpointState& e = endpoints_[i];

@@ -7,7 +7,7 @@
 #include <span>
 
 #include "upstream/load_balancer.h"
-#include "upstream/rng.h"
+#include "core/random.h"
 
 namespace sluice::upstream {
 
@@ -23,7 +23,7 @@ class LeastRequest final : public LoadBalancer {
   int scan(const PickContext& ctx, bool allow_tried);
 
   std::span<const EndpointState> endpoints_;
-  Rng rng_;
+  core::Rng rng_;
 };
 
 }  // namespace sluice::upstream

@@ -65,7 +65,7 @@ RingHash::RingHash(std::span<const EndpointState> endpoints, uint64_t seed)
 int RingHash::pick(const PickContext& ctx) {
   if (!hashes_.empty()) {
     // Without a key, a random point: still weight-proportional.
-    const uint64_t h = ctx.has_hash ? ctx.hash : rng_.next();
+    const uint64_t h = ctx.has_hash ? ctx.hash : rng_.next_u64();
     const size_t b = static_cast<size_t>(h >> (64 - bits_));
     const auto first = hashes_.begin() + starts_[b];
     const auto last = hashes_.begin() + starts_[b + 1];

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "upstream/load_balancer.h"
-#include "upstream/rng.h"
+#include "core/random.h"
 
 namespace sluice::upstream {
 
@@ -40,7 +40,7 @@ class RingHash final : public LoadBalancer {
   std::vector<uint32_t> seen_;  // epoch stamps: each endpoint is judged once per walk
   uint32_t epoch_ = 0;
   uint32_t on_ring_ = 0;  // distinct endpoints with points
-  Rng rng_;
+  core::Rng rng_;
 };
 
 }  // namespace sluice::upstream

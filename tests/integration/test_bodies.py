@@ -6,7 +6,6 @@ SLUICE_LARGE_BODY_BYTES sets the large-body size (default below)."""
 import hashlib
 import os
 import socket
-import threading
 import time
 import unittest
 

@@ -9,7 +9,7 @@ import time
 import unittest
 
 from harness import (SluiceTestCase, ConnClosed, RawConn, http_request, route, service,
-                     split_addr, threads_run, wait_until)
+                     split_addr, wait_until)
 
 
 class ReloadUnderLoadTest(SluiceTestCase):

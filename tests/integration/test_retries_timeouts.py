@@ -5,7 +5,7 @@ import threading
 import time
 import unittest
 
-from harness import (DeadPort, FakeUpstream, SluiceTestCase, RawConn, free_port, addr, http_request,
+from harness import (DeadPort, FakeUpstream, SluiceTestCase, RawConn, http_request,
                      route, service, threads_run)
 
 
