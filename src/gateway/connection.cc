@@ -244,10 +244,11 @@ void Connection::on_parse_error() {
     close();
     return;
   }
-  if (upstream_) {
-    release_endpoint();
-    upstream_->close();
-    upstream_.reset();
+  if (route_) {
+    // The request body turned out malformed (or too large) after forwarding began.
+    drop_upstream();
+    release_request();
+    up_out_.clear();
   }
   local_reply(http::status_for(err), parser_.error_reason());
 }
@@ -369,9 +370,8 @@ void Connection::build_upstream_head(const http::MessageHead& head) {
   out.append(client_ip_);
   out.append("\r\nX-Forwarded-Proto: http\r\n");
   http::append_header(out, "x-request-id", request_id_);
-  std::string tp;
-  observability::make_child_traceparent(traceparent, core::thread_rng(), tp);
-  http::append_header(out, "traceparent", tp);
+  observability::make_child_traceparent(traceparent, core::thread_rng(), traceparent_);
+  http::append_header(out, "traceparent", traceparent_);
   if (head.chunked) {
     out.append("Transfer-Encoding: chunked\r\n");
   } else if (head.content_length >= 0) {

@@ -138,6 +138,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   std::string method_;
   std::string target_;
   std::string request_id_;
+  std::string traceparent_;  // sent upstream (reused buffer)
   std::string user_agent_;
   std::chrono::system_clock::time_point start_wall_;
   core::MonoTime start_{};
