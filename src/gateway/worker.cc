@@ -14,7 +14,12 @@ constexpr size_t kScratchBytes = 64 * 1024;
 }  // namespace
 
 Worker::Worker(GatewayShared& shared, unsigned index)
-    : shared_(shared), index_(index), io_(1), sweep_timer_(io_), scratch_(kScratchBytes) {
+    : shared_(shared),
+      index_(index),
+      // Only this worker's thread does I/O on its sockets (other threads only post), so the
+      // reactor can skip its per-descriptor locking.
+      io_(ASIO_CONCURRENCY_HINT_UNSAFE_IO),
+      sweep_timer_(io_), scratch_(kScratchBytes) {
   access_log_ = std::make_unique<observability::AccessLogger>(shared_.access_sink);
   now_ = std::chrono::steady_clock::now();
 }
