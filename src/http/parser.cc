@@ -62,18 +62,17 @@ struct HeadScanner {
   // framing violation (reason set).
   long scan(const char* p, size_t len, const char** reason) {
     size_t i = 0;
-    for (; i < len; ++i) {
-      char c = p[i];
+    while (i < len) {
       if (prev_cr) {
-        if (c != '\n') {
+        if (p[i] != '\n') {
           *reason = "bare CR in message head";
           return -1;
         }
         prev_cr = false;
+        ++i;
         if (line_len == 0) {
           if (lines > 0) {
             done = true;
-            ++i;
             break;
           }
           // An empty line before the start line is tolerated (RFC 9112 section 2.2).
@@ -83,17 +82,25 @@ struct HeadScanner {
         line_len = 0;
         continue;
       }
-      if (c == '\r') {
-        prev_cr = true;
-      } else if (c == '\n') {
-        *reason = "bare LF in message head";
-        return -1;
-      } else {
-        if (line_len == 0 && lines > 0 && (c == ' ' || c == '\t')) {
+      // Jump to the next CR; the bytes before it must hold no LF.
+      const char* start = p + i;
+      const void* cr = std::memchr(start, '\r', len - i);
+      size_t stop = cr ? static_cast<size_t>(static_cast<const char*>(cr) - p) : len;
+      if (stop > i) {
+        if (std::memchr(start, '\n', stop - i)) {
+          *reason = "bare LF in message head";
+          return -1;
+        }
+        if (line_len == 0 && lines > 0 && (*start == ' ' || *start == '\t')) {
           *reason = "obsolete line folding in header";
           return -1;
         }
-        ++line_len;
+        line_len += stop - i;
+      }
+      i = stop;
+      if (i < len) {
+        prev_cr = true;
+        ++i;
       }
     }
     bytes += i;
