@@ -208,7 +208,11 @@ def read_meta(path):
 
 
 def summarise_load(recs):
-    s = {"rounds": len(recs)}
+    # Rounds in which other processes took the proxy's CPU are left out when clean ones exist.
+    clean = [r for r in recs if r.get("proxy") == "direct"
+             or (r.get("proxy_cpu_other_pct") or 0) <= OTHER_PCT_LIMIT]
+    s = {"rounds": f"{len(clean) if clean else len(recs)}/{len(recs)}", "noisy": not clean}
+    recs = clean or recs
     for k in ("rps", "p50_us", "p99_us", "busy_pct", "per_core", "cpu_us_per_req",
               "load_cpu_pct", "proxy_cpu_other_pct"):
         s[k] = median([r.get(k) for r in recs])
@@ -216,8 +220,6 @@ def summarise_load(recs):
     rps = [r["rps"] for r in recs]
     s["spread"] = (max(rps) - min(rps)) / s["rps"] if len(rps) > 1 and s["rps"] else None
     s["pace_ms"] = recs[0].get("pace_ms")
-    s["noisy"] = any((r.get("proxy_cpu_other_pct") or 0) > OTHER_PCT_LIMIT for r in recs
-                     if r.get("proxy") != "direct")
     return s
 
 
@@ -353,7 +355,7 @@ def cmd_report(argv):
                        "CPU us/req", "req/s vs peer", "per-core vs peer", "p99 vs peer",
                        "load CPU %", "other %", "errors"]
             if repeat > 1:
-                headers.insert(2, "spread")
+                headers[2:2] = ["rounds", "spread"]
             t = Table(headers)
             rows, notes = {}, {}
             for p in proxies:
@@ -383,7 +385,7 @@ def cmd_report(argv):
                        fmt_f(s["load_cpu_pct"]), fmt_f(s["proxy_cpu_other_pct"]) if is_proxy else "-",
                        str(s["errors"])]
                 if repeat > 1:
-                    row.insert(2, "-" if s["spread"] is None else f"±{100 * s['spread'] / 2:.1f}%")
+                    row[2:2] = [s["rounds"], "-" if s["spread"] is None else f"±{100 * s['spread'] / 2:.1f}%"]
                 t.add(row)
             mode = sc.split("-")[0]
             sl = rows.get("sluice")
@@ -418,8 +420,8 @@ def cmd_report(argv):
         md_out.append(f"## {title}\n\n{t.markdown()}\n")
 
     if noisy_runs:
-        warn = (f"{len(noisy_runs)} run(s) marked (noisy) lost more than {OTHER_PCT_LIMIT:g}% of the proxy CPU to other "
-                f"processes ({', '.join(noisy_runs[:6])}{f' and {len(noisy_runs) - 6} more' if len(noisy_runs) > 6 else ''}): their figures are not trustworthy; rerun on a quiet machine.")
+        warn = (f"{len(noisy_runs)} result(s) marked (noisy) lost more than {OTHER_PCT_LIMIT:g}% of the proxy CPU to "
+                f"other processes in every round ({', '.join(noisy_runs[:6])}{f' and {len(noisy_runs) - 6} more' if len(noisy_runs) > 6 else ''}): their figures are not trustworthy; rerun on a quiet machine.")
         text_out.append("WARNING " + warn + "\n")
         md_out.append("**Warning** " + warn + "\n")
     tt = Table(["scenario", "target", "goal", "sluice", "better peer", "verdict"], left=3)
