@@ -85,7 +85,8 @@ http::ParserLimits parser_limits(const config::Limits& l) {
 
 }  // namespace
 
-Connection::Connection(Worker& worker, asio::ip::tcp::socket socket, size_t listener)
+Connection::Connection(Worker& worker, asio::ip::tcp::socket socket, size_t listener,
+                       const asio::ip::tcp::endpoint& peer)
     : worker_(worker),
       socket_(std::move(socket)),
       listener_(listener),
@@ -93,10 +94,11 @@ Connection::Connection(Worker& worker, asio::ip::tcp::socket socket, size_t list
               parser_limits(worker.services()->snapshot->config->limits)),
       response_parser_(http::Parser::Kind::kResponse, response_sink_) {
   response_sink_.c = this;
+  client_ip_ = peer.address().to_string();
   asio::error_code ec;
-  auto remote = socket_.remote_endpoint(ec);
-  if (!ec) client_ip_ = remote.address().to_string();
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  // Non-blocking for the direct reads of large bodies (on_downstream_data); asio's own
+  // operations would set it on first use anyway, so this costs no extra syscall.
   socket_.non_blocking(true, ec);
   GatewayShared& shared = worker_.shared();
   shared.listener_metrics[listener_].active->add(1);
@@ -457,7 +459,6 @@ void Connection::on_connected(const asio::error_code& ec, uint64_t gen) {
   }
   asio::error_code ignored;
   upstream_->socket().set_option(asio::ip::tcp::no_delay(true), ignored);
-  upstream_->socket().non_blocking(true, ignored);
   upstream_ready();
 }
 
@@ -912,7 +913,6 @@ void Connection::close() {
     upstream_.reset();
   }
   asio::error_code ignored;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   worker_.unlink(this);
   // The worker's list held this connection alive; let go of it after the current handler, since

@@ -28,7 +28,8 @@ class Connection final : public std::enable_shared_from_this<Connection>,
                          public http::MessageSink,
                          public UpstreamUser {
  public:
-  Connection(Worker& worker, asio::ip::tcp::socket socket, size_t listener);
+  Connection(Worker& worker, asio::ip::tcp::socket socket, size_t listener,
+             const asio::ip::tcp::endpoint& peer);
   ~Connection() override;
 
   void start();

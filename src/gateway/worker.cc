@@ -42,6 +42,7 @@ void Worker::open_listeners() {
     acceptor->bind(ep);
     acceptor->listen(asio::socket_base::max_listen_connections);
     acceptors_.push_back(std::move(acceptor));
+    peers_.emplace_back();
   }
 }
 
@@ -86,8 +87,9 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {
 }
 
 void Worker::accept(size_t listener) {
-  acceptors_[listener]->async_accept([this, listener](const asio::error_code& ec,
-                                                      asio::ip::tcp::socket socket) {
+  // The peer address comes with accept(2) itself: no getpeername per connection.
+  acceptors_[listener]->async_accept(peers_[listener], [this, listener](const asio::error_code& ec,
+                                                                        asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted || draining_ || stopped_) return;
     if (!ec) {
       refresh_now();
@@ -96,7 +98,8 @@ void Worker::accept(size_t listener) {
         asio::error_code ignored;
         socket.close(ignored);
       } else {
-        auto conn = std::make_shared<Connection>(*this, std::move(socket), listener);
+        auto conn =
+            std::make_shared<Connection>(*this, std::move(socket), listener, peers_[listener]);
         conn->start();
       }
     } else if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {

@@ -77,6 +77,7 @@ class Worker {
   unsigned index_;
   asio::io_context io_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  std::vector<asio::ip::tcp::endpoint> peers_;  // per acceptor: the peer of the accept in progress
   asio::steady_timer sweep_timer_;
   std::shared_ptr<WorkerServices> services_;
   UpstreamPool pool_;

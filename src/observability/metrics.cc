@@ -40,14 +40,20 @@ unsigned thread_slot() {
 // ---------------------------------------------------------------------------------------------
 // Counter, Gauge
 
-void Counter::inc(uint64_t n) {
+namespace {
+// The calling thread's own slot takes a plain add; every other thread shares the last slot.
+template <class Slot, class T>
+void add_to_thread_slot(Slot* slots, T n) {
   const unsigned slot = t_slot;
   if (slot < kSharedSlot) {
-    owner_add(slots_[slot].v, n);
+    owner_add(slots[slot].v, n);
   } else {
-    slots_[kSharedSlot].v.fetch_add(n, kRelaxed);
+    slots[kSharedSlot].v.fetch_add(n, kRelaxed);
   }
 }
+}  // namespace
+
+void Counter::inc(uint64_t n) { add_to_thread_slot(slots_, n); }
 
 uint64_t Counter::value() const {
   uint64_t total = 0;
@@ -55,14 +61,7 @@ uint64_t Counter::value() const {
   return total;
 }
 
-void Gauge::add(int64_t n) {
-  const unsigned slot = t_slot;
-  if (slot < kSharedSlot) {
-    owner_add(slots_[slot].v, n);
-  } else {
-    slots_[kSharedSlot].v.fetch_add(n, kRelaxed);
-  }
-}
+void Gauge::add(int64_t n) { add_to_thread_slot(slots_, n); }
 
 void Gauge::set(int64_t v) {
   slots_[kSharedSlot].v.store(v, kRelaxed);
