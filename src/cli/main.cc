@@ -93,7 +93,8 @@ int main(int argc, char** argv) {
   if (*sample) {
     auto d = core::parse_duration(latency);
     if (!d) {
-      std::fprintf(stderr, "--latency: not a duration: '%s' (examples: 2ms, 1s)\n", latency.c_str());
+      std::fprintf(stderr, "--latency: not a duration: '%s' (examples: 2ms, 1s)\n",
+                   latency.c_str());
       return 2;
     }
     so.latency = *d;

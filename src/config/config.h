@@ -33,14 +33,14 @@ struct Admin {
 };
 
 struct Limits {
-  size_t max_header_bytes = 65536;      // request line + headers; 431 beyond
-  size_t max_uri_bytes = 8192;          // 414 beyond
-  size_t max_body_bytes = 10485760;     // 413 beyond (Content-Length checked up front)
-  size_t max_headers = 100;             // 431 beyond
-  Duration header_timeout = 10s;        // 408 when the head has not arrived in time
-  Duration idle_timeout = 60s;          // keep-alive connections closed after this
-  Duration drain_timeout = 30s;         // SIGTERM / POST /drain: in-flight requests get this long
-  size_t max_connections = 100000;      // per gateway; accept pauses beyond
+  size_t max_header_bytes = 65536;   // request line + headers; 431 beyond
+  size_t max_uri_bytes = 8192;       // 414 beyond
+  size_t max_body_bytes = 10485760;  // 413 beyond (Content-Length checked up front)
+  size_t max_headers = 100;          // 431 beyond
+  Duration header_timeout = 10s;     // 408 when the head has not arrived in time
+  Duration idle_timeout = 60s;       // keep-alive connections closed after this
+  Duration drain_timeout = 30s;      // SIGTERM / POST /drain: in-flight requests get this long
+  size_t max_connections = 100000;   // per gateway; accept pauses beyond
 };
 
 struct AccessLog {
@@ -71,26 +71,26 @@ struct LoadBalancer {
 
 struct Timeouts {
   Duration connect = 1s;
-  Duration request = 5s;        // first response byte must arrive within this after the request
-  Duration idle = 60s;          // pooled upstream connections closed after this idle time
+  Duration request = 5s;  // first response byte must arrive within this after the request
+  Duration idle = 60s;    // pooled upstream connections closed after this idle time
 };
 
 // What a retry may be triggered by.
 enum RetryOn : uint32_t {
   kRetryConnectFailure = 1u << 0,
-  kRetryReset = 1u << 1,         // connection reset / closed before a response
-  kRetryTimeout = 1u << 2,       // request timeout before any response byte
+  kRetryReset = 1u << 1,    // connection reset / closed before a response
+  kRetryTimeout = 1u << 2,  // request timeout before any response byte
   kRetry502 = 1u << 3,
   kRetry503 = 1u << 4,
   kRetry504 = 1u << 5,
 };
 
 struct Retry {
-  uint32_t attempts = 1;                 // retries after the first try; 0..10
+  uint32_t attempts = 1;  // retries after the first try; 0..10
   uint32_t on = kRetryConnectFailure | kRetryReset;
-  uint32_t budget_percent = 20;          // retries in flight <= this % of requests in flight
-  uint32_t min_retry_concurrency = 3;    // retries always allowed up to this many in flight
-  bool non_idempotent = false;           // also retry POST/PATCH (unsafe; off by default)
+  uint32_t budget_percent = 20;        // retries in flight <= this % of requests in flight
+  uint32_t min_retry_concurrency = 3;  // retries always allowed up to this many in flight
+  bool non_idempotent = false;         // also retry POST/PATCH (unsafe; off by default)
 };
 
 enum class ServiceKind { kGlobal, kUnit };
@@ -102,7 +102,7 @@ struct Service {
   Timeouts timeouts;
   Retry retry;
   ServiceKind kind = ServiceKind::kGlobal;
-  uint32_t max_idle_connections = 64;    // per worker per endpoint
+  uint32_t max_idle_connections = 64;  // per worker per endpoint
 };
 
 struct HeaderMatch {
@@ -112,9 +112,9 @@ struct HeaderMatch {
 };
 
 struct RouteMatch {
-  std::vector<std::string> hosts;  // exact "api.example.com" or "*.example.com"; empty = any
-  std::string path;                // exact path; empty = not used
-  std::string path_prefix;         // prefix; empty (and path empty) = "/"
+  std::vector<std::string> hosts;    // exact "api.example.com" or "*.example.com"; empty = any
+  std::string path;                  // exact path; empty = not used
+  std::string path_prefix;           // prefix; empty (and path empty) = "/"
   std::vector<std::string> methods;  // upper-case; empty = any
   std::vector<HeaderMatch> headers;
 };

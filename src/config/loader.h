@@ -12,9 +12,9 @@ namespace sluice::config {
 
 struct ConfigError {
   std::string file;
-  int line = 0;          // 1-based; 0 when unknown
-  std::string path;      // "services[2].retry.attempts"
-  std::string message;   // "must be 0..10"
+  int line = 0;                   // 1-based; 0 when unknown
+  std::string path;               // "services[2].retry.attempts"
+  std::string message;            // "must be 0..10"
   std::string to_string() const;  // "file:line: path: message"
 };
 

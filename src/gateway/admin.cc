@@ -22,7 +22,9 @@ AdminResponse json(int status, const nlohmann::json& j) {
 class AdminSession : public std::enable_shared_from_this<AdminSession>, public http::MessageSink {
  public:
   AdminSession(asio::ip::tcp::socket socket, AdminServer& server)
-      : socket_(std::move(socket)), server_(server), parser_(http::Parser::Kind::kRequest, *this, limits()) {}
+      : socket_(std::move(socket)),
+        server_(server),
+        parser_(http::Parser::Kind::kRequest, *this, limits()) {}
 
   void start() { read(); }
 
@@ -96,7 +98,9 @@ AdminServer::AdminServer(asio::io_context& io, Gateway& gateway, const core::Hos
   acceptor_.listen();
 }
 
-void AdminServer::start() { accept(); }
+void AdminServer::start() {
+  accept();
+}
 
 void AdminServer::stop() {
   asio::error_code ignored;
@@ -150,9 +154,10 @@ AdminResponse AdminServer::handle(std::string_view method, std::string_view path
     asio::post(io_, [this] { gateway_.begin_drain("POST /drain"); });
     return json(202, {{"status", "draining"}});
   }
-  return json(404, {{"error", "no such admin path"},
-                    {"paths", {"/healthz", "/ready", "/metrics", "/config", "/stats", "/reload",
-                               "/drain"}}});
+  return json(
+      404,
+      {{"error", "no such admin path"},
+       {"paths", {"/healthz", "/ready", "/metrics", "/config", "/stats", "/reload", "/drain"}}});
 }
 
 }  // namespace sluice::gateway

@@ -23,8 +23,7 @@ constexpr size_t kMaxReplayBytes = 64 * 1024;
 constexpr size_t kMaxUpstreamBacklog = 256 * 1024;
 
 bool is_idempotent(std::string_view m) {
-  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" ||
-         m == "DELETE";
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
 }
 
 std::string_view host_without_port(std::string_view host) {
@@ -47,30 +46,42 @@ bool usable_request_id(std::string_view id) {
 
 uint32_t retry_flag_for_status(int status) {
   switch (status) {
-    case 502: return config::kRetry502;
-    case 503: return config::kRetry503;
-    case 504: return config::kRetry504;
-    default: return 0;
+    case 502:
+      return config::kRetry502;
+    case 503:
+      return config::kRetry503;
+    case 504:
+      return config::kRetry504;
+    default:
+      return 0;
   }
 }
 
 uint32_t retry_flag(UpstreamErrorKind kind) {
   switch (kind) {
-    case UpstreamErrorKind::kConnectFailure: return config::kRetryConnectFailure;
-    case UpstreamErrorKind::kTimeout: return config::kRetryTimeout;
+    case UpstreamErrorKind::kConnectFailure:
+      return config::kRetryConnectFailure;
+    case UpstreamErrorKind::kTimeout:
+      return config::kRetryTimeout;
     case UpstreamErrorKind::kReset:
-    case UpstreamErrorKind::kProtocol: return config::kRetryReset;
+    case UpstreamErrorKind::kProtocol:
+      return config::kRetryReset;
   }
   return 0;
 }
 
 RejectReason reject_reason(http::ParseError e) {
   switch (e) {
-    case http::ParseError::kHeaderTooLarge: return RejectReason::kHeaderTooLarge;
-    case http::ParseError::kUriTooLong: return RejectReason::kUriTooLong;
-    case http::ParseError::kBodyTooLarge: return RejectReason::kBodyTooLarge;
-    case http::ParseError::kUnsupported: return RejectReason::kUnsupported;
-    default: return RejectReason::kBadRequest;
+    case http::ParseError::kHeaderTooLarge:
+      return RejectReason::kHeaderTooLarge;
+    case http::ParseError::kUriTooLong:
+      return RejectReason::kUriTooLong;
+    case http::ParseError::kBodyTooLarge:
+      return RejectReason::kBodyTooLarge;
+    case http::ParseError::kUnsupported:
+      return RejectReason::kUnsupported;
+    default:
+      return RejectReason::kBadRequest;
   }
 }
 
@@ -295,13 +306,21 @@ void Connection::on_head(http::MessageHead& head) {
 
 void Connection::compute_hash(const http::MessageHead& head) {
   using Source = config::HashKey::Source;
-  const config::HashKey& key = services_->snapshot->services[service_index_].cfg->load_balancer.hash_on;
+  const config::HashKey& key =
+      services_->snapshot->services[service_index_].cfg->load_balancer.hash_on;
   std::string_view value;
   switch (key.source) {
-    case Source::kNone: break;
-    case Source::kHeader: value = head.headers.get(key.name); break;
-    case Source::kClientIp: value = client_ip_; break;
-    case Source::kPath: value = head.path(); break;
+    case Source::kNone:
+      break;
+    case Source::kHeader:
+      value = head.headers.get(key.name);
+      break;
+    case Source::kClientIp:
+      value = client_ip_;
+      break;
+    case Source::kPath:
+      value = head.path();
+      break;
     case Source::kQuery: {
       std::string_view q = head.query();
       while (!q.empty()) {
@@ -444,10 +463,10 @@ void Connection::start_attempt() {
   }
   upstream_ = std::make_shared<UpstreamConnection>(worker_.io(), ep.address);
   set_deadline(Deadline::kConnect, si.cfg->timeouts.connect);
-  upstream_->socket().async_connect(
-      ep.resolved, [self = shared_from_this(), gen](const asio::error_code& ec) {
-        self->on_connected(ec, gen);
-      });
+  upstream_->socket().async_connect(ep.resolved,
+                                    [self = shared_from_this(), gen](const asio::error_code& ec) {
+                                      self->on_connected(ec, gen);
+                                    });
 }
 
 void Connection::on_connected(const asio::error_code& ec, uint64_t gen) {
@@ -477,33 +496,32 @@ void Connection::flush_upstream() {
   up_wbuf_.swap(up_out_);
   up_writing_ = true;
   uint64_t gen = attempt_gen_;
-  asio::async_write(upstream_->socket(), asio::buffer(up_wbuf_),
-                    [self = shared_from_this(), gen](const asio::error_code& ec, size_t) {
-                      if (gen != self->attempt_gen_ || self->closed_) return;
-                      self->up_writing_ = false;
-                      self->worker_.refresh_now();
-                      if (ec) {
-                        // The response may already be complete (an early answer); otherwise
-                        // the attempt failed.
-                        if (!self->resp_done_) {
-                          self->on_upstream_failure(UpstreamErrorKind::kReset,
-                                                    "upstream write failed");
-                        }
-                        return;
-                      }
-                      self->up_wbuf_.clear();
-                      // Upload progress counts as activity: a long request body is not a timeout.
-                      if (self->deadline_kind_ == Deadline::kUpstream) {
-                        const ServiceInfo& si =
-                            self->services_->snapshot->services[self->service_index_];
-                        self->set_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
-                      }
-                      if (!self->up_out_.empty()) {
-                        self->flush_upstream();
-                      } else if (!self->req_done_) {
-                        self->read_downstream();
-                      }
-                    });
+  asio::async_write(
+      upstream_->socket(), asio::buffer(up_wbuf_),
+      [self = shared_from_this(), gen](const asio::error_code& ec, size_t) {
+        if (gen != self->attempt_gen_ || self->closed_) return;
+        self->up_writing_ = false;
+        self->worker_.refresh_now();
+        if (ec) {
+          // The response may already be complete (an early answer); otherwise
+          // the attempt failed.
+          if (!self->resp_done_) {
+            self->on_upstream_failure(UpstreamErrorKind::kReset, "upstream write failed");
+          }
+          return;
+        }
+        self->up_wbuf_.clear();
+        // Upload progress counts as activity: a long request body is not a timeout.
+        if (self->deadline_kind_ == Deadline::kUpstream) {
+          const ServiceInfo& si = self->services_->snapshot->services[self->service_index_];
+          self->set_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
+        }
+        if (!self->up_out_.empty()) {
+          self->flush_upstream();
+        } else if (!self->req_done_) {
+          self->read_downstream();
+        }
+      });
 }
 
 void Connection::read_upstream() {
@@ -760,8 +778,8 @@ void Connection::finish_request() {
     endpoint_addr = ep.address;
     ep.requests.inc(status_);
     if (upstream_seconds_ >= 0) ep.duration->observe(upstream_seconds_);
-    bool reusable = resp_keep_alive_ && req_done_ && !up_writing_ && up_out_.empty() &&
-                    !up_extra_bytes_;
+    bool reusable =
+        resp_keep_alive_ && req_done_ && !up_writing_ && up_out_.empty() && !up_extra_bytes_;
     if (reusable) {
       worker_.pool().put(std::move(upstream_), si.cfg->max_idle_connections, si.cfg->timeouts.idle,
                          worker_.now());

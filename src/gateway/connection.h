@@ -110,9 +110,9 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   // Reads of a new request land here first: small, so an idle connection costs little, and
   // owned, so a read can stay armed while the connection waits.
   std::array<char, 1024> rbuf_;
-  std::string pending_;   // bytes read past the end of the request in progress (pipelining)
-  std::string ds_out_;    // response bytes waiting to be written downstream
-  std::string ds_wbuf_;   // response bytes being written
+  std::string pending_;  // bytes read past the end of the request in progress (pipelining)
+  std::string ds_out_;   // response bytes waiting to be written downstream
+  std::string ds_wbuf_;  // response bytes being written
   bool ds_reading_ = false;
   bool ds_writing_ = false;
   bool closing_ = false;  // close once ds_out_ is written
@@ -148,9 +148,9 @@ class Connection final : public std::enable_shared_from_this<Connection>,
 
   // Upstream exchange of the current request.
   std::shared_ptr<UpstreamConnection> upstream_;
-  std::string up_out_;    // request bytes waiting to be written upstream
-  std::string up_wbuf_;   // request bytes being written
-  std::string replay_;    // every request byte so far, while small enough to resend on retry
+  std::string up_out_;   // request bytes waiting to be written upstream
+  std::string up_wbuf_;  // request bytes being written
+  std::string replay_;   // every request byte so far, while small enough to resend on retry
   bool replayable_ = true;
   bool up_connected_ = false;
   bool up_writing_ = false;

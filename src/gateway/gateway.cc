@@ -12,8 +12,8 @@ namespace sluice::gateway {
 
 namespace {
 
-constexpr const char* kRejectNames[] = {"bad_request",    "header_too_large", "uri_too_long",
-                                        "body_too_large", "header_timeout",   "idle_timeout",
+constexpr const char* kRejectNames[] = {"bad_request",    "header_too_large",    "uri_too_long",
+                                        "body_too_large", "header_timeout",      "idle_timeout",
                                         "unsupported",    "too_many_connections"};
 static_assert(std::size(kRejectNames) == static_cast<size_t>(RejectReason::kCount));
 
@@ -60,7 +60,8 @@ Gateway::Gateway(std::string config_path, std::shared_ptr<const config::GatewayC
   declare_metrics();
   shared_.registry.register_process_metrics();
   std::string error;
-  shared_.access_sink = observability::AccessLogSink::open(config_->access_log, error, &shared_.registry);
+  shared_.access_sink =
+      observability::AccessLogSink::open(config_->access_log, error, &shared_.registry);
   if (!shared_.access_sink) throw std::runtime_error(error);
   std::vector<std::string> errors;
   snapshot_ = build_snapshot(config_, version_.load(), shared_.registry, errors);
@@ -96,7 +97,8 @@ void Gateway::declare_metrics() {
                             {{"result", "success"}});
   reload_failed_ = &reg.counter("sluice_config_reloads_total", "Config reloads by result.",
                                 {{"result", "failure"}});
-  config_version_ = &reg.gauge("sluice_config_version", "Version of the config in use (1 at start).");
+  config_version_ =
+      &reg.gauge("sluice_config_version", "Version of the config in use (1 at start).");
 }
 
 std::shared_ptr<const Snapshot> Gateway::snapshot() const {
@@ -196,7 +198,8 @@ ReloadResult Gateway::reload() {
 void Gateway::begin_drain(const char* why) {
   if (draining_.exchange(true)) return;
   auto timeout = config_->limits.drain_timeout;
-  core::log_info("draining ({}): up to {} for in-flight requests", why, core::format_duration(timeout));
+  core::log_info("draining ({}): up to {} for in-flight requests", why,
+                 core::format_duration(timeout));
   drain_deadline_ = std::chrono::steady_clock::now() + timeout;
   for (auto& w : workers_) w->begin_drain();
   poll_drain();
@@ -207,8 +210,10 @@ void Gateway::poll_drain() {
   for (auto& w : workers_) open += w->connection_count();
   bool timed_out = std::chrono::steady_clock::now() >= drain_deadline_;
   if (open == 0 || timed_out) {
-    if (open > 0) core::log_warn("drain timeout: closing {} connection(s)", open);
-    else core::log_info("drained: no connections left");
+    if (open > 0)
+      core::log_warn("drain timeout: closing {} connection(s)", open);
+    else
+      core::log_info("drained: no connections left");
     if (admin_) admin_->stop();
     signals_.cancel();
     drain_timer_.cancel();
@@ -239,7 +244,8 @@ std::string Gateway::config_json() const {
 std::string Gateway::stats_json() const {
   auto snap = snapshot();
   nlohmann::json j;
-  j["node"] = {{"id", snap->config->node.id}, {"city", snap->config->node.city},
+  j["node"] = {{"id", snap->config->node.id},
+               {"city", snap->config->node.city},
                {"zone", snap->config->node.zone}};
   j["version"] = snap->version;
   j["uptime_seconds"] = uptime_seconds();

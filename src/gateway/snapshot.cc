@@ -48,8 +48,8 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Gat
       asio::error_code ec;
       auto results = resolver.resolve(ep.address.host, std::to_string(ep.address.port), ec);
       if (ec || results.empty()) {
-        errors.push_back("services." + svc.name + ".endpoints: cannot resolve " + ei.address + ": " +
-                         (ec ? ec.message() : std::string("no address")));
+        errors.push_back("services." + svc.name + ".endpoints: cannot resolve " + ei.address +
+                         ": " + (ec ? ec.message() : std::string("no address")));
         continue;
       }
       ei.resolved = results.begin()->endpoint();
@@ -62,9 +62,9 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Gat
         ei.errors[k] = &reg.counter("sluice_upstream_errors_total",
                                     "Upstream attempts that failed without a response.", l);
       }
-      ei.duration = &reg.histogram("sluice_upstream_request_duration_seconds",
-                                   "Time from sending a request upstream to the end of its response.",
-                                   labels);
+      ei.duration = &reg.histogram(
+          "sluice_upstream_request_duration_seconds",
+          "Time from sending a request upstream to the end of its response.", labels);
       si.endpoints.push_back(std::move(ei));
     }
     snap->services.push_back(std::move(si));
@@ -74,13 +74,15 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Gat
   for (const auto& listener : config->listeners) {
     std::vector<RouteMetrics> row;
     auto add = [&](const std::string& route, const std::string& service) {
-      observability::Labels labels{{"listener", listener.name}, {"route", route}, {"service", service}};
+      observability::Labels labels{
+          {"listener", listener.name}, {"route", route}, {"service", service}};
       RouteMetrics m;
       m.requests = make_code_counters(reg, "sluice_requests_total",
                                       "Requests answered by the gateway.", labels);
-      m.duration = &reg.histogram("sluice_request_duration_seconds",
-                                  "Time from the first byte of a request to the end of its response.",
-                                  {{"route", route}, {"service", service}});
+      m.duration =
+          &reg.histogram("sluice_request_duration_seconds",
+                         "Time from the first byte of a request to the end of its response.",
+                         {{"route", route}, {"service", service}});
       row.push_back(m);
     };
     for (const auto& route : config->routes) add(route.name, route.service);

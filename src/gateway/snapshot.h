@@ -32,7 +32,7 @@ enum class UpstreamErrorKind { kConnectFailure = 0, kReset = 1, kTimeout = 2, kP
 
 struct EndpointInfo {
   config::Endpoint cfg;
-  std::string address;             // "host:port" as configured
+  std::string address;  // "host:port" as configured
   asio::ip::tcp::endpoint resolved;
   CodeCounters requests;
   std::array<observability::Counter*, 4> errors{};  // by UpstreamErrorKind

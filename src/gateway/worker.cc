@@ -19,7 +19,8 @@ Worker::Worker(GatewayShared& shared, unsigned index)
       // Only this worker's thread does I/O on its sockets (other threads only post), so the
       // reactor can skip its per-descriptor locking.
       io_(ASIO_CONCURRENCY_HINT_UNSAFE_IO),
-      sweep_timer_(io_), scratch_(kScratchBytes) {
+      sweep_timer_(io_),
+      scratch_(kScratchBytes) {
   access_log_ = std::make_unique<observability::AccessLogger>(shared_.access_sink);
   now_ = std::chrono::steady_clock::now();
 }
@@ -88,25 +89,25 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {
 
 void Worker::accept(size_t listener) {
   // The peer address comes with accept(2) itself: no getpeername per connection.
-  acceptors_[listener]->async_accept(peers_[listener], [this, listener](const asio::error_code& ec,
-                                                                        asio::ip::tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || draining_ || stopped_) return;
-    if (!ec) {
-      refresh_now();
-      if (shared_.connections.load(std::memory_order_relaxed) >= shared_.max_connections) {
-        shared_.reject(RejectReason::kTooManyConnections);
-        asio::error_code ignored;
-        socket.close(ignored);
-      } else {
-        auto conn =
-            std::make_shared<Connection>(*this, std::move(socket), listener, peers_[listener]);
-        conn->start();
-      }
-    } else if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {
-      core::log_warn("worker {}: accept failed: {}", index_, ec.message());
-    }
-    accept(listener);
-  });
+  acceptors_[listener]->async_accept(
+      peers_[listener], [this, listener](const asio::error_code& ec, asio::ip::tcp::socket socket) {
+        if (ec == asio::error::operation_aborted || draining_ || stopped_) return;
+        if (!ec) {
+          refresh_now();
+          if (shared_.connections.load(std::memory_order_relaxed) >= shared_.max_connections) {
+            shared_.reject(RejectReason::kTooManyConnections);
+            asio::error_code ignored;
+            socket.close(ignored);
+          } else {
+            auto conn =
+                std::make_shared<Connection>(*this, std::move(socket), listener, peers_[listener]);
+            conn->start();
+          }
+        } else if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {
+          core::log_warn("worker {}: accept failed: {}", index_, ec.message());
+        }
+        accept(listener);
+      });
 }
 
 void Worker::link(Connection* c) {

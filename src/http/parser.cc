@@ -36,12 +36,18 @@ std::string_view MessageHead::query() const {
 
 int status_for(ParseError e) {
   switch (e) {
-    case ParseError::kNone: return 200;
-    case ParseError::kBadRequest: return 400;
-    case ParseError::kHeaderTooLarge: return 431;
-    case ParseError::kUriTooLong: return 414;
-    case ParseError::kBodyTooLarge: return 413;
-    case ParseError::kUnsupported: return 501;
+    case ParseError::kNone:
+      return 200;
+    case ParseError::kBadRequest:
+      return 400;
+    case ParseError::kHeaderTooLarge:
+      return 431;
+    case ParseError::kUriTooLong:
+      return 414;
+    case ParseError::kBodyTooLarge:
+      return 413;
+    case ParseError::kUnsupported:
+      return 501;
   }
   return 400;
 }
@@ -50,9 +56,9 @@ int status_for(ParseError e) {
 // obs-fold in the head are rejected here before llhttp sees the bytes; the head size is counted
 // here so an oversized head is refused before it is parsed.
 struct HeadScanner {
-  size_t bytes = 0;      // head bytes seen so far
-  size_t line_len = 0;   // bytes in the current line, without CR/LF
-  size_t lines = 0;      // complete non-empty lines
+  size_t bytes = 0;     // head bytes seen so far
+  size_t line_len = 0;  // bytes in the current line, without CR/LF
+  size_t lines = 0;     // complete non-empty lines
   bool prev_cr = false;
   bool done = false;
 
@@ -127,7 +133,6 @@ static bool is_token(std::string_view s) {
 
 struct Parser::LL {
   llhttp_t parser;
-  llhttp_settings_t settings;
   HeadScanner scanner;
   bool field_open = false;  // a header name has begun and its value is not complete yet
 };
@@ -204,6 +209,25 @@ struct Parser::Callbacks {
     s.sink_.on_body(std::string_view(at, len));
     return 0;
   }
+  // The same callbacks for every parser: one table for the process, not one per connection.
+  static const llhttp_settings_t& settings() {
+    static const llhttp_settings_t table = [] {
+      llhttp_settings_t t;
+      llhttp_settings_init(&t);
+      t.on_message_begin = &Callbacks::on_message_begin;
+      t.on_url = &Callbacks::on_url;
+      t.on_status = &Callbacks::on_status;
+      t.on_header_field = &Callbacks::on_header_field;
+      t.on_header_value = &Callbacks::on_header_value;
+      t.on_header_value_complete = &Callbacks::on_header_value_complete;
+      t.on_headers_complete = &Callbacks::on_headers_complete;
+      t.on_body = &Callbacks::on_body;
+      t.on_message_complete = &Callbacks::on_message_complete;
+      return t;
+    }();
+    return table;
+  }
+
   static int on_message_complete(llhttp_t* p) {
     Parser& s = self(p);
     s.in_message_ = false;
@@ -215,24 +239,16 @@ struct Parser::Callbacks {
 
 Parser::Parser(Kind kind, MessageSink& sink, const ParserLimits& limits)
     : ll_(std::make_unique<LL>()), kind_(kind), sink_(sink), limits_(limits) {
-  llhttp_settings_init(&ll_->settings);
-  ll_->settings.on_message_begin = &Callbacks::on_message_begin;
-  ll_->settings.on_url = &Callbacks::on_url;
-  ll_->settings.on_status = &Callbacks::on_status;
-  ll_->settings.on_header_field = &Callbacks::on_header_field;
-  ll_->settings.on_header_value = &Callbacks::on_header_value;
-  ll_->settings.on_header_value_complete = &Callbacks::on_header_value_complete;
-  ll_->settings.on_headers_complete = &Callbacks::on_headers_complete;
-  ll_->settings.on_body = &Callbacks::on_body;
-  ll_->settings.on_message_complete = &Callbacks::on_message_complete;
-  llhttp_init(&ll_->parser, kind == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE, &ll_->settings);
+  llhttp_init(&ll_->parser, kind == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE,
+              &Callbacks::settings());
   ll_->parser.data = this;
 }
 
 Parser::~Parser() = default;
 
 void Parser::reset() {
-  llhttp_init(&ll_->parser, kind_ == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE, &ll_->settings);
+  llhttp_init(&ll_->parser, kind_ == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE,
+              &Callbacks::settings());
   ll_->parser.data = this;
   ll_->scanner.reset();
   reset_message();
@@ -289,7 +305,8 @@ bool Parser::finish_head() {
     }
   }
   if (p.flags & F_CONTENT_LENGTH) {
-    if (head_.chunked) return fail(ParseError::kBadRequest, "both Content-Length and Transfer-Encoding");
+    if (head_.chunked)
+      return fail(ParseError::kBadRequest, "both Content-Length and Transfer-Encoding");
     head_.content_length = static_cast<int64_t>(p.content_length);
     if (kind_ == Kind::kRequest &&
         static_cast<uint64_t>(head_.content_length) > limits_.max_body_bytes) {

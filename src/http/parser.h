@@ -24,11 +24,11 @@ struct MessageHead {
   uint8_t version_major = 1;
   uint8_t version_minor = 1;
   HeaderMap headers;
-  bool keep_alive = true;         // after this message, per version and Connection header
-  bool chunked = false;           // Transfer-Encoding: chunked
-  int64_t content_length = -1;    // -1 when absent
-  bool expect_continue = false;   // Expect: 100-continue
-  bool upgrade = false;           // Upgrade/CONNECT: not supported by the proxy
+  bool keep_alive = true;        // after this message, per version and Connection header
+  bool chunked = false;          // Transfer-Encoding: chunked
+  int64_t content_length = -1;   // -1 when absent
+  bool expect_continue = false;  // Expect: 100-continue
+  bool upgrade = false;          // Upgrade/CONNECT: not supported by the proxy
 
   void clear();
   std::string_view path() const;   // target without query string
@@ -37,11 +37,11 @@ struct MessageHead {
 
 enum class ParseError {
   kNone = 0,
-  kBadRequest,        // 400: malformed or ambiguous message
-  kHeaderTooLarge,    // 431: head larger than max_header_bytes, or too many fields
-  kUriTooLong,        // 414
-  kBodyTooLarge,      // 413
-  kUnsupported,       // 501/400: upgrade, CONNECT, unknown transfer coding
+  kBadRequest,      // 400: malformed or ambiguous message
+  kHeaderTooLarge,  // 431: head larger than max_header_bytes, or too many fields
+  kUriTooLong,      // 414
+  kBodyTooLarge,    // 413
+  kUnsupported,     // 501/400: upgrade, CONNECT, unknown transfer coding
 };
 
 struct ParserLimits {
@@ -66,9 +66,9 @@ class Parser {
  public:
   enum class Kind { kRequest, kResponse };
   enum class Status {
-    kNeedMore,      // all bytes consumed, message not complete
-    kComplete,      // a message completed; `consumed` bytes up to its end were used
-    kError,         // see error(); the connection must be closed
+    kNeedMore,  // all bytes consumed, message not complete
+    kComplete,  // a message completed; `consumed` bytes up to its end were used
+    kError,     // see error(); the connection must be closed
   };
   struct Result {
     Status status;
@@ -90,7 +90,8 @@ class Parser {
   // Forgets any message in progress and any error; ready for a new message on a new stream.
   void reset();
 
-  // Responses only: the request was HEAD (or the status has no body): the next response has no body.
+  // Responses only: the request was HEAD (or the status has no body): the next response has no
+  // body.
   void expect_no_body(bool no_body) { no_body_ = no_body; }
   void set_limits(const ParserLimits& limits) { limits_ = limits; }
 

@@ -14,7 +14,9 @@ void append_header(std::string& out, std::string_view name, std::string_view val
 void append_header(std::string& out, std::string_view name, uint64_t value);
 // "<hex size>\r\n"; the caller appends the data and then "\r\n".
 void append_chunk_header(std::string& out, size_t size);
-inline void append_last_chunk(std::string& out) { out.append("0\r\n\r\n"); }
+inline void append_last_chunk(std::string& out) {
+  out.append("0\r\n\r\n");
+}
 
 // Hop-by-hop fields (RFC 9110 section 7.6.1) that a proxy must not forward.
 bool is_hop_by_hop(std::string_view name);

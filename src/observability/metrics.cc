@@ -53,7 +53,9 @@ void add_to_thread_slot(Slot* slots, T n) {
 }
 }  // namespace
 
-void Counter::inc(uint64_t n) { add_to_thread_slot(slots_, n); }
+void Counter::inc(uint64_t n) {
+  add_to_thread_slot(slots_, n);
+}
 
 uint64_t Counter::value() const {
   uint64_t total = 0;
@@ -61,7 +63,9 @@ uint64_t Counter::value() const {
   return total;
 }
 
-void Gauge::add(int64_t n) { add_to_thread_slot(slots_, n); }
+void Gauge::add(int64_t n) {
+  add_to_thread_slot(slots_, n);
+}
 
 void Gauge::set(int64_t v) {
   slots_[kSharedSlot].v.store(v, kRelaxed);

@@ -139,42 +139,94 @@ TEST_P(ParserRejects, WithTheRightError) {
 INSTANTIATE_TEST_SUITE_P(
     Smuggling, ParserRejects,
     ::testing::Values(
-        BadCase{"CL+TE", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"TE+CL", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"two CL", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", ParseError::kBadRequest},
-        BadCase{"same CL twice", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", ParseError::kBadRequest},
-        BadCase{"CL list", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\nhello", ParseError::kBadRequest},
-        BadCase{"CL sign", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\nhello", ParseError::kBadRequest},
-        BadCase{"TE gzip", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"TE chunked,gzip", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"TE gzip,chunked", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"two TE", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"TE xchunked", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"chunk size zz", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"chunk size -1", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nx\r\n0\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"chunk size huge", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\nx\r\n0\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"obs-fold", "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"obs-fold tab", "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n\tb\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"space before colon", "GET / HTTP/1.1\r\nHost: h\r\nX-A : a\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"bad name char", "GET / HTTP/1.1\r\nHost: h\r\nX(A): a\r\n\r\n", ParseError::kBadRequest},
+        BadCase{"CL+TE",
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: "
+                "chunked\r\n\r\n0\r\n\r\n",
+                ParseError::kBadRequest},
+        BadCase{"TE+CL",
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: "
+                "5\r\n\r\n0\r\n\r\n",
+                ParseError::kBadRequest},
+        BadCase{
+            "two CL",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+            ParseError::kBadRequest},
+        BadCase{"same CL twice",
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+                ParseError::kBadRequest},
+        BadCase{"CL list", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\nhello",
+                ParseError::kBadRequest},
+        BadCase{"CL sign", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\nhello",
+                ParseError::kBadRequest},
+        BadCase{"TE gzip", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
+                ParseError::kBadRequest},
+        BadCase{"TE chunked,gzip",
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                ParseError::kBadRequest},
+        BadCase{"TE gzip,chunked",
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+                ParseError::kBadRequest},
+        BadCase{"two TE",
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+                "chunked\r\n\r\n0\r\n\r\n",
+                ParseError::kBadRequest},
+        BadCase{"TE xchunked", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n",
+                ParseError::kBadRequest},
+        BadCase{"chunk size zz",
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: "
+                "chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+                ParseError::kBadRequest},
+        BadCase{
+            "chunk size -1",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nx\r\n0\r\n\r\n",
+            ParseError::kBadRequest},
+        BadCase{"chunk size huge",
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: "
+                "chunked\r\n\r\nfffffffffffffffffff\r\nx\r\n0\r\n\r\n",
+                ParseError::kBadRequest},
+        BadCase{"obs-fold", "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n",
+                ParseError::kBadRequest},
+        BadCase{"obs-fold tab", "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n\tb\r\n\r\n",
+                ParseError::kBadRequest},
+        BadCase{"space before colon", "GET / HTTP/1.1\r\nHost: h\r\nX-A : a\r\n\r\n",
+                ParseError::kBadRequest},
+        BadCase{"bad name char", "GET / HTTP/1.1\r\nHost: h\r\nX(A): a\r\n\r\n",
+                ParseError::kBadRequest},
         BadCase{"bare LF", "GET / HTTP/1.1\nHost: h\n\n", ParseError::kBadRequest},
-        BadCase{"bare LF in header", "GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", ParseError::kBadRequest},
+        BadCase{"bare LF in header", "GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n",
+                ParseError::kBadRequest},
         BadCase{"bare CR", "GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n", ParseError::kBadRequest},
         BadCase{"bad method", "G@T / HTTP/1.1\r\nHost: h\r\n\r\n", ParseError::kBadRequest},
         BadCase{"bad version", "GET / HTTP/1.x\r\nHost: h\r\n\r\n", ParseError::kBadRequest},
         BadCase{"http2 version", "GET / HTTP/2.0\r\nHost: h\r\n\r\n", ParseError::kBadRequest},
         BadCase{"no host", "GET / HTTP/1.1\r\nX: y\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"two hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", ParseError::kBadRequest},
-        BadCase{"absolute form", "GET http://evil/ HTTP/1.1\r\nHost: h\r\n\r\n", ParseError::kBadRequest},
+        BadCase{"two hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                ParseError::kBadRequest},
+        BadCase{"absolute form", "GET http://evil/ HTTP/1.1\r\nHost: h\r\n\r\n",
+                ParseError::kBadRequest},
         BadCase{"connect", "CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n", ParseError::kUnsupported},
-        BadCase{"uri too long", "GET /" + std::string(300, 'a') + " HTTP/1.1\r\nHost: h\r\n\r\n", ParseError::kUriTooLong},
-        BadCase{"head too large", "GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(2000, 'a') + "\r\n\r\n", ParseError::kHeaderTooLarge},
-        BadCase{"too many headers", [] { std::string s = "GET / HTTP/1.1\r\nHost: h\r\n"; for (int i = 0; i < 20; ++i) s += "X" + std::to_string(i) + ": v\r\n"; return s + "\r\n"; }(), ParseError::kHeaderTooLarge},
-        BadCase{"CL too large", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n", ParseError::kBodyTooLarge},
-        BadCase{"chunked too large", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + std::string(101, 'a') + "\r\n0\r\n\r\n", ParseError::kBodyTooLarge}),
+        BadCase{"uri too long", "GET /" + std::string(300, 'a') + " HTTP/1.1\r\nHost: h\r\n\r\n",
+                ParseError::kUriTooLong},
+        BadCase{"head too large",
+                "GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(2000, 'a') + "\r\n\r\n",
+                ParseError::kHeaderTooLarge},
+        BadCase{"too many headers",
+                [] {
+                  std::string s = "GET / HTTP/1.1\r\nHost: h\r\n";
+                  for (int i = 0; i < 20; ++i) s += "X" + std::to_string(i) + ": v\r\n";
+                  return s + "\r\n";
+                }(),
+                ParseError::kHeaderTooLarge},
+        BadCase{"CL too large", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n",
+                ParseError::kBodyTooLarge},
+        BadCase{"chunked too large",
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" +
+                    std::string(101, 'a') + "\r\n0\r\n\r\n",
+                ParseError::kBodyTooLarge}),
     [](const ::testing::TestParamInfo<BadCase>& info) {
       std::string n;
-      for (char c : std::string(info.param.name)) n += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      for (char c : std::string(info.param.name))
+        n += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
       return n;
     });
 
@@ -222,7 +274,8 @@ TEST(ParserTest, TrailersAreNotAddedToHeaders) {
   Recorder rec;
   Parser p(Parser::Kind::kRequest, rec);
   std::string req =
-      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-Trailer: t\r\n\r\n";
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-Trailer: "
+      "t\r\n\r\n";
   auto r = p.feed(req.data(), req.size());
   EXPECT_EQ(r.status, Parser::Status::kComplete);
   EXPECT_FALSE(rec.heads.at(0).headers.has("x-trailer"));

@@ -33,8 +33,9 @@ TEST(WriterTest, ChunkFraming) {
 }
 
 TEST(WriterTest, HopByHop) {
-  for (const char* h : {"Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer",
-                        "Transfer-Encoding", "Upgrade", "proxy-authenticate", "Proxy-Authorization"}) {
+  for (const char* h :
+       {"Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding",
+        "Upgrade", "proxy-authenticate", "Proxy-Authorization"}) {
     EXPECT_TRUE(is_hop_by_hop(h)) << h;
   }
   for (const char* h : {"Content-Length", "Host", "Trailers", "x-te", "Authorization"}) {
