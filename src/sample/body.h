@@ -10,6 +10,7 @@
 #include "observability/access_log.h"
 
 #include "http/header_map.h"
+#include "http/writer.h"
 
 namespace sluice::sample {
 
@@ -41,8 +42,7 @@ class BodyBuilder {
   std::string prefix_;  // {"service":"..","city":"..","zone":"..","instance":"..",
 };
 
-// The reason phrase of a status code ("OK", "Not Found"); "Unknown" for codes without one.
-std::string_view reason_phrase(int status);
+using http::reason_phrase;
 
 // The body of /_sample/bytes: byte k is kBytePattern[k % 64], so a client can check any range.
 inline constexpr std::string_view kBytePattern =
