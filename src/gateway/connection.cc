@@ -157,9 +157,7 @@ void Connection::read_downstream() {
 
 void Connection::on_downstream_data(const asio::error_code& ec, size_t n) {
   if (ec || n == 0) {
-    // The client went away. A request in progress cannot complete.
-    if (in_request_ && !req_done_ && parser_.head_done()) abort_request();
-    close();
+    on_client_gone();
     return;
   }
   if (!in_request_ && deadline_kind_ == Deadline::kIdle) {
@@ -174,8 +172,7 @@ void Connection::on_downstream_data(const asio::error_code& ec, size_t n) {
     size_t got = socket_.read_some(asio::buffer(worker_.scratch(), worker_.scratch_size()), rec);
     if (rec == asio::error::would_block || rec == asio::error::try_again) break;
     if (rec || got == 0) {
-      if (in_request_ && !req_done_ && parser_.head_done()) abort_request();
-      close();
+      on_client_gone();
       return;
     }
     feed(worker_.scratch(), got);
@@ -663,13 +660,22 @@ void Connection::release_endpoint() {
   endpoint_ = -1;
 }
 
+void Connection::discard_upstream() {
+  if (!upstream_) return;
+  upstream_->detach();
+  upstream_->close();
+  upstream_.reset();
+}
+
+void Connection::on_client_gone() {
+  // A request whose body had not fully arrived cannot complete.
+  if (in_request_ && !req_done_ && parser_.head_done()) abort_request();
+  close();
+}
+
 void Connection::drop_upstream() {
   release_endpoint();
-  if (upstream_) {
-    upstream_->detach();
-    upstream_->close();
-    upstream_.reset();
-  }
+  discard_upstream();
   ++attempt_gen_;  // handlers of the dropped attempt find a newer generation and stop
   up_connected_ = false;
   up_writing_ = false;
@@ -784,10 +790,8 @@ void Connection::finish_request() {
       worker_.pool().put(std::move(upstream_), si.cfg->max_idle_connections, si.cfg->timeouts.idle,
                          worker_.now());
     } else {
-      upstream_->detach();
-      upstream_->close();
+      discard_upstream();
     }
-    upstream_.reset();
   }
   release_request();
   record(endpoint_addr);
@@ -852,11 +856,7 @@ void Connection::abort_request() {
   if (!in_request_) return;
   if (status_ == 0) status_ = 499;  // client closed before the response (nginx's convention)
   closing_ = true;
-  if (upstream_) {
-    upstream_->detach();
-    upstream_->close();
-    upstream_.reset();
-  }
+  discard_upstream();
   release_request();
   in_request_ = false;
   record({});
@@ -925,11 +925,7 @@ void Connection::drain() {
 void Connection::close() {
   if (closed_) return;
   closed_ = true;
-  if (upstream_) {
-    upstream_->detach();
-    upstream_->close();
-    upstream_.reset();
-  }
+  discard_upstream();
   asio::error_code ignored;
   socket_.close(ignored);
   worker_.unlink(this);

@@ -74,6 +74,10 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void on_upstream_failure(UpstreamErrorKind kind, const char* what);
   // Whether another attempt may be made after a failure of kind `on_flag` (config::RetryOn).
   bool can_retry(uint32_t on_flag) const;
+  // Closes the upstream connection of this request (never pooled) and lets go of it.
+  void discard_upstream();
+  // The client closed or reset the connection.
+  void on_client_gone();
   // Ends the current attempt: closes its connection, returns its endpoint count.
   void drop_upstream();
   // Starts the next attempt with the request bytes kept for replay.
