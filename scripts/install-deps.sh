@@ -8,9 +8,9 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config clang libclang-rt-14-dev
   # libraries
   libasio-dev node-llhttp libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
-  libcli11-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libcli11-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev libhiredis-dev
   # tests, demo and benchmarks
-  python3 curl prometheus nginx-light haproxy wrk procps util-linux
+  python3 curl prometheus nginx-light haproxy wrk procps util-linux redis-server
 )
 
 missing=()
@@ -30,8 +30,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-# The packaged nginx and haproxy start system services; benchmarks run their own instances.
-for svc in nginx haproxy prometheus; do
+# The packaged nginx, haproxy, prometheus and redis start system services; benchmarks run their own instances.
+for svc in nginx haproxy prometheus redis-server; do
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop "$svc" >/dev/null 2>&1 || true; fi
   if command -v service >/dev/null 2>&1; then $SUDO service "$svc" stop >/dev/null 2>&1 || true; fi
 done

@@ -53,6 +53,8 @@ struct Endpoint {
   std::string city;
   std::string zone;
   uint32_t weight = 1;  // 1..1000
+
+  bool operator==(const Endpoint&) const = default;
 };
 
 enum class LbPolicy { kRoundRobin, kLeastRequest, kRingHash };
@@ -95,6 +97,93 @@ struct Retry {
 
 enum class ServiceKind { kGlobal, kUnit };
 
+// Active HTTP health checks of every endpoint of a service, run once per gateway process.
+struct HealthCheck {
+  bool enabled = false;              // present in the file
+  std::string path = "/healthz";     // GET; 2xx/3xx = pass
+  std::string host;                  // Host header; empty = the endpoint address
+  Duration interval = 1s;            // 10ms..1h
+  Duration timeout = 500ms;          // 1ms..interval
+  Duration jitter = 100ms;           // each check waits interval + random [0, jitter); < interval
+  uint32_t healthy_threshold = 2;    // consecutive passes to become healthy; 1..100
+  uint32_t unhealthy_threshold = 3;  // consecutive failures to become unhealthy; 1..100
+
+  bool operator==(const HealthCheck&) const = default;
+};
+
+// Passive per-endpoint ejection (Envoy's consecutive errors flavour).
+struct OutlierDetection {
+  bool enabled = false;
+  uint32_t consecutive_errors = 5;     // 5xx, connect failures, resets, timeouts; 1..10000
+  Duration base_ejection_time = 10s;   // n-th ejection lasts n * base, capped at max_ejection_time
+  Duration max_ejection_time = 300s;   // >= base_ejection_time
+  uint32_t max_ejection_percent = 50;  // 0..100; at least one endpoint always stays in
+
+  bool operator==(const OutlierDetection&) const = default;
+};
+
+// Per-service circuit breaker over a sliding time window, plus concurrency caps.
+struct CircuitBreaker {
+  bool enabled = false;              // the state machine (window/ratios/open); caps work without it
+  Duration window = 10s;             // 1s..1h, kept as 10 buckets
+  uint32_t min_requests = 20;        // calls in the window before ratios are judged; 1..1e6
+  double error_ratio = 0.5;          // (0, 1]
+  Duration slow_call_duration = 1s;  // a call slower than this is slow
+  double slow_call_ratio = 1.0;      // (0, 1]; 1.0 = only when every call is slow
+  Duration open_duration = 5s;       // first open period; doubles after a failed probe round
+  Duration max_open_duration = 60s;  // cap of the backoff; >= open_duration
+  uint32_t half_open_probes = 5;     // calls let through while half-open; all must succeed; 1..1000
+  uint32_t max_concurrent = 0;       // in-flight requests to the service; 0 = no cap
+  uint32_t max_pending = 0;          // requests waiting for an upstream connection; 0 = no cap
+
+  bool operator==(const CircuitBreaker&) const = default;
+};
+
+// The response served instead of forwarding while the breaker is open.
+struct Fallback {
+  bool enabled = false;
+  int status = 503;  // 200..599
+  std::string body;
+  std::string content_type = "application/json";
+
+  bool operator==(const Fallback&) const = default;
+};
+
+enum class Mode { kEnforce, kShadow };
+
+// Adaptive concurrency limit per service, driven by measured latency.
+struct AdaptiveConcurrency {
+  enum class Algorithm { kGradient, kAimd };
+  bool enabled = false;
+  Algorithm algorithm = Algorithm::kGradient;
+  uint32_t initial_limit = 50;         // min_limit..max_limit
+  uint32_t min_limit = 5;              // >= 1
+  uint32_t max_limit = 1000;           // >= min_limit, <= 1e6
+  Duration sample_window = 250ms;      // limit recomputed at most this often; 10ms..1m
+  double tolerance = 1.5;              // gradient: latency may grow to tolerance x baseline; 1..10
+  Duration latency_threshold = 500ms;  // aimd: a sample slower than this backs off
+  double backoff = 0.9;                // aimd multiplicative decrease; (0, 1)
+  Mode mode = Mode::kEnforce;
+
+  bool operator==(const AdaptiveConcurrency&) const = default;
+};
+
+// Priority classes by channel: who is shed first when the gateway or a service is overloaded.
+struct Overload {
+  bool enabled = false;
+  struct KeySource {
+    enum class Source { kNone, kHeader, kQuery };
+    Source source = Source::kNone;
+    std::string name;  // lower-case header name or query parameter
+  } priority_key;
+  std::vector<std::string> priorities;  // highest first, e.g. [payment, branch, mobile, web]
+  size_t default_priority = 0;          // index used when the key is absent/unknown; default lowest
+  double reserve = 0.3;                 // share of a limit kept for higher classes; lowest class
+                                        // is shed at (1 - reserve) x limit; 0..0.9
+  uint32_t max_in_flight = 0;           // gateway-wide in-flight cap; 0 = none
+  Mode mode = Mode::kEnforce;
+};
+
 struct Service {
   std::string name;
   std::vector<Endpoint> endpoints;
@@ -103,6 +192,11 @@ struct Service {
   Retry retry;
   ServiceKind kind = ServiceKind::kGlobal;
   uint32_t max_idle_connections = 64;  // per worker per endpoint
+  HealthCheck health_check;
+  OutlierDetection outlier_detection;
+  CircuitBreaker circuit_breaker;
+  Fallback fallback;
+  AdaptiveConcurrency adaptive_concurrency;
 };
 
 struct HeaderMatch {
@@ -128,6 +222,58 @@ struct Route {
   std::string prefix_rewrite;  // replaces strip_prefix (or nothing) after stripping
 };
 
+// One dimension of a rate-limit key.
+struct KeyPart {
+  enum class Source { kClientIp, kRoute, kService, kMethod, kHeader, kQuery };
+  Source source = Source::kClientIp;
+  std::string name;  // header (lower-case) or query parameter name
+
+  bool operator==(const KeyPart&) const = default;
+};
+
+enum class RateAlgorithm { kTokenBucket, kSlidingWindow, kConcurrency };
+enum class RateScope { kNode, kCluster };
+
+struct RateLimitValue {
+  uint64_t requests = 0;  // per `per` (token_bucket, sliding_window) or in flight (concurrency)
+  Duration per = 1s;      // 1ms..1d; not used by concurrency
+  uint64_t burst = 0;     // token_bucket capacity; 0 in the file = `requests`
+
+  bool operator==(const RateLimitValue&) const = default;
+};
+
+struct RateLimitOverride {
+  std::string key;  // the composed key: values of the key parts joined by '|'
+  RateLimitValue limit;
+
+  bool operator==(const RateLimitOverride&) const = default;
+};
+
+struct RateLimitRule {
+  std::string name;
+  std::vector<std::string> match_routes;    // empty = every route
+  std::vector<std::string> match_services;  // empty = every service
+  std::vector<size_t> route_indices;        // resolved from match_routes
+  std::vector<size_t> service_indices;      // resolved from match_services
+  std::vector<KeyPart> key;                 // empty = one key for all requests
+  RateLimitValue limit;
+  RateAlgorithm algorithm = RateAlgorithm::kTokenBucket;
+  RateScope scope = RateScope::kNode;
+  Mode mode = Mode::kEnforce;
+  std::vector<RateLimitOverride> overrides;
+  size_t max_keys = 100000;  // tracked keys per rule; 1..10e6
+};
+
+struct Redis {
+  bool enabled = false;  // present in the file
+  core::HostPort address;
+  Duration timeout = 20ms;  // a Redis call slower than this counts as an error
+  enum class OnError { kLocalFallback, kAllow, kDeny };
+  OnError on_error = OnError::kLocalFallback;
+  std::string key_prefix = "sluice:";
+  uint32_t gateways = 0;  // gateways sharing cluster limits, for the fallback share; 0 = discovered
+};
+
 // Where a config value came from, for errors found after loading.
 struct SourceMark {
   std::string file;
@@ -144,6 +290,9 @@ struct GatewayConfig {
   AccessLog access_log;
   std::vector<Service> services;
   std::vector<Route> routes;
+  std::vector<RateLimitRule> rate_limits;
+  Redis redis;
+  Overload overload;
 };
 
 }  // namespace sluice::config

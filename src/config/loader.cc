@@ -15,6 +15,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 #include <nlohmann/json.hpp>
 
@@ -36,6 +37,23 @@ constexpr std::array<std::string_view, 3> kLbPolicies = {"round_robin", "least_r
                                                          "ring_hash"};
 constexpr std::array<std::string_view, 2> kServiceKinds = {"global", "unit"};
 constexpr std::array<std::string_view, 1> kLogFormats = {"json"};
+// Indexed by the enums of config.h.
+constexpr std::array<std::string_view, 2> kModes = {"enforce", "shadow"};
+constexpr std::array<std::string_view, 2> kAdaptiveAlgorithms = {"gradient", "aimd"};
+constexpr std::array<std::string_view, 3> kRateAlgorithms = {"token_bucket", "sliding_window",
+                                                             "concurrency"};
+constexpr std::array<std::string_view, 2> kRateScopes = {"node", "cluster"};
+constexpr std::array<std::string_view, 3> kRedisOnError = {"local_fallback", "allow", "deny"};
+constexpr std::array<std::string_view, 4> kPlainKeyParts = {"client_ip", "route", "service",
+                                                            "method"};
+
+// Governance bounds (docs/config.md lists each one).
+constexpr RealRange kRatio{0, 1, /*lo_open=*/true, /*hi_open=*/false};
+constexpr uint64_t kMaxRequests = 1'000'000'000;
+constexpr uint64_t kMaxRateKeys = 10'000'000;
+constexpr uint32_t kMaxConcurrencyLimit = 1'000'000;
+constexpr size_t kMaxPriorities = 16;
+constexpr size_t kMaxFallbackBody = 64 * 1024;
 
 struct RetryOnName {
   std::string_view name;
@@ -176,6 +194,14 @@ std::optional<std::string> read_host(Diagnostics& diag, const Value& v) {
   return host;
 }
 
+// A query parameter name as written in a key: no spaces, controls, '&', '=' or '#'.
+bool is_query_name(std::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u > 0x20 && u != 0x7f && c != '&' && c != '=' && c != '#';
+  });
+}
+
 std::optional<HashKey> read_hash_key(Diagnostics& diag, const Value& v) {
   auto s = read_string(diag, v);
   if (!s) return std::nullopt;
@@ -198,17 +224,111 @@ std::optional<HashKey> read_hash_key(Diagnostics& diag, const Value& v) {
     }
   } else if (text.starts_with("query:")) {
     std::string_view name = text.substr(6);
-    bool ok = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
-      auto u = static_cast<unsigned char>(c);
-      return u > 0x20 && u != 0x7f && c != '&' && c != '=' && c != '#';
-    });
-    if (ok) {
+    if (is_query_name(name)) {
       key.source = HashKey::Source::kQuery;
       key.name = std::string(name);
       return key;
     }
   }
   v.error(diag, fmt::format("must be header:NAME, query:NAME, client_ip or path, got '{}'", *s));
+  return std::nullopt;
+}
+
+// True when `s` has no control characters (CR, LF and NUL included), so it can go in a header.
+bool is_header_value(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return (u >= 0x20 && u != 0x7f) || c == '\t';
+  });
+}
+
+std::optional<KeyPart> read_key_part(Diagnostics& diag, const Value& v) {
+  auto s = read_string(diag, v);
+  if (!s) return std::nullopt;
+  std::string_view text = *s;
+  KeyPart part;
+  for (size_t i = 0; i < kPlainKeyParts.size(); ++i) {
+    if (text == kPlainKeyParts[i]) {
+      part.source = std::array{KeyPart::Source::kClientIp, KeyPart::Source::kRoute,
+                               KeyPart::Source::kService, KeyPart::Source::kMethod}[i];
+      return part;
+    }
+  }
+  if (text.starts_with("header:") && is_token(text.substr(7))) {
+    part.source = KeyPart::Source::kHeader;
+    part.name = to_lower(text.substr(7));
+    return part;
+  }
+  if (text.starts_with("query:") && is_query_name(text.substr(6))) {
+    part.source = KeyPart::Source::kQuery;
+    part.name = std::string(text.substr(6));
+    return part;
+  }
+  v.error(diag, fmt::format("must be client_ip, route, service, method, header:NAME or "
+                            "query:NAME, got '{}'{}",
+                            *s, did_you_mean(text, kPlainKeyParts)));
+  return std::nullopt;
+}
+
+std::string key_part_string(const KeyPart& part) {
+  switch (part.source) {
+    case KeyPart::Source::kClientIp:
+      return "client_ip";
+    case KeyPart::Source::kRoute:
+      return "route";
+    case KeyPart::Source::kService:
+      return "service";
+    case KeyPart::Source::kMethod:
+      return "method";
+    case KeyPart::Source::kHeader:
+      return "header:" + part.name;
+    case KeyPart::Source::kQuery:
+      return "query:" + part.name;
+  }
+  return "";
+}
+
+std::optional<Overload::KeySource> read_priority_key(Diagnostics& diag, const Value& v) {
+  auto s = read_string(diag, v);
+  if (!s) return std::nullopt;
+  std::string_view text = *s;
+  Overload::KeySource key;
+  if (text.starts_with("header:") && is_token(text.substr(7))) {
+    key.source = Overload::KeySource::Source::kHeader;
+    key.name = to_lower(text.substr(7));
+    return key;
+  }
+  if (text.starts_with("query:") && is_query_name(text.substr(6))) {
+    key.source = Overload::KeySource::Source::kQuery;
+    key.name = std::string(text.substr(6));
+    return key;
+  }
+  v.error(diag, fmt::format("must be header:NAME or query:NAME, got '{}'", *s));
+  return std::nullopt;
+}
+
+std::string priority_key_string(const Overload::KeySource& key) {
+  switch (key.source) {
+    case Overload::KeySource::Source::kHeader:
+      return "header:" + key.name;
+    case Overload::KeySource::Source::kQuery:
+      return "query:" + key.name;
+    case Overload::KeySource::Source::kNone:
+      break;
+  }
+  return "";
+}
+
+// The text an address has as a key part: what inet_ntop gives, which is how the gateway writes a
+// client's address. nullopt when `s` is not an IP literal.
+std::optional<std::string> canonical_ip(const std::string& s) {
+  unsigned char buf[sizeof(in6_addr)];
+  char text[INET6_ADDRSTRLEN];
+  for (int family : {AF_INET, AF_INET6}) {
+    if (inet_pton(family, s.c_str(), buf) == 1 &&
+        inet_ntop(family, buf, text, sizeof(text)) != nullptr)
+      return std::string(text);
+  }
   return std::nullopt;
 }
 
@@ -250,13 +370,10 @@ class SchemaLoader {
   SchemaLoader(Diagnostics& diag, GatewayConfig& config) : diag_(diag), config_(config) {}
 
   void load(const Value& root) {
-    MapReader top(
-        diag_, root,
-        {"node", "workers", "listeners", "admin", "limits", "access_log", "services", "routes"},
-        {{"rate_limits", "rate limiting"},
-         {"redis", "cluster-wide rate limiting"},
-         {"units", "dual-city unit routing"},
-         {"control_plane", "control plane"}});
+    MapReader top(diag_, root,
+                  {"node", "workers", "listeners", "admin", "limits", "access_log", "services",
+                   "routes", "rate_limits", "redis", "overload"},
+                  {{"units", "dual-city unit routing"}, {"control_plane", "control plane"}});
     if (!top.is_map()) return;
     has_units_ = root.node.IsMap() && root.node["units"];
     if (const Value* v = top.get("node")) load_node(*v);
@@ -267,6 +384,11 @@ class SchemaLoader {
     if (const Value* v = top.get("access_log")) load_access_log(*v);
     if (const Value* v = top.get("services")) load_services(*v);
     if (const Value* v = top.get("routes")) load_routes(*v);
+    // Rate-limit rules name routes and services, and cluster-scope rules need the redis section.
+    has_redis_ = top.get("redis") != nullptr;
+    if (const Value* v = top.get("redis")) load_redis(*v);
+    if (const Value* v = top.get("rate_limits")) load_rate_limits(*v);
+    if (const Value* v = top.get("overload")) load_overload(*v);
     check_addresses();
   }
 
@@ -379,12 +501,9 @@ class SchemaLoader {
     for (const Value& item : *items) {
       MapReader m(diag_, item,
                   {"name", "endpoints", "load_balancer", "timeouts", "retry", "kind",
-                   "max_idle_connections"},
-                  {{"health_check", "active health checks"},
-                   {"outlier_detection", "outlier detection"},
-                   {"circuit_breaker", "circuit breaking"},
-                   {"fallback", "fallback responses"},
-                   {"locality", "dual-city locality routing"}});
+                   "max_idle_connections", "health_check", "outlier_detection", "circuit_breaker",
+                   "fallback", "adaptive_concurrency"},
+                  {{"locality", "dual-city locality routing"}});
       if (!m.is_map()) continue;
       Service service;
       if (const Value* n = m.require("name")) {
@@ -415,6 +534,22 @@ class SchemaLoader {
         }
       }
       m.read_uint("max_idle_connections", service.max_idle_connections, 0, 10000);
+      if (const Value* h = m.get("health_check")) load_health_check(*h, service.health_check);
+      if (const Value* o = m.get("outlier_detection"))
+        load_outlier_detection(*o, service.outlier_detection);
+      const Value* breaker = m.get("circuit_breaker");
+      if (breaker != nullptr) load_circuit_breaker(*breaker, service.circuit_breaker);
+      if (const Value* f = m.get("fallback")) {
+        load_fallback(*f, service.fallback);
+        // The fallback is served while the breaker is open; without a breaker it never would be.
+        if (breaker == nullptr) {
+          f->error(diag_,
+                   "only used with circuit_breaker (the fallback is served while the breaker is "
+                   "open)");
+        }
+      }
+      if (const Value* a = m.get("adaptive_concurrency"))
+        load_adaptive_concurrency(*a, service.adaptive_concurrency);
       config_.services.push_back(std::move(service));
     }
   }
@@ -501,14 +636,13 @@ class SchemaLoader {
   void load_routes(const Value& v) {
     auto items = read_list(diag_, v);
     if (!items) return;
-    std::vector<std::pair<std::string, int>> names;
     for (const Value& item : *items) {
       MapReader m(diag_, item, {"name", "match", "service", "strip_prefix", "prefix_rewrite"});
       if (!m.is_map()) continue;
       Route route;
       if (const Value* n = m.require("name")) {
         if (auto s = read_name(diag_, *n)) {
-          check_unique(names, *s, *n, "route");
+          check_unique(route_names_, *s, *n, "route");
           route.name = *s;
         }
       }
@@ -656,6 +790,554 @@ class SchemaLoader {
     }
   }
 
+  // ---- resilience, per service ----
+
+  void load_health_check(const Value& v, HealthCheck& hc) {
+    MapReader m(diag_, v,
+                {"path", "host", "interval", "timeout", "jitter", "healthy_threshold",
+                 "unhealthy_threshold"});
+    if (!m.is_map()) return;
+    hc.enabled = true;
+    if (const Value* p = m.get("path")) {
+      if (auto s = read_string(diag_, *p)) {
+        bool ok = s->starts_with('/') && std::all_of(s->begin(), s->end(), [](char c) {
+                    auto u = static_cast<unsigned char>(c);
+                    return u > 0x20 && u != 0x7f && c != '#';
+                  });
+        if (ok) {
+          hc.path = *s;
+        } else {
+          p->error(diag_, fmt::format("must start with '/' and contain no spaces, control "
+                                      "characters or '#', got '{}'",
+                                      *s));
+        }
+      }
+    }
+    if (const Value* h = m.get("host")) {
+      if (auto s = read_string(diag_, *h)) {
+        bool ok = std::all_of(s->begin(), s->end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 std::string_view(".-_:[]").find(c) != std::string_view::npos;
+        });
+        if (ok) {
+          hc.host = *s;
+        } else {
+          h->error(diag_, fmt::format("expected a host name such as accounts.internal, with an "
+                                      "optional :port, got '{}'",
+                                      *s));
+        }
+      }
+    }
+    bool interval_ok = m.read("interval", hc.interval, 10ms, kMaxTimeout);
+    bool timeout_ok = m.read("timeout", hc.timeout, 1ms, kMaxTimeout);
+    bool jitter_ok = m.read("jitter", hc.jitter, 0ns, kMaxTimeout);
+    m.read_uint("healthy_threshold", hc.healthy_threshold, 1, 100);
+    m.read_uint("unhealthy_threshold", hc.unhealthy_threshold, 1, 100);
+    if (!interval_ok) return;
+    // Defaults give way to a short interval; values written out are checked against it.
+    const std::string interval = core::format_duration(hc.interval);
+    if (const Value* t = m.get("timeout")) {
+      if (timeout_ok && hc.timeout > hc.interval) {
+        t->error(diag_,
+                 fmt::format("must be at most interval ({}), got {}", interval, t->node.Scalar()));
+      }
+    } else {
+      hc.timeout = std::min(hc.timeout, hc.interval);
+    }
+    if (const Value* j = m.get("jitter")) {
+      if (jitter_ok && hc.jitter >= hc.interval) {
+        j->error(diag_, fmt::format("must be less than interval ({}), got {}", interval,
+                                    j->node.Scalar()));
+      }
+    } else {
+      hc.jitter = std::min(hc.jitter, hc.interval / 10);
+    }
+  }
+
+  void load_outlier_detection(const Value& v, OutlierDetection& od) {
+    MapReader m(
+        diag_, v,
+        {"consecutive_errors", "base_ejection_time", "max_ejection_time", "max_ejection_percent"});
+    if (!m.is_map()) return;
+    od.enabled = true;
+    m.read_uint("consecutive_errors", od.consecutive_errors, 1, 10000);
+    bool base_ok = m.read("base_ejection_time", od.base_ejection_time, kMaxTimeout);
+    bool max_ok = m.read("max_ejection_time", od.max_ejection_time, kMaxTimeout);
+    m.read_uint("max_ejection_percent", od.max_ejection_percent, 0, 100);
+    at_least(m, "max_ejection_time", od.max_ejection_time, max_ok, "base_ejection_time",
+             od.base_ejection_time, base_ok);
+  }
+
+  void load_circuit_breaker(const Value& v, CircuitBreaker& cb) {
+    MapReader m(diag_, v,
+                {"window", "min_requests", "error_ratio", "slow_call_duration", "slow_call_ratio",
+                 "open_duration", "max_open_duration", "half_open_probes", "max_concurrent",
+                 "max_pending"});
+    if (!m.is_map()) return;
+    cb.enabled = true;
+    m.read("window", cb.window, 1s, kMaxTimeout);
+    m.read_uint("min_requests", cb.min_requests, 1, 1'000'000);
+    m.read("error_ratio", cb.error_ratio, kRatio);
+    m.read("slow_call_duration", cb.slow_call_duration, kMaxTimeout);
+    m.read("slow_call_ratio", cb.slow_call_ratio, kRatio);
+    bool open_ok = m.read("open_duration", cb.open_duration, kMaxTimeout);
+    bool max_ok = m.read("max_open_duration", cb.max_open_duration, kMaxTimeout);
+    m.read_uint("half_open_probes", cb.half_open_probes, 1, 1000);
+    m.read_uint("max_concurrent", cb.max_concurrent, 0, kMaxConcurrencyLimit);
+    m.read_uint("max_pending", cb.max_pending, 0, kMaxConcurrencyLimit);
+    at_least(m, "max_open_duration", cb.max_open_duration, max_ok, "open_duration",
+             cb.open_duration, open_ok);
+  }
+
+  // `upper` (key `upper_key`) must be >= `lower`. Written out, a smaller value is an error; left
+  // out, its default is raised to `lower`, so that writing only `lower` never fails on a default.
+  template <class T>
+  void at_least(const MapReader& m, std::string_view upper_key, T& upper, bool upper_ok,
+                std::string_view lower_key, T lower, bool lower_ok) {
+    if (!upper_ok || !lower_ok) return;
+    const Value* u = m.get(upper_key);
+    if (u == nullptr) {
+      upper = std::max(upper, lower);
+    } else if (upper < lower) {
+      u->error(diag_, fmt::format("must be at least {} ({}), got {}", lower_key, show(lower),
+                                  u->node.Scalar()));
+    }
+  }
+  static std::string show(Duration d) { return core::format_duration(d); }
+  static std::string show(uint32_t n) { return std::to_string(n); }
+
+  void load_fallback(const Value& v, Fallback& fb) {
+    MapReader m(diag_, v, {"status", "body", "content_type"});
+    if (!m.is_map()) return;
+    fb.enabled = true;
+    bool status_ok = m.read_uint("status", fb.status, 200, 599);
+    const Value* body = m.get("body");
+    if (body != nullptr) {
+      if (auto s = read_string(diag_, *body)) {
+        if (s->size() > kMaxFallbackBody) {
+          body->error(diag_, fmt::format("must be at most 64KiB, got {} bytes", s->size()));
+        } else {
+          fb.body = *s;
+        }
+      }
+    }
+    if (const Value* c = m.get("content_type")) {
+      if (auto s = read_string(diag_, *c)) {
+        if (s->empty() || !is_header_value(*s)) {
+          c->error(diag_, "must be a non-empty header value without control characters");
+        } else {
+          fb.content_type = *s;
+        }
+      }
+    }
+    if (status_ok && (fb.status == 204 || fb.status == 304) && body != nullptr &&
+        !fb.body.empty()) {
+      body->error(diag_, fmt::format("must be empty with status {} (a response that has no body)",
+                                     fb.status));
+    }
+  }
+
+  void load_adaptive_concurrency(const Value& v, AdaptiveConcurrency& ac) {
+    MapReader m(diag_, v,
+                {"algorithm", "initial_limit", "min_limit", "max_limit", "sample_window",
+                 "tolerance", "latency_threshold", "backoff", "mode"});
+    if (!m.is_map()) return;
+    ac.enabled = true;
+    bool algorithm_ok = true;
+    if (const Value* a = m.get("algorithm")) {
+      auto i = read_enum(diag_, *a, kAdaptiveAlgorithms);
+      algorithm_ok = i.has_value();
+      if (i) ac.algorithm = static_cast<AdaptiveConcurrency::Algorithm>(*i);
+    }
+    bool initial_ok = m.read_uint("initial_limit", ac.initial_limit, 1, kMaxConcurrencyLimit);
+    bool min_ok = m.read_uint("min_limit", ac.min_limit, 1, kMaxConcurrencyLimit);
+    bool max_ok = m.read_uint("max_limit", ac.max_limit, 1, kMaxConcurrencyLimit);
+    m.read("sample_window", ac.sample_window, 10ms, 1min);
+    m.read("tolerance", ac.tolerance, RealRange{1, 10});
+    m.read("latency_threshold", ac.latency_threshold, kMaxTimeout);
+    m.read("backoff", ac.backoff, RealRange{0, 1, true, true});
+    read_mode(m, ac.mode);
+    if (algorithm_ok) {
+      bool gradient = ac.algorithm == AdaptiveConcurrency::Algorithm::kGradient;
+      for (std::string_view key : {"latency_threshold", "backoff"}) {
+        if (const Value* k = m.get(key); k != nullptr && gradient)
+          k->error(diag_, "only used with algorithm aimd");
+      }
+      if (const Value* k = m.get("tolerance"); k != nullptr && !gradient)
+        k->error(diag_, "only used with algorithm gradient");
+    }
+    // min_limit <= initial_limit <= max_limit; defaults give way to the limits written out.
+    if (!min_ok || !max_ok) return;
+    const Value* min = m.get("min_limit");
+    const Value* max = m.get("max_limit");
+    if (min != nullptr && max != nullptr) {
+      if (ac.max_limit < ac.min_limit) {
+        max->error(diag_, fmt::format("must be at least min_limit ({}), got {}", ac.min_limit,
+                                      ac.max_limit));
+        return;
+      }
+    } else if (min != nullptr) {
+      ac.max_limit = std::max(ac.max_limit, ac.min_limit);
+    } else if (max != nullptr) {
+      ac.min_limit = std::min(ac.min_limit, ac.max_limit);
+    }
+    if (!initial_ok) return;
+    if (const Value* initial = m.get("initial_limit")) {
+      if (ac.initial_limit < ac.min_limit || ac.initial_limit > ac.max_limit) {
+        initial->error(diag_, fmt::format("must be min_limit..max_limit ({}..{}), got {}",
+                                          ac.min_limit, ac.max_limit, ac.initial_limit));
+      }
+    } else {
+      ac.initial_limit = std::clamp(ac.initial_limit, ac.min_limit, ac.max_limit);
+    }
+  }
+
+  bool read_mode(const MapReader& m, Mode& mode) {
+    const Value* v = m.get("mode");
+    if (v == nullptr) return true;
+    auto i = read_enum(diag_, *v, kModes);
+    if (i) mode = static_cast<Mode>(*i);
+    return i.has_value();
+  }
+
+  // ---- rate limiting and overload, top level ----
+
+  void load_redis(const Value& v) {
+    MapReader m(diag_, v, {"address", "timeout", "on_error", "key_prefix", "gateways"});
+    if (!m.is_map()) return;
+    Redis& r = config_.redis;
+    r.enabled = true;
+    if (const Value* a = m.require("address")) {
+      if (auto hp = read_address(diag_, *a)) r.address = *hp;
+    }
+    m.read("timeout", r.timeout, 1ms, 10s);
+    if (const Value* e = m.get("on_error")) {
+      if (auto i = read_enum(diag_, *e, kRedisOnError))
+        r.on_error = static_cast<Redis::OnError>(*i);
+    }
+    if (const Value* p = m.get("key_prefix")) {
+      if (auto s = read_string(diag_, *p)) {
+        bool ok = s->size() <= kMaxNameLength && std::all_of(s->begin(), s->end(), [](char c) {
+                    auto u = static_cast<unsigned char>(c);
+                    return u > 0x20 && u != 0x7f;
+                  });
+        if (ok) {
+          r.key_prefix = *s;
+        } else {
+          p->error(diag_, fmt::format("must be at most {} characters, without spaces or control "
+                                      "characters",
+                                      kMaxNameLength));
+        }
+      }
+    }
+    m.read_uint("gateways", r.gateways, 0, 10000);
+  }
+
+  void load_rate_limits(const Value& v) {
+    auto items = read_list(diag_, v);
+    if (!items) return;
+    std::vector<std::pair<std::string, int>> names;
+    for (const Value& item : *items) {
+      MapReader m(
+          diag_, item,
+          {"name", "match", "key", "limit", "algorithm", "scope", "mode", "overrides", "max_keys"});
+      if (!m.is_map()) continue;
+      RateLimitRule rule;
+      if (const Value* n = m.require("name")) {
+        if (auto s = read_name(diag_, *n)) {
+          check_unique(names, *s, *n, "rate limit");
+          rule.name = *s;
+        }
+      }
+      if (const Value* mv = m.get("match")) load_rate_match(*mv, rule);
+      bool key_ok = true;
+      if (const Value* k = m.get("key")) key_ok = load_rate_key(*k, rule.key);
+      // Checks that depend on the algorithm are skipped when it failed to load; its error stands.
+      std::optional<RateAlgorithm> algorithm = rule.algorithm;
+      if (const Value* a = m.get("algorithm")) {
+        auto i = read_enum(diag_, *a, kRateAlgorithms);
+        algorithm = i ? std::optional(static_cast<RateAlgorithm>(*i)) : std::nullopt;
+        if (algorithm) rule.algorithm = *algorithm;
+      }
+      if (const Value* l = m.require("limit")) load_rate_value(*l, algorithm, rule.limit, nullptr);
+      if (const Value* sv = m.get("scope")) {
+        if (auto i = read_enum(diag_, *sv, kRateScopes)) {
+          rule.scope = static_cast<RateScope>(*i);
+          if (rule.scope == RateScope::kCluster) {
+            if (algorithm == RateAlgorithm::kConcurrency) {
+              sv->error(diag_, "concurrency limits are node scope only");
+            } else if (!has_redis_) {
+              sv->error(diag_, "scope cluster requires the top-level 'redis' section");
+            }
+          }
+        }
+      }
+      read_mode(m, rule.mode);
+      if (const Value* o = m.get("overrides")) load_overrides(*o, algorithm, key_ok, rule);
+      m.read_uint("max_keys", rule.max_keys, 1, kMaxRateKeys);
+      config_.rate_limits.push_back(std::move(rule));
+    }
+  }
+
+  void load_rate_match(const Value& v, RateLimitRule& rule) {
+    MapReader m(diag_, v, {"routes", "services"});
+    if (const Value* r = m.get("routes")) {
+      resolve_names(*r, "route", route_names_, rule.match_routes, rule.route_indices);
+    }
+    if (const Value* s = m.get("services")) {
+      resolve_names(*s, "service", service_names_, rule.match_services, rule.service_indices);
+    }
+  }
+
+  // A list of route or service names, each resolved to its index in the config. A name listed
+  // twice counts once.
+  void resolve_names(const Value& v, const char* what,
+                     const std::vector<std::pair<std::string, int>>& known,
+                     std::vector<std::string>& names, std::vector<size_t>& indices) {
+    auto items = read_list(diag_, v);
+    if (!items) return;
+    if (items->empty()) {
+      v.error(diag_, fmt::format("must not be empty (leave it out to match every {})", what));
+      return;
+    }
+    for (const Value& item : *items) {
+      auto s = read_string(diag_, item);
+      if (!s) continue;
+      auto index = find_name(*s, what);
+      if (!index) {
+        std::vector<std::string_view> candidates;
+        for (const auto& [name, line] : known) candidates.push_back(name);
+        item.error(diag_,
+                   fmt::format("no {} named '{}'{}", what, *s, did_you_mean(*s, candidates)));
+        continue;
+      }
+      if (std::find(names.begin(), names.end(), *s) != names.end()) continue;
+      names.push_back(*s);
+      indices.push_back(*index);
+    }
+  }
+
+  std::optional<size_t> find_name(const std::string& name, std::string_view what) const {
+    if (what == "route") {
+      for (size_t i = 0; i < config_.routes.size(); ++i) {
+        if (config_.routes[i].name == name) return i;
+      }
+    } else {
+      for (size_t i = 0; i < config_.services.size(); ++i) {
+        if (config_.services[i].name == name) return i;
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Returns false when a part failed to load, so that overrides are not checked against it.
+  bool load_rate_key(const Value& v, std::vector<KeyPart>& key) {
+    auto items = read_list(diag_, v);
+    if (!items) return false;
+    bool ok = true;
+    for (const Value& item : *items) {
+      auto part = read_key_part(diag_, item);
+      if (!part) {
+        ok = false;
+        continue;
+      }
+      std::string text = key_part_string(*part);
+      bool duplicate = std::any_of(key.begin(), key.end(),
+                                   [&](const KeyPart& k) { return key_part_string(k) == text; });
+      if (duplicate) {
+        item.error(diag_, fmt::format("duplicate key part '{}'", text));
+        ok = false;
+        continue;
+      }
+      key.push_back(std::move(*part));
+    }
+    return ok;
+  }
+
+  // `algorithm` is nullopt when the rule's algorithm is invalid. An override's limit takes `per`
+  // from the rule's limit (`inherit`) unless it gives its own; `burst` is never inherited.
+  void load_rate_value(const Value& v, std::optional<RateAlgorithm> algorithm, RateLimitValue& out,
+                       const RateLimitValue* inherit) {
+    MapReader m(diag_, v, {"requests", "per", "burst"});
+    if (!m.is_map()) return;
+    if (const Value* r = m.require("requests")) {
+      if (auto n = read_uint(diag_, *r, 1, kMaxRequests)) out.requests = *n;
+    }
+    if (inherit != nullptr) out.per = inherit->per;
+    // A key the algorithm does not use is reported as such, whatever its value.
+    const Value* per = m.get("per");
+    if (per != nullptr && algorithm == RateAlgorithm::kConcurrency) {
+      per->error(diag_, "not used by algorithm concurrency (its limit is requests in flight)");
+    } else {
+      m.read("per", out.per, 1ms, 24h);
+    }
+    const Value* burst = m.get("burst");
+    if (burst != nullptr && algorithm && *algorithm != RateAlgorithm::kTokenBucket) {
+      burst->error(diag_, "only used with algorithm token_bucket");
+    } else {
+      m.read_uint("burst", out.burst, 1, kMaxRequests);
+    }
+  }
+
+  void load_overrides(const Value& v, std::optional<RateAlgorithm> algorithm, bool key_ok,
+                      RateLimitRule& rule) {
+    auto items = read_list(diag_, v);
+    if (!items) return;
+    if (!items->empty() && key_ok && rule.key.empty()) {
+      v.error(diag_,
+              "overrides need a 'key' on the rule (without one, all requests share one "
+              "counter)");
+      return;
+    }
+    std::vector<std::pair<std::string, int>> seen;
+    for (const Value& item : *items) {
+      MapReader m(diag_, item, {"key", "limit"});
+      if (!m.is_map()) continue;
+      RateLimitOverride o;
+      if (const Value* k = m.require("key")) {
+        if (auto s = read_string(diag_, *k)) {
+          auto first =
+              std::find_if(seen.begin(), seen.end(), [&](const auto& x) { return x.first == *s; });
+          if (first != seen.end()) {
+            k->error(diag_, fmt::format("duplicate override key '{}' (first at line {})", *s,
+                                        first->second));
+          } else {
+            seen.emplace_back(*s, k->line);
+            if (key_ok) check_override_key(*k, *s, rule.key);
+          }
+          o.key = *s;
+        }
+      }
+      if (const Value* l = m.require("limit")) load_rate_value(*l, algorithm, o.limit, &rule.limit);
+      rule.overrides.push_back(std::move(o));
+    }
+  }
+
+  // An override key is the composed key of some request: one value per key part, joined by '|'.
+  // Values the loader can know (routes, services, addresses) are checked so a typo is not an
+  // override that never matches.
+  void check_override_key(const Value& at, const std::string& key,
+                          const std::vector<KeyPart>& parts) {
+    std::vector<std::string> values;
+    for (size_t start = 0;;) {
+      size_t bar = key.find('|', start);
+      values.push_back(key.substr(start, bar - start));
+      if (bar == std::string::npos) break;
+      start = bar + 1;
+    }
+    if (values.size() != parts.size()) {
+      std::string names;
+      for (const auto& p : parts) names += (names.empty() ? "" : "|") + key_part_string(p);
+      at.error(diag_, fmt::format("'{}' has {} value(s) but the rule's key has {} ({}); join the "
+                                  "values with '|'",
+                                  key, values.size(), parts.size(), names));
+      return;
+    }
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const std::string& value = values[i];
+      switch (parts[i].source) {
+        case KeyPart::Source::kRoute:
+        case KeyPart::Source::kService: {
+          bool route = parts[i].source == KeyPart::Source::kRoute;
+          const char* what = route ? "route" : "service";
+          if (!find_name(value, what)) {
+            std::vector<std::string_view> candidates;
+            for (const auto& [name, line] : route ? route_names_ : service_names_)
+              candidates.push_back(name);
+            at.error(diag_, fmt::format("value {} of '{}': no {} named '{}'{}", i + 1, key, what,
+                                        value, did_you_mean(value, candidates)));
+          }
+          break;
+        }
+        case KeyPart::Source::kClientIp: {
+          auto ip = canonical_ip(value);
+          if (!ip) {
+            at.error(diag_, fmt::format("value {} of '{}': expected an IP address, got '{}'", i + 1,
+                                        key, value));
+          } else if (*ip != value) {
+            at.error(diag_, fmt::format("value {} of '{}': write the address as '{}' (the form "
+                                        "client addresses take in keys)",
+                                        i + 1, key, *ip));
+          }
+          break;
+        }
+        default:
+          break;
+      }
+    }
+  }
+
+  void load_overload(const Value& v) {
+    MapReader m(
+        diag_, v,
+        {"priority_key", "priorities", "default_priority", "reserve", "max_in_flight", "mode"});
+    if (!m.is_map()) return;
+    Overload& o = config_.overload;
+    o.enabled = true;
+    const Value* key = m.get("priority_key");
+    if (key != nullptr) {
+      if (auto k = read_priority_key(diag_, *key)) o.priority_key = *k;
+    }
+    const Value* priorities = m.get("priorities");
+    bool priorities_ok = true;
+    if (priorities != nullptr) {
+      auto items = read_list(diag_, *priorities);
+      priorities_ok = items.has_value();
+      if (items && items->empty()) {
+        priorities->error(diag_, "must name at least one priority class (leave it out for none)");
+        priorities_ok = false;
+      } else if (items && items->size() > kMaxPriorities) {
+        priorities->error(diag_, fmt::format("at most {} priority classes, got {}", kMaxPriorities,
+                                             items->size()));
+        priorities_ok = false;
+      } else if (items) {
+        std::vector<std::pair<std::string, int>> names;
+        for (const Value& item : *items) {
+          auto s = read_name(diag_, item);
+          if (!s) {
+            priorities_ok = false;
+            continue;
+          }
+          size_t before = names.size();
+          check_unique(names, *s, item, "priority");
+          if (names.size() == before) {
+            priorities_ok = false;
+            continue;
+          }
+          o.priorities.push_back(*s);
+        }
+      }
+    }
+    m.read("reserve", o.reserve, RealRange{0, 0.9});
+    m.read_uint("max_in_flight", o.max_in_flight, 0, kMaxRateKeys);
+    read_mode(m, o.mode);
+    // Classes need a key to tell them apart, and a key needs classes to map to.
+    if (key != nullptr && priorities == nullptr) {
+      diag_.add(v.line, v.path + ".priorities", "required with priority_key");
+    }
+    if (priorities != nullptr && key == nullptr) {
+      diag_.add(v.line, v.path + ".priority_key", "required with priorities");
+    }
+    if (!o.priorities.empty()) o.default_priority = o.priorities.size() - 1;
+    if (const Value* d = m.get("default_priority")) {
+      auto s = read_string(diag_, *d);
+      if (!s) return;
+      if (priorities == nullptr) {
+        d->error(diag_, "only used with priorities");
+        return;
+      }
+      if (!priorities_ok) return;
+      auto it = std::find(o.priorities.begin(), o.priorities.end(), *s);
+      if (it == o.priorities.end()) {
+        std::vector<std::string_view> names(o.priorities.begin(), o.priorities.end());
+        d->error(diag_, fmt::format("must be one of priorities ({}), got '{}'{}",
+                                    fmt::join(o.priorities, ", "), *s, did_you_mean(*s, names)));
+        return;
+      }
+      o.default_priority = static_cast<size_t>(it - o.priorities.begin());
+    }
+  }
+
   void resolve_service(const Value& v, Route& route) {
     auto s = read_string(diag_, v);
     if (!s) return;
@@ -702,8 +1384,10 @@ class SchemaLoader {
   Diagnostics& diag_;
   GatewayConfig& config_;
   bool has_units_ = false;
+  bool has_redis_ = false;
   std::vector<BoundAddress> bound_;                         // admin + listeners
   std::vector<std::pair<std::string, int>> service_names_;  // name, line
+  std::vector<std::pair<std::string, int>> route_names_;    // name, line
 };
 
 }  // namespace
@@ -811,6 +1495,54 @@ std::string to_json(const GatewayConfig& config) {
                    {"min_retry_concurrency", s.retry.min_retry_concurrency},
                    {"non_idempotent", s.retry.non_idempotent}};
     js["max_idle_connections"] = s.max_idle_connections;
+    // Sections left out of the file stay out, so that the output loads back to the same config.
+    if (const HealthCheck& h = s.health_check; h.enabled) {
+      js["health_check"] = {{"path", h.path},
+                            {"host", h.host},
+                            {"interval", d(h.interval)},
+                            {"timeout", d(h.timeout)},
+                            {"jitter", d(h.jitter)},
+                            {"healthy_threshold", h.healthy_threshold},
+                            {"unhealthy_threshold", h.unhealthy_threshold}};
+    }
+    if (const OutlierDetection& o = s.outlier_detection; o.enabled) {
+      js["outlier_detection"] = {{"consecutive_errors", o.consecutive_errors},
+                                 {"base_ejection_time", d(o.base_ejection_time)},
+                                 {"max_ejection_time", d(o.max_ejection_time)},
+                                 {"max_ejection_percent", o.max_ejection_percent}};
+    }
+    if (const CircuitBreaker& b = s.circuit_breaker; b.enabled) {
+      js["circuit_breaker"] = {{"window", d(b.window)},
+                               {"min_requests", b.min_requests},
+                               {"error_ratio", b.error_ratio},
+                               {"slow_call_duration", d(b.slow_call_duration)},
+                               {"slow_call_ratio", b.slow_call_ratio},
+                               {"open_duration", d(b.open_duration)},
+                               {"max_open_duration", d(b.max_open_duration)},
+                               {"half_open_probes", b.half_open_probes},
+                               {"max_concurrent", b.max_concurrent},
+                               {"max_pending", b.max_pending}};
+    }
+    if (const Fallback& f = s.fallback; f.enabled) {
+      js["fallback"] = {{"status", f.status}, {"body", f.body}, {"content_type", f.content_type}};
+    }
+    if (const AdaptiveConcurrency& a = s.adaptive_concurrency; a.enabled) {
+      Json ja;
+      ja["algorithm"] = kAdaptiveAlgorithms[static_cast<size_t>(a.algorithm)];
+      ja["initial_limit"] = a.initial_limit;
+      ja["min_limit"] = a.min_limit;
+      ja["max_limit"] = a.max_limit;
+      ja["sample_window"] = d(a.sample_window);
+      // Only the keys of the chosen algorithm: the others are rejected when loaded.
+      if (a.algorithm == AdaptiveConcurrency::Algorithm::kGradient) {
+        ja["tolerance"] = a.tolerance;
+      } else {
+        ja["latency_threshold"] = d(a.latency_threshold);
+        ja["backoff"] = a.backoff;
+      }
+      ja["mode"] = kModes[static_cast<size_t>(a.mode)];
+      js["adaptive_concurrency"] = std::move(ja);
+    }
     j["services"].push_back(std::move(js));
   }
   j["routes"] = Json::array();
@@ -829,6 +1561,53 @@ std::string to_json(const GatewayConfig& config) {
     if (!r.strip_prefix.empty()) jr["strip_prefix"] = r.strip_prefix;
     if (!r.prefix_rewrite.empty()) jr["prefix_rewrite"] = r.prefix_rewrite;
     j["routes"].push_back(std::move(jr));
+  }
+  // The limit as it takes effect: burst 0 means `requests`; keys an algorithm rejects are left out.
+  auto limit_json = [&](const RateLimitValue& v, RateAlgorithm algorithm) {
+    Json jl = {{"requests", v.requests}};
+    if (algorithm != RateAlgorithm::kConcurrency) jl["per"] = d(v.per);
+    if (algorithm == RateAlgorithm::kTokenBucket) jl["burst"] = v.burst > 0 ? v.burst : v.requests;
+    return jl;
+  };
+  j["rate_limits"] = Json::array();
+  for (const auto& rule : config.rate_limits) {
+    Json jr;
+    jr["name"] = rule.name;
+    jr["match"] = Json::object();
+    if (!rule.match_routes.empty()) jr["match"]["routes"] = rule.match_routes;
+    if (!rule.match_services.empty()) jr["match"]["services"] = rule.match_services;
+    jr["key"] = Json::array();
+    for (const auto& part : rule.key) jr["key"].push_back(key_part_string(part));
+    jr["limit"] = limit_json(rule.limit, rule.algorithm);
+    jr["algorithm"] = kRateAlgorithms[static_cast<size_t>(rule.algorithm)];
+    jr["scope"] = kRateScopes[static_cast<size_t>(rule.scope)];
+    jr["mode"] = kModes[static_cast<size_t>(rule.mode)];
+    jr["overrides"] = Json::array();
+    for (const auto& o : rule.overrides) {
+      jr["overrides"].push_back({{"key", o.key}, {"limit", limit_json(o.limit, rule.algorithm)}});
+    }
+    jr["max_keys"] = rule.max_keys;
+    j["rate_limits"].push_back(std::move(jr));
+  }
+  if (const Redis& r = config.redis; r.enabled) {
+    j["redis"] = {{"address", r.address.to_string()},
+                  {"timeout", d(r.timeout)},
+                  {"on_error", kRedisOnError[static_cast<size_t>(r.on_error)]},
+                  {"key_prefix", r.key_prefix},
+                  {"gateways", r.gateways}};
+  }
+  if (const Overload& o = config.overload; o.enabled) {
+    Json jo;
+    if (o.priority_key.source != Overload::KeySource::Source::kNone)
+      jo["priority_key"] = priority_key_string(o.priority_key);
+    if (!o.priorities.empty()) {
+      jo["priorities"] = o.priorities;
+      jo["default_priority"] = o.priorities[o.default_priority];
+    }
+    jo["reserve"] = o.reserve;
+    jo["max_in_flight"] = o.max_in_flight;
+    jo["mode"] = kModes[static_cast<size_t>(o.mode)];
+    j["overload"] = std::move(jo);
   }
   return j.dump(2);
 }

@@ -232,6 +232,62 @@ std::optional<core::Duration> read_duration(Diagnostics& diag, const Value& v, c
   return d;
 }
 
+std::optional<core::Duration> read_duration(Diagnostics& diag, const Value& v, core::Duration min,
+                                            core::Duration max) {
+  std::optional<core::Duration> d;
+  if (v.node.IsScalar()) d = core::parse_duration(v.node.Scalar());
+  if (!d) {
+    v.error(diag, "expected a duration such as 500ms, 2s or 1m, got " + describe(v.node));
+    return std::nullopt;
+  }
+  if (*d < min || *d > max) {
+    v.error(diag, min.count() == 0
+                      ? fmt::format("must be at most {}, got {}", core::format_duration(max),
+                                    v.node.Scalar())
+                      : fmt::format("must be {}..{}, got {}", core::format_duration(min),
+                                    core::format_duration(max), v.node.Scalar()));
+    return std::nullopt;
+  }
+  return d;
+}
+
+std::string RealRange::to_string() const {
+  if (!lo_open && !hi_open) return fmt::format("{}..{}", lo, hi);
+  std::string low = lo_open ? fmt::format("> {}", lo) : fmt::format("at least {}", lo);
+  std::string high = hi_open ? fmt::format("< {}", hi) : fmt::format("at most {}", hi);
+  return low + " and " + high;
+}
+
+std::optional<double> read_real(Diagnostics& diag, const Value& v, const RealRange& range) {
+  if (v.node.IsScalar()) {
+    std::string_view s = v.node.Scalar();
+    bool negative = !s.empty() && s.front() == '-';
+    std::string_view digits = negative ? s.substr(1) : s;
+    // Plain decimal notation only: from_chars would also take "inf", "nan" and hex digits.
+    bool well_formed =
+        !digits.empty() &&
+        ((digits.front() >= '0' && digits.front() <= '9') || digits.front() == '.') &&
+        digits.find_first_not_of("0123456789.eE+-") == std::string_view::npos;
+    double x = 0;
+    if (well_formed) {
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), x);
+      well_formed = end == digits.data() + digits.size() &&
+                    (ec == std::errc() || ec == std::errc::result_out_of_range);
+      if (ec == std::errc::result_out_of_range) x = std::numeric_limits<double>::infinity();
+    }
+    if (well_formed) {
+      if (negative) x = -x;
+      bool above_lo = range.lo_open ? x > range.lo : x >= range.lo;
+      bool below_hi = range.hi_open ? x < range.hi : x <= range.hi;
+      if (above_lo && below_hi) return x;
+      v.error(diag, fmt::format("must be {}, got {}", range.to_string(), s));
+      return std::nullopt;
+    }
+  }
+  v.error(diag, "expected a number such as 0.5, got " + describe(v.node));
+  return std::nullopt;
+}
+
 std::optional<uint64_t> read_size(Diagnostics& diag, const Value& v, uint64_t lo, uint64_t hi) {
   std::optional<uint64_t> n;
   if (v.node.IsScalar()) n = parse_size(v.node.Scalar());
@@ -373,6 +429,23 @@ bool MapReader::read(std::string_view key, core::Duration& out, core::Duration m
   auto d = read_duration(diag_, *v, max);
   if (d) out = *d;
   return d.has_value();
+}
+
+bool MapReader::read(std::string_view key, core::Duration& out, core::Duration min,
+                     core::Duration max) const {
+  const Value* v = get(key);
+  if (v == nullptr) return true;
+  auto d = read_duration(diag_, *v, min, max);
+  if (d) out = *d;
+  return d.has_value();
+}
+
+bool MapReader::read(std::string_view key, double& out, const RealRange& range) const {
+  const Value* v = get(key);
+  if (v == nullptr) return true;
+  auto x = read_real(diag_, *v, range);
+  if (x) out = *x;
+  return x.has_value();
 }
 
 }  // namespace sluice::config

@@ -66,6 +66,20 @@ std::optional<bool> read_bool(Diagnostics& diag, const Value& v);
 std::optional<uint64_t> read_uint(Diagnostics& diag, const Value& v, uint64_t lo, uint64_t hi);
 // Bounds: > 0 and <= max.
 std::optional<core::Duration> read_duration(Diagnostics& diag, const Value& v, core::Duration max);
+// Bounds: min..max; a min of 0 allows "0s" (for settings where zero means "none").
+std::optional<core::Duration> read_duration(Diagnostics& diag, const Value& v, core::Duration min,
+                                            core::Duration max);
+
+// Bounds of a real number; an open end excludes its bound, as for ratios in (0, 1].
+struct RealRange {
+  double lo = 0;
+  double hi = 0;
+  bool lo_open = false;
+  bool hi_open = false;
+  std::string to_string() const;  // "0..0.9", "> 0 and at most 1", "> 0 and < 1"
+};
+// A decimal number such as 0.5, 1 or 2.5e-1 (no sign, inf or nan) within `range`.
+std::optional<double> read_real(Diagnostics& diag, const Value& v, const RealRange& range);
 std::optional<uint64_t> read_size(Diagnostics& diag, const Value& v, uint64_t lo, uint64_t hi);
 // One of `choices`; the error lists them and suggests the closest.
 std::optional<size_t> read_enum(Diagnostics& diag, const Value& v,
@@ -102,6 +116,9 @@ class MapReader {
   bool read(std::string_view key, std::string& out) const;
   bool read(std::string_view key, bool& out) const;
   bool read(std::string_view key, core::Duration& out, core::Duration max) const;
+  bool read(std::string_view key, core::Duration& out, core::Duration min,
+            core::Duration max) const;
+  bool read(std::string_view key, double& out, const RealRange& range) const;
   template <class T>
   bool read_uint(std::string_view key, T& out, uint64_t lo, uint64_t hi) const {
     const Value* v = get(key);

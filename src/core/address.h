@@ -12,6 +12,7 @@ struct HostPort {
   std::string host;  // IPv4/IPv6 literal or a name; brackets of "[::1]:80" removed
   uint16_t port = 0;
   std::string to_string() const;
+  bool operator==(const HostPort&) const = default;
 };
 
 // Accepts "127.0.0.1:8080", "[::1]:8080", "localhost:80", ":8080" (all interfaces: host "0.0.0.0").

@@ -9,6 +9,8 @@
 #include "core/random.h"
 #include "gateway/shared.h"
 #include "gateway/worker.h"
+#include "governance/circuit_breaker.h"
+#include "governance/outlier_detector.h"
 #include "http/writer.h"
 #include "observability/access_log.h"
 #include "observability/trace.h"
@@ -289,6 +291,19 @@ void Connection::on_head(http::MessageHead& head) {
     return;
   }
   service_index_ = route_->service_index;
+  gov_failure_ = gov_dropped_ = false;
+  RequestFacts facts;
+  facts.head = &head;
+  facts.client_ip = client_ip_;
+  facts.route = route_->name;
+  facts.service = snap.services[service_index_].cfg->name;
+  facts.route_index = route_->index;
+  facts.service_index = service_index_;
+  Verdict verdict = admission_.admit(*snap.governance, facts, worker_.now());
+  if (verdict != Verdict::kPass) {
+    reply_refused(verdict);
+    return;
+  }
   idempotent_ = is_idempotent(method_);
   compute_hash(head);
   build_upstream_head(head);
@@ -318,21 +333,9 @@ void Connection::compute_hash(const http::MessageHead& head) {
     case Source::kPath:
       value = head.path();
       break;
-    case Source::kQuery: {
-      std::string_view q = head.query();
-      while (!q.empty()) {
-        size_t amp = q.find('&');
-        std::string_view pair = q.substr(0, amp);
-        size_t eq = pair.find('=');
-        if (pair.substr(0, eq) == key.name) {
-          value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-          break;
-        }
-        if (amp == std::string_view::npos) break;
-        q.remove_prefix(amp + 1);
-      }
+    case Source::kQuery:
+      value = http::find_query_param(head.query(), key.name).value_or(std::string_view());
       break;
-    }
   }
   has_hash_ = !value.empty();
   hash_ = has_hash_ ? upstream::hash_key(value) : 0;
@@ -428,6 +431,7 @@ void Connection::on_complete() {
 void Connection::start_attempt() {
   auto& ws = services_->services[service_index_];
   const ServiceInfo& si = services_->snapshot->services[service_index_];
+  refresh_endpoint_health();
   upstream::PickContext ctx;
   ctx.tried = tried_;
   ctx.has_hash = has_hash_;
@@ -458,6 +462,16 @@ void Connection::start_attempt() {
     upstream_ready();
     return;
   }
+  const ServiceRuntime& gs = services_->snapshot->governance->services[service_index_];
+  if (!gs.breaker->try_acquire_pending()) {
+    gs.rejected_pending->inc();
+    release_endpoint();
+    release_request();
+    local_reply(503, "too many requests waiting for an upstream connection", "Retry-After: 1\r\n",
+                ",\"code\":\"MAX_PENDING\"");
+    return;
+  }
+  pending_held_ = true;
   upstream_ = std::make_shared<UpstreamConnection>(worker_.io(), ep.address);
   set_deadline(Deadline::kConnect, si.cfg->timeouts.connect);
   upstream_->socket().async_connect(ep.resolved,
@@ -469,6 +483,10 @@ void Connection::start_attempt() {
 void Connection::on_connected(const asio::error_code& ec, uint64_t gen) {
   if (gen != attempt_gen_ || closed_ || !upstream_) return;
   worker_.refresh_now();
+  if (pending_held_) {
+    pending_held_ = false;
+    services_->snapshot->governance->services[service_index_].breaker->release_pending();
+  }
   if (ec) {
     on_upstream_failure(UpstreamErrorKind::kConnectFailure, "upstream connect failed");
     return;
@@ -550,6 +568,7 @@ void Connection::on_upstream_data(const asio::error_code& ec, const char* data, 
     if (gen != attempt_gen_ || closed_) return;  // aborted from a callback
     if (retry_status_) {
       si.endpoints[endpoint_].requests.inc(retry_status_);
+      record_attempt(true);
       retry_status_ = 0;
       drop_upstream();
       retry();
@@ -582,6 +601,9 @@ void Connection::on_response_head(http::MessageHead& head) {
     return;
   }
   status_ = head.status;
+  record_attempt(head.status >= 500);
+  gov_failure_ = head.status >= 500;
+  gov_dropped_ = head.status == 503;
   resp_keep_alive_ = head.keep_alive;
   resp_head_sent_ = true;
   bool no_body = head_request_ || head.status == 204 || head.status == 304;
@@ -654,6 +676,10 @@ bool Connection::can_retry(uint32_t on_flag) const {
 }
 
 void Connection::release_endpoint() {
+  if (pending_held_) {
+    pending_held_ = false;
+    services_->snapshot->governance->services[service_index_].breaker->release_pending();
+  }
   if (endpoint_ < 0) return;
   auto& ws = services_->services[service_index_];
   if (ws.states[endpoint_].active > 0) --ws.states[endpoint_].active;
@@ -698,6 +724,9 @@ void Connection::retry() {
 void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
   const ServiceInfo& si = services_->snapshot->services[service_index_];
   if (endpoint_ >= 0) si.endpoints[endpoint_].errors[static_cast<size_t>(kind)]->inc();
+  record_attempt(true);
+  gov_failure_ = true;
+  gov_dropped_ = kind != UpstreamErrorKind::kProtocol;
   drop_upstream();
   if (can_retry(retry_flag(kind))) {
     retry();
@@ -716,6 +745,11 @@ void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
 }
 
 void Connection::local_reply(int status, std::string_view message) {
+  local_reply(status, message, status == 503 ? "Retry-After: 1\r\n" : "", {});
+}
+
+void Connection::local_reply(int status, std::string_view message, std::string_view extra_headers,
+                             std::string_view extra_json) {
   local_reply_ = true;
   status_ = status;
   resp_done_ = true;
@@ -723,6 +757,7 @@ void Connection::local_reply(int status, std::string_view message) {
   if (!client_keep_alive_ || worker_.draining() || draining_) closing_ = true;
   std::string body = "{\"error\":";
   observability::append_json_string(body, message);
+  body.append(extra_json);
   body.append(",\"status\":");
   body.append(std::to_string(status));
   body.append(",\"request_id\":");
@@ -732,13 +767,98 @@ void Connection::local_reply(int status, std::string_view message) {
   ds_out_.append("Content-Type: application/json\r\n");
   http::append_header(ds_out_, "Content-Length", static_cast<uint64_t>(body.size()));
   http::append_header(ds_out_, "x-request-id", request_id_);
-  if (status == 503) ds_out_.append("Retry-After: 1\r\n");
+  ds_out_.append(extra_headers);
   if (closing_) ds_out_.append("Connection: close\r\n");
   ds_out_.append("\r\n");
   if (!head_request_) ds_out_.append(body);
   bytes_out_ = head_request_ ? 0 : body.size();
   resp_head_sent_ = true;
   flush_downstream();
+}
+
+void Connection::reply_refused(Verdict verdict) {
+  const ServiceRuntime& gs = services_->snapshot->governance->services[service_index_];
+  switch (verdict) {
+    case Verdict::kRateLimited: {
+      const RuleRuntime* rule = admission_.rejecting_rule();
+      const governance::RateDecision& d = admission_.decision();
+      auto ceil_seconds = [](std::chrono::nanoseconds ns) {
+        return static_cast<uint64_t>((std::max<int64_t>(ns.count(), 0) + 999'999'999) /
+                                     1'000'000'000);
+      };
+      std::string headers;
+      http::append_header(headers, "Retry-After",
+                          std::max<uint64_t>(1, ceil_seconds(d.retry_after)));
+      http::append_header(headers, "RateLimit-Limit", d.limit);
+      http::append_header(headers, "RateLimit-Remaining", d.remaining);
+      http::append_header(headers, "RateLimit-Reset", ceil_seconds(d.reset));
+      std::string extra = ",\"code\":\"RATE_LIMITED\",\"rule\":";
+      observability::append_json_string(extra, rule ? std::string_view(rule->cfg->name) : "");
+      local_reply(429, "rate limit exceeded", headers, extra);
+      return;
+    }
+    case Verdict::kOverloaded: {
+      std::string extra = ",\"code\":\"OVERLOADED\",\"priority\":";
+      observability::append_json_string(extra, admission_.priority());
+      local_reply(503, "overloaded: request shed", "Retry-After: 1\r\n", extra);
+      return;
+    }
+    case Verdict::kAtCapacity:
+      local_reply(503, "service at its concurrency limit", "Retry-After: 1\r\n",
+                  ",\"code\":\"MAX_CONCURRENT\"");
+      return;
+    case Verdict::kBreakerOpen: {
+      const config::Fallback& fb = gs.cfg->fallback;
+      if (!fb.enabled) {
+        local_reply(503, "circuit breaker open", "Retry-After: 1\r\n",
+                    ",\"code\":\"CIRCUIT_OPEN\"");
+        return;
+      }
+      gs.fallback_served->inc();
+      local_reply_ = true;
+      status_ = fb.status;
+      resp_done_ = true;
+      if (!req_done_ && req_has_body_) closing_ = true;
+      if (!client_keep_alive_ || worker_.draining() || draining_) closing_ = true;
+      http::append_status_line(ds_out_, fb.status);
+      http::append_header(ds_out_, "Content-Type", fb.content_type);
+      http::append_header(ds_out_, "Content-Length", static_cast<uint64_t>(fb.body.size()));
+      http::append_header(ds_out_, "x-request-id", request_id_);
+      ds_out_.append("x-sluice-fallback: circuit-open\r\n");
+      if (closing_) ds_out_.append("Connection: close\r\n");
+      ds_out_.append("\r\n");
+      if (!head_request_) ds_out_.append(fb.body);
+      bytes_out_ = head_request_ ? 0 : fb.body.size();
+      resp_head_sent_ = true;
+      flush_downstream();
+      return;
+    }
+    case Verdict::kPass:
+      return;
+  }
+}
+
+void Connection::refresh_endpoint_health() {
+  auto& ws = services_->services[service_index_];
+  const governance::OutlierDetector& od =
+      *services_->snapshot->governance->services[service_index_].outlier;
+  core::MonoTime now = worker_.now();
+  bool any = false;
+  for (size_t i = 0; i < ws.states.size(); ++i) {
+    bool a = od.available(i, now);
+    ws.states[i].healthy = a;
+    any |= a;
+  }
+  // Panic mode: with no endpoint in rotation, every endpoint is tried rather than none.
+  if (!any) {
+    for (auto& st : ws.states) st.healthy = true;
+  }
+}
+
+void Connection::record_attempt(bool error) {
+  if (endpoint_ < 0) return;
+  services_->snapshot->governance->services[service_index_].outlier->record(
+      static_cast<size_t>(endpoint_), error, worker_.now());
 }
 
 void Connection::flush_downstream() {
@@ -812,6 +932,13 @@ void Connection::finish_request() {
 }
 
 void Connection::release_request() {
+  // The service's latency ends with its response, not with the client taking it.
+  core::MonoTime end = worker_.now();
+  if (upstream_seconds_ >= 0) {
+    end = attempt_start_ + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::duration<double>(upstream_seconds_));
+  }
+  admission_.finish(gov_failure_, gov_dropped_, end);
   release_endpoint();
   if (!counted_active_) return;
   counted_active_ = false;
@@ -856,6 +983,7 @@ void Connection::abort_request() {
   if (!in_request_) return;
   if (status_ == 0) status_ = 499;  // client closed before the response (nginx's convention)
   closing_ = true;
+  admission_.cancel();
   discard_upstream();
   release_request();
   in_request_ = false;

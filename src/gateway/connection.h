@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "gateway/governance.h"
 #include "gateway/upstream_pool.h"
 #include "http/parser.h"
 #include "router/router.h"
@@ -93,6 +94,16 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   // Downstream writing and completion.
   void flush_downstream();
   void local_reply(int status, std::string_view message);
+  // A JSON error reply with extra response header lines ("Name: value\r\n"...) and extra JSON
+  // members (",\"rule\":\"x\"") after "error".
+  void local_reply(int status, std::string_view message, std::string_view extra_headers,
+                   std::string_view extra_json);
+  // Answers a request the governance chain refused (429, fallback or 503).
+  void reply_refused(Verdict verdict);
+  // Marks the endpoint of each available-for-selection per outlier and health state.
+  void refresh_endpoint_health();
+  // Passive outcome of the current attempt, for outlier detection.
+  void record_attempt(bool error);
   void finish_request();
   // Gives back the endpoint and service in-flight counts this request holds.
   void release_request();
@@ -177,6 +188,12 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool up_extra_bytes_ = false;
   int status_ = 0;
   int retry_status_ = 0;  // a 502/503/504 answer to retry instead of forwarding
+
+  // Governance of the current request.
+  Admission admission_;
+  bool gov_failure_ = false;   // the service failed this request (5xx or upstream error)
+  bool gov_dropped_ = false;   // ... with a sign of overload (timeout, reset, 503)
+  bool pending_held_ = false;  // holds one of the service's max_pending slots
 };
 
 }  // namespace sluice::gateway

@@ -37,6 +37,12 @@ std::vector<std::string> restart_only_changes(const config::GatewayConfig& a,
   if (a.node.id != b.node.id || a.node.city != b.node.city || a.node.zone != b.node.zone) {
     out.push_back(std::string("node") + why);
   }
+  const config::Redis& ra = a.redis;
+  const config::Redis& rb = b.redis;
+  if (ra.enabled != rb.enabled || !(ra.address == rb.address) || ra.timeout != rb.timeout ||
+      ra.on_error != rb.on_error || ra.key_prefix != rb.key_prefix || ra.gateways != rb.gateways) {
+    out.push_back(std::string("redis") + why);
+  }
   return out;
 }
 
@@ -52,7 +58,8 @@ Gateway::Gateway(std::string config_path, std::shared_ptr<const config::GatewayC
     : config_path_(std::move(config_path)),
       config_(std::move(config)),
       signals_(io_),
-      drain_timer_(io_) {
+      drain_timer_(io_),
+      tick_timer_(io_) {
   shared_.listeners = config_->listeners;
   shared_.workers = config_->workers;
   shared_.max_connections = config_->limits.max_connections;
@@ -63,8 +70,9 @@ Gateway::Gateway(std::string config_path, std::shared_ptr<const config::GatewayC
   shared_.access_sink =
       observability::AccessLogSink::open(config_->access_log, error, &shared_.registry);
   if (!shared_.access_sink) throw std::runtime_error(error);
+  governance_ = std::make_unique<Governance>(shared_.registry, config_->node.id);
   std::vector<std::string> errors;
-  snapshot_ = build_snapshot(config_, version_.load(), shared_.registry, errors);
+  snapshot_ = build_snapshot(config_, version_.load(), shared_.registry, *governance_, errors);
   if (!snapshot_) {
     std::string all;
     for (const auto& e : errors) all += (all.empty() ? "" : "\n") + e;
@@ -76,6 +84,16 @@ Gateway::Gateway(std::string config_path, std::shared_ptr<const config::GatewayC
 Gateway::~Gateway() {
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();
+  governance_->stop();
+}
+
+void Gateway::schedule_tick() {
+  tick_timer_.expires_after(std::chrono::seconds(1));
+  tick_timer_.async_wait([this](const asio::error_code& ec) {
+    if (ec) return;
+    governance_->tick();
+    schedule_tick();
+  });
 }
 
 void Gateway::declare_metrics() {
@@ -120,8 +138,10 @@ int Gateway::run() {
     core::log_error("cannot start: {}", e.what());
     return 1;
   }
+  governance_->start();
   for (auto& w : workers_) w->start(snapshot_);
   if (admin_) admin_->start();
+  schedule_tick();
   watch_signals();
   started_ = true;
   std::string addrs;
@@ -170,7 +190,8 @@ ReloadResult Gateway::reload() {
   }
   std::shared_ptr<const Snapshot> snap;
   if (result.errors.empty()) {
-    snap = build_snapshot(loaded.config, version_.load() + 1, shared_.registry, result.errors);
+    snap = build_snapshot(loaded.config, version_.load() + 1, shared_.registry, *governance_,
+                          result.errors);
   }
   if (!snap) {
     reload_failed_->inc();
@@ -217,6 +238,7 @@ void Gateway::poll_drain() {
     if (admin_) admin_->stop();
     signals_.cancel();
     drain_timer_.cancel();
+    tick_timer_.cancel();
     io_.stop();
     return;
   }
@@ -292,6 +314,8 @@ std::string Gateway::stats_json() const {
                       {"responses_5xx", errors5}});
   }
   j["routes"] = routes;
+  j["governance"] =
+      nlohmann::json::parse(governance_->stats_json(*snap->governance, snap->services));
   return j.dump(2) + "\n";
 }
 

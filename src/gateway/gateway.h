@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/loader.h"
+#include "gateway/governance.h"
 #include "gateway/shared.h"
 #include "gateway/snapshot.h"
 
@@ -55,6 +56,7 @@ class Gateway {
   void watch_signals();
   void poll_drain();
   void declare_metrics();
+  void schedule_tick();
 
   std::string config_path_;
   std::shared_ptr<const config::GatewayConfig> config_;
@@ -64,6 +66,8 @@ class Gateway {
   asio::io_context io_;
   asio::signal_set signals_;
   asio::steady_timer drain_timer_;
+  asio::steady_timer tick_timer_;  // governance housekeeping, once a second
+  std::unique_ptr<Governance> governance_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminServer> admin_;
   std::atomic<uint64_t> version_{1};

@@ -25,6 +25,7 @@ CodeCounters make_code_counters(observability::Registry& reg, std::string_view n
 
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::GatewayConfig> config,
                                                uint64_t version, observability::Registry& reg,
+                                               Governance& governance,
                                                std::vector<std::string>& errors) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = version;
@@ -88,6 +89,12 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Gat
     for (const auto& route : config->routes) add(route.name, route.service);
     add("", "");  // requests that matched no route or failed before routing
     snap->route_metrics.push_back(std::move(row));
+  }
+  try {
+    snap->governance = governance.build(*config, snap->services);
+  } catch (const std::exception& e) {
+    errors.push_back(e.what());
+    return nullptr;
   }
   return snap;
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "gateway/governance.h"
 #include "observability/metrics.h"
 #include "router/router.h"
 
@@ -58,6 +59,7 @@ struct Snapshot {
   std::vector<ServiceInfo> services;
   // [listener][route]; the last entry of each listener row is for requests that matched no route.
   std::vector<std::vector<RouteMetrics>> route_metrics;
+  std::shared_ptr<const GovernanceSnapshot> governance;
 
   const RouteMetrics& metrics_for(size_t listener, const router::Route* route) const {
     const auto& row = route_metrics[listener];
@@ -69,6 +71,7 @@ struct Snapshot {
 // On failure returns null and appends messages to `errors`.
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::GatewayConfig> config,
                                                uint64_t version, observability::Registry& registry,
+                                               Governance& governance,
                                                std::vector<std::string>& errors);
 
 }  // namespace sluice::gateway

@@ -34,6 +34,20 @@ std::string_view MessageHead::query() const {
   return q == std::string_view::npos ? std::string_view() : t.substr(q + 1);
 }
 
+std::optional<std::string_view> find_query_param(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) {
+      return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
 int status_for(ParseError e) {
   switch (e) {
     case ParseError::kNone:

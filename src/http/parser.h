@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -34,6 +35,10 @@ struct MessageHead {
   std::string_view path() const;   // target without query string
   std::string_view query() const;  // after '?', without it; empty if none
 };
+
+// The raw (not percent-decoded) value of the first `name=value` pair in a query string; "" for a
+// bare `name`; nullopt when the parameter is absent.
+std::optional<std::string_view> find_query_param(std::string_view query, std::string_view name);
 
 enum class ParseError {
   kNone = 0,

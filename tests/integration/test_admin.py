@@ -237,11 +237,11 @@ class ReloadTest(SluiceTestCase):
         self.assertEqual(self.reloads("success") - ok0, 2)
 
     def test_reload_rejects_later_issue_key(self):
-        cfg = dict(self.base, rate_limits=[{"name": "x"}])
+        cfg = dict(self.base, units={"key": "header:x"})
         self.gw.write_config(cfg)
         r = self.gw.reload()
         self.assertEqual(r.status, 400, r)
-        self.assertIn("rate_limits", json.dumps(r.json()))
+        self.assertIn("units", json.dumps(r.json()))
 
 
 class ValidateCliTest(SluiceTestCase):
@@ -271,7 +271,7 @@ class ValidateCliTest(SluiceTestCase):
         import glob
         from harness import SOURCE_DIR
         files = [f for f in glob.glob(os.path.join(SOURCE_DIR, "examples", "*.yaml"))
-                 if "gateway" in os.path.basename(f)]
+                 if "gateway" in os.path.basename(f) or "governance" in os.path.basename(f)]
         if not files:
             self.skipTest("no examples/*gateway*.yaml yet")
         for f in files:
@@ -295,12 +295,12 @@ class ValidateCliTest(SluiceTestCase):
             "      - address: 127.0.0.1:9\n"                    # 12
             "    retry:\n"                                      # 13
             "      attempts: 99\n"                              # 14
-            "    health_check: {path: /healthz}\n"              # 15
+            "    health_check: {interval: 1ms}\n"               # 15
             "routes:\n"                                         # 16
             "  - name: r1\n"                                    # 17
             "    match: {path_prefix: /}\n"                     # 18
             "    service: nope\n"                               # 19
-            "rate_limits: []\n"                                 # 20
+            "rate_limits: [{name: x, limit: {requests: 0}}]\n"  # 20
         )
         path = self.write(text)
         rc, out, err = validate(path)
@@ -309,9 +309,9 @@ class ValidateCliTest(SluiceTestCase):
             (5, "listeners[0].address"),
             (8, "limits.header_timeout"),
             (14, "services[0].retry.attempts"),
-            (15, "services[0].health_check"),
+            (15, "services[0].health_check.interval"),
             (19, "routes[0].service"),
-            (20, "rate_limits"),
+            (20, "rate_limits[0].limit.requests"),
         ]
         for line, key in expected:
             with self.subTest(key=key):
@@ -320,13 +320,9 @@ class ValidateCliTest(SluiceTestCase):
         self.assertNotIn("config OK", out + err)
 
     def test_later_issue_keys_rejected(self):
-        top = {"rate_limits": [], "redis": {"address": "127.0.0.1:6379"},
-               "units": {"key": "header:x"}, "control_plane": {"address": "http://127.0.0.1:7070"}}
-        per_service = {"health_check": {"path": "/healthz"},
-                       "outlier_detection": {"consecutive_errors": 5},
-                       "circuit_breaker": {"window": "10s"},
-                       "fallback": {"status": 503},
-                       "locality": {"prefer": "same_city"}}
+        top = {"units": {"key": "header:x"},
+               "control_plane": {"address": "http://127.0.0.1:7070"}}
+        per_service = {"locality": {"prefer": "same_city"}}
         for key, value in top.items():
             with self.subTest(key=key):
                 cfg = self.valid_config()

@@ -1,0 +1,224 @@
+// Cluster-scope rate limits: one limit shared by every gateway, kept in Redis. Gateways lease
+// quota in batches (QuotaClient's thread talks to Redis; workers only touch local leases), so a
+// request never waits on Redis. Scheme and error bound: docs/cluster-limits.md.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "config/config.h"
+#include "core/address.h"
+#include "core/clock.h"
+#include "governance/decision.h"
+
+struct redisContext;  // hiredis, used only by QuotaClient's thread
+
+namespace sluice::governance {
+
+class ClusterLimiter;
+
+// One per gateway process: owns the Redis connection and the thread that refills and returns
+// leases, keeps this gateway's heartbeat and counts the live gateways. Should outlive the
+// ClusterLimiters built on it; a limiter left behind answers kUnavailable and can be destroyed
+// safely (its leases are then lost), but must no longer be in use when the client goes.
+class QuotaClient {
+ public:
+  struct Options {
+    core::HostPort address;
+    std::chrono::nanoseconds timeout{std::chrono::milliseconds(20)};  // per Redis call
+    std::string key_prefix = "sluice:";
+    std::string node_id;         // heartbeat identity; a random suffix makes it unique per process
+    uint32_t gateways_hint = 0;  // > 0: the number of gateways, discovery is not used
+    std::chrono::nanoseconds heartbeat_interval{std::chrono::seconds(1)};  // TTL: 3 intervals
+    std::chrono::nanoseconds lease_idle{std::chrono::milliseconds(500)};   // unused tokens go back
+  };
+
+  explicit QuotaClient(Options o);
+  ~QuotaClient();  // stops the thread
+  QuotaClient(const QuotaClient&) = delete;
+  QuotaClient& operator=(const QuotaClient&) = delete;
+
+  void start();
+  // Returns the leases still held and leaves the heartbeat set (best effort), then joins.
+  void stop();
+
+  bool healthy() const;       // Redis answered the last call within the timeout
+  uint32_t gateways() const;  // live gateways sharing limits, >= 1
+  const Options& options() const { return options_; }
+
+  struct Stats {
+    uint64_t calls;       // Redis commands sent
+    uint64_t errors;      // round trips that failed (timeout, connection lost, error reply)
+    uint64_t reconnects;  // connections made after the first one
+    bool healthy;
+    uint32_t gateways;
+  };
+  Stats stats() const;
+
+ private:
+  friend class ClusterLimiter;
+
+  // A worker's request to the client thread. Refill: lease more tokens for the key in `slot`.
+  // Return: give `count` tokens of a key that left the table back to Redis.
+  struct Op {
+    enum class Kind : uint8_t { kRefill, kReturn };
+    Kind kind = Kind::kRefill;
+    uint32_t slot = 0;
+    uint32_t limit_index = 0;
+    uint32_t count = 0;
+    uint64_t limiter_id = 0;
+    uint64_t tag = 0;
+    int64_t window = 0;  // sliding window: the window the returned tokens were counted in
+  };
+  // A bounded multi-producer queue (Vyukov); a full queue refuses, the caller retries later.
+  struct OpQueue;
+  struct Script;
+  struct PendingCall;
+  // Tokens of a limiter that was destroyed; sent by the thread.
+  struct FinalReturn {
+    std::string key;
+    std::vector<std::string> args;
+    bool sliding = false;
+  };
+
+  bool usable(int64_t now_ns) const;
+  bool submit(const Op& op);
+  uint64_t attach(ClusterLimiter* limiter);
+  void detach(uint64_t id);  // after it returns, the thread no longer touches the limiter
+  void give_back(std::vector<FinalReturn> returns);
+
+  void run();
+  bool connect();
+  void disconnect();
+  void fail(const char* what);
+  void heartbeat(int64_t now_ns);
+  void leave();
+  void process(std::vector<Op>& ops, int64_t now_ns);
+  void return_idle(int64_t now_ns, bool all);
+  void send_final_returns();
+  void discard(std::vector<Op>& ops);
+  bool round_trip(std::vector<PendingCall>& calls);
+  uint32_t current_gateways() const;
+
+  Options options_;
+  std::string member_;  // node_id + random suffix
+  std::string gateways_key_;
+  std::unique_ptr<OpQueue> queue_;
+
+  std::atomic<bool> running_{false};
+  std::atomic<bool> healthy_{false};
+  std::atomic<int64_t> busy_since_{0};  // start of the round trip in progress (steady ns), 0 = none
+  std::atomic<uint32_t> discovered_{1};
+  std::atomic<uint64_t> calls_{0}, errors_{0}, reconnects_{0};
+
+  // Wake-up of the thread: workers notify only when it sleeps, so a refill costs no syscall
+  // while the thread is busy.
+  std::mutex wake_mu_;
+  std::condition_variable wake_cv_;
+  std::atomic<bool> sleeping_{false};
+
+  // Held by the thread while it touches limiters, and by attach/detach; never by a worker.
+  std::mutex limiters_mu_;
+  std::unordered_map<uint64_t, ClusterLimiter*> limiters_;
+  uint64_t next_limiter_id_ = 1;
+  std::vector<FinalReturn> final_returns_;
+
+  // Thread-only state.
+  redisContext* ctx_ = nullptr;
+  bool connected_once_ = false;
+  std::chrono::nanoseconds backoff_{0};
+  int64_t next_connect_ns_ = 0;
+  int64_t next_heartbeat_ns_ = 0;
+  int64_t next_idle_scan_ns_ = 0;
+  std::string sha_bucket_, sha_window_, sha_bucket_return_, sha_window_return_, sha_heartbeat_;
+  std::thread thread_;
+};
+
+// The per-rule view of a cluster limit: a bounded table (max_keys) of local leases, one per key.
+// acquire() takes a token from the key's lease (one atomic op) and asks the client thread for
+// more when the lease runs low; it never waits for Redis. kUnavailable tells the caller to decide
+// with its local share (or `allow`/`deny`, per redis.on_error): Redis is unhealthy or slow, or
+// the key's first lease has not arrived yet.
+class ClusterLimiter {
+ public:
+  ClusterLimiter(QuotaClient& client, const config::RateLimitRule& rule);  // token_bucket or
+                                                                           // sliding_window
+  ~ClusterLimiter();  // the tokens still leased go back to Redis
+  ClusterLimiter(const ClusterLimiter&) = delete;
+  ClusterLimiter& operator=(const ClusterLimiter&) = delete;
+
+  enum class Outcome : uint8_t { kAllowed, kRejected, kUnavailable };
+
+  // `hash` identifies the key (e.g. upstream::hash_key(key)); `key` is read only when the key
+  // enters the table (to find its override). `now` must come from the steady clock: the client
+  // thread compares it with its own readings.
+  Outcome acquire(std::string_view key, uint64_t hash, core::MonoTime now, RateDecision* decision);
+  // Gives back the token taken by the last allowed acquire of this key (a later rule rejected).
+  void refund(std::string_view key, uint64_t hash);
+
+  size_t capacity() const { return capacity_; }
+  size_t size() const;  // keys in the table (counts all slots; for tests and stats)
+  // Lease size for a limit of `requests` shared by `gateways` (see docs/cluster-limits.md).
+  static uint32_t lease_size(uint64_t requests, uint64_t burst, uint32_t gateways);
+
+ private:
+  friend class QuotaClient;
+
+  struct Limit {
+    uint64_t requests = 0;
+    uint64_t burst = 0;  // token bucket capacity (>= 1)
+    int64_t per_us = 0;
+  };
+  // Word layout: key fingerprint (32) | primed (1) | exhausted (1) | tokens (30). One CAS moves
+  // tokens and checks the slot still holds the key, so a lease can never leak to another key.
+  struct alignas(64) Slot {
+    std::atomic<uint64_t> tag{0};  // hash | 1; 0 = empty, kBusy = being (re)assigned
+    std::atomic<uint64_t> word{0};
+    std::atomic<int64_t> last_used_ns{0};
+    std::atomic<int64_t> refill_sent_ns{0};  // one refill in flight per key; 0 = none
+    std::atomic<int64_t> next_refill_ns{0};  // quota exhausted: do not ask before this
+    std::atomic<int64_t> reset_at_ns{0};
+    std::atomic<int64_t> lease_window{0};
+    std::atomic<uint32_t> limit_index{0};  // 0 = rule limit, i + 1 = overrides[i]
+    std::atomic<uint32_t> redis_remaining{0};
+  };
+
+  Slot* find(uint64_t tag) const;
+  Slot* insert(uint64_t tag, std::string_view key, int64_t now_ns);
+  uint32_t limit_index_for(std::string_view key) const;
+  void request_refill(Slot& s, uint32_t idx, uint64_t tag, int64_t now_ns);
+  void fill(RateDecision* d, const Limit& lim, uint64_t tokens, const Slot* s, int64_t now_ns,
+            bool allowed, int64_t retry_ns) const;
+  std::string redis_key(uint64_t tag) const;
+
+  QuotaClient& client_;
+  std::string name_;
+  bool sliding_ = false;
+  std::vector<Limit> limits_;
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>> overrides_;
+  size_t capacity_ = 0;
+  std::unique_ptr<Slot[]> slots_;
+  std::string key_base_;  // prefix + "rl:tb:" / "rl:sw:" + rule name + ":"
+  uint64_t id_ = 0;
+  std::atomic<bool> orphaned_{false};  // the client was destroyed first
+
+  // Client-thread only: slots that received tokens, scanned for idle leases.
+  std::vector<uint32_t> leased_;
+  std::vector<uint8_t> in_leased_;
+};
+
+}  // namespace sluice::governance

@@ -1,0 +1,679 @@
+#include "governance/rate_limiter.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <thread>
+
+namespace sluice::governance {
+
+namespace {
+
+using std::chrono::nanoseconds;
+
+constexpr int64_t kLockedTat = std::numeric_limits<int64_t>::min();  // token bucket: being replaced
+constexpr uint64_t kCountMask = 0xFFFFFFFFu;    // concurrency word: generation << 32 | in flight
+constexpr uint64_t kLockedCount = kCountMask;   // concurrency: being replaced
+constexpr int64_t kMaxSpan = int64_t{1} << 62;  // clamp for burst * interval, far beyond any uptime
+constexpr uint64_t kShareScale = 1'000'000'000;  // fill(): share of quota in use, in 1e-9
+constexpr uint32_t kProbe = 8;
+constexpr uint32_t kProbeConcurrency = 16;  // entries in flight cannot be evicted: look further
+constexpr int kRing = RateLimiter::kSubWindows + 1;
+constexpr uint32_t kSpill = 1u << 30;  // sliding window: 32-bit request tallies move to 64-bit
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+// Held for a few dozen instructions; yielding after a while lets a holder that was preempted
+// (more runnable threads than cores) finish instead of burning the waiter's time slice.
+inline void spin_lock(std::atomic<uint32_t>& l) {
+  int spins = 0;
+  while (l.exchange(1, std::memory_order_acquire) != 0) {
+    while (l.load(std::memory_order_relaxed) != 0) {
+      if (++spins < 256) {
+        cpu_relax();
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+}
+
+inline void spin_unlock(std::atomic<uint32_t>& l) {
+  l.store(0, std::memory_order_release);
+}
+
+inline int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
+  return q;
+}
+
+inline int ring(int64_t sub) {
+  return static_cast<int>(((sub % kRing) + kRing) % kRing);
+}
+
+inline int64_t to_ns(core::MonoTime t) {
+  return std::chrono::duration_cast<nanoseconds>(t.time_since_epoch()).count();
+}
+
+// Callers may pass any 64-bit hash; a finaliser makes one with weak high bits (say, small
+// integers) still spread over the table.
+inline uint64_t mix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return h;
+}
+
+uint64_t clamp_u64(uint64_t v, uint64_t hi) {
+  return v < hi ? v : hi;
+}
+
+}  // namespace
+
+// Requests decided for an entry's current key, for hot_keys().
+struct RateLimiter::Stats {
+  std::atomic<uint64_t> allowed{0};
+  std::atomic<uint64_t> rejected{0};
+};
+
+struct alignas(64) RateLimiter::Slot {
+  std::atomic<uint64_t> hash{0};  // 0 = never used; a used entry is only ever replaced
+  std::atomic<int64_t> state{0};  // token bucket: TAT in ns; concurrency: see kCountMask
+  Stats stats;  // token bucket, concurrency: in the line the decision writes anyway
+  std::atomic<uint32_t> generation{0};
+  std::atomic<uint32_t> limit{0};  // index into limits_
+  std::atomic<uint32_t> lock{0};   // tenancy changes (not used by sliding window: Window::lock)
+};
+
+// Sliding-window counts of one entry. Its lock, in the same cache line as everything a decision
+// writes, serialises updates and tenancy changes of the entry; the counts are atomics only so
+// that eviction scoring may read them without the lock. The request statistics are kept here too
+// (32-bit, spilled into Slot::stats now and then), updated under the lock: with them in another
+// line a decision contended by two threads took ~2x longer.
+struct alignas(64) RateLimiter::Window {
+  std::atomic<int64_t> newest{0};  // sub-window index counted in counts[ring(newest)]
+  std::atomic<uint32_t> counts[kRing] = {};
+  std::atomic<uint32_t> lock{0};
+  std::atomic<uint32_t> allowed{0};
+  std::atomic<uint32_t> rejected{0};
+};
+
+struct RateLimiter::KeyText {
+  char text[kKeyTextBytes];
+  uint8_t len = 0;
+};
+
+RateLimiter::Options RateLimiter::options_from(const config::RateLimitRule& rule) {
+  Options o;
+  o.algorithm = rule.algorithm;
+  o.limit = Limit{rule.limit.requests, rule.limit.per, rule.limit.burst};
+  for (const auto& ov : rule.overrides) {
+    o.overrides.emplace_back(ov.key, Limit{ov.limit.requests, ov.limit.per, ov.limit.burst});
+  }
+  o.max_keys = rule.max_keys;
+  return o;
+}
+
+RateLimiter::RateLimiter(Options options) : algorithm_(options.algorithm) {
+  auto check = [&](const Limit& l, const std::string& what) {
+    if (l.requests == 0) throw std::invalid_argument(what + ": requests must be at least 1");
+    if (algorithm_ != config::RateAlgorithm::kConcurrency && l.per.count() <= 0) {
+      throw std::invalid_argument(what + ": per must be positive");
+    }
+  };
+  check(options.limit, "rate limit");
+  limits_.push_back(options.limit);
+
+  // Overrides sorted by key (first one wins for a duplicate) for a binary search at insertion.
+  std::vector<std::pair<std::string, Limit>> ovs = std::move(options.overrides);
+  std::stable_sort(ovs.begin(), ovs.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [key, limit] : ovs) {
+    if (!override_keys_.empty() && override_keys_.back() == key) continue;
+    check(limit, "override '" + key + "'");
+    override_keys_.push_back(key);
+    override_index_.push_back(static_cast<uint32_t>(limits_.size()));
+    limits_.push_back(limit);
+  }
+  for (const Limit& l : limits_) base_params_.push_back(scaled(l, 1));
+
+  if (options.max_keys == 0) throw std::invalid_argument("rate limit: max_keys must be at least 1");
+  if (options.max_keys > (size_t{1} << 30)) {
+    throw std::invalid_argument("rate limit: max_keys must be at most 2^30");
+  }
+  probe_ = algorithm_ == config::RateAlgorithm::kConcurrency ? kProbeConcurrency : kProbe;
+  capacity_ = static_cast<uint32_t>(std::max<size_t>((options.max_keys + 7) / 8 * 8, probe_));
+  slots_ = std::make_unique<Slot[]>(capacity_);
+  keys_ = std::make_unique<KeyText[]>(capacity_);
+  if (algorithm_ == config::RateAlgorithm::kSlidingWindow) {
+    windows_ = std::make_unique<Window[]>(capacity_);
+  }
+  uint32_t stripes = 16;
+  while (stripes < capacity_ / 8 && stripes < 65536) stripes *= 2;
+  stripes_ = std::make_unique<std::atomic<uint32_t>[]>(stripes);
+  for (uint32_t i = 0; i < stripes; ++i) stripes_[i].store(0, std::memory_order_relaxed);
+  stripe_mask_ = stripes - 1;
+}
+
+RateLimiter::~RateLimiter() = default;
+
+RateLimiter::Params RateLimiter::scaled(const Limit& limit, uint32_t divisor) const {
+  Params p;
+  const uint64_t requests = std::max<uint64_t>(1, limit.requests / divisor);
+  switch (algorithm_) {
+    case config::RateAlgorithm::kTokenBucket: {
+      const uint64_t burst =
+          limit.burst == 0 ? requests : std::max<uint64_t>(1, limit.burst / divisor);
+      const auto per = static_cast<uint64_t>(limit.per.count());
+      p.interval = static_cast<int64_t>(std::max<uint64_t>(1, per / requests));
+      int64_t tolerance = 0;
+      if (__builtin_mul_overflow(static_cast<int64_t>(clamp_u64(burst - 1, uint64_t{1} << 62)),
+                                 p.interval, &tolerance) ||
+          tolerance > kMaxSpan) {
+        tolerance = kMaxSpan;
+      }
+      p.tolerance = tolerance;
+      p.quota = burst;
+      break;
+    }
+    case config::RateAlgorithm::kSlidingWindow: {
+      p.quota = clamp_u64(requests, kCountMask - 1);
+      const int64_t per = limit.per.count();
+      p.sub = std::max<int64_t>(1, (per + kSubWindows - 1) / kSubWindows);
+      break;
+    }
+    case config::RateAlgorithm::kConcurrency:
+      p.quota = clamp_u64(requests, kCountMask - 1);
+      break;
+  }
+  return p;
+}
+
+RateLimiter::Params RateLimiter::params(uint32_t limit_index) const {
+  const uint32_t div = divisor_.load(std::memory_order_relaxed);
+  if (div == 1) return base_params_[limit_index];
+  return scaled(limits_[limit_index], div);  // local share of a cluster limit: two divisions more
+}
+
+void RateLimiter::set_divisor(uint32_t n) {
+  divisor_.store(n == 0 ? 1 : n, std::memory_order_relaxed);
+}
+
+std::atomic<uint32_t>& RateLimiter::entry_lock(uint32_t index) const {
+  return windows_ ? windows_[index].lock : slots_[index].lock;
+}
+
+RateLimiter::HotKey RateLimiter::counts_of(uint32_t index) const {
+  const Stats& st = slots_[index].stats;
+  HotKey k{
+      {}, st.allowed.load(std::memory_order_relaxed), st.rejected.load(std::memory_order_relaxed)};
+  if (windows_) {
+    k.allowed += windows_[index].allowed.load(std::memory_order_relaxed);
+    k.rejected += windows_[index].rejected.load(std::memory_order_relaxed);
+  }
+  return k;
+}
+
+uint32_t RateLimiter::home(uint64_t hash) const {
+  return static_cast<uint32_t>((static_cast<unsigned __int128>(mix(hash)) * capacity_) >> 64);
+}
+
+int64_t RateLimiter::find(uint64_t hash, uint32_t home) const {
+  uint32_t idx = home;
+  for (uint32_t i = 0; i < probe_; ++i) {
+    if (slots_[idx].hash.load(std::memory_order_acquire) == hash) return idx;
+    if (++idx == capacity_) idx = 0;
+  }
+  return -1;
+}
+
+uint32_t RateLimiter::override_for(std::string_view key) const {
+  if (override_keys_.empty()) return 0;
+  auto it = std::lower_bound(override_keys_.begin(), override_keys_.end(), key,
+                             [](const std::string& a, std::string_view b) { return a < b; });
+  if (it == override_keys_.end() || *it != key) return 0;
+  return override_index_[it - override_keys_.begin()];
+}
+
+RateDecision RateLimiter::acquire(std::string_view key, uint64_t hash, core::MonoTime now,
+                                  RateTicket* ticket) {
+  RateTicket scratch;
+  if (ticket == nullptr) ticket = &scratch;
+  *ticket = RateTicket{};
+  const uint64_t h = hash == 0 ? 1 : hash;  // 0 marks an unused entry
+  const uint32_t h0 = home(h);
+  const int64_t t = to_ns(now);
+  for (;;) {
+    // `retry`: the entry changed hands under us (or another thread is inserting this key).
+    bool retry = false;
+    RateDecision d;
+    const int64_t idx = find(h, h0);
+    if (idx < 0) {
+      d = insert(key, h, h0, t, ticket, &retry);
+    } else {
+      Slot& slot = slots_[idx];
+      const auto i = static_cast<uint32_t>(idx);
+      switch (algorithm_) {
+        case config::RateAlgorithm::kTokenBucket:
+          d = acquire_gcra(slot, i, h, t, ticket, &retry);
+          break;
+        case config::RateAlgorithm::kSlidingWindow:
+          d = acquire_window(slot, i, h, t, ticket, &retry);
+          break;
+        case config::RateAlgorithm::kConcurrency:
+          d = acquire_concurrency(slot, i, h, ticket, &retry);
+          break;
+      }
+    }
+    if (!retry) return d;
+    cpu_relax();
+  }
+}
+
+RateDecision RateLimiter::acquire_gcra(Slot& slot, uint32_t index, uint64_t hash, int64_t now,
+                                       RateTicket* ticket, bool* retry) {
+  const uint32_t gen = slot.generation.load(std::memory_order_acquire);
+  int64_t s = slot.state.load(std::memory_order_acquire);
+  const Params p = params(slot.limit.load(std::memory_order_relaxed));
+  for (;;) {
+    // Re-checked after every read of the state: a state read after a replacement belongs to
+    // another key (the replacement stores hash and generation before releasing the state).
+    if (s == kLockedTat || slot.hash.load(std::memory_order_acquire) != hash ||
+        slot.generation.load(std::memory_order_acquire) != gen) {
+      *retry = true;
+      return {};
+    }
+    const int64_t tat = std::max(s, now);
+    RateDecision d;
+    d.limit = p.quota;
+    if (tat - now > p.tolerance) {
+      slot.stats.rejected.fetch_add(1, std::memory_order_relaxed);
+      d.allowed = false;
+      d.remaining = 0;
+      d.reset = nanoseconds(tat - now);
+      d.retry_after = nanoseconds(tat - p.tolerance - now);
+      return d;
+    }
+    const int64_t next = tat + p.interval;
+    if (slot.state.compare_exchange_weak(s, next, std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+      slot.stats.allowed.fetch_add(1, std::memory_order_relaxed);
+      const int64_t headroom = p.tolerance - (next - now);
+      d.remaining = headroom < 0 ? 0 : static_cast<uint64_t>(headroom / p.interval) + 1;
+      d.reset = nanoseconds(next - now);
+      *ticket = RateTicket{index, gen, 0};
+      return d;
+    }
+  }
+}
+
+RateDecision RateLimiter::acquire_concurrency(Slot& slot, uint32_t index, uint64_t hash,
+                                              RateTicket* ticket, bool* retry) {
+  const uint32_t gen = slot.generation.load(std::memory_order_acquire);
+  auto w = static_cast<uint64_t>(slot.state.load(std::memory_order_acquire));
+  const Params p = params(slot.limit.load(std::memory_order_relaxed));
+  for (;;) {
+    // The generation is part of the CAS word, so a CAS can only succeed on this tenancy.
+    if ((w >> 32) != gen || (w & kCountMask) == kLockedCount ||
+        slot.hash.load(std::memory_order_acquire) != hash) {
+      *retry = true;
+      return {};
+    }
+    const uint64_t in_flight = w & kCountMask;
+    RateDecision d;
+    d.limit = p.quota;
+    if (in_flight >= p.quota) {
+      slot.stats.rejected.fetch_add(1, std::memory_order_relaxed);
+      d.allowed = false;
+      return d;
+    }
+    auto expected = static_cast<int64_t>(w);
+    if (slot.state.compare_exchange_weak(expected, static_cast<int64_t>(w + 1),
+                                         std::memory_order_acq_rel, std::memory_order_acquire)) {
+      slot.stats.allowed.fetch_add(1, std::memory_order_relaxed);
+      d.remaining = p.quota - in_flight - 1;
+      *ticket = RateTicket{index, gen, 0};
+      return d;
+    }
+    w = static_cast<uint64_t>(expected);
+  }
+}
+
+int64_t RateLimiter::advance(Window& w, int64_t c) {
+  const int64_t newest = w.newest.load(std::memory_order_relaxed);
+  // A `now` older than the newest sub-window (threads read the clock at slightly different
+  // times) counts in the newest: that only makes the request count longer.
+  if (c <= newest) return newest;
+  if (c - newest >= kRing) {
+    for (auto& n : w.counts) n.store(0, std::memory_order_relaxed);
+  } else {
+    for (int64_t j = newest + 1; j <= c; ++j) w.counts[ring(j)].store(0, std::memory_order_relaxed);
+  }
+  w.newest.store(c, std::memory_order_relaxed);
+  return c;
+}
+
+RateDecision RateLimiter::window_decision(const uint32_t* counts, int64_t c, const Params& p,
+                                          bool allowed, int64_t now) const {
+  uint64_t count = 0;
+  for (int i = 0; i < kRing; ++i) count += counts[i];
+  RateDecision d;
+  d.allowed = allowed;
+  d.limit = p.quota;
+  d.remaining = count < p.quota ? p.quota - count : 0;
+  // Sub-window j stops being counted when sub-window j + kRing begins.
+  for (int64_t j = c; j > c - kRing; --j) {
+    if (counts[ring(j)] != 0) {
+      d.reset = nanoseconds(std::max<int64_t>(0, (j + kRing) * p.sub - now));
+      break;
+    }
+  }
+  if (!allowed) {
+    uint64_t left = count;
+    for (int64_t j = c - kRing + 1; j <= c; ++j) {
+      left -= counts[ring(j)];
+      if (left < p.quota) {
+        d.retry_after = nanoseconds(std::max<int64_t>(0, (j + kRing) * p.sub - now));
+        break;
+      }
+    }
+  }
+  return d;
+}
+
+RateDecision RateLimiter::acquire_window(Slot& slot, uint32_t index, uint64_t hash, int64_t now,
+                                         RateTicket* ticket, bool* retry) {
+  Window& w = windows_[index];
+  spin_lock(w.lock);
+  if (slot.hash.load(std::memory_order_relaxed) != hash) {
+    spin_unlock(w.lock);
+    *retry = true;
+    return {};
+  }
+  const Params p = params(slot.limit.load(std::memory_order_relaxed));
+  const int64_t c = advance(w, floor_div(now, p.sub));
+  // Copy out, then build the decision after unlocking: the lock covers only the update.
+  uint32_t counts[kRing];
+  uint64_t count = 0;
+  for (int i = 0; i < kRing; ++i) {
+    counts[i] = w.counts[i].load(std::memory_order_relaxed);
+    count += counts[i];
+  }
+  const bool allowed = count < p.quota;
+  if (allowed) w.counts[ring(c)].store(++counts[ring(c)], std::memory_order_relaxed);
+  std::atomic<uint32_t>& tally = allowed ? w.allowed : w.rejected;
+  const uint32_t n = tally.load(std::memory_order_relaxed) + 1;
+  if (n < kSpill) {
+    tally.store(n, std::memory_order_relaxed);
+  } else {
+    (allowed ? slot.stats.allowed : slot.stats.rejected).fetch_add(n, std::memory_order_relaxed);
+    tally.store(0, std::memory_order_relaxed);
+  }
+  const uint32_t gen = slot.generation.load(std::memory_order_relaxed);
+  spin_unlock(w.lock);
+  if (allowed) *ticket = RateTicket{index, gen, c};
+  return window_decision(counts, c, p, allowed, now);
+}
+
+uint64_t RateLimiter::fill(const Slot& slot, uint32_t index, int64_t now) const {
+  switch (algorithm_) {
+    case config::RateAlgorithm::kTokenBucket: {
+      const int64_t s = slot.state.load(std::memory_order_relaxed);
+      if (s == kLockedTat) return UINT64_MAX;
+      if (s <= now) return 0;
+      const Params p = params(slot.limit.load(std::memory_order_relaxed));
+      const double share =
+          static_cast<double>(s - now) / static_cast<double>(p.tolerance + p.interval);
+      return 1 + static_cast<uint64_t>(std::min(share, 4.0) * kShareScale);
+    }
+    case config::RateAlgorithm::kSlidingWindow: {
+      const Params p = params(slot.limit.load(std::memory_order_relaxed));
+      const Window& w = windows_[index];
+      const int64_t c = floor_div(now, p.sub);
+      const int64_t newest = w.newest.load(std::memory_order_relaxed);
+      uint64_t count = 0;
+      for (int64_t j = std::max(newest - kRing + 1, c - kRing + 1); j <= newest; ++j) {
+        count += w.counts[ring(j)].load(std::memory_order_relaxed);
+      }
+      if (count == 0) return 0;
+      return 1 + count * kShareScale / p.quota;
+    }
+    case config::RateAlgorithm::kConcurrency: {
+      const auto w = static_cast<uint64_t>(slot.state.load(std::memory_order_relaxed));
+      return (w & kCountMask) == 0 ? 0 : UINT64_MAX;
+    }
+  }
+  return UINT64_MAX;
+}
+
+RateDecision RateLimiter::insert(std::string_view key, uint64_t hash, uint32_t home, int64_t now,
+                                 RateTicket* ticket, bool* retry) {
+  std::atomic<uint32_t>& stripe = stripes_[home & stripe_mask_];
+  spin_lock(stripe);
+  // Every insertion of this key goes through this stripe: if another thread inserted it while
+  // we were looking, use its entry.
+  if (find(hash, home) >= 0) {
+    spin_unlock(stripe);
+    *retry = true;
+    return {};
+  }
+  for (;;) {
+    // The victim: an unused entry, else one without information, else the one closest to full.
+    int64_t best = -1;
+    uint64_t best_fill = UINT64_MAX;
+    uint64_t best_hash = 0;
+    uint32_t idx = home;
+    for (uint32_t i = 0; i < probe_; ++i, idx = idx + 1 == capacity_ ? 0 : idx + 1) {
+      const uint64_t h = slots_[idx].hash.load(std::memory_order_acquire);
+      if (h == 0) {
+        best = idx;
+        best_hash = 0;
+        break;
+      }
+      const uint64_t f = fill(slots_[idx], idx, now);
+      if (f < best_fill) {
+        best = idx;
+        best_fill = f;
+        best_hash = h;
+      }
+    }
+    if (best < 0 && algorithm_ != config::RateAlgorithm::kConcurrency) {
+      cpu_relax();  // every entry in reach is being replaced by other insertions right now
+      continue;
+    }
+    if (best < 0) {
+      // Concurrency: every entry in reach has requests in flight. Let the request pass
+      // untracked rather than fail requests of new keys (documented; counted).
+      spin_unlock(stripe);
+      untracked_.fetch_add(1, std::memory_order_relaxed);
+      RateDecision d;
+      d.limit = params(override_for(key)).quota;
+      d.remaining = d.limit - 1;
+      return d;
+    }
+
+    Slot& slot = slots_[best];
+    std::atomic<uint32_t>& lock = entry_lock(static_cast<uint32_t>(best));
+    spin_lock(lock);
+    // Take the entry away from lock-free updaters before changing its key; give up on this
+    // victim if it changed since we scored it.
+    bool claimed = slot.hash.load(std::memory_order_relaxed) == best_hash;
+    if (claimed && best_hash != 0) {
+      if (algorithm_ == config::RateAlgorithm::kTokenBucket) {
+        int64_t s = slot.state.load(std::memory_order_acquire);
+        claimed = s != kLockedTat &&
+                  slot.state.compare_exchange_strong(s, kLockedTat, std::memory_order_acq_rel);
+      } else if (algorithm_ == config::RateAlgorithm::kConcurrency) {
+        int64_t w = slot.state.load(std::memory_order_acquire);
+        claimed = (static_cast<uint64_t>(w) & kCountMask) == 0 &&
+                  slot.state.compare_exchange_strong(
+                      w, static_cast<int64_t>(static_cast<uint64_t>(w) | kLockedCount),
+                      std::memory_order_acq_rel);
+      }
+      // Sliding window: its updaters hold the entry's lock, which we hold.
+    } else if (claimed) {
+      // An unused entry has no updaters yet, but will as soon as the hash below is visible:
+      // they must not see the unused state as this key's.
+      slot.state.store(algorithm_ == config::RateAlgorithm::kConcurrency
+                           ? static_cast<int64_t>(kLockedCount)
+                           : kLockedTat,
+                       std::memory_order_relaxed);
+    }
+    if (!claimed) {
+      spin_unlock(lock);
+      continue;
+    }
+
+    const uint32_t limit_index = override_for(key);
+    const Params p = params(limit_index);
+    const uint32_t gen = slot.generation.load(std::memory_order_relaxed) + 1;
+    slot.generation.store(gen, std::memory_order_relaxed);
+    slot.limit.store(limit_index, std::memory_order_relaxed);
+    slot.stats.allowed.store(1, std::memory_order_relaxed);
+    slot.stats.rejected.store(0, std::memory_order_relaxed);
+    if (windows_) {
+      windows_[best].allowed.store(0, std::memory_order_relaxed);
+      windows_[best].rejected.store(0, std::memory_order_relaxed);
+    }
+    slot.hash.store(hash, std::memory_order_release);
+    KeyText& kt = keys_[best];
+    kt.len = static_cast<uint8_t>(std::min(key.size(), kKeyTextBytes));
+    std::memcpy(kt.text, key.data(), kt.len);
+
+    // The entry starts with this request already counted (the first request of a key always
+    // passes: every quota is at least 1), so a competing insertion sees it as in use.
+    RateDecision d;
+    d.limit = p.quota;
+    d.remaining = p.quota - 1;
+    int64_t stamp = 0;
+    switch (algorithm_) {
+      case config::RateAlgorithm::kTokenBucket:
+        d.reset = nanoseconds(p.interval);
+        d.remaining = p.quota - 1;  // == (tolerance - interval) / interval + 1, unless clamped
+        slot.state.store(now + p.interval, std::memory_order_release);
+        break;
+      case config::RateAlgorithm::kSlidingWindow: {
+        Window& w = windows_[best];
+        stamp = floor_div(now, p.sub);
+        for (auto& n : w.counts) n.store(0, std::memory_order_relaxed);
+        w.counts[ring(stamp)].store(1, std::memory_order_relaxed);
+        w.newest.store(stamp, std::memory_order_relaxed);
+        d.reset = nanoseconds((stamp + kRing) * p.sub - now);
+        break;
+      }
+      case config::RateAlgorithm::kConcurrency:
+        slot.state.store(static_cast<int64_t>((uint64_t{gen} << 32) | 1),
+                         std::memory_order_release);
+        break;
+    }
+    spin_unlock(lock);
+    spin_unlock(stripe);
+    if (best_hash == 0) {
+      key_count_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      evictions_.fetch_add(1, std::memory_order_relaxed);
+    }
+    *ticket = RateTicket{static_cast<uint32_t>(best), gen, stamp};
+    return d;
+  }
+}
+
+void RateLimiter::refund(const RateTicket& t, core::MonoTime now) {
+  if (t.slot >= capacity_) return;
+  Slot& slot = slots_[t.slot];
+  switch (algorithm_) {
+    case config::RateAlgorithm::kTokenBucket: {
+      const int64_t n = to_ns(now);
+      int64_t s = slot.state.load(std::memory_order_acquire);
+      for (;;) {
+        if (s == kLockedTat || slot.generation.load(std::memory_order_acquire) != t.generation) {
+          return;
+        }
+        if (s <= n) return;  // the bucket is full already
+        const Params p = params(slot.limit.load(std::memory_order_relaxed));
+        const int64_t back = std::max(s - p.interval, n);
+        if (slot.state.compare_exchange_weak(s, back, std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+          return;
+        }
+      }
+    }
+    case config::RateAlgorithm::kSlidingWindow: {
+      Window& w = windows_[t.slot];
+      spin_lock(w.lock);
+      if (slot.generation.load(std::memory_order_relaxed) == t.generation) {
+        const int64_t newest = w.newest.load(std::memory_order_relaxed);
+        // Still counted (not yet cleared for a later sub-window)?
+        if (t.stamp <= newest && t.stamp > newest - kRing) {
+          auto& c = w.counts[ring(t.stamp)];
+          const uint32_t v = c.load(std::memory_order_relaxed);
+          if (v > 0) c.store(v - 1, std::memory_order_relaxed);
+        }
+      }
+      spin_unlock(w.lock);
+      return;
+    }
+    case config::RateAlgorithm::kConcurrency:
+      release(t);
+      return;
+  }
+}
+
+void RateLimiter::release(const RateTicket& t) {
+  if (algorithm_ != config::RateAlgorithm::kConcurrency || t.slot >= capacity_) return;
+  Slot& slot = slots_[t.slot];
+  int64_t w = slot.state.load(std::memory_order_acquire);
+  for (;;) {
+    const auto u = static_cast<uint64_t>(w);
+    // An entry with requests in flight is never replaced, so a matching generation means the
+    // count includes this ticket's request.
+    if ((u >> 32) != t.generation || (u & kCountMask) == kLockedCount || (u & kCountMask) == 0) {
+      return;
+    }
+    if (slot.state.compare_exchange_weak(w, w - 1, std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+      return;
+    }
+  }
+}
+
+std::vector<RateLimiter::HotKey> RateLimiter::hot_keys(size_t n) const {
+  struct Candidate {
+    uint64_t total;
+    uint32_t index;
+  };
+  std::vector<Candidate> all;
+  for (uint32_t i = 0; i < capacity_; ++i) {
+    if (slots_[i].hash.load(std::memory_order_relaxed) == 0) continue;
+    const HotKey c = counts_of(i);
+    all.push_back({c.allowed + c.rejected, i});
+  }
+  const size_t k = std::min(n, all.size());
+  std::partial_sort(all.begin(), all.begin() + static_cast<ptrdiff_t>(k), all.end(),
+                    [](const Candidate& a, const Candidate& b) {
+                      return a.total != b.total ? a.total > b.total : a.index < b.index;
+                    });
+  std::vector<HotKey> out;
+  out.reserve(k);
+  for (size_t i = 0; i < k; ++i) {
+    std::atomic<uint32_t>& lock = entry_lock(all[i].index);
+    // The key text changes only under the entry's lock.
+    spin_lock(lock);
+    const KeyText kt = keys_[all[i].index];
+    spin_unlock(lock);
+    HotKey k = counts_of(all[i].index);
+    k.key.assign(kt.text, kt.len);
+    out.push_back(std::move(k));
+  }
+  return out;
+}
+
+}  // namespace sluice::governance

@@ -1,0 +1,195 @@
+// Node-scope rate limiter: one limit per key for the whole gateway process, shared by every worker
+// thread through a fixed table of atomically updated entries (token bucket as GCRA, sliding
+// window, concurrency). Bounded memory: a full table evicts the entry that carries least state.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "config/config.h"
+#include "core/clock.h"
+#include "governance/decision.h"
+
+namespace sluice::governance {
+
+// What one allowed acquire took, for refund() and release(). A rejected acquire (and a
+// concurrency acquire that could not be tracked) returns slot == UINT32_MAX: refund and release
+// of it are no-ops.
+struct RateTicket {
+  uint32_t slot = UINT32_MAX;
+  uint32_t generation = 0;  // the entry's tenancy; a ticket for an evicted entry is ignored
+  int64_t stamp = 0;        // sliding_window: the sub-window that was counted
+};
+
+// Semantics per algorithm (L = requests, P = per, B = burst or L when 0):
+//
+// token_bucket, as GCRA: emission interval T = P / L (in whole ns, at least 1), capacity B. The
+// entry holds the theoretical arrival time TAT; a request at `now` passes iff
+// max(TAT, now) - now <= (B - 1) * T, and then TAT = max(TAT, now) + T. So B pass at once from a
+// full bucket, then one per T. Decision: limit = B; remaining = requests that would pass right
+// now after this one; reset = TAT - now (until the bucket is full again); retry_after (rejected)
+// = time until one token is back. refund moves TAT back by T, never below now.
+//
+// sliding_window: P is split into kSubWindows sub-windows of s = ceil(P / kSubWindows) ns,
+// aligned to multiples of s since the MonoTime epoch. A request in sub-window c = floor(now / s)
+// passes iff fewer than L requests passed in sub-windows c - kSubWindows .. c, a look-back of
+// between kSubWindows * s (>= P) and (kSubWindows + 1) * s. Exact consequences:
+//  - In ANY interval of length P, across window edges or not, at most L requests pass (the 2L
+//    burst of a fixed window at its edge cannot happen): a request's look-back always covers the
+//    P before it.
+//  - The approximation errs on the strict side only: a passed request keeps counting for between
+//    kSubWindows * s and (kSubWindows + 1) * s, i.e. up to P + s (10% of P) longer than an exact
+//    sliding log would count it. A client sending evenly gets at least L per P + s
+//    (L * 10/11 per P); a burst of L gets its quota back between P and P + s later.
+// Decision: limit = L; remaining = L - counted (after this one); reset = until every counted
+// request has left the look-back; retry_after (rejected) = until enough have left for one more.
+// refund decrements the sub-window it incremented, if that one is still counted.
+//
+// concurrency: at most L acquired and not yet released per key (P and burst unused).
+// Decision: limit = L; remaining = L - in flight; reset and retry_after 0 (unknown: depends on
+// when requests end; the caller picks a hint). refund and release both give the slot back: call
+// exactly ONE of them per allowed acquire.
+//
+// Keys and memory: a table of max_keys entries (rounded up to a multiple of 8, at least 8),
+// allocated at construction; 64 bytes per entry + 48 for the key text (+ 64 for sliding window).
+// A key lives within a probe window of 8 entries (16 for concurrency) from its hash's home. When
+// that window is full, the new key takes the place of an entry that carries no information (full
+// bucket, expired window, nothing in flight); otherwise, token bucket and sliding window evict the
+// window's entry closest to full (least quota used, relative to its limit). An eviction costs
+// the evicted key what it had used (it starts again with its full quota); a flood of one-off
+// keys, each using one request's worth, thus only displaces keys that have used about as little,
+// and a key that is being limited keeps its entry. Concurrency never evicts an entry with requests
+// in flight: if all of the window's entries have some, the request passes untracked (counted in
+// untracked(); size max_keys well above the number of keys in flight at once).
+//
+// Overrides: an override key is the composed key string. It is resolved when the key's entry is
+// created (by key text, so whatever `hash` the caller uses) and the entry keeps that limit.
+//
+// Threads: acquire/refund/release/set_divisor are thread-safe, do not allocate and do not throw.
+// Token bucket and concurrency update one atomic word with CAS; sliding window and entry
+// (re)placement take a per-entry spinlock held for a few dozen instructions. Counting is exact
+// under contention. One theoretical race is not excluded for token bucket: an acquire that reads
+// its entry, stalls while that entry is evicted and re-used by another key, and finds on resuming
+// that the new key's TAT equals, to the nanosecond, the one it read, charges its request to the
+// new key (one token, once); concurrency carries the generation in its CAS word and is exact.
+class RateLimiter {
+ public:
+  static constexpr int kSubWindows = 10;
+  static constexpr size_t kKeyTextBytes = 47;  // prefix of the key kept for hot_keys()
+
+  struct Limit {
+    uint64_t requests = 0;
+    std::chrono::nanoseconds per{std::chrono::seconds(1)};
+    uint64_t burst = 0;  // 0 = requests
+  };
+  struct Options {
+    config::RateAlgorithm algorithm = config::RateAlgorithm::kTokenBucket;
+    Limit limit;
+    std::vector<std::pair<std::string, Limit>> overrides;
+    size_t max_keys = 100000;
+  };
+
+  static Options options_from(const config::RateLimitRule& rule);
+
+  // Throws std::invalid_argument for a limit of 0 requests or a `per` <= 0 (except concurrency).
+  explicit RateLimiter(Options options);
+  ~RateLimiter();
+  RateLimiter(const RateLimiter&) = delete;
+  RateLimiter& operator=(const RateLimiter&) = delete;
+
+  // `hash` identifies the key (upstream::hash_key(key) or any well-mixed 64-bit hash; two keys
+  // with the same hash share an entry). `key` is read only when the key gets an entry (override
+  // lookup, hot-key text). `ticket` may be null when the caller will never refund or release.
+  RateDecision acquire(std::string_view key, uint64_t hash, core::MonoTime now, RateTicket* ticket);
+  // Undoes an allowed acquire (a later rule rejected the request). No-op for a ticket of a
+  // rejected acquire or of an entry evicted since.
+  void refund(const RateTicket& t, core::MonoTime now);
+  // Concurrency: the request ended. No-op for the other algorithms.
+  void release(const RateTicket& t);
+
+  // Every limit becomes limit / n (at least 1; burst likewise), e.g. this node's share of a
+  // cluster limit. Takes effect for the next decisions; n = 0 is taken as 1. While n != 1 each
+  // decision costs two divisions more (the limits for n = 1 are precomputed).
+  void set_divisor(uint32_t n);
+  uint32_t divisor() const { return divisor_.load(std::memory_order_relaxed); }
+
+  struct HotKey {
+    std::string key;  // at most kKeyTextBytes of the key
+    uint64_t allowed;
+    uint64_t rejected;
+  };
+  // The n tracked keys with the most requests (allowed + rejected) since they got their entry,
+  // most first. For the admin API: allocates, and scans the whole table.
+  std::vector<HotKey> hot_keys(size_t n) const;
+
+  size_t key_count() const { return key_count_.load(std::memory_order_relaxed); }
+  uint64_t evictions() const { return evictions_.load(std::memory_order_relaxed); }
+  uint64_t untracked() const { return untracked_.load(std::memory_order_relaxed); }
+  size_t capacity() const { return capacity_; }
+  config::RateAlgorithm algorithm() const { return algorithm_; }
+
+ private:
+  struct Stats;
+  struct Slot;
+  struct Window;
+  struct KeyText;
+  // A limit in the units the decision code uses, for the current divisor.
+  struct Params {
+    uint64_t quota = 1;     // B for token bucket, L otherwise
+    int64_t interval = 1;   // token bucket: T
+    int64_t tolerance = 0;  // token bucket: (B - 1) * T
+    int64_t sub = 1;        // sliding window: s
+  };
+
+  Params params(uint32_t limit_index) const;
+  Params scaled(const Limit& limit, uint32_t divisor) const;
+  uint32_t home(uint64_t hash) const;
+  int64_t find(uint64_t hash, uint32_t home) const;
+  uint32_t override_for(std::string_view key) const;
+
+  RateDecision acquire_gcra(Slot& slot, uint32_t index, uint64_t hash, int64_t now,
+                            RateTicket* ticket, bool* retry);
+  RateDecision acquire_window(Slot& slot, uint32_t index, uint64_t hash, int64_t now,
+                              RateTicket* ticket, bool* retry);
+  RateDecision acquire_concurrency(Slot& slot, uint32_t index, uint64_t hash, RateTicket* ticket,
+                                   bool* retry);
+  RateDecision insert(std::string_view key, uint64_t hash, uint32_t home, int64_t now,
+                      RateTicket* ticket, bool* retry);
+  // Sliding window, under the entry's lock: moves the ring to sub-window `c` and returns the
+  // sub-window requests are now counted in.
+  int64_t advance(Window& w, int64_t c);
+  RateDecision window_decision(const uint32_t* counts, int64_t c, const Params& p, bool allowed,
+                               int64_t now) const;
+  // Guards an entry's tenancy changes (and, for sliding window, its counts).
+  std::atomic<uint32_t>& entry_lock(uint32_t index) const;
+  HotKey counts_of(uint32_t index) const;  // without the key text
+  // 0 = carries no information at `now` (may be replaced freely); otherwise the share of its
+  // quota in use; UINT64_MAX = must not be evicted.
+  uint64_t fill(const Slot& slot, uint32_t index, int64_t now) const;
+
+  config::RateAlgorithm algorithm_;
+  std::vector<Limit> limits_;               // [0] = the rule's limit, [i + 1] = overrides[i]
+  std::vector<Params> base_params_;         // limits_ at divisor 1
+  std::vector<std::string> override_keys_;  // sorted; index into limits_ in override_index_
+  std::vector<uint32_t> override_index_;
+  uint32_t capacity_;
+  uint32_t probe_;
+  std::unique_ptr<Slot[]> slots_;
+  std::unique_ptr<Window[]> windows_;  // sliding window only
+  std::unique_ptr<KeyText[]> keys_;
+  std::unique_ptr<std::atomic<uint32_t>[]> stripes_;  // serialise insertion of one key
+  uint32_t stripe_mask_;
+  std::atomic<uint32_t> divisor_{1};
+  std::atomic<size_t> key_count_{0};
+  std::atomic<uint64_t> evictions_{0};
+  std::atomic<uint64_t> untracked_{0};
+};
+
+}  // namespace sluice::governance
