@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "cli/switch.h"
 #include "config/loader.h"
 #include "core/duration.h"
 #include "core/log.h"
@@ -62,8 +63,19 @@ int main(int argc, char** argv) {
   auto* gw = app.add_subcommand("gateway", "Run the gateway (data plane)");
   std::string config_path;
   bool validate = false;
-  gw->add_option("--config,-c", config_path, "Gateway config file (YAML)")->required();
+  gw->add_option("--config,-c", config_path, "Gateway config file (YAML)");
   gw->add_flag("--validate", validate, "Check the config, print every error, and exit");
+  auto* sw = gw->add_subcommand("switch",
+                                "Move shard ownership between cities through gateways' admin APIs");
+  cli::SwitchOptions swo;
+  sw->add_option("--admin", swo.admins,
+                 "Admin address (host:port) of a gateway; repeat for several (two-phase switch)")
+      ->required();
+  sw->add_option("--from", swo.from, "City that gives the shards up")->required();
+  sw->add_option("--to", swo.to, "City that takes them")->required();
+  sw->add_option("--shards", swo.shards, "Shard ranges, e.g. 0-49,60 (default: all of --from's)");
+  sw->add_option("--timeout", swo.timeout_seconds, "Seconds to wait for each gateway")
+      ->check(CLI::PositiveNumber);
 
   auto* sample = app.add_subcommand("sample-service", "Run a sample microservice");
   sample::SampleOptions so;
@@ -89,7 +101,14 @@ int main(int argc, char** argv) {
   // A peer that goes away must be an error on that socket, not the end of the process.
   std::signal(SIGPIPE, SIG_IGN);
 
-  if (*gw) return run_gateway(config_path, validate);
+  if (*sw) return cli::run_switch(swo);
+  if (*gw) {
+    if (config_path.empty()) {
+      std::fprintf(stderr, "sluice gateway: --config FILE is required\n");
+      return 2;
+    }
+    return run_gateway(config_path, validate);
+  }
   if (*sample) {
     auto d = core::parse_duration(latency);
     if (!d) {

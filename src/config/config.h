@@ -75,6 +75,8 @@ struct Timeouts {
   Duration connect = 1s;
   Duration request = 5s;  // first response byte must arrive within this after the request
   Duration idle = 60s;    // pooled upstream connections closed after this idle time
+
+  bool operator==(const Timeouts&) const = default;
 };
 
 // What a retry may be triggered by.
@@ -151,6 +153,22 @@ struct Fallback {
 
 enum class Mode { kEnforce, kShadow };
 
+// Which endpoints of a service a gateway prefers, by its own node.city / node.zone.
+struct Locality {
+  enum class Prefer { kNone, kSameCity, kSameZone };
+  bool configured = false;  // present in the file (the defaults apply either way)
+  Prefer prefer = Prefer::kSameCity;  // none: all endpoints alike; same_zone: zone, then city
+  // While this share (by weight) of the preferred tier is available, all traffic stays there;
+  // below it, tier k keeps available_share/threshold of the traffic and the rest spills on
+  // (Envoy's priority levels with overprovisioning factor 1/threshold). (0, 1]
+  double failover_threshold = 0.7;
+  // When less than this share of all endpoints is available, health is ignored and every
+  // endpoint may be picked (better some errors than none served). [0, 1)
+  double panic_threshold = 0.25;
+
+  bool operator==(const Locality&) const = default;
+};
+
 // Adaptive concurrency limit per service, driven by measured latency.
 struct AdaptiveConcurrency {
   enum class Algorithm { kGradient, kAimd };
@@ -197,6 +215,7 @@ struct Service {
   CircuitBreaker circuit_breaker;
   Fallback fallback;
   AdaptiveConcurrency adaptive_concurrency;
+  Locality locality;
 };
 
 struct HeaderMatch {
@@ -274,6 +293,40 @@ struct Redis {
   uint32_t gateways = 0;  // gateways sharing cluster limits, for the fallback share; 0 = discovered
 };
 
+// Dual-city unit (shard) routing: which city owns which shard of a key space.
+struct ShardRange {
+  uint32_t first = 0;  // inclusive
+  uint32_t last = 0;   // inclusive
+  bool operator==(const ShardRange&) const = default;
+};
+
+struct UnitOwner {
+  std::string city;
+  std::vector<ShardRange> ranges;
+  bool operator==(const UnitOwner&) const = default;
+};
+
+struct UnitPeer {
+  std::string city;
+  core::HostPort address;  // the gateway (listener) of that city
+  bool operator==(const UnitPeer&) const = default;
+};
+
+struct Units {
+  bool enabled = false;  // present in the file
+  enum class KeySource { kHeader, kQuery, kPathSegment };
+  KeySource key_source = KeySource::kHeader;
+  std::string key_name;       // header (lower-case) or query parameter
+  uint32_t key_segment = 0;   // path_segment:N, 1-based ("/users/42/x": segment 2 is "42")
+  uint32_t shards = 100;      // 1..100000
+  std::vector<UnitOwner> owners;  // every shard owned by exactly one city
+  std::vector<UnitPeer> peers;    // optional; a city without a peer cannot be forwarded to
+  bool protect = true;            // refuse requests for shards this city does not own (no peer)
+  Duration hold_timeout = 2s;     // requests for shards being switched wait at most this
+  Timeouts peer_timeouts;         // connect/request timeouts of cross-city forwards
+  bool operator==(const Units&) const = default;
+};
+
 // Where a config value came from, for errors found after loading.
 struct SourceMark {
   std::string file;
@@ -293,6 +346,7 @@ struct GatewayConfig {
   std::vector<RateLimitRule> rate_limits;
   Redis redis;
   Overload overload;
+  Units units;
 };
 
 }  // namespace sluice::config

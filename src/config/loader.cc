@@ -8,9 +8,12 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <numeric>
 #include <sstream>
 #include <thread>
 
@@ -46,6 +49,7 @@ constexpr std::array<std::string_view, 2> kRateScopes = {"node", "cluster"};
 constexpr std::array<std::string_view, 3> kRedisOnError = {"local_fallback", "allow", "deny"};
 constexpr std::array<std::string_view, 4> kPlainKeyParts = {"client_ip", "route", "service",
                                                             "method"};
+constexpr std::array<std::string_view, 3> kLocalityPrefer = {"none", "same_city", "same_zone"};
 
 // Governance bounds (docs/config.md lists each one).
 constexpr RealRange kRatio{0, 1, /*lo_open=*/true, /*hi_open=*/false};
@@ -54,6 +58,15 @@ constexpr uint64_t kMaxRateKeys = 10'000'000;
 constexpr uint32_t kMaxConcurrencyLimit = 1'000'000;
 constexpr size_t kMaxPriorities = 16;
 constexpr size_t kMaxFallbackBody = 64 * 1024;
+
+// Dual-city bounds (docs/config.md lists each one).
+constexpr RealRange kPanicRatio{0, 1, /*lo_open=*/false, /*hi_open=*/true};
+constexpr uint32_t kMaxShards = 100'000;
+constexpr uint32_t kMaxPathSegment = 1000;
+constexpr Duration kMaxHoldTimeout = 60s;
+constexpr size_t kMaxUnitCities = 254;  // router::UnitTable indexes cities in a byte
+// Shard lists in errors stop after this many ranges ("... and 12 more ranges").
+constexpr size_t kMaxShardRangesShown = 10;
 
 struct RetryOnName {
   std::string_view name;
@@ -348,6 +361,103 @@ std::string hash_key_string(const HashKey& key) {
   return "";
 }
 
+// "header:NAME", "query:NAME" or "path_segment:N" into `units`; false (reported) otherwise.
+bool read_unit_key(Diagnostics& diag, const Value& v, Units& units) {
+  auto s = read_string(diag, v);
+  if (!s) return false;
+  std::string_view text = *s;
+  if (text.starts_with("header:") && is_token(text.substr(7))) {
+    units.key_source = Units::KeySource::kHeader;
+    units.key_name = to_lower(text.substr(7));
+    return true;
+  }
+  if (text.starts_with("query:") && is_query_name(text.substr(6))) {
+    units.key_source = Units::KeySource::kQuery;
+    units.key_name = std::string(text.substr(6));
+    return true;
+  }
+  if (text.starts_with("path_segment:")) {
+    std::string_view digits = text.substr(13);
+    bool all_digits = !digits.empty() && std::all_of(digits.begin(), digits.end(),
+                                                     [](char c) { return c >= '0' && c <= '9'; });
+    if (all_digits) {
+      uint64_t n = 0;
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+      if (ec == std::errc() && n >= 1 && n <= kMaxPathSegment) {
+        units.key_source = Units::KeySource::kPathSegment;
+        units.key_segment = static_cast<uint32_t>(n);
+        return true;
+      }
+      v.error(diag, fmt::format("path_segment must be 1..{} (segments count from 1: in "
+                                "/users/42, segment 2 is 42), got {}",
+                                kMaxPathSegment, digits));
+      return false;
+    }
+  }
+  v.error(diag, fmt::format("must be header:NAME, query:NAME or path_segment:N, got '{}'", *s));
+  return false;
+}
+
+std::string unit_key_string(const Units& units) {
+  switch (units.key_source) {
+    case Units::KeySource::kHeader:
+      return "header:" + units.key_name;
+    case Units::KeySource::kQuery:
+      return "query:" + units.key_name;
+    case Units::KeySource::kPathSegment:
+      return "path_segment:" + std::to_string(units.key_segment);
+  }
+  return "";
+}
+
+std::string shard_range_string(const ShardRange& r) {
+  return r.first == r.last ? std::to_string(r.first) : fmt::format("{}-{}", r.first, r.last);
+}
+
+// "0-49, 60, 70-79", as written in units.owners.
+std::string shard_ranges_string(const std::vector<ShardRange>& ranges) {
+  std::string out;
+  for (const auto& r : ranges) out += (out.empty() ? "" : ", ") + shard_range_string(r);
+  return out;
+}
+
+// "shard 42" or "shards 40-49, 60 and 3 more ranges", for errors; `ranges` is not empty.
+std::string shards_for_error(const std::vector<ShardRange>& ranges) {
+  if (ranges.size() == 1 && ranges[0].first == ranges[0].last)
+    return fmt::format("shard {}", ranges[0].first);
+  std::string out = "shards ";
+  for (size_t i = 0; i < ranges.size() && i < kMaxShardRangesShown; ++i)
+    out += (i == 0 ? "" : ", ") + shard_range_string(ranges[i]);
+  if (ranges.size() > kMaxShardRangesShown)
+    out += fmt::format(" and {} more ranges", ranges.size() - kMaxShardRangesShown);
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// A shard number as written; a number too large for 64 bits saturates (it is out of range anyway).
+std::optional<uint64_t> parse_shard(std::string_view s) {
+  s = trim(s);
+  if (s.empty() || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec == std::errc::result_out_of_range) return std::numeric_limits<uint64_t>::max();
+  return n;
+}
+
+// One city's claim on a range of shards, where it was written.
+struct ShardClaim {
+  ShardRange range;  // within the key space (clamped)
+  size_t owner = 0;  // index into Units::owners, in file order
+  std::string path;
+  int line = 0;
+};
+
 bool is_wildcard_host(const std::string& host) {
   return host == "0.0.0.0" || host == "::" || host.empty();
 }
@@ -372,8 +482,8 @@ class SchemaLoader {
   void load(const Value& root) {
     MapReader top(diag_, root,
                   {"node", "workers", "listeners", "admin", "limits", "access_log", "services",
-                   "routes", "rate_limits", "redis", "overload"},
-                  {{"units", "dual-city unit routing"}, {"control_plane", "control plane"}});
+                   "routes", "rate_limits", "redis", "overload", "units"},
+                  {{"control_plane", "control plane"}});
     if (!top.is_map()) return;
     has_units_ = root.node.IsMap() && root.node["units"];
     if (const Value* v = top.get("node")) load_node(*v);
@@ -389,6 +499,13 @@ class SchemaLoader {
     if (const Value* v = top.get("redis")) load_redis(*v);
     if (const Value* v = top.get("rate_limits")) load_rate_limits(*v);
     if (const Value* v = top.get("overload")) load_overload(*v);
+    if (const Value* v = top.get("units")) {
+      load_units(*v);
+      // Which shards are this gateway's depends on its own city; a node.city that failed to
+      // load has its own error already.
+      if (config_.units.enabled && config_.node.city.empty() && !node_city_invalid_)
+        v->error(diag_, "node.city is required with units");
+    }
     check_addresses();
   }
 
@@ -399,7 +516,11 @@ class SchemaLoader {
       if (auto s = read_name(diag_, *id)) config_.node.id = *s;
     }
     if (const Value* city = m.get("city")) {
-      if (auto s = read_name(diag_, *city, /*allow_empty=*/true)) config_.node.city = *s;
+      if (auto s = read_name(diag_, *city, /*allow_empty=*/true)) {
+        config_.node.city = *s;
+      } else {
+        node_city_invalid_ = true;
+      }
     }
     if (const Value* zone = m.get("zone")) {
       if (auto s = read_name(diag_, *zone, /*allow_empty=*/true)) config_.node.zone = *s;
@@ -502,8 +623,7 @@ class SchemaLoader {
       MapReader m(diag_, item,
                   {"name", "endpoints", "load_balancer", "timeouts", "retry", "kind",
                    "max_idle_connections", "health_check", "outlier_detection", "circuit_breaker",
-                   "fallback", "adaptive_concurrency"},
-                  {{"locality", "dual-city locality routing"}});
+                   "fallback", "adaptive_concurrency", "locality"});
       if (!m.is_map()) continue;
       Service service;
       if (const Value* n = m.require("name")) {
@@ -550,6 +670,7 @@ class SchemaLoader {
       }
       if (const Value* a = m.get("adaptive_concurrency"))
         load_adaptive_concurrency(*a, service.adaptive_concurrency);
+      if (const Value* l = m.get("locality")) load_locality(*l, service.locality);
       config_.services.push_back(std::move(service));
     }
   }
@@ -1000,6 +1121,249 @@ class SchemaLoader {
     return i.has_value();
   }
 
+  // ---- dual city: locality per service, unit (shard) routing at the top level ----
+
+  // A prefer of same_city/same_zone with an empty node.city/zone is not an error: every endpoint
+  // is then in the same tier (docs/config.md says so).
+  void load_locality(const Value& v, Locality& l) {
+    MapReader m(diag_, v, {"prefer", "failover_threshold", "panic_threshold"});
+    if (!m.is_map()) return;
+    l.configured = true;
+    if (const Value* p = m.get("prefer")) {
+      if (auto i = read_enum(diag_, *p, kLocalityPrefer))
+        l.prefer = static_cast<Locality::Prefer>(*i);
+    }
+    m.read("failover_threshold", l.failover_threshold, kRatio);
+    m.read("panic_threshold", l.panic_threshold, kPanicRatio);
+  }
+
+  void load_units(const Value& v) {
+    MapReader m(diag_, v,
+                {"key", "shards", "owners", "peers", "protect", "hold_timeout", "peer_timeouts"});
+    if (!m.is_map()) return;
+    Units& u = config_.units;
+    u.enabled = true;
+    if (const Value* k = m.require("key")) read_unit_key(diag_, *k, u);
+    bool shards_ok = m.read_uint("shards", u.shards, 1, kMaxShards);
+    std::optional<std::vector<std::string>> cities;
+    if (const Value* o = m.require("owners")) cities = load_unit_owners(*o, shards_ok, u);
+    if (const Value* p = m.get("peers")) load_unit_peers(*p, cities, u);
+    m.read("protect", u.protect);
+    m.read("hold_timeout", u.hold_timeout, 0ns, kMaxHoldTimeout);
+    if (const Value* t = m.get("peer_timeouts")) {
+      MapReader tm(diag_, *t, {"connect", "request"});
+      tm.read("connect", u.peer_timeouts.connect, kMaxTimeout);
+      tm.read("request", u.peer_timeouts.request, kMaxTimeout);
+    }
+    // Sorted by city, ranges sorted and merged: a reload keeps run-time ownership when the
+    // section is unchanged, and moving a city or range within the file changes nothing.
+    auto by_city = [](const auto& a, const auto& b) { return a.city < b.city; };
+    std::sort(u.owners.begin(), u.owners.end(), by_city);
+    std::sort(u.peers.begin(), u.peers.end(), by_city);
+  }
+
+  // The owner cities in file order, or nullopt when they are not all known (so that peers are not
+  // checked against a partial list).
+  std::optional<std::vector<std::string>> load_unit_owners(const Value& v, bool shards_ok,
+                                                           Units& u) {
+    if (!v.node.IsNull() && !v.node.IsMap()) {
+      v.error(diag_,
+              "expected a mapping of city to shard ranges, such as {a: \"0-49\", b: "
+              "\"50-99\"}, got " +
+                  describe(v.node));
+      return std::nullopt;
+    }
+    bool cities_ok = true;
+    bool ranges_ok = true;
+    std::vector<ShardClaim> claims;
+    std::vector<std::pair<std::string, int>> seen;
+    for (auto it = v.node.begin(); it != v.node.end(); ++it) {
+      const YAML::Node key = it->first;  // copies: see MapReader
+      const YAML::Node value_node = it->second;
+      auto city = read_city_key(v, key, value_node, seen);
+      if (!city) {
+        cities_ok = false;
+        continue;
+      }
+      Value item = v.child(*city, key, value_node);
+      const size_t owner = u.owners.size();
+      u.owners.push_back(UnitOwner{*city, {}});
+      auto add = [&](const Value& at) {
+        auto s = read_string(diag_, at);
+        bool ok = s && parse_shard_ranges(at, *s, shards_ok ? u.shards : 0, owner, claims);
+        ranges_ok = ranges_ok && ok;
+      };
+      if (item.node.IsSequence()) {
+        for (size_t i = 0; i < item.node.size(); ++i) add(item.item(i));
+      } else if (item.node.IsScalar()) {
+        add(item);
+      } else {
+        item.error(diag_,
+                   "expected shard ranges: a string such as \"0-49\" or \"0-9, 20-29, 42\", "
+                   "or a list of such strings, got " +
+                       describe(item.node));
+        ranges_ok = false;
+      }
+    }
+    // Without a valid shard count nothing can be checked against the key space. Gaps are only
+    // judged when every range was understood, so that a typo is not also reported as a gap.
+    if (shards_ok) check_shard_ownership(v, claims, u, /*gaps=*/cities_ok && ranges_ok);
+    for (const ShardClaim& c : claims) u.owners[c.owner].ranges.push_back(c.range);
+    for (UnitOwner& o : u.owners) {
+      std::sort(o.ranges.begin(), o.ranges.end(),
+                [](const ShardRange& a, const ShardRange& b) { return a.first < b.first; });
+      std::vector<ShardRange> merged;
+      for (const ShardRange& r : o.ranges) {
+        if (!merged.empty() && uint64_t{merged.back().last} + 1 >= r.first) {
+          merged.back().last = std::max(merged.back().last, r.last);
+        } else {
+          merged.push_back(r);
+        }
+      }
+      o.ranges = std::move(merged);
+    }
+    if (u.owners.size() > kMaxUnitCities) {
+      v.error(diag_, fmt::format("at most {} cities, got {}", kMaxUnitCities, u.owners.size()));
+    }
+    if (!cities_ok) return std::nullopt;
+    std::vector<std::string> cities;
+    for (const UnitOwner& o : u.owners) cities.push_back(o.city);
+    return cities;
+  }
+
+  // A city as the key of units.owners or units.peers: a name, once per mapping.
+  std::optional<std::string> read_city_key(const Value& map, const YAML::Node& key,
+                                           const YAML::Node& value,
+                                           std::vector<std::pair<std::string, int>>& seen) {
+    if (!key.IsScalar()) {
+      map.error(diag_, "cities must be strings, got " + describe(key));
+      return std::nullopt;
+    }
+    Value item = map.child(key.Scalar(), key, value);
+    int key_line = key.Mark().is_null() ? map.line : key.Mark().line + 1;
+    auto city = read_name(diag_, Value{key, item.path, key_line});
+    if (!city) return std::nullopt;
+    auto first = std::find_if(seen.begin(), seen.end(), [&](auto& s) { return s.first == *city; });
+    if (first != seen.end()) {
+      diag_.add(key_line, item.path,
+                fmt::format("duplicate city (first at line {})", first->second));
+      return std::nullopt;
+    }
+    seen.emplace_back(*city, key_line);
+    return city;
+  }
+
+  // "0-9, 20-29, 42" into claims of `owner`; a blank string claims nothing. `shards` is 0 when
+  // unknown (then ranges are not checked against it). False when some part is not understood.
+  bool parse_shard_ranges(const Value& at, std::string_view text, uint32_t shards, size_t owner,
+                          std::vector<ShardClaim>& claims) {
+    if (trim(text).empty()) return true;
+    bool ok = true;
+    for (size_t start = 0;;) {
+      size_t comma = text.find(',', start);
+      std::string_view piece = trim(text.substr(start, comma - start));
+      size_t dash = piece.find('-');
+      auto first = parse_shard(piece.substr(0, dash));
+      auto last = dash == std::string_view::npos ? first : parse_shard(piece.substr(dash + 1));
+      if (!first || !last) {
+        at.error(diag_, fmt::format("'{}' is not a shard or a range of shards (write ranges such "
+                                    "as \"0-49\" or \"0-9, 20-29, 42\")",
+                                    piece));
+        ok = false;
+      } else if (*first > *last) {
+        at.error(diag_, fmt::format("range {}-{}: first must be <= last", *first, *last));
+        ok = false;
+      } else if (shards > 0 && *last >= shards) {
+        at.error(diag_, fmt::format("{} {} is outside 0..{} (shards: {})",
+                                    dash == std::string_view::npos ? "shard" : "range", piece,
+                                    shards - 1, shards));
+        // The part inside the key space still counts, so it is not also reported as a gap.
+        if (*first < shards)
+          claims.push_back({{static_cast<uint32_t>(*first), shards - 1}, owner, at.path, at.line});
+      } else {
+        claims.push_back({{static_cast<uint32_t>(*first), static_cast<uint32_t>(*last)},
+                          owner,
+                          at.path,
+                          at.line});
+      }
+      if (comma == std::string_view::npos) break;
+      start = comma + 1;
+    }
+    return ok;
+  }
+
+  // Every shard 0..shards-1 owned by exactly one city. One sweep in order of first shard: a claim
+  // that starts before the furthest-reaching earlier claim ends overlaps it, and the overlap is
+  // reported on whichever of the two is further down the file. Every shard claimed twice lies in
+  // some reported overlap, and the work is O(n log n) in the number of ranges, not of shards.
+  void check_shard_ownership(const Value& owners, const std::vector<ShardClaim>& claims,
+                             const Units& u, bool gaps) {
+    std::vector<size_t> order(claims.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return claims[a].range.first < claims[b].range.first;
+    });
+    std::optional<size_t> reach;  // the claim that reaches furthest so far
+    std::vector<ShardRange> unowned;
+    uint64_t next = 0;  // the first shard not covered by the claims seen so far
+    for (size_t i : order) {
+      const ShardClaim& c = claims[i];
+      if (reach && c.range.first <= claims[*reach].range.last) {
+        const ShardClaim& earlier = claims[std::min(i, *reach)];
+        const ShardClaim& later = claims[std::max(i, *reach)];
+        std::vector<ShardRange> both{
+            {c.range.first, std::min(c.range.last, claims[*reach].range.last)}};
+        const std::string& a = u.owners[earlier.owner].city;
+        const std::string& b = u.owners[later.owner].city;
+        diag_.add(later.line, later.path,
+                  a == b ? fmt::format("{} listed twice for {}", shards_for_error(both), a)
+                         : fmt::format("{} owned by both {} and {}", shards_for_error(both), a, b));
+      }
+      if (!reach || c.range.last > claims[*reach].range.last) reach = i;
+      if (c.range.first > next) unowned.push_back({static_cast<uint32_t>(next), c.range.first - 1});
+      next = std::max<uint64_t>(next, uint64_t{c.range.last} + 1);
+    }
+    if (next < u.shards) unowned.push_back({static_cast<uint32_t>(next), u.shards - 1});
+    if (gaps && !unowned.empty()) {
+      bool one = unowned.size() == 1 && unowned[0].first == unowned[0].last;
+      owners.error(diag_,
+                   fmt::format("{} {} no owner", shards_for_error(unowned), one ? "has" : "have"));
+    }
+  }
+
+  // `cities` is nullopt when the owner cities are not known (their errors stand).
+  void load_unit_peers(const Value& v, const std::optional<std::vector<std::string>>& cities,
+                       Units& u) {
+    if (v.node.IsNull()) return;
+    if (!v.node.IsMap()) {
+      v.error(diag_,
+              "expected a mapping of city to gateway address, such as {a: 127.0.0.1:8080, "
+              "b: 127.0.0.1:8180}, got " +
+                  describe(v.node));
+      return;
+    }
+    std::vector<std::pair<std::string, int>> seen;
+    for (auto it = v.node.begin(); it != v.node.end(); ++it) {
+      const YAML::Node key = it->first;  // copies: see MapReader
+      const YAML::Node value_node = it->second;
+      auto city = read_city_key(v, key, value_node, seen);
+      if (!city) continue;
+      Value item = v.child(*city, key, value_node);
+      // A peer is where requests for a city's shards are forwarded; a city that can own no shard
+      // is never forwarded to, so the name is most likely a typo.
+      if (cities && std::find(cities->begin(), cities->end(), *city) == cities->end()) {
+        std::vector<std::string_view> names(cities->begin(), cities->end());
+        int key_line = key.Mark().is_null() ? v.line : key.Mark().line + 1;
+        std::string known = cities->empty() ? "" : fmt::format(" ({})", fmt::join(*cities, ", "));
+        diag_.add(key_line, item.path,
+                  fmt::format("city '{}' is not in units.owners{}{}", *city, known,
+                              did_you_mean(*city, names)));
+        continue;
+      }
+      if (auto hp = read_address(diag_, item)) u.peers.push_back(UnitPeer{*city, *hp});
+    }
+  }
+
   // ---- rate limiting and overload, top level ----
 
   void load_redis(const Value& v) {
@@ -1385,6 +1749,7 @@ class SchemaLoader {
   GatewayConfig& config_;
   bool has_units_ = false;
   bool has_redis_ = false;
+  bool node_city_invalid_ = false;
   std::vector<BoundAddress> bound_;                         // admin + listeners
   std::vector<std::pair<std::string, int>> service_names_;  // name, line
   std::vector<std::pair<std::string, int>> route_names_;    // name, line
@@ -1543,6 +1908,11 @@ std::string to_json(const GatewayConfig& config) {
       ja["mode"] = kModes[static_cast<size_t>(a.mode)];
       js["adaptive_concurrency"] = std::move(ja);
     }
+    // Always shown: the defaults apply whether or not the file has the section.
+    const Locality& loc = s.locality;
+    js["locality"] = {{"prefer", kLocalityPrefer[static_cast<size_t>(loc.prefer)]},
+                      {"failover_threshold", loc.failover_threshold},
+                      {"panic_threshold", loc.panic_threshold}};
     j["services"].push_back(std::move(js));
   }
   j["routes"] = Json::array();
@@ -1608,6 +1978,20 @@ std::string to_json(const GatewayConfig& config) {
     jo["max_in_flight"] = o.max_in_flight;
     jo["mode"] = kModes[static_cast<size_t>(o.mode)];
     j["overload"] = std::move(jo);
+  }
+  if (const Units& u = config.units; u.enabled) {
+    Json ju;
+    ju["key"] = unit_key_string(u);
+    ju["shards"] = u.shards;
+    ju["owners"] = Json::object();
+    for (const auto& o : u.owners) ju["owners"][o.city] = shard_ranges_string(o.ranges);
+    ju["peers"] = Json::object();
+    for (const auto& p : u.peers) ju["peers"][p.city] = p.address.to_string();
+    ju["protect"] = u.protect;
+    ju["hold_timeout"] = d(u.hold_timeout);
+    ju["peer_timeouts"] = {{"connect", d(u.peer_timeouts.connect)},
+                           {"request", d(u.peer_timeouts.request)}};
+    j["units"] = std::move(ju);
   }
   return j.dump(2);
 }

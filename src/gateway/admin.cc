@@ -18,7 +18,7 @@ AdminResponse json(int status, const nlohmann::json& j) {
   return {status, "application/json", j.dump(2) + "\n"};
 }
 
-// One admin connection: read one request (small; no body needed), answer, close.
+// One admin connection: read one request (small; a JSON body of at most 64 KiB), answer, close.
 class AdminSession : public std::enable_shared_from_this<AdminSession>, public http::MessageSink {
  public:
   AdminSession(asio::ip::tcp::socket socket, AdminServer& server)
@@ -32,7 +32,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession>, public h
     method_ = head.method;
     path_ = head.path();
   }
-  void on_body(std::string_view) override {}
+  void on_body(std::string_view data) override { body_.append(data); }
   void on_complete() override { done_ = true; }
 
  private:
@@ -55,7 +55,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession>, public h
         return;
       }
       if (self->done_) {
-        self->respond(self->server_.handle(self->method_, self->path_));
+        self->respond(self->server_.handle(self->method_, self->path_, self->body_));
         return;
       }
       self->read();
@@ -83,6 +83,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession>, public h
   std::array<char, 4096> buf_;
   std::string method_;
   std::string path_;
+  std::string body_;
   std::string out_;
   bool done_ = false;
 };
@@ -115,7 +116,8 @@ void AdminServer::accept() {
   });
 }
 
-AdminResponse AdminServer::handle(std::string_view method, std::string_view path) {
+AdminResponse AdminServer::handle(std::string_view method, std::string_view path,
+                                  std::string_view body) {
   bool get = method == "GET" || method == "HEAD";
   bool post = method == "POST";
   if (path == "/healthz") {
@@ -154,10 +156,20 @@ AdminResponse AdminServer::handle(std::string_view method, std::string_view path
     asio::post(io_, [this] { gateway_.begin_drain("POST /drain"); });
     return json(202, {{"status", "draining"}});
   }
-  return json(
-      404,
-      {{"error", "no such admin path"},
-       {"paths", {"/healthz", "/ready", "/metrics", "/config", "/stats", "/reload", "/drain"}}});
+  if (path == "/units") {
+    if (!get) return json(405, {{"error", "use GET"}});
+    auto [status, j] = gateway_.units_json();
+    return {status, "application/json", j};
+  }
+  if (path == "/units/switch") {
+    if (!post) return json(405, {{"error", "use POST"}});
+    auto [status, j] = gateway_.switch_units(body);
+    return {status, "application/json", j};
+  }
+  return json(404, {{"error", "no such admin path"},
+                    {"paths",
+                     {"/healthz", "/ready", "/metrics", "/config", "/stats", "/reload", "/drain",
+                      "/units", "/units/switch"}}});
 }
 
 }  // namespace sluice::gateway

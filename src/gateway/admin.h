@@ -27,7 +27,7 @@ class AdminServer {
   void stop();
 
   // Routing of one request; public for tests.
-  AdminResponse handle(std::string_view method, std::string_view path);
+  AdminResponse handle(std::string_view method, std::string_view path, std::string_view body = {});
 
  private:
   void accept();

@@ -6,6 +6,8 @@
 
 #include <sys/socket.h>
 
+#include <fmt/format.h>
+
 #include "core/random.h"
 #include "gateway/shared.h"
 #include "gateway/worker.h"
@@ -14,6 +16,7 @@
 #include "http/writer.h"
 #include "observability/access_log.h"
 #include "observability/trace.h"
+#include "router/units.h"
 
 namespace sluice::gateway {
 
@@ -292,22 +295,146 @@ void Connection::on_head(http::MessageHead& head) {
   }
   service_index_ = route_->service_index;
   gov_failure_ = gov_dropped_ = false;
-  RequestFacts facts;
-  facts.head = &head;
-  facts.client_ip = client_ip_;
-  facts.route = route_->name;
-  facts.service = snap.services[service_index_].cfg->name;
-  facts.route_index = route_->index;
-  facts.service_index = service_index_;
-  Verdict verdict = admission_.admit(*snap.governance, facts, worker_.now());
-  if (verdict != Verdict::kPass) {
-    reply_refused(verdict);
+  forward_ = held_ = unit_hop_ = unit_loop_ = false;
+  hop_in_.clear();
+  unit_city_.clear();
+  held_head_.reset();
+  if (snap.services[service_index_].cfg->kind == config::ServiceKind::kUnit &&
+      snap.config->units.enabled && worker_.units()) {
+    auto key = router::unit_key(snap.config->units, head.path(), head.query(), head.headers);
+    unit_has_key_ = key && !key->empty();
+    hop_in_ = head.headers.get("x-sluice-hop");
+    unit_hop_ = head.headers.has("x-sluice-hop");
+    unit_loop_ = unit_hop_ && http::listed_in_connection(hop_in_, snap.config->node.city);
+    if (unit_has_key_) unit_shard_ = router::shard_of(*key, worker_.units()->shards());
+    switch (route_unit()) {
+      case UnitStep::kReplied:
+        return;
+      case UnitStep::kHold:
+        held_ = true;
+        held_head_ = std::make_unique<http::MessageHead>(head);
+        up_out_.clear();  // the body, if any, gathers here until the switch is over
+        replay_.clear();
+        set_deadline(Deadline::kHold, snap.config->units.hold_timeout);
+        return;
+      case UnitStep::kServe:
+      case UnitStep::kForward:
+        break;
+    }
+  }
+  continue_request(head, /*resumed=*/false);
+}
+
+Connection::UnitStep Connection::route_unit() {
+  const Snapshot& snap = *services_->snapshot;
+  auto count = [&](UnitResult r) { snap.unit_results[static_cast<size_t>(r)]->inc(); };
+  if (!unit_has_key_) {
+    count(UnitResult::kNoKey);
+    return UnitStep::kServe;
+  }
+  const router::UnitTable& table = *worker_.units();
+  if (table.switching(unit_shard_)) return UnitStep::kHold;
+  std::string_view owner = table.owner(unit_shard_);
+  const std::string& here = snap.config->node.city;
+  if (owner == here) {
+    count(UnitResult::kLocal);
+    unit_city_ = owner;
+    return UnitStep::kServe;
+  }
+  std::string extra = fmt::format(",\"shard\":{},\"owner\":", unit_shard_);
+  observability::append_json_string(extra, owner);
+  if (unit_hop_) {
+    // Forwarded here by another city's gateway; never forwarded a second time.
+    if (unit_loop_) {
+      // This city's own forward came back: the peers are misconfigured.
+      count(UnitResult::kLoop);
+      extra.insert(0, ",\"code\":\"UNIT_LOOP\"");
+      local_reply(508, "loop detected: this gateway's own forward came back to it", "", extra);
+      return UnitStep::kReplied;
+    }
+    int back = snap.peer_service(owner);
+    if (back >= 0 && http::listed_in_connection(hop_in_, owner)) {
+      // The city that forwarded it owns the shard now (it was switched while the request was
+      // on its way or held here): send it back, once. The owner serves it, or, if ownership
+      // moved yet again, finds its own city in the hop list and answers 508.
+      count(UnitResult::kForwarded);
+      forward_ = true;
+      service_index_ = static_cast<size_t>(back);
+      return UnitStep::kForward;
+    }
+    if (snap.config->units.protect) {
+      // The forwarding city thinks this city owns the shard, this city does not (a switch
+      // half applied, or stale ownership): serving it could write in two cities at once.
+      count(UnitResult::kNotOwned);
+      extra.insert(0, ",\"code\":\"UNIT_NOT_OWNED\"");
+      local_reply(421, "unit protection: this city does not own the shard of this request", "",
+                  extra);
+      return UnitStep::kReplied;
+    }
+    count(UnitResult::kLocal);
+    return UnitStep::kServe;
+  }
+  int peer = snap.peer_service(owner);
+  if (peer >= 0) {
+    count(UnitResult::kForwarded);
+    forward_ = true;
+    service_index_ = static_cast<size_t>(peer);
+    return UnitStep::kForward;
+  }
+  if (snap.config->units.protect) {
+    count(UnitResult::kNotOwned);
+    extra.insert(0, ",\"code\":\"UNIT_NOT_OWNED\"");
+    local_reply(421, "unit protection: this city does not own the shard of this request", "",
+                extra);
+    return UnitStep::kReplied;
+  }
+  count(UnitResult::kLocal);  // protect: false: served here although another city owns it
+  return UnitStep::kServe;
+}
+
+void Connection::on_units_changed() {
+  if (!held_ || closed_) return;
+  held_ = false;
+  UnitStep step = route_unit();
+  if (step == UnitStep::kHold) {
+    held_ = true;  // still switching (another shard range moved); keep the same deadline
     return;
+  }
+  services_->snapshot->unit_results[static_cast<size_t>(UnitResult::kHeld)]->inc();
+  deadline_kind_ = Deadline::kNone;
+  auto head = std::move(held_head_);
+  if (step == UnitStep::kReplied) return;
+  continue_request(*head, /*resumed=*/true);
+}
+
+void Connection::continue_request(const http::MessageHead& head, bool resumed) {
+  const Snapshot& snap = *services_->snapshot;
+  // A forwarded request is governed by the owner city's gateway, which sees it next.
+  if (!forward_) {
+    RequestFacts facts;
+    facts.head = &head;
+    facts.client_ip = client_ip_;
+    facts.route = route_->name;
+    facts.service = snap.services[service_index_].cfg->name;
+    facts.route_index = route_->index;
+    facts.service_index = service_index_;
+    Verdict verdict = admission_.admit(*snap.governance, facts, worker_.now());
+    if (verdict != Verdict::kPass) {
+      reply_refused(verdict);
+      return;
+    }
   }
   idempotent_ = is_idempotent(method_);
   compute_hash(head);
+  std::string body, replay_body;
+  if (!up_out_.empty() || !replay_.empty()) {
+    body = std::move(up_out_);  // body bytes that arrived while the request was held
+    replay_body = std::move(replay_);
+  }
   build_upstream_head(head);
-  if (head.expect_continue && !client_http10_) {
+  up_out_.append(body);
+  if (replayable_) replay_.append(replay_body);
+  if (head.expect_continue && !client_http10_ && !resumed) {
     ds_out_.append("HTTP/1.1 100 Continue\r\n\r\n");
     flush_downstream();
   }
@@ -346,11 +473,15 @@ void Connection::build_upstream_head(const http::MessageHead& head) {
   out.clear();
   out.append(method_);
   out.push_back(' ');
-  router::Router::rewrite_path(*route_, head.path(), out);
-  std::string_view query = head.query();
-  if (!query.empty() || target_.find('?') != std::string::npos) {
-    out.push_back('?');
-    out.append(query);
+  if (forward_) {
+    out.append(target_);  // the owner city's gateway routes the request as it came
+  } else {
+    router::Router::rewrite_path(*route_, head.path(), out);
+    std::string_view query = head.query();
+    if (!query.empty() || target_.find('?') != std::string::npos) {
+      out.push_back('?');
+      out.append(query);
+    }
   }
   out.append(" HTTP/1.1\r\n");
   std::string_view connection = head.headers.get("connection");
@@ -362,7 +493,8 @@ void Connection::build_upstream_head(const http::MessageHead& head) {
     if (http::is_hop_by_hop(f.name)) continue;
     if (!connection.empty() && http::listed_in_connection(connection, f.name)) continue;
     if (http::iequals(f.name, "content-length") || http::iequals(f.name, "expect") ||
-        http::iequals(f.name, "x-request-id") || http::iequals(f.name, "x-forwarded-proto")) {
+        http::iequals(f.name, "x-request-id") || http::iequals(f.name, "x-forwarded-proto") ||
+        http::iequals(f.name, "x-sluice-hop")) {
       continue;
     }
     if (http::iequals(f.name, "x-forwarded-for")) {
@@ -393,6 +525,16 @@ void Connection::build_upstream_head(const http::MessageHead& head) {
   http::append_header(out, "x-request-id", request_id_);
   observability::make_child_traceparent(traceparent, core::thread_rng(), traceparent_);
   http::append_header(out, "traceparent", traceparent_);
+  if (forward_) {
+    // The cities this request went through, so that a forward can never come back unnoticed.
+    out.append("x-sluice-hop: ");
+    if (!hop_in_.empty()) {
+      out.append(hop_in_);
+      out.append(",");
+    }
+    out.append(services_->snapshot->config->node.city);
+    out.append("\r\n");
+  }
   if (head.chunked) {
     out.append("Transfer-Encoding: chunked\r\n");
   } else if (head.content_length >= 0) {
@@ -431,7 +573,21 @@ void Connection::on_complete() {
 void Connection::start_attempt() {
   auto& ws = services_->services[service_index_];
   const ServiceInfo& si = services_->snapshot->services[service_index_];
-  refresh_endpoint_health();
+  const ServiceInfo& si0 = services_->snapshot->services[service_index_];
+  if (!choose_endpoints()) {
+    si0.no_endpoint->inc();
+    release_request();
+    std::string extra = ",\"code\":\"NO_ENDPOINT\"";
+    if (!unit_city_.empty()) {
+      extra.append(",\"city\":");
+      observability::append_json_string(extra, unit_city_);
+    }
+    local_reply(503,
+                unit_city_.empty() ? "no upstream endpoint available"
+                                   : "no endpoint of the shard's owner city is available",
+                "Retry-After: 1\r\n", extra);
+    return;
+  }
   upstream::PickContext ctx;
   ctx.tried = tried_;
   ctx.has_hash = has_hash_;
@@ -444,6 +600,7 @@ void Connection::start_attempt() {
     return;
   }
   endpoint_ = idx;
+  if (auto* cross = si.endpoints[idx].cross_city) cross->inc();
   tried_.push_back(static_cast<uint32_t>(idx));
   ++attempts_;
   ++ws.states[idx].active;
@@ -838,21 +995,18 @@ void Connection::reply_refused(Verdict verdict) {
   }
 }
 
-void Connection::refresh_endpoint_health() {
+bool Connection::choose_endpoints() {
   auto& ws = services_->services[service_index_];
+  const ServiceInfo& si = services_->snapshot->services[service_index_];
   const governance::OutlierDetector& od =
       *services_->snapshot->governance->services[service_index_].outlier;
   core::MonoTime now = worker_.now();
-  bool any = false;
-  for (size_t i = 0; i < ws.states.size(); ++i) {
-    bool a = od.available(i, now);
-    ws.states[i].healthy = a;
-    any |= a;
-  }
-  // Panic mode: with no endpoint in rotation, every endpoint is tried rather than none.
-  if (!any) {
-    for (auto& st : ws.states) st.healthy = true;
-  }
+  std::vector<uint8_t>& available = worker_.available_scratch();
+  available.resize(ws.states.size());
+  for (size_t i = 0; i < ws.states.size(); ++i) available[i] = od.available(i, now) ? 1 : 0;
+  auto choice = si.locality->apply(ws.states, available, tried_, core::thread_rng().next_double(),
+                                   unit_city_);
+  return choice.tier >= 0;
 }
 
 void Connection::record_attempt(bool error) {
@@ -1026,6 +1180,16 @@ void Connection::on_tick(core::MonoTime now) {
     case Deadline::kUpstream:
       deadline_kind_ = Deadline::kNone;
       on_upstream_failure(UpstreamErrorKind::kTimeout, "upstream request timed out");
+      break;
+    case Deadline::kHold:
+      deadline_kind_ = Deadline::kNone;
+      if (held_) {
+        held_ = false;
+        held_head_.reset();
+        services_->snapshot->unit_results[static_cast<size_t>(UnitResult::kHoldTimeout)]->inc();
+        local_reply(503, "the shard of this request is being switched to another city",
+                    "Retry-After: 1\r\n", ",\"code\":\"UNIT_SWITCHING\"");
+      }
       break;
     case Deadline::kNone:
       break;

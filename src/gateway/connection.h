@@ -39,13 +39,16 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   // Stop keep-alive: close now if idle, else after the response in progress.
   void drain();
   void close();
+  // The unit ownership table changed: a request waiting on a switch decides again.
+  void on_units_changed();
 
   // Worker's intrusive list.
   Connection* prev = nullptr;
   Connection* next = nullptr;
 
  private:
-  enum class Deadline { kNone, kHeader, kIdle, kConnect, kUpstream };
+  enum class Deadline { kNone, kHeader, kIdle, kConnect, kUpstream, kHold };
+  enum class UnitStep { kServe, kForward, kHold, kReplied };
   struct ResponseSink : http::MessageSink {
     Connection* c;
     void on_head(http::MessageHead& head) override { c->on_response_head(head); }
@@ -100,8 +103,14 @@ class Connection final : public std::enable_shared_from_this<Connection>,
                    std::string_view extra_json);
   // Answers a request the governance chain refused (429, fallback or 503).
   void reply_refused(Verdict verdict);
-  // Marks the endpoint of each available-for-selection per outlier and health state.
-  void refresh_endpoint_health();
+  // Marks the endpoints this attempt may use: health, ejection, locality tiers, unit city.
+  // False when there is none.
+  bool choose_endpoints();
+  // Dual-city unit routing of a request for a unit service (the shard is already known).
+  UnitStep route_unit();
+  // The part of the request path after routing: governance, upstream head, first attempt.
+  // `resumed`: the request waited for a unit switch (no 100 Continue then: it is late).
+  void continue_request(const http::MessageHead& head, bool resumed);
   // Passive outcome of the current attempt, for outlier detection.
   void record_attempt(bool error);
   void finish_request();
@@ -194,6 +203,17 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool gov_failure_ = false;   // the service failed this request (5xx or upstream error)
   bool gov_dropped_ = false;   // ... with a sign of overload (timeout, reset, 503)
   bool pending_held_ = false;  // holds one of the service's max_pending slots
+
+  // Dual-city unit routing of the current request.
+  std::string unit_city_;  // only endpoints of this city may serve it; empty = any (locality)
+  bool forward_ = false;   // sent to the owner city's gateway, unchanged
+  bool held_ = false;      // waiting for a switch of its shard to finish
+  bool unit_has_key_ = false;
+  bool unit_hop_ = false;   // arrived from another city's gateway (x-sluice-hop)
+  bool unit_loop_ = false;  // ... and this city is among those that forwarded it
+  std::string hop_in_;      // the x-sluice-hop list it arrived with
+  uint32_t unit_shard_ = 0;
+  std::unique_ptr<http::MessageHead> held_head_;  // the head of a held request
 };
 
 }  // namespace sluice::gateway

@@ -79,6 +79,10 @@ Gateway::Gateway(std::string config_path, std::shared_ptr<const config::GatewayC
     throw std::runtime_error(all);
   }
   config_version_->set(static_cast<int64_t>(version_.load()));
+  if (config_->units.enabled) {
+    units_ = router::UnitTable::from_config(config_->units, 1);
+    units_version_->set(1);
+  }
 }
 
 Gateway::~Gateway() {
@@ -117,6 +121,10 @@ void Gateway::declare_metrics() {
                                 {{"result", "failure"}});
   config_version_ =
       &reg.gauge("sluice_config_version", "Version of the config in use (1 at start).");
+  units_version_ = &reg.gauge("sluice_units_version",
+                              "Version of the shard ownership table in use (0 = no units).");
+  unit_switches_ = &reg.counter("sluice_unit_switches_total",
+                                "Changes of shard ownership applied through POST /units/switch.");
 }
 
 std::shared_ptr<const Snapshot> Gateway::snapshot() const {
@@ -139,6 +147,7 @@ int Gateway::run() {
     return 1;
   }
   governance_->start();
+  for (auto& w : workers_) w->apply_units(units_);
   for (auto& w : workers_) w->start(snapshot_);
   if (admin_) admin_->start();
   schedule_tick();
@@ -201,6 +210,8 @@ ReloadResult Gateway::reload() {
     result.version = version_.load();
     return result;
   }
+  // Shard ownership changed at run time survives a reload that leaves the units section alone.
+  bool units_changed = !(loaded.config->units == config_->units);
   {
     std::lock_guard lock(snapshot_mu_);
     snapshot_ = snap;
@@ -208,6 +219,12 @@ ReloadResult Gateway::reload() {
   }
   version_ = snap->version;
   for (auto& w : workers_) w->apply(snap);
+  if (units_changed) {
+    uint64_t next = units_ ? units_->version() + 1 : 1;
+    push_units(loaded.config->units.enabled
+                   ? router::UnitTable::from_config(loaded.config->units, next)
+                   : nullptr);
+  }
   reload_ok_->inc();
   config_version_->set(static_cast<int64_t>(snap->version));
   core::log_info("reloaded {}: now version {}", config_path_, snap->version);
@@ -246,6 +263,91 @@ void Gateway::poll_drain() {
   drain_timer_.async_wait([this](const asio::error_code& ec) {
     if (!ec) poll_drain();
   });
+}
+
+void Gateway::push_units(std::shared_ptr<const router::UnitTable> table) {
+  units_ = std::move(table);
+  units_version_->set(units_ ? static_cast<int64_t>(units_->version()) : 0);
+  for (auto& w : workers_) w->apply_units(units_);
+}
+
+namespace {
+
+nlohmann::json units_body(const router::UnitTable& t, const std::string& city) {
+  nlohmann::json owners = nlohmann::json::object();
+  for (const auto& o : t.owners()) {
+    if (!o.ranges.empty()) owners[o.city] = router::format_shard_ranges(o.ranges);
+  }
+  std::vector<config::ShardRange> switching = t.switching_ranges();
+  return {{"version", t.version()},
+          {"city", city},
+          {"shards", t.shards()},
+          {"owners", owners},
+          {"switching", router::format_shard_ranges(switching)}};
+}
+
+}  // namespace
+
+std::pair<int, std::string> Gateway::units_json() const {
+  if (!units_) {
+    return {404, nlohmann::json{{"error", "no units section in the config"}}.dump(2) + "\n"};
+  }
+  return {200, units_body(*units_, config_->node.city).dump(2) + "\n"};
+}
+
+std::pair<int, std::string> Gateway::switch_units(std::string_view body) {
+  auto fail = [](int status, const std::string& message) {
+    return std::pair<int, std::string>{status, nlohmann::json{{"error", message}}.dump(2) + "\n"};
+  };
+  if (!units_) return fail(404, "no units section in the config");
+  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return fail(400, "body must be a JSON object {from, to, shards?, phase?}");
+  auto text = [&](const char* key) -> std::optional<std::string> {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_string()) return std::nullopt;
+    return it->get<std::string>();
+  };
+  for (const auto& [key, value] : j.items()) {
+    if (key != "from" && key != "to" && key != "shards" && key != "phase") {
+      return fail(400, "unknown field '" + key + "' (expected from, to, shards, phase)");
+    }
+    if (!value.is_string()) return fail(400, "'" + key + "' must be a string");
+  }
+  std::string phase = text("phase").value_or("apply");
+  if (phase != "apply" && phase != "prepare" && phase != "commit" && phase != "abort") {
+    return fail(400, "phase must be apply, prepare, commit or abort");
+  }
+  router::UnitTable::Result result;
+  std::string from, to;
+  std::vector<config::ShardRange> ranges;
+  if (phase == "abort") {
+    result = units_->aborted();
+  } else {
+    auto f = text("from");
+    auto t = text("to");
+    if (!f || !t) return fail(400, "'from' and 'to' (city names) are required");
+    from = *f;
+    to = *t;
+    if (auto sh = text("shards"); sh && !sh->empty()) {
+      std::string error;
+      auto parsed = router::parse_shard_ranges(*sh, units_->shards(), &error);
+      if (!parsed) return fail(400, "shards: " + error);
+      ranges = std::move(*parsed);
+    }
+    std::vector<std::string> cities;
+    for (const auto& o : config_->units.owners) cities.push_back(o.city);
+    for (const auto& p : config_->units.peers) cities.push_back(p.city);
+    cities.push_back(config_->node.city);
+    result = phase == "prepare" ? units_->prepared(from, to, ranges, cities)
+                                : units_->with_switch(from, to, ranges, cities);
+  }
+  if (!result.table) return fail(409, result.error);
+  push_units(result.table);
+  unit_switches_->inc();
+  core::log_warn(
+      "units version {}: {} {} -> {} shards [{}]", units_->version(), phase, from, to,
+      ranges.empty() ? std::string("all of ") + from : router::format_shard_ranges(ranges));
+  return {200, units_body(*units_, config_->node.city).dump(2) + "\n"};
 }
 
 double Gateway::uptime_seconds() const {

@@ -17,6 +17,7 @@
 #include "gateway/governance.h"
 #include "gateway/shared.h"
 #include "gateway/snapshot.h"
+#include "router/units.h"
 
 namespace sluice::gateway {
 
@@ -50,6 +51,9 @@ class Gateway {
   const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
   std::string stats_json() const;
   std::string config_json() const;
+  // Admin GET /units and POST /units/switch: (HTTP status, JSON body). Control thread only.
+  std::pair<int, std::string> units_json() const;
+  std::pair<int, std::string> switch_units(std::string_view body);
   double uptime_seconds() const;
 
  private:
@@ -57,6 +61,7 @@ class Gateway {
   void poll_drain();
   void declare_metrics();
   void schedule_tick();
+  void push_units(std::shared_ptr<const router::UnitTable> table);
 
   std::string config_path_;
   std::shared_ptr<const config::GatewayConfig> config_;
@@ -68,6 +73,10 @@ class Gateway {
   asio::steady_timer drain_timer_;
   asio::steady_timer tick_timer_;  // governance housekeeping, once a second
   std::unique_ptr<Governance> governance_;
+  // Shard ownership in force (control thread); every worker gets each new version.
+  std::shared_ptr<const router::UnitTable> units_;
+  observability::Gauge* units_version_ = nullptr;
+  observability::Counter* unit_switches_ = nullptr;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminServer> admin_;
   std::atomic<uint64_t> version_{1};

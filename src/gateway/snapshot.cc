@@ -9,6 +9,31 @@ namespace {
 
 constexpr const char* kClassNames[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 constexpr const char* kErrorKinds[] = {"connect_failure", "reset", "timeout", "protocol"};
+constexpr const char* kUnitResults[] = {"local",  "forwarded", "loop",        "not_owned",
+                                        "no_key", "held",      "hold_timeout"};
+static_assert(std::size(kUnitResults) == static_cast<size_t>(UnitResult::kCount));
+
+// The config with one synthetic service per peer city (its gateway), so cross-city forwards use
+// the same pooled connections, timeouts, retries and metrics as any service.
+std::shared_ptr<const config::GatewayConfig> with_peer_services(
+    std::shared_ptr<const config::GatewayConfig> config) {
+  const config::Units& u = config->units;
+  if (!u.enabled || u.peers.empty()) return config;
+  auto copy = std::make_shared<config::GatewayConfig>(*config);
+  for (const auto& peer : u.peers) {
+    if (peer.city == config->node.city) continue;
+    config::Service s;
+    s.name = "peer:" + peer.city;
+    s.endpoints.push_back(config::Endpoint{peer.address, peer.city, "", 1});
+    s.timeouts = u.peer_timeouts;
+    s.retry.attempts = 1;
+    s.retry.on = config::kRetryConnectFailure;
+    s.locality.prefer = config::Locality::Prefer::kNone;
+    s.locality.panic_threshold = 0;
+    copy->services.push_back(std::move(s));
+  }
+  return copy;
+}
 
 CodeCounters make_code_counters(observability::Registry& reg, std::string_view name,
                                 std::string_view help, const observability::Labels& base) {
@@ -27,6 +52,8 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Gat
                                                uint64_t version, observability::Registry& reg,
                                                Governance& governance,
                                                std::vector<std::string>& errors) {
+  const size_t configured_services = config->services.size();
+  config = with_peer_services(std::move(config));
   auto snap = std::make_shared<Snapshot>();
   snap->version = version;
   snap->config = config;
@@ -66,8 +93,19 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Gat
       ei.duration = &reg.histogram(
           "sluice_upstream_request_duration_seconds",
           "Time from sending a request upstream to the end of its response.", labels);
+      if (!config->node.city.empty() && ep.city != config->node.city) {
+        ei.cross_city = &reg.counter(
+            "sluice_cross_city_requests_total",
+            "Attempts sent to another city: spill-over of a service, or a unit forward.",
+            {{"service", svc.name}, {"city", ep.city}});
+      }
       si.endpoints.push_back(std::move(ei));
     }
+    si.peer = snap->services.size() >= configured_services;
+    if (si.peer)
+      snap->peer_services.emplace_back(svc.endpoints.front().city, snap->services.size());
+    si.locality = std::make_unique<upstream::LocalityPlan>(svc.locality, config->node.city,
+                                                           config->node.zone, svc.endpoints);
     snap->services.push_back(std::move(si));
   }
   if (!errors.empty()) return nullptr;
@@ -89,6 +127,13 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Gat
     for (const auto& route : config->routes) add(route.name, route.service);
     add("", "");  // requests that matched no route or failed before routing
     snap->route_metrics.push_back(std::move(row));
+  }
+  if (config->units.enabled) {
+    for (size_t i = 0; i < snap->unit_results.size(); ++i) {
+      snap->unit_results[i] = &reg.counter("sluice_unit_requests_total",
+                                           "Requests for unit (sharded) services by outcome.",
+                                           {{"result", kUnitResults[i]}});
+    }
   }
   try {
     snap->governance = governance.build(*config, snap->services);

@@ -15,6 +15,7 @@
 #include "gateway/governance.h"
 #include "observability/metrics.h"
 #include "router/router.h"
+#include "upstream/locality.h"
 
 namespace sluice::gateway {
 
@@ -38,11 +39,14 @@ struct EndpointInfo {
   CodeCounters requests;
   std::array<observability::Counter*, 4> errors{};  // by UpstreamErrorKind
   observability::Histogram* duration = nullptr;
+  observability::Counter* cross_city = nullptr;  // attempts sent here from another city's gateway
 };
 
 struct ServiceInfo {
   const config::Service* cfg = nullptr;
   std::vector<EndpointInfo> endpoints;
+  std::unique_ptr<upstream::LocalityPlan> locality;
+  bool peer = false;  // a peer city's gateway (cross-city forwards), not a configured service
   observability::Counter* retries = nullptr;
   observability::Counter* no_endpoint = nullptr;
 };
@@ -50,6 +54,18 @@ struct ServiceInfo {
 struct RouteMetrics {
   CodeCounters requests;
   observability::Histogram* duration = nullptr;
+};
+
+// Outcomes of requests for unit (sharded) services.
+enum class UnitResult {
+  kLocal = 0,    // the shard is owned by this city
+  kForwarded,    // sent to the owner city's gateway
+  kLoop,         // already forwarded once and still not owned here: 508
+  kNotOwned,     // not owned, no peer, protect: 421
+  kNoKey,        // no routing key: served like a global service
+  kHeld,         // waited for a switch of its shard to finish
+  kHoldTimeout,  // the switch did not finish within hold_timeout: 503
+  kCount
 };
 
 struct Snapshot {
@@ -60,6 +76,17 @@ struct Snapshot {
   // [listener][route]; the last entry of each listener row is for requests that matched no route.
   std::vector<std::vector<RouteMetrics>> route_metrics;
   std::shared_ptr<const GovernanceSnapshot> governance;
+  // Dual-city: the service index of each peer city's gateway, and unit request outcomes.
+  std::vector<std::pair<std::string, size_t>> peer_services;
+  std::array<observability::Counter*, static_cast<size_t>(UnitResult::kCount)> unit_results{};
+
+  // Index into services of the peer gateway of `city`, or -1.
+  int peer_service(std::string_view city) const {
+    for (const auto& [c, i] : peer_services) {
+      if (c == city) return static_cast<int>(i);
+    }
+    return -1;
+  }
 
   const RouteMetrics& metrics_for(size_t listener, const router::Route* route) const {
     const auto& row = route_metrics[listener];

@@ -87,6 +87,22 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {
   }
 }
 
+void Worker::apply_units(std::shared_ptr<const router::UnitTable> units) {
+  if (!thread_.joinable()) {
+    units_ = std::move(units);  // not started yet: the caller's thread owns the worker
+    return;
+  }
+  asio::post(io_, [this, units = std::move(units)]() {
+    units_ = units;
+    for (Connection* c = connections_; c;) {
+      Connection* next = c->next;
+      auto keep = c->shared_from_this();
+      c->on_units_changed();
+      c = next;
+    }
+  });
+}
+
 void Worker::accept(size_t listener) {
   // The peer address comes with accept(2) itself: no getpeername per connection.
   acceptors_[listener]->async_accept(

@@ -14,6 +14,7 @@
 #include "gateway/snapshot.h"
 #include "gateway/upstream_pool.h"
 #include "observability/access_log.h"
+#include "router/units.h"
 #include "upstream/load_balancer.h"
 
 namespace sluice::gateway {
@@ -46,6 +47,8 @@ class Worker {
 
   // Thread-safe: executed on the worker's loop.
   void apply(std::shared_ptr<const Snapshot> snapshot);
+  // Thread-safe: a new unit (shard) ownership table; requests waiting on a switch re-decide.
+  void apply_units(std::shared_ptr<const router::UnitTable> units);
   void begin_drain();
   void stop();
 
@@ -61,6 +64,9 @@ class Worker {
   char* scratch() { return scratch_.data(); }
   size_t scratch_size() const { return scratch_.size(); }
   observability::AccessLogger& access_log() { return *access_log_; }
+  const std::shared_ptr<const router::UnitTable>& units() const { return units_; }
+  // Per-request scratch for endpoint availability (worker thread only).
+  std::vector<uint8_t>& available_scratch() { return available_; }
   bool draining() const { return draining_; }
   core::MonoTime now() const { return now_; }
   core::MonoTime refresh_now() { return now_ = std::chrono::steady_clock::now(); }
@@ -80,6 +86,8 @@ class Worker {
   std::vector<asio::ip::tcp::endpoint> peers_;  // per acceptor: the peer of the accept in progress
   asio::steady_timer sweep_timer_;
   std::shared_ptr<WorkerServices> services_;
+  std::shared_ptr<const router::UnitTable> units_;
+  std::vector<uint8_t> available_;
   UpstreamPool pool_;
   std::vector<char> scratch_;
   std::unique_ptr<observability::AccessLogger> access_log_;

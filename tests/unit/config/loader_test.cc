@@ -682,19 +682,32 @@ listeners: [{name: public, address: 127.0.0.1:8080}]
 services:
   - name: accounts
     endpoints: [{address: 127.0.0.1:9101}]
-    locality: {prefer: same_city}
-units: {key: header:x-customer-id}
 control_plane: {address: http://127.0.0.1:7070}
 )");
   EXPECT_FALSE(r.config);
-  const std::string kNotYet = "not supported by this build yet (planned: ";
-  EXPECT_TRUE(HasError(r, 5, "services[0].locality", kNotYet + "dual-city locality routing)"));
-  EXPECT_TRUE(HasError(r, 6, "units", kNotYet + "dual-city unit routing)"));
-  EXPECT_TRUE(HasError(r, 7, "control_plane", kNotYet + "control plane)"));
-  EXPECT_EQ(r.errors.size(), 3u) << dump(r);
+  EXPECT_TRUE(
+      HasError(r, 5, "control_plane", "not supported by this build yet (planned: control plane)"));
+  EXPECT_EQ(r.errors.size(), 1u) << dump(r);
   EXPECT_EQ(r.errors[0].to_string(),
-            "test.yaml:5: services[0].locality: not supported by this build yet (planned: "
-            "dual-city locality routing)");
+            "test.yaml:5: control_plane: not supported by this build yet (planned: control "
+            "plane)");
+}
+
+// The issue-4 keys were "not supported by this build yet"; now both are read.
+TEST(Keys, DualCityKeysAreSupported) {
+  LoadResult r = load(R"(
+node: {city: a}
+listeners: [{name: public, address: 127.0.0.1:8080}]
+services:
+  - name: accounts
+    kind: unit
+    endpoints: [{address: 127.0.0.1:9101}]
+    locality: {prefer: same_city}
+units: {key: header:x-customer-id, owners: {a: "0-99"}}
+)");
+  ASSERT_TRUE(r.ok()) << dump(r);
+  EXPECT_TRUE(r.config->services[0].locality.configured);
+  EXPECT_TRUE(r.config->units.enabled);
 }
 
 // The issue-3 keys were "not supported by this build yet"; now each is read.
@@ -725,10 +738,14 @@ overload: {max_in_flight: 100}
   EXPECT_TRUE(r.config->rate_limits.empty());
 }
 
+// With a units section, kind unit is fine even when the section itself has errors: those are
+// reported there, not again on every unit service.
 TEST(Keys, UnitServiceWithUnitsSectionReportsOnlyUnits) {
   LoadResult r = load_with("units: {shards: 100}\n" + service_with("kind: unit"));
-  ASSERT_EQ(r.errors.size(), 1u) << dump(r);
-  EXPECT_EQ(r.errors[0].path, "units");
+  EXPECT_TRUE(HasError(r, 2, "units.key", "required"));
+  EXPECT_TRUE(HasError(r, 2, "units.owners", "required"));
+  EXPECT_TRUE(HasError(r, 2, "units", "node.city is required with units"));
+  EXPECT_EQ(r.errors.size(), 3u) << dump(r);
 }
 
 TEST(Keys, DuplicateKeys) {
@@ -1842,6 +1859,489 @@ TEST(ToJson, GovernanceSectionsLeftOutStayOut) {
   EXPECT_EQ(j["rate_limits"], nlohmann::json::array());
   EXPECT_FALSE(j.contains("redis"));
   EXPECT_FALSE(j.contains("overload"));
+}
+
+// ---- dual city: locality per service, unit (shard) routing ----
+
+constexpr std::string_view kDualCityExample = R"(
+node: {id: gw-a1, city: a, zone: a1}
+listeners: [{name: public, address: 127.0.0.1:8080}]
+services:
+  - name: accounts
+    kind: unit
+    endpoints:
+      - {address: 127.0.0.1:9101, city: a, zone: a1}
+      - {address: 127.0.0.1:9201, city: b, zone: b1}
+    locality: {prefer: same_zone, failover_threshold: 0.5, panic_threshold: 0}
+  - name: catalog
+    endpoints: [{address: 127.0.0.1:9301, city: a}]
+    locality: {prefer: none, failover_threshold: 1, panic_threshold: 0.9}
+  - name: payments
+    endpoints: [{address: 127.0.0.1:9401}]
+routes:
+  - {name: accounts-api, match: {path_prefix: /api/accounts}, service: accounts}
+units:
+  key: header:X-Customer-Id
+  shards: 1000
+  owners:
+    b: ["500-749", "750-999"]
+    a: "0-99, 100-199,200 - 499"
+  peers: {b: gw-b.internal:8180, a: "127.0.0.1:8080"}
+  protect: false
+  hold_timeout: 500ms
+  peer_timeouts: {connect: 200ms, request: 3s}
+)";
+
+TEST(DualCity, FullExampleLandsInTheStructs) {
+  LoadResult r = load(kDualCityExample);
+  ASSERT_TRUE(r.ok()) << dump(r);
+  const GatewayConfig& c = *r.config;
+  ASSERT_EQ(c.services.size(), 3u);
+
+  const Locality& acc = c.services[0].locality;
+  EXPECT_TRUE(acc.configured);
+  EXPECT_EQ(acc.prefer, Locality::Prefer::kSameZone);
+  EXPECT_EQ(acc.failover_threshold, 0.5);
+  EXPECT_EQ(acc.panic_threshold, 0.0);
+  EXPECT_EQ(c.services[0].kind, ServiceKind::kUnit);
+  const Locality& cat = c.services[1].locality;
+  EXPECT_TRUE(cat.configured);
+  EXPECT_EQ(cat.prefer, Locality::Prefer::kNone);
+  EXPECT_EQ(cat.failover_threshold, 1.0);
+  EXPECT_EQ(cat.panic_threshold, 0.9);
+  EXPECT_FALSE(c.services[2].locality.configured);
+
+  const Units& u = c.units;
+  EXPECT_TRUE(u.enabled);
+  EXPECT_EQ(u.key_source, Units::KeySource::kHeader);
+  EXPECT_EQ(u.key_name, "x-customer-id");  // header names lower-cased
+  EXPECT_EQ(u.shards, 1000u);
+  // Owners and peers sorted by city; each city's ranges sorted and merged.
+  ASSERT_EQ(u.owners.size(), 2u);
+  EXPECT_EQ(u.owners[0], (UnitOwner{"a", {{0, 499}}}));
+  EXPECT_EQ(u.owners[1], (UnitOwner{"b", {{500, 999}}}));
+  ASSERT_EQ(u.peers.size(), 2u);
+  EXPECT_EQ(u.peers[0].city, "a");
+  EXPECT_EQ(u.peers[0].address.to_string(), "127.0.0.1:8080");
+  EXPECT_EQ(u.peers[1].city, "b");
+  EXPECT_EQ(u.peers[1].address.host, "gw-b.internal");  // names allowed, as for endpoints
+  EXPECT_EQ(u.peers[1].address.port, 8180);
+  EXPECT_FALSE(u.protect);
+  EXPECT_EQ(u.hold_timeout, 500ms);
+  EXPECT_EQ(u.peer_timeouts.connect, 200ms);
+  EXPECT_EQ(u.peer_timeouts.request, 3s);
+  EXPECT_EQ(u.peer_timeouts.idle, Timeouts{}.idle);
+}
+
+TEST(DualCity, Defaults) {
+  LoadResult r = load_with(
+      "node: {city: a}\n"
+      "units: {key: query:Cid, owners: {a: 0-99}}\n" +
+      service_with("locality: {}") + "  - {name: t, endpoints: [{address: 10.0.0.2:80}]}\n");
+  ASSERT_TRUE(r.ok()) << dump(r);
+  const Units& u = r.config->units;
+  Units d;  // the defaults as declared in config.h
+  EXPECT_TRUE(u.enabled);
+  EXPECT_EQ(u.key_source, Units::KeySource::kQuery);
+  EXPECT_EQ(u.key_name, "Cid");  // query names keep their case
+  EXPECT_EQ(u.shards, 100u);
+  EXPECT_EQ(u.owners, (std::vector<UnitOwner>{{"a", {{0, 99}}}}));
+  EXPECT_TRUE(u.peers.empty());
+  EXPECT_TRUE(u.protect);
+  EXPECT_EQ(u.hold_timeout, 2s);
+  EXPECT_EQ(u.peer_timeouts, d.peer_timeouts);
+  EXPECT_EQ(u.peer_timeouts.connect, 1s);
+  EXPECT_EQ(u.peer_timeouts.request, 5s);
+
+  // An empty locality section is "configured" with the defaults; an absent one is not.
+  Locality expected;
+  expected.configured = true;
+  EXPECT_EQ(r.config->services[0].locality, expected);
+  EXPECT_EQ(r.config->services[1].locality, Locality{});
+  EXPECT_EQ(Locality{}.prefer, Locality::Prefer::kSameCity);
+  EXPECT_EQ(Locality{}.failover_threshold, 0.7);
+  EXPECT_EQ(Locality{}.panic_threshold, 0.25);
+
+  LoadResult none = load_with(service_with("kind: global"));
+  ASSERT_TRUE(none.ok()) << dump(none);
+  EXPECT_FALSE(none.config->units.enabled);
+  EXPECT_EQ(none.config->units, Units{});
+}
+
+// node.city a, then a units section whose keys start on line 4 (line 1 is the listener).
+LoadResult load_units(std::string_view body) {
+  return load_with("node: {city: a}\nunits:\n" + std::string(body));
+}
+
+// Exactly one error, with this line, path and message (the whole message).
+::testing::AssertionResult OnlyError(const LoadResult& r, int line, std::string_view path,
+                                     std::string_view message) {
+  if (r.errors.size() == 1 && r.errors[0].line == line && r.errors[0].path == path &&
+      r.errors[0].message == message && !r.config)
+    return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "wanted only " << line << ": " << path << ": " << message << "\ngot\n"
+         << dump(r);
+}
+
+TEST(DualCity, UnitKeySyntax) {
+  auto key = [](std::string_view k) {
+    return load_units("  key: " + std::string(k) + "\n  owners: {a: 0-99}\n");
+  };
+  LoadResult header = key("header:X-Tenant");
+  ASSERT_TRUE(header.ok()) << dump(header);
+  EXPECT_EQ(header.config->units.key_name, "x-tenant");
+  LoadResult segment = key("path_segment:2");
+  ASSERT_TRUE(segment.ok()) << dump(segment);
+  EXPECT_EQ(segment.config->units.key_source, Units::KeySource::kPathSegment);
+  EXPECT_EQ(segment.config->units.key_segment, 2u);
+  EXPECT_TRUE(segment.config->units.key_name.empty());
+  EXPECT_TRUE(key("path_segment:1000").ok());
+
+  const std::string kSyntax = "must be header:NAME, query:NAME or path_segment:N, got ";
+  EXPECT_TRUE(OnlyError(key("customer"), 4, "units.key", kSyntax + "'customer'"));
+  EXPECT_TRUE(OnlyError(key("'header:'"), 4, "units.key", kSyntax + "'header:'"));
+  EXPECT_TRUE(OnlyError(key("'header:x y'"), 4, "units.key", kSyntax + "'header:x y'"));
+  EXPECT_TRUE(OnlyError(key("query:a=b"), 4, "units.key", kSyntax + "'query:a=b'"));
+  EXPECT_TRUE(OnlyError(key("cookie:sid"), 4, "units.key", kSyntax + "'cookie:sid'"));
+  EXPECT_TRUE(OnlyError(key("path_segment:x"), 4, "units.key", kSyntax + "'path_segment:x'"));
+  EXPECT_TRUE(OnlyError(key("path_segment:-1"), 4, "units.key", kSyntax + "'path_segment:-1'"));
+  const std::string kSegment =
+      "path_segment must be 1..1000 (segments count from 1: in /users/42, segment 2 is 42), got ";
+  EXPECT_TRUE(OnlyError(key("path_segment:0"), 4, "units.key", kSegment + "0"));
+  EXPECT_TRUE(OnlyError(key("path_segment:1001"), 4, "units.key", kSegment + "1001"));
+  EXPECT_TRUE(OnlyError(key("path_segment:99999999999999999999999"), 4, "units.key",
+                        kSegment + "99999999999999999999999"));
+  EXPECT_TRUE(OnlyError(load_units("  owners: {a: 0-99}\n"), 3, "units.key", "required"));
+}
+
+TEST(DualCity, Shards) {
+  auto shards = [](std::string_view n, std::string_view owners) {
+    return load_units("  key: header:x\n  shards: " + std::string(n) + "\n  owners: {a: \"" +
+                      std::string(owners) + "\"}\n");
+  };
+  LoadResult one = shards("1", "0");
+  ASSERT_TRUE(one.ok()) << dump(one);
+  EXPECT_EQ(one.config->units.owners[0].ranges, (std::vector<ShardRange>{{0, 0}}));
+  EXPECT_TRUE(shards("100000", "0-99999").ok());
+  // Without a valid shard count, ranges are not judged against it (no second error).
+  EXPECT_TRUE(OnlyError(shards("0", "0-99"), 5, "units.shards", "must be 1..100000, got 0"));
+  EXPECT_TRUE(
+      OnlyError(shards("100001", "0-99"), 5, "units.shards", "must be 1..100000, got 100001"));
+  EXPECT_TRUE(
+      OnlyError(shards("many", "0-99"), 5, "units.shards", "expected a number, got 'many'"));
+}
+
+TEST(DualCity, OwnersMustCoverEveryShardOnce) {
+  auto owners = [](std::string_view o) {
+    return load_units("  key: header:x\n  owners:\n" + std::string(o));
+  };
+  // Line 5 is "owners:", its cities follow.
+  EXPECT_TRUE(OnlyError(owners("    a: 0-49\n    b: 40-99\n"), 7, "units.owners.b",
+                        "shards 40-49 owned by both a and b"));
+  EXPECT_TRUE(OnlyError(owners("    a: 0-42\n    b: 42-99\n"), 7, "units.owners.b",
+                        "shard 42 owned by both a and b"));
+  // The overlap is blamed on the later line, even when its range starts first.
+  EXPECT_TRUE(OnlyError(owners("    a: 10-99\n    b: 0-10\n"), 7, "units.owners.b",
+                        "shard 10 owned by both a and b"));
+  EXPECT_TRUE(OnlyError(owners("    b: 10-99\n    a: 0-10\n"), 7, "units.owners.a",
+                        "shard 10 owned by both b and a"));
+  EXPECT_TRUE(OnlyError(owners("    a: 0-49, 40-45\n    b: 50-99\n"), 6, "units.owners.a",
+                        "shards 40-45 listed twice for a"));
+  EXPECT_TRUE(OnlyError(owners("    a: [\"0-49\", \"49\"]\n    b: 50-99\n"), 6, "units.owners.a[1]",
+                        "shard 49 listed twice for a"));
+  // Every overlap, each on the line that claims the shard a second time.
+  LoadResult three = owners("    a: 0-99\n    b: 10-19\n    c: [\"30\", \"20-29\"]\n");
+  EXPECT_TRUE(HasError(three, 7, "units.owners.b", "shards 10-19 owned by both a and b"));
+  EXPECT_TRUE(HasError(three, 8, "units.owners.c[0]", "shard 30 owned by both a and c"));
+  EXPECT_TRUE(HasError(three, 8, "units.owners.c[1]", "shards 20-29 owned by both a and c"));
+  EXPECT_EQ(three.errors.size(), 3u) << dump(three);
+
+  // Gaps: one error on units.owners naming every shard without an owner.
+  EXPECT_TRUE(OnlyError(owners("    a: 0-49\n    b: 60-99\n"), 5, "units.owners",
+                        "shards 50-59 have no owner"));
+  EXPECT_TRUE(
+      OnlyError(owners("    a: 0-49\n    b: 51-99\n"), 5, "units.owners", "shard 50 has no owner"));
+  EXPECT_TRUE(OnlyError(owners("    a: 1-49, 52\n    b: 60-98\n"), 5, "units.owners",
+                        "shards 0, 50-51, 53-59, 99 have no owner"));
+  EXPECT_TRUE(OnlyError(load_units("  key: header:x\n  owners: {}\n"), 5, "units.owners",
+                        "shards 0-99 have no owner"));
+  std::string odd;
+  for (int i = 0; i < 100; i += 2) odd += (odd.empty() ? "" : ", ") + std::to_string(i);
+  EXPECT_TRUE(OnlyError(owners("    a: " + odd + "\n"), 5, "units.owners",
+                        "shards 1, 3, 5, 7, 9, 11, 13, 15, 17, 19 and 40 more ranges have no "
+                        "owner"));
+  EXPECT_TRUE(OnlyError(load_units("  key: header:x\n"), 3, "units.owners", "required"));
+}
+
+TEST(DualCity, OwnerRanges) {
+  auto owners = [](std::string_view o) {
+    return load_units("  key: header:x\n  owners:\n" + std::string(o));
+  };
+  // Single shards, ranges, lists; blanks around commas and dashes; a city may own nothing.
+  LoadResult r = owners(
+      "    a: \"0-9, 20 - 29,42\"\n"
+      "    b: [\"10-19\", 30-41, \"43-99\"]\n"
+      "    c: []\n"
+      "    d: \"\"\n");
+  ASSERT_TRUE(r.ok()) << dump(r);
+  const auto& o = r.config->units.owners;
+  ASSERT_EQ(o.size(), 4u);
+  EXPECT_EQ(o[0], (UnitOwner{"a", {{0, 9}, {20, 29}, {42, 42}}}));
+  EXPECT_EQ(o[1], (UnitOwner{"b", {{10, 19}, {30, 41}, {43, 99}}}));
+  EXPECT_EQ(o[2], (UnitOwner{"c", {}}));
+  EXPECT_EQ(o[3], (UnitOwner{"d", {}}));
+  // A city owning no shard, or this gateway's city not being an owner at all, is allowed.
+  EXPECT_TRUE(load_with("node: {city: c}\nunits: {key: header:x, owners: {a: 0-99}}\n").ok());
+
+  // Ranges within 0..shards-1 (the part inside still counts, so no gap is reported too).
+  EXPECT_TRUE(OnlyError(owners("    a: 0-49\n    b: 50-100\n"), 7, "units.owners.b",
+                        "range 50-100 is outside 0..99 (shards: 100)"));
+  EXPECT_TRUE(OnlyError(owners("    a: 0-99, 100\n"), 6, "units.owners.a",
+                        "shard 100 is outside 0..99 (shards: 100)"));
+  EXPECT_TRUE(OnlyError(owners("    a: 0-99, 18446744073709551616\n"), 6, "units.owners.a",
+                        "shard 18446744073709551616 is outside 0..99 (shards: 100)"));
+  EXPECT_TRUE(OnlyError(owners("    a: 0-49, 99-50\n"), 6, "units.owners.a",
+                        "range 99-50: first must be <= last"));
+  // Parts that are not understood; no gap is reported alongside them.
+  const std::string kRanges =
+      " is not a shard or a range of shards (write ranges such as \"0-49\" or \"0-9, 20-29, 42\")";
+  EXPECT_TRUE(
+      OnlyError(owners("    a: 0-x\n    b: 50-99\n"), 6, "units.owners.a", "'0-x'" + kRanges));
+  EXPECT_TRUE(OnlyError(owners("    a: \"0-9,,10-49\"\n"), 6, "units.owners.a", "''" + kRanges));
+  EXPECT_TRUE(OnlyError(owners("    a: \"0-99,\"\n"), 6, "units.owners.a", "''" + kRanges));
+  EXPECT_TRUE(OnlyError(owners("    a: \"-5\"\n"), 6, "units.owners.a", "'-5'" + kRanges));
+  EXPECT_TRUE(OnlyError(owners("    a: 0-1-2\n"), 6, "units.owners.a", "'0-1-2'" + kRanges));
+  EXPECT_TRUE(OnlyError(owners("    a: [0-99, [1]]\n"), 6, "units.owners.a[1]",
+                        "expected a string, got a list"));
+  EXPECT_TRUE(OnlyError(owners("    a: {first: 0}\n"), 6, "units.owners.a",
+                        "expected shard ranges: a string such as \"0-49\" or \"0-9, 20-29, 42\", "
+                        "or a list of such strings, got a mapping"));
+  EXPECT_TRUE(OnlyError(owners("    a:\n"), 6, "units.owners.a",
+                        "expected shard ranges: a string such as \"0-49\" or \"0-9, 20-29, 42\", "
+                        "or a list of such strings, got null"));
+  // Cities are names, once each.
+  EXPECT_TRUE(OnlyError(owners("    a: 0-49\n    a: 50-99\n"), 7, "units.owners.a",
+                        "duplicate city (first at line 6)"));
+  EXPECT_TRUE(OnlyError(owners("    a: 0-49\n    b/2: 50-99\n"), 7, "units.owners.b/2",
+                        "'b/2' may only contain letters, digits, '_', '.' and '-'"));
+  // At most 254 cities (each owning one shard here).
+  auto cities = [](int n) {
+    std::string body = "  key: header:x\n  shards: " + std::to_string(n) + "\n  owners:\n";
+    for (int i = 0; i < n; ++i)
+      body += "    c" + std::to_string(i) + ": " + std::to_string(i) + "\n";
+    return load_units(body);
+  };
+  EXPECT_TRUE(cities(254).ok()) << dump(cities(254));
+  EXPECT_TRUE(OnlyError(cities(255), 6, "units.owners", "at most 254 cities, got 255"));
+  EXPECT_TRUE(OnlyError(load_units("  key: header:x\n  owners: [a, b]\n"), 5, "units.owners",
+                        "expected a mapping of city to shard ranges, such as {a: \"0-49\", b: "
+                        "\"50-99\"}, got a list"));
+}
+
+TEST(DualCity, Peers) {
+  auto peers = [](std::string_view p) {
+    return load_units("  key: header:x\n  owners: {a: 0-49, b: 50-99}\n  peers:\n" +
+                      std::string(p));
+  };
+  // Line 6 is "peers:".
+  LoadResult ok = peers("    b: \"[::1]:8180\"\n    a: localhost:8080\n");
+  ASSERT_TRUE(ok.ok()) << dump(ok);
+  EXPECT_EQ(ok.config->units.peers[0].address.host, "localhost");
+  EXPECT_EQ(ok.config->units.peers[1].address.host, "::1");
+  EXPECT_TRUE(OnlyError(peers("    c: 127.0.0.1:8280\n"), 7, "units.peers.c",
+                        "city 'c' is not in units.owners (a, b)"));
+  EXPECT_TRUE(OnlyError(peers("    bb: 127.0.0.1:8280\n"), 7, "units.peers.bb",
+                        "city 'bb' is not in units.owners (a, b) (did you mean 'b'?)"));
+  EXPECT_TRUE(OnlyError(peers("    b: 127.0.0.1\n"), 7, "units.peers.b",
+                        "expected host:port such as 127.0.0.1:8080 or [::1]:8080, got "
+                        "'127.0.0.1'"));
+  EXPECT_TRUE(OnlyError(peers("    b: 127.0.0.1:0\n"), 7, "units.peers.b",
+                        "port must be 1..65535, got '127.0.0.1:0'"));
+  EXPECT_TRUE(OnlyError(peers("    b: 127.0.0.1:8180\n    b: 127.0.0.1:8181\n"), 8, "units.peers.b",
+                        "duplicate city (first at line 7)"));
+  EXPECT_TRUE(OnlyError(peers("    - 127.0.0.1:8180\n"), 6, "units.peers",
+                        "expected a mapping of city to gateway address, such as {a: "
+                        "127.0.0.1:8080, b: 127.0.0.1:8180}, got a list"));
+  LoadResult no_owners = load_units("  key: header:x\n  owners: {}\n  peers: {a: 127.0.0.1:1}\n");
+  EXPECT_TRUE(HasError(no_owners, 6, "units.peers.a", "city 'a' is not in units.owners"));
+  EXPECT_TRUE(HasError(no_owners, 5, "units.owners", "shards 0-99 have no owner"));
+  EXPECT_EQ(no_owners.errors.size(), 2u) << dump(no_owners);
+  // A city listed in owners with no shard (yet) may have a peer: run-time switches can move
+  // shards to it.
+  EXPECT_TRUE(load_units("  key: header:x\n  owners: {a: 0-99, b: []}\n"
+                         "  peers: {b: 127.0.0.1:8180}\n")
+                  .ok());
+  // Owner cities that failed to load are not used to judge peers.
+  LoadResult broken =
+      load_units("  key: header:x\n  owners: {a: 0-99, b/1: 0}\n  peers: {b: 127.0.0.1:8180}\n");
+  EXPECT_TRUE(OnlyError(broken, 5, "units.owners.b/1",
+                        "'b/1' may only contain letters, digits, '_', '.' and '-'"));
+}
+
+TEST(DualCity, TimingBounds) {
+  auto units = [](std::string_view extra) {
+    return load_units("  key: header:x\n  owners: {a: 0-99}\n" + std::string(extra));
+  };
+  LoadResult zero = units("  hold_timeout: 0s\n");
+  ASSERT_TRUE(zero.ok()) << dump(zero);
+  EXPECT_EQ(zero.config->units.hold_timeout, 0s);
+  EXPECT_TRUE(units("  hold_timeout: 60s\n").ok());
+  EXPECT_TRUE(OnlyError(units("  hold_timeout: 61s\n"), 6, "units.hold_timeout",
+                        "must be at most 1m, got 61s"));
+  EXPECT_TRUE(OnlyError(units("  hold_timeout: 2\n"), 6, "units.hold_timeout",
+                        "expected a duration such as 500ms, 2s or 1m, got '2'"));
+  EXPECT_TRUE(units("  peer_timeouts: {connect: 1ns, request: 1h}\n").ok());
+  EXPECT_TRUE(OnlyError(units("  peer_timeouts: {connect: 0s}\n"), 6, "units.peer_timeouts.connect",
+                        "must be > 0 and at most 1h, got 0s"));
+  EXPECT_TRUE(OnlyError(units("  peer_timeouts: {request: 61m}\n"), 6,
+                        "units.peer_timeouts.request", "must be > 0 and at most 1h, got 61m"));
+  EXPECT_TRUE(OnlyError(units("  peer_timeouts: {idle: 1s}\n"), 6, "units.peer_timeouts.idle",
+                        "unknown key 'idle'"));
+  EXPECT_TRUE(OnlyError(units("  protect: yes\n"), 6, "units.protect",
+                        "expected true or false, got 'yes'"));
+  EXPECT_TRUE(OnlyError(units("  shard: 10\n"), 6, "units.shard",
+                        "unknown key 'shard' (did you mean 'shards'?)"));
+  EXPECT_TRUE(OnlyError(load_with("node: {city: a}\nunits: on\n"), 3, "units",
+                        "expected a mapping, got 'on'"));
+}
+
+TEST(DualCity, NodeCityRequiredWithUnits) {
+  const std::string units = "units: {key: header:x, owners: {a: 0-99}}\n";
+  EXPECT_TRUE(OnlyError(load_with(units), 2, "units", "node.city is required with units"));
+  EXPECT_TRUE(OnlyError(load_with("node: {id: gw, city: ''}\n" + units), 3, "units",
+                        "node.city is required with units"));
+  // A node.city that is itself wrong is reported once, there.
+  EXPECT_TRUE(OnlyError(load_with("node: {city: 'a b'}\n" + units), 2, "node.city",
+                        "'a b' may only contain letters, digits, '_', '.' and '-'"));
+  // An empty units section still needs key and owners, and node.city.
+  LoadResult empty = load_with("units:\n");
+  EXPECT_TRUE(HasError(empty, 2, "units.key", "required"));
+  EXPECT_TRUE(HasError(empty, 2, "units.owners", "required"));
+  EXPECT_TRUE(HasError(empty, 2, "units", "node.city is required with units"));
+  EXPECT_EQ(empty.errors.size(), 3u) << dump(empty);
+}
+
+TEST(DualCity, LocalityBounds) {
+  auto locality = [](std::string_view l) {
+    return load_with(service_with("locality: " + std::string(l)));
+  };
+  // Line 5 holds the locality section.
+  EXPECT_TRUE(locality("{prefer: same_city, failover_threshold: 1, panic_threshold: 0}").ok());
+  EXPECT_TRUE(locality("{failover_threshold: 0.001, panic_threshold: 0.999}").ok());
+  EXPECT_TRUE(OnlyError(locality("{failover_threshold: 0}"), 5,
+                        "services[0].locality.failover_threshold",
+                        "must be > 0 and at most 1, got 0"));
+  EXPECT_TRUE(OnlyError(locality("{failover_threshold: 1.5}"), 5,
+                        "services[0].locality.failover_threshold",
+                        "must be > 0 and at most 1, got 1.5"));
+  EXPECT_TRUE(OnlyError(locality("{failover_threshold: 70%}"), 5,
+                        "services[0].locality.failover_threshold",
+                        "expected a number such as 0.5, got '70%'"));
+  EXPECT_TRUE(OnlyError(locality("{panic_threshold: 1}"), 5, "services[0].locality.panic_threshold",
+                        "must be at least 0 and < 1, got 1"));
+  EXPECT_TRUE(OnlyError(locality("{panic_threshold: -0.1}"), 5,
+                        "services[0].locality.panic_threshold",
+                        "must be at least 0 and < 1, got -0.1"));
+  EXPECT_TRUE(OnlyError(locality("{prefer: same_citty}"), 5, "services[0].locality.prefer",
+                        "must be none, same_city or same_zone, got 'same_citty' (did you mean "
+                        "'same_city'?)"));
+  EXPECT_TRUE(
+      OnlyError(locality("{spill: 0.5}"), 5, "services[0].locality.spill", "unknown key 'spill'"));
+  EXPECT_TRUE(OnlyError(locality("same_city"), 5, "services[0].locality",
+                        "expected a mapping, got 'same_city'"));
+  // Preferring a city or zone the gateway does not know is allowed: all endpoints are then
+  // in one tier (docs/config.md).
+  LoadResult no_city = locality("{prefer: same_zone}");
+  ASSERT_TRUE(no_city.ok()) << dump(no_city);
+  EXPECT_EQ(no_city.config->node.city, "");
+}
+
+TEST(DualCity, AllErrorsAtOnceWithLinesAndPaths) {
+  LoadResult r = load(R"(
+listeners: [{name: public, address: 127.0.0.1:8080}]
+services:
+  - name: a
+    endpoints: [{address: 10.0.0.1:80}]
+    kind: unit
+    locality: {prefer: far, panic_threshold: 1}
+units:
+  key: path_segment:0
+  shards: 100
+  owners:
+    a: 0-49
+    b: 45-89
+  peers: {c: 127.0.0.1:8280}
+  hold_timeout: 2m
+)");
+  EXPECT_FALSE(r.config);
+  EXPECT_TRUE(
+      HasError(r, 6, "services[0].locality.prefer", "must be none, same_city or same_zone"));
+  EXPECT_TRUE(HasError(r, 6, "services[0].locality.panic_threshold", "must be at least 0 and < 1"));
+  EXPECT_TRUE(HasError(r, 7, "units", "node.city is required with units"));
+  EXPECT_TRUE(HasError(r, 8, "units.key", "path_segment must be 1..1000"));
+  EXPECT_TRUE(HasError(r, 12, "units.owners.b", "shards 45-49 owned by both a and b"));
+  EXPECT_TRUE(HasError(r, 10, "units.owners", "shards 90-99 have no owner"));
+  EXPECT_TRUE(HasError(r, 13, "units.peers.c", "city 'c' is not in units.owners (a, b)"));
+  EXPECT_TRUE(HasError(r, 14, "units.hold_timeout", "must be at most 1m, got 2m"));
+  EXPECT_EQ(r.errors.size(), 8u) << dump(r);
+  EXPECT_EQ(r.errors[4].to_string(), "test.yaml:10: units.owners: shards 90-99 have no owner");
+}
+
+TEST(ToJson, DualCityRoundTrips) {
+  LoadResult first = load(kDualCityExample);
+  ASSERT_TRUE(first.ok()) << dump(first);
+  std::string json = to_json(*first.config);
+  LoadResult second = load_string(json, "effective.json");
+  ASSERT_TRUE(second.ok()) << dump(second) << json;
+  EXPECT_EQ(to_json(*second.config), json);
+  EXPECT_EQ(second.config->units, first.config->units);
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_EQ(second.config->services[i].locality, first.config->services[i].locality) << i;
+
+  auto j = nlohmann::json::parse(json);
+  EXPECT_EQ(j["services"][0]["kind"], "unit");
+  EXPECT_EQ(j["services"][0]["locality"],
+            nlohmann::json::parse(
+                R"({"prefer":"same_zone","failover_threshold":0.5,"panic_threshold":0.0})"));
+  EXPECT_EQ(j["services"][1]["locality"]["prefer"], "none");
+  // Always shown, with the values in effect, also for a service whose file has no locality.
+  EXPECT_EQ(j["services"][2]["locality"],
+            nlohmann::json::parse(
+                R"({"prefer":"same_city","failover_threshold":0.7,"panic_threshold":0.25})"));
+  EXPECT_EQ(j["units"], nlohmann::json::parse(R"({
+    "key": "header:x-customer-id", "shards": 1000,
+    "owners": {"a": "0-499", "b": "500-999"},
+    "peers": {"a": "127.0.0.1:8080", "b": "gw-b.internal:8180"},
+    "protect": false, "hold_timeout": "500ms",
+    "peer_timeouts": {"connect": "200ms", "request": "3s"}})"));
+
+  // Other key sources, cities owning nothing or scattered shards, and no peers.
+  LoadResult other = load_with(
+      "node: {city: c}\n"
+      "units: {key: path_segment:3, owners: {a: '0-9, 20', b: '10-19, 21-99', c: []}, "
+      "hold_timeout: 0s}\n");
+  ASSERT_TRUE(other.ok()) << dump(other);
+  std::string other_json = to_json(*other.config);
+  LoadResult again = load_string(other_json, "effective.json");
+  ASSERT_TRUE(again.ok()) << dump(again) << other_json;
+  EXPECT_EQ(again.config->units, other.config->units);
+  auto ju = nlohmann::json::parse(other_json)["units"];
+  EXPECT_EQ(ju["key"], "path_segment:3");
+  EXPECT_EQ(ju["owners"], nlohmann::json::parse(R"({"a":"0-9, 20","b":"10-19, 21-99","c":""})"));
+  EXPECT_EQ(ju["peers"], nlohmann::json::object());
+  EXPECT_EQ(ju["hold_timeout"], "0s");
+  LoadResult query = load_with("node: {city: a}\nunits: {key: query:Cid, owners: {a: 0-99}}\n");
+  ASSERT_TRUE(query.ok()) << dump(query);
+  EXPECT_EQ(nlohmann::json::parse(to_json(*query.config))["units"]["key"], "query:Cid");
+}
+
+TEST(ToJson, UnitsLeftOutStayOut) {
+  LoadResult r = load_with(service_with("retry: {attempts: 1}"));
+  ASSERT_TRUE(r.ok()) << dump(r);
+  auto j = nlohmann::json::parse(to_json(*r.config));
+  EXPECT_FALSE(j.contains("units"));
+  EXPECT_TRUE(j["services"][0].contains("locality"));
 }
 
 // ---- robustness ----

@@ -1,0 +1,23 @@
+// `sluice gateway switch`: moves shard ownership between cities through the admin API of one or
+// more gateways. With several gateways the change is made in two phases (prepare everywhere,
+// then commit everywhere), so no two cities serve a shard at once and no request fails: requests
+// for the moving shards wait (units.hold_timeout) between the phases.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace sluice::cli {
+
+struct SwitchOptions {
+  std::vector<std::string> admins;  // host:port of each gateway's admin listener
+  std::string from;
+  std::string to;
+  std::string shards;  // empty = every shard `from` owns
+  double timeout_seconds = 5;
+};
+
+// Prints what it did (or why not) and returns the process exit code.
+int run_switch(const SwitchOptions& options);
+
+}  // namespace sluice::cli
