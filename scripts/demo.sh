@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The Sluice demo on one machine: two cities, each with sample services (accounts x2, payments x1)
-# behind its own gateway (examples/gateway-a.yaml, examples/gateway-b.yaml). Prints what runs where
-# and commands to try, then waits for Ctrl-C and stops everything it started.
+# behind its own gateway (examples/gateway-a.yaml, examples/gateway-b.yaml). accounts is a unit
+# service: customers are split into 100 shards by x-customer-id, city a owns 0-49 and city b 50-99,
+# and each gateway forwards the other city's customers to the other gateway. Prints what runs where
+# and commands to try (routing, shard routing, a city switchover), then waits for Ctrl-C and stops
+# everything it started.
 #   scripts/demo.sh           interactive (make demo)
 #   scripts/demo.sh --check   start everything, run the printed commands with assertions, exit 0/1
 # shellcheck disable=SC2317  # stop_all and on_exit are reached through traps
@@ -213,6 +216,20 @@ Try:
   # admin API
   curl -s http://$ADMIN_A/metrics | grep '^sluice_requests_total'
   curl -s http://$ADMIN_A/stats
+  # shard routing: accounts is a unit service; customer 42 is in shard 42, owned by city a, and
+  # customer 77 in shard 77, owned by city b. Either gateway serves a customer in its home city
+  # (look at "city"): the other one forwards the request there.
+  curl -s -H 'x-customer-id: 42' http://$GW_A/api/accounts/42; echo
+  curl -s -H 'x-customer-id: 42' http://$GW_B/api/accounts/42; echo
+  curl -s -H 'x-customer-id: 77' http://$GW_A/api/accounts/77; echo
+  curl -s http://$ADMIN_A/units; echo; curl -s http://$ADMIN_B/units; echo
+  # switchover: city a's shards 0-49 move to city b on both gateways at once (two-phase: no
+  # request fails); customer 42 is then served in city b, through either gateway
+  $SLUICE_BIN gateway switch --admin $ADMIN_A --admin $ADMIN_B --from a --to b --shards 0-49
+  curl -s -H 'x-customer-id: 42' http://$GW_A/api/accounts/42; echo
+  curl -s http://$ADMIN_A/units; echo
+  # and back
+  $SLUICE_BIN gateway switch --admin $ADMIN_A --admin $ADMIN_B --from b --to a --shards 0-49
   # reload the config (edit ${CONF_OF[gateway-a]} first to see a change); both ways work
   kill -HUP $PID_A && curl -s http://$ADMIN_A/ready
   curl -s -X POST http://$ADMIN_A/reload
@@ -345,6 +362,62 @@ if [ "$STATUS" = 200 ] && is_json; then
 else
   fail "GET http://$ADMIN_A/stats -> $STATUS $BODY"
 fi
+
+# shard routing: customer 42 (shard 42) lives in city a, customer 77 (shard 77) in city b; each
+# is served in its home city through either gateway
+customer_city() { # GATEWAY CUSTOMER: sets STATUS, BODY; prints the serving city
+  local args=(-s --max-time 5 -H "x-customer-id: $2" -o "$LOGDIR/.b" -w '%{http_code}')
+  rm -f "$LOGDIR/.b"
+  STATUS=$(curl "${args[@]}" "http://$1/api/accounts/$2" 2>/dev/null) || STATUS=${STATUS:-000}
+  BODY=$(cat "$LOGDIR/.b" 2>/dev/null || true)
+  [ "$STATUS" = 200 ] && json_field city
+}
+check_homes() { # EXPECTED-CITY-OF-42 EXPECTED-CITY-OF-77 WHEN
+  local gw c cust want
+  for gw in "$GW_A" "$GW_B"; do
+    for cust in 42 77; do
+      if [ "$cust" = 42 ]; then want=$1; else want=$2; fi
+      c=$(customer_city "$gw" "$cust")
+      if [ "$c" = "$want" ]; then
+        ok "$3: customer $cust through $gw -> 200 from city $c"
+      else
+        fail "$3: customer $cust through $gw -> $STATUS, city '$c' (expected $want) $BODY"
+      fi
+    done
+  done
+}
+# units_owners ADMIN: sets STATUS, BODY; prints the owners as a=..;b=.. (sorted)
+units_owners() {
+  http GET "http://$1/units"
+  python3 -c 'import json,sys
+try:
+    o = json.loads(sys.argv[1])["owners"]
+    print(";".join(f"{k}={o[k]}" for k in sorted(o)))
+except Exception:
+    print("")' "$BODY"
+}
+check_owners() { # EXPECTED WHEN
+  local admin got
+  for admin in "$ADMIN_A" "$ADMIN_B"; do
+    got=$(units_owners "$admin")
+    if [ "$STATUS" = 200 ] && [ "$(tr -d ' ' <<<"$got")" = "$1" ]; then
+      ok "$2: GET http://$admin/units -> owners $got"
+    else
+      fail "$2: GET http://$admin/units -> $STATUS $BODY (expected owners $1)"
+    fi
+  done
+}
+check_homes a b "before the switch"
+check_owners "a=0-49;b=50-99" "before the switch"
+if switch_out=$("$SLUICE_BIN" gateway switch --admin "$ADMIN_A" --admin "$ADMIN_B" --from a --to b \
+  --shards 0-49 2>&1); then ok "sluice gateway switch --from a --to b --shards 0-49 (both gateways)"; else
+  fail "sluice gateway switch --from a --to b --shards 0-49: $switch_out"; fi
+check_owners "b=0-99" "after the switch"
+check_homes b b "after the switch"
+if switch_out=$("$SLUICE_BIN" gateway switch --admin "$ADMIN_A" --admin "$ADMIN_B" --from b --to a \
+  --shards 0-49 2>&1); then ok "sluice gateway switch --from b --to a --shards 0-49 (back)"; else
+  fail "sluice gateway switch --from b --to a --shards 0-49: $switch_out"; fi
+check_homes a b "after switching back"
 
 # reload: SIGHUP, then POST /reload; the config version goes up and traffic keeps flowing
 http GET "http://$ADMIN_A/ready"

@@ -74,8 +74,12 @@ LocalityPlan::Choice LocalityPlan::apply(std::span<EndpointState> states,
   TierWeights avail{};
   std::array<uint32_t, kMaxTiers> live{}, untried_live{}, untried_avail{};
   size_t allowed = 0;
+  // Panic is judged on the whole service: a unit service whose owner city is down answers 503
+  // at once rather than sending every request to instances known to be dead.
+  uint64_t service_avail = 0;
   for (size_t i = 0; i < n; ++i) {
     const Info& e = info_[i];
+    if (available[i] && states[i].weight != 0) service_avail += e.weight;
     if (only != kAnyCity && e.city != only) continue;
     ++allowed;
     if (states[i].weight == 0) continue;
@@ -97,9 +101,11 @@ LocalityPlan::Choice LocalityPlan::apply(std::span<EndpointState> states,
   int chosen = -1;
   bool allow_tried = false;
   bool ignore_health = false;
-  const double share = total_weight == 0
-                           ? 0.0
-                           : static_cast<double>(avail_weight) / static_cast<double>(total_weight);
+  uint64_t service_total = 0;
+  for (int k = 0; k < tiers_; ++k) service_total += tier_weights_[k];
+  const double share = service_total == 0 ? 0.0
+                                          : static_cast<double>(service_avail) /
+                                                static_cast<double>(service_total);
   if (share < panic_threshold_) {
     // Panic: health is ignored, but the preference order still holds (a mostly-down service is
     // not also flooded with the other city's traffic).

@@ -49,7 +49,8 @@ class LocalityPlan {
   // chosen tier eligible = available && !tried; when none is, the next tier with an eligible
   // endpoint is used, then earlier tiers (most preferred first); when nothing untried is available
   // anywhere, the available endpoints of the chosen tier are eligible even if tried.
-  // Panic: when the available share (by weight) of all allowed endpoints is below panic_threshold,
+  // Panic: when the available share (by weight) of all the service's endpoints (only_city or not)
+  // is below panic_threshold,
   // health is ignored: the first tier with an untried allowed endpoint is used (all tried: the
   // first non-empty tier, tried ones included). tier == -1 when nothing may be picked: no allowed
   // endpoint (e.g. only_city has none), or none available while panic is off (panic_threshold 0).

@@ -307,8 +307,15 @@ TEST(LocalityTest, OnlyCityRestrictsAndNeverSpills) {
   c = t.apply(0.5, {}, "a");
   EXPECT_EQ(c.tier, -1);
   EXPECT_EQ(t.healthy(), "");
-  // With panic on, the city's own endpoints are offered despite health.
-  Service p(locality(kSameCity, 0.7, 0.25), "a", "", {ep("a"), ep("b"), ep("a")});
+  // Panic is judged on the whole service: one of three endpoints (city b) is up, a third of
+  // the weight, above 0.25: no panic, so nothing (the caller answers 503 at once).
+  Service q(locality(kSameCity, 0.7, 0.25), "a", "", {ep("a"), ep("b"), ep("a")});
+  q.down({0, 2});
+  c = q.apply(0.5, {}, "a");
+  EXPECT_EQ(c.tier, -1);
+  EXPECT_FALSE(c.panic);
+  // Below the threshold (a third < 0.5), the city's own endpoints are offered despite health.
+  Service p(locality(kSameCity, 0.7, 0.5), "a", "", {ep("a"), ep("b"), ep("a")});
   p.down({0, 2});
   c = p.apply(0.5, {}, "a");
   EXPECT_TRUE(c.panic);
