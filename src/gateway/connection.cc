@@ -343,45 +343,25 @@ Connection::UnitStep Connection::route_unit() {
   }
   std::string extra = fmt::format(",\"shard\":{},\"owner\":", unit_shard_);
   observability::append_json_string(extra, owner);
-  if (unit_hop_) {
-    // Forwarded here by another city's gateway; never forwarded a second time.
-    if (unit_loop_) {
-      // This city's own forward came back: the peers are misconfigured.
-      count(UnitResult::kLoop);
-      extra.insert(0, ",\"code\":\"UNIT_LOOP\"");
-      local_reply(508, "loop detected: this gateway's own forward came back to it", "", extra);
-      return UnitStep::kReplied;
-    }
-    int back = snap.peer_service(owner);
-    if (back >= 0 && http::listed_in_connection(hop_in_, owner)) {
-      // The city that forwarded it owns the shard now (it was switched while the request was
-      // on its way or held here): send it back, once. The owner serves it, or, if ownership
-      // moved yet again, finds its own city in the hop list and answers 508.
-      count(UnitResult::kForwarded);
-      forward_ = true;
-      service_index_ = static_cast<size_t>(back);
-      return UnitStep::kForward;
-    }
-    if (snap.config->units.protect) {
-      // The forwarding city thinks this city owns the shard, this city does not (a switch
-      // half applied, or stale ownership): serving it could write in two cities at once.
-      count(UnitResult::kNotOwned);
-      extra.insert(0, ",\"code\":\"UNIT_NOT_OWNED\"");
-      local_reply(421, "unit protection: this city does not own the shard of this request", "",
-                  extra);
-      return UnitStep::kReplied;
-    }
-    count(UnitResult::kLocal);
-    return UnitStep::kServe;
+  if (unit_loop_) {
+    // This city's own forward came back: the peers are misconfigured.
+    count(UnitResult::kLoop);
+    extra.insert(0, ",\"code\":\"UNIT_LOOP\"");
+    local_reply(508, "loop detected: this gateway's own forward came back to it", "", extra);
+    return UnitStep::kReplied;
   }
+  // A request another city forwarded here goes on only back to a city it came from, which has
+  // taken the shard over meanwhile (switched while the request was on its way or held here). The
+  // owner serves it or, if ownership moved yet again, finds itself in the hop list: 508.
   int peer = snap.peer_service(owner);
-  if (peer >= 0) {
+  if (peer >= 0 && (!unit_hop_ || http::listed_in_connection(hop_in_, owner))) {
     count(UnitResult::kForwarded);
     forward_ = true;
     service_index_ = static_cast<size_t>(peer);
     return UnitStep::kForward;
   }
   if (snap.config->units.protect) {
+    // Serving a shard this city does not own could write in two cities at once.
     count(UnitResult::kNotOwned);
     extra.insert(0, ",\"code\":\"UNIT_NOT_OWNED\"");
     local_reply(421, "unit protection: this city does not own the shard of this request", "",
