@@ -9,8 +9,10 @@ packages=(
   # libraries
   libasio-dev node-llhttp libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libcli11-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev libhiredis-dev
+  libsqlite3-dev libpq-dev
   # tests, demo and benchmarks
   python3 curl prometheus nginx-light haproxy wrk procps util-linux redis-server
+  postgresql
 )
 
 missing=()
@@ -31,7 +33,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # The packaged nginx, haproxy, prometheus and redis start system services; benchmarks run their own instances.
-for svc in nginx haproxy prometheus redis-server; do
+for svc in nginx haproxy prometheus redis-server postgresql; do
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop "$svc" >/dev/null 2>&1 || true; fi
   if command -v service >/dev/null 2>&1; then $SUDO service "$svc" stop >/dev/null 2>&1 || true; fi
 done

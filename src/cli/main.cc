@@ -8,6 +8,7 @@
 
 #include "cli/switch.h"
 #include "config/loader.h"
+#include "control/control_main.h"
 #include "core/duration.h"
 #include "core/log.h"
 #include "gateway/gateway.h"
@@ -77,6 +78,11 @@ int main(int argc, char** argv) {
   sw->add_option("--timeout", swo.timeout_seconds, "Seconds to wait for each gateway")
       ->check(CLI::PositiveNumber);
 
+  auto* control = app.add_subcommand("control", "Run the control plane");
+  std::string control_config;
+  control->add_option("--config,-c", control_config, "Control plane config file (YAML)")
+      ->required();
+
   auto* sample = app.add_subcommand("sample-service", "Run a sample microservice");
   sample::SampleOptions so;
   std::string latency = "0ms";
@@ -102,6 +108,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   if (*sw) return cli::run_switch(swo);
+  if (*control) return control::run_control(control_config);
   if (*gw) {
     if (config_path.empty()) {
       std::fprintf(stderr, "sluice gateway: --config FILE is required\n");

@@ -1419,9 +1419,11 @@ class SchemaLoader {
       // Checks that depend on the algorithm are skipped when it failed to load; its error stands.
       std::optional<RateAlgorithm> algorithm = rule.algorithm;
       if (const Value* a = m.get("algorithm")) {
-        auto i = read_enum(diag_, *a, kRateAlgorithms);
-        algorithm = i ? std::optional(static_cast<RateAlgorithm>(*i)) : std::nullopt;
-        if (algorithm) rule.algorithm = *algorithm;
+        algorithm.reset();
+        if (auto i = read_enum(diag_, *a, kRateAlgorithms)) {
+          rule.algorithm = static_cast<RateAlgorithm>(*i);
+          algorithm = rule.algorithm;
+        }
       }
       if (const Value* l = m.require("limit")) load_rate_value(*l, algorithm, rule.limit, nullptr);
       if (const Value* sv = m.get("scope")) {

@@ -1,0 +1,190 @@
+#include "control/control_config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "config/reader.h"
+
+namespace sluice::control {
+namespace {
+
+using config::Diagnostics;
+using config::MapReader;
+using config::Value;
+
+constexpr core::Duration kMinRetention = 1min;
+constexpr core::Duration kMaxRetention = 24h * 3650;  // ten years
+constexpr uint32_t kMaxThreads = 64;
+
+bool is_ip_literal(const std::string& host) {
+  std::string addr = host.substr(0, host.find('%'));
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, addr.c_str(), buf) == 1 || inet_pton(AF_INET6, addr.c_str(), buf) == 1;
+}
+
+class ControlLoader {
+ public:
+  ControlLoader(Diagnostics& diag, ControlConfig& c) : diag_(diag), c_(c) {}
+
+  void load(const Value& root) {
+    MapReader top(diag_, root, {"listen", "store", "auth", "tls", "stats", "events", "threads"});
+    if (!top.is_map()) return;
+    if (const Value* v = top.get("listen")) load_listen(*v);
+    if (const Value* v = top.require("store")) load_store(*v);
+    if (const Value* v = top.require("auth")) load_auth(*v);
+    if (const Value* v = top.get("tls")) load_tls(*v);
+    if (const Value* v = top.get("stats")) {
+      MapReader m(diag_, *v, {"retention"});
+      m.read("retention", c_.stats_retention, kMinRetention, kMaxRetention);
+    }
+    if (const Value* v = top.get("events")) {
+      MapReader m(diag_, *v, {"retention"});
+      m.read("retention", c_.events_retention, kMinRetention, kMaxRetention);
+    }
+    top.read_uint("threads", c_.threads, 1, kMaxThreads);
+  }
+
+ private:
+  void load_listen(const Value& v) {
+    auto s = config::read_string(diag_, v);
+    if (!s) return;
+    auto hp = core::parse_host_port(*s);
+    if (!hp) {
+      v.error(diag_,
+              fmt::format("expected host:port such as 127.0.0.1:7070 or [::1]:7070, got '{}'", *s));
+      return;
+    }
+    if (!is_ip_literal(hp->host)) {
+      v.error(diag_, fmt::format("must be an IP address (not a host name) with a port, such as "
+                                 "127.0.0.1:7070 or :7070, got '{}'",
+                                 *s));
+      return;
+    }
+    c_.listen = *hp;
+  }
+
+  void load_store(const Value& v) {
+    auto s = config::read_string(diag_, v);
+    if (!s) return;
+    std::string_view url = *s;
+    if (url.starts_with("sqlite:")) {
+      std::string_view rest = url.substr(7);
+      if (rest.starts_with("//")) rest.remove_prefix(2);
+      if (rest.empty()) {
+        v.error(diag_, "sqlite: needs a file, such as sqlite:///var/lib/sluice/control.db");
+        return;
+      }
+    } else if (url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+      if (url.find("://") + 3 == url.size()) {
+        v.error(diag_, "postgres:// needs at least a host or database");
+        return;
+      }
+    } else {
+      v.error(diag_, fmt::format("expected sqlite:///PATH, sqlite::memory: or "
+                                 "postgres://USER@HOST:PORT/DB, got '{}'",
+                                 url.substr(0, url.find('@'))));
+      return;
+    }
+    c_.store = *s;
+  }
+
+  void load_auth(const Value& v) {
+    MapReader m(diag_, v, {"admin_token_file"});
+    if (!m.is_map()) return;
+    if (const Value* f = m.require("admin_token_file")) {
+      auto s = config::read_string(diag_, *f);
+      if (!s) return;
+      if (s->empty()) {
+        f->error(diag_, "must not be empty");
+        return;
+      }
+      // The file itself may be missing (it is created on first start), its directory may not.
+      std::filesystem::path dir = std::filesystem::path(*s).parent_path();
+      std::error_code ec;
+      if (!dir.empty() && !std::filesystem::is_directory(dir, ec)) {
+        f->error(diag_, fmt::format("directory {} does not exist", dir.string()));
+        return;
+      }
+      c_.admin_token_file = *s;
+    }
+  }
+
+  void load_tls(const Value& v) {
+    MapReader m(diag_, v, {"cert", "key"});
+    if (!m.is_map()) return;
+    bool ok = true;
+    for (const char* key : {"cert", "key"}) {
+      const Value* f = m.require(key);
+      if (f == nullptr) {
+        ok = false;
+        continue;
+      }
+      auto s = config::read_string(diag_, *f);
+      if (!s) {
+        ok = false;
+        continue;
+      }
+      if (::access(s->c_str(), R_OK) != 0) {
+        f->error(diag_, fmt::format("cannot read {}: {}", *s, std::strerror(errno)));
+        ok = false;
+        continue;
+      }
+      (std::string_view(key) == "cert" ? c_.tls_cert : c_.tls_key) = *s;
+    }
+    c_.tls = ok;
+  }
+
+  Diagnostics& diag_;
+  ControlConfig& c_;
+};
+
+}  // namespace
+
+ControlConfigResult load_control_string(std::string_view yaml, const std::string& source_name) {
+  ControlConfigResult result;
+  try {
+    Diagnostics diag(source_name);
+    std::optional<YAML::Node> document = config::parse_single_document(yaml, diag);
+    if (!document) {
+      result.errors = diag.take();
+      return result;
+    }
+    auto c = std::make_shared<ControlConfig>();
+    c->source_file = source_name;
+    Value root{*document, "", 1};
+    ControlLoader(diag, *c).load(root);
+    if (diag.count() == 0) result.config = std::move(c);
+    result.errors = diag.take();
+  } catch (const std::exception& e) {
+    result.config.reset();
+    result.errors = {
+        config::ConfigError{source_name, 0, "", std::string("internal error: ") + e.what()}};
+  }
+  return result;
+}
+
+ControlConfigResult load_control_file(const std::string& path) {
+  auto fail = [&](std::string message) {
+    ControlConfigResult result;
+    result.errors.push_back(config::ConfigError{path, 0, "", std::move(message)});
+    return result;
+  };
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return fail("cannot read config: is a directory");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail(fmt::format("cannot read config: {}", std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return load_control_string(text.str(), path);
+}
+
+}  // namespace sluice::control

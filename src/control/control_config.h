@@ -1,0 +1,41 @@
+// control.yaml: where the control plane listens, its store, the admin token file, optional TLS
+// and retention. Loaded like the gateway file: every error at once, each with file:line and key.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/loader.h"
+#include "core/address.h"
+#include "core/duration.h"
+
+namespace sluice::control {
+
+using namespace std::chrono_literals;
+
+struct ControlConfig {
+  std::string source_file;
+  core::HostPort listen{"127.0.0.1", 7070};
+  std::string store;             // "sqlite:///path", "sqlite::memory:", "postgres://..."
+  std::string admin_token_file;  // auth.admin_token_file
+  bool tls = false;
+  std::string tls_cert;                    // PEM file (chain allowed)
+  std::string tls_key;                     // PEM file
+  core::Duration stats_retention = 24h;    // 1-minute rollups kept this long
+  core::Duration events_retention = 168h;  // events kept this long
+  uint32_t threads = 2;                    // API server threads
+};
+
+struct ControlConfigResult {
+  std::shared_ptr<const ControlConfig> config;  // null when errors is not empty
+  std::vector<config::ConfigError> errors;
+  bool ok() const { return errors.empty(); }
+};
+
+ControlConfigResult load_control_string(std::string_view yaml, const std::string& source_name);
+ControlConfigResult load_control_file(const std::string& path);
+
+}  // namespace sluice::control

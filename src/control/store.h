@@ -1,0 +1,242 @@
+// The control plane's store: versioned config (each version a whole resource set), registry,
+// gateways, events, 1-minute stats rollups and API tokens, on SQLite or PostgreSQL with the same
+// logic for both. Every write is one transaction: nothing is ever partially applied.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace sluice::control {
+
+// I/O failures, malformed URLs and rejected input. The message names the backend and the operation.
+struct StoreError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+inline constexpr std::array<std::string_view, 4> kResourceKinds = {"service", "route", "rate_limit",
+                                                                   "units"};
+inline constexpr std::array<std::string_view, 3> kTokenRoles = {"viewer", "operator", "admin"};
+
+struct Resource {
+  std::string kind;  // one of kResourceKinds
+  std::string name;
+  nlohmann::json spec;
+  bool operator==(const Resource&) const = default;
+};
+
+struct VersionInfo {
+  int64_t number = 0;
+  std::string author;
+  int64_t created_ms = 0;
+  std::string reason;
+  nlohmann::json diff;
+  bool operator==(const VersionInfo&) const = default;
+};
+
+struct Instance {
+  std::string service, id, address, city, zone;
+  uint32_t weight = 1;
+  int64_t ttl_ms = 10000;
+  int64_t registered_ms = 0, heartbeat_ms = 0;
+  bool operator==(const Instance&) const = default;
+};
+
+struct GatewayRecord {
+  std::string id, city, zone;
+  int64_t applied_version = 0;
+  std::string status;
+  std::string error;
+  int64_t seen_ms = 0;
+  bool operator==(const GatewayRecord&) const = default;
+};
+
+struct Event {
+  int64_t id = 0;  // assigned by append_event
+  int64_t at_ms = 0;
+  std::string source, kind, subject;
+  nlohmann::json detail;
+  bool operator==(const Event&) const = default;
+};
+
+struct TokenRecord {
+  std::string id;
+  std::string hash;  // the caller hashes (SHA-256); the store never sees a token
+  std::string role;  // one of kTokenRoles
+  std::string name;
+  int64_t created_ms = 0;
+  bool operator==(const TokenRecord&) const = default;
+};
+
+struct Rollup {
+  int64_t minute_ms = 0;
+  std::string gateway;
+  nlohmann::json data;
+  bool operator==(const Rollup&) const = default;
+};
+
+// What a long poll compares: the latest config version and the registry revision (bumped when an
+// instance appears, leaves or changes address, city, zone or weight; not by heartbeats). One cheap
+// query, so a control plane learns of writes made through another one on the same database.
+struct Revision {
+  int64_t config = 0;
+  int64_t registry = 0;
+  bool operator==(const Revision&) const = default;
+};
+
+// Thread-safe. Config versions and tokens are durable when the call returns; the registry,
+// gateway status, events and rollups are soft state and may lose their last writes in a power cut
+// (never half a write), which keeps heartbeats off the fsync path.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // "sqlite:///abs/path.db", "sqlite:relative/path.db", "sqlite::memory:" (private to this
+  // Store), "postgres://user@host:port/db" or "postgresql://..." (any libpq URI). Runs migrate().
+  static std::unique_ptr<Store> open(const std::string& url);
+
+  virtual std::string backend() const = 0;  // "sqlite" | "postgres"
+  // For logs and errors: backend and where, never a password ("postgres sluice@db1:5432/control").
+  virtual std::string location() const = 0;
+
+  // Applies the missing schema migrations in one transaction; idempotent. Throws if the database
+  // was migrated by a newer build than this one.
+  virtual void migrate() = 0;
+  virtual int schema_version() = 0;
+
+  // Config versions. Each version holds the whole resource set, so a rollback commits an old set.
+  virtual int64_t latest_version() = 0;  // 0 when nothing was ever written
+  // 0 = latest; sorted by kind, name (bytewise). Empty for a version that does not exist.
+  virtual std::vector<Resource> resources(int64_t version = 0) = 0;
+  // Commits `all` as version latest+1 only if latest == expected (optimistic concurrency: of two
+  // control planes on one database, one wins). Returns the new version, or 0 on conflict. Throws
+  // StoreError, writing nothing, for an unknown kind, an empty name, a (kind, name) given twice
+  // or an empty reason.
+  virtual int64_t commit(const std::vector<Resource>& all, const std::string& author,
+                         const std::string& reason, const nlohmann::json& diff, int64_t expected,
+                         int64_t now_ms) = 0;
+  // Newest first; at most `limit` (<= 0: all), numbers below `before` (<= 0: from the latest).
+  virtual std::vector<VersionInfo> versions(int64_t limit, int64_t before = 0) = 0;
+  virtual std::optional<VersionInfo> version(int64_t number) = 0;
+
+  // Registry. Instances are sorted by service, id.
+  virtual void upsert_instance(const Instance& i) = 0;  // register (or re-register)
+  // false: unknown (the instance should register again). Never moves heartbeat_ms backwards.
+  virtual bool heartbeat(const std::string& service, const std::string& id, int64_t now_ms) = 0;
+  virtual bool remove_instance(const std::string& service, const std::string& id) = 0;
+  virtual std::vector<Instance> instances(const std::string& service = {}) = 0;  // {} = all
+  // Removes and returns those with heartbeat_ms + ttl_ms < now_ms (alive at exactly the TTL).
+  virtual std::vector<Instance> expire_instances(int64_t now_ms) = 0;
+
+  // Gateways (registered data planes), sorted by id.
+  virtual void upsert_gateway(const GatewayRecord& g) = 0;
+  virtual std::vector<GatewayRecord> gateways() = 0;
+
+  // Events. Ids increase in commit order, also across control planes sharing a database, so
+  // paging with after_id never skips one.
+  virtual int64_t append_event(const Event& e) = 0;  // returns the id (e.id is ignored)
+  virtual std::vector<Event> events(int64_t after_id, int64_t limit) = 0;  // oldest first
+  virtual int64_t prune_events(int64_t before_ms) = 0;  // removes at_ms < before_ms; returns count
+
+  // Stats: 1-minute rollups, upserted by (minute, gateway); ranges are [from_ms, to_ms).
+  virtual void put_rollup(int64_t minute_ms, const std::string& gateway,
+                          const nlohmann::json& data) = 0;
+  // Sorted by minute, then gateway; {} = every gateway.
+  virtual std::vector<Rollup> rollup_rows(int64_t from_ms, int64_t to_ms,
+                                          const std::string& gateway = {}) = 0;
+  // rollup_rows without the gateway column (handy when one gateway is asked for).
+  virtual std::vector<std::pair<int64_t, nlohmann::json>> rollups(int64_t from_ms, int64_t to_ms,
+                                                                  const std::string& gateway = {});
+  virtual int64_t prune_rollups(int64_t before_ms) = 0;  // removes minute < before; returns count
+
+  // Tokens, stored hashed (the caller hashes). add_token throws StoreError for a role outside
+  // kTokenRoles, an empty id or hash, or an id or hash that exists.
+  virtual void add_token(const TokenRecord& t) = 0;
+  virtual std::optional<TokenRecord> find_token(const std::string& hash) = 0;
+  virtual std::vector<TokenRecord> tokens() = 0;  // sorted by id
+  virtual size_t token_count() = 0;
+  virtual bool remove_token(const std::string& id) = 0;
+
+  // Change notification for long polls across processes: poll this (one indexed query); equal
+  // Revisions mean nothing a gateway sees has changed.
+  virtual Revision revision() = 0;
+};
+
+// What the backends implement. Store logic is written once (store.cc) against this small SQL
+// connection; sqlite_store.cc and postgres_store.cc only move statements and rows.
+namespace detail {
+
+enum class Failure {
+  kOther,
+  kConstraint,  // unique or check constraint violated
+  kConflict,    // serialization failure or deadlock: retrying the transaction may succeed
+  kConnection,  // the connection is gone; reconnect() may bring it back
+};
+
+struct SqlError : StoreError {
+  SqlError(Failure f, const std::string& message) : StoreError(message), failure(f) {}
+  Failure failure;
+};
+
+enum class Tx {
+  kRead,
+  kWrite,  // durable once committed: config versions, tokens, schema
+  // May be lost in a power cut or server crash (never half-applied, never reordered): SQLite
+  // synchronous=NORMAL, PostgreSQL synchronous_commit=off. For soft state that is rewritten
+  // anyway: the registry (instances re-register after a 404 heartbeat), gateway status, events,
+  // rollups. Keeps 2,000 heartbeats a second from waiting on 2,000 fsyncs.
+  kWriteRelaxed,
+};
+
+using SqlValue = std::variant<int64_t, std::string>;
+
+struct SqlResult {
+  std::vector<std::vector<std::string>> rows;  // text of each column; NULL reads as ""
+  int64_t affected = 0;                        // rows changed by INSERT, UPDATE or DELETE
+};
+
+// Not thread-safe; SqlStore serialises calls. Throws SqlError.
+class SqlConnection {
+ public:
+  virtual ~SqlConnection() = default;
+  virtual std::string backend() const = 0;
+  virtual std::string location() const = 0;
+  // Placeholders are $1, $2, ... in both dialects; values are bound, never spliced into the text.
+  virtual SqlResult query(const std::string& sql, std::span<const SqlValue> params) = 0;
+  // Several statements without parameters: fixed migration text from the repo only.
+  virtual void script(const std::string& sql) = 0;
+  // A write transaction takes the write lock at once (SQLite BEGIN IMMEDIATE), so a
+  // read-check-write cannot be overtaken by another process.
+  virtual void begin(Tx mode) = 0;
+  virtual void commit() = 0;
+  virtual void rollback() noexcept = 0;
+  // Instead of begin(): the next query runs alone in its own implicit transaction (kRead or
+  // kWriteRelaxed only).
+  virtual void autocommit(Tx mode) = 0;  // no-op outside a transaction or on a dead connection
+  // Serialises transactions across processes until commit (PostgreSQL advisory lock; SQLite's
+  // write transactions are serial already).
+  virtual void lock(int64_t key) = 0;
+  virtual bool reconnect() = 0;  // after Failure::kConnection; false if impossible
+};
+
+// `path`: a file path or ":memory:". WAL mode, busy timeout, foreign keys on.
+std::unique_ptr<SqlConnection> connect_sqlite(const std::string& path);
+// Any libpq URI; a connect timeout and TCP keepalives are added unless the URI sets them.
+std::unique_ptr<SqlConnection> connect_postgres(const std::string& uri);
+// Parses a store URL as Store::open does, without migrating.
+std::unique_ptr<SqlConnection> connect(const std::string& url);
+// The URL with any password replaced by "***", for messages.
+std::string redact_url(const std::string& url);
+
+}  // namespace detail
+}  // namespace sluice::control
