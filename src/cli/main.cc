@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "cli/ctl.h"
 #include "cli/switch.h"
 #include "config/loader.h"
 #include "control/control_main.h"
@@ -83,6 +84,13 @@ int main(int argc, char** argv) {
   control->add_option("--config,-c", control_config, "Control plane config file (YAML)")
       ->required();
 
+  // `sluice ctl` parses its own words (kubectl-like flags anywhere); see cli/ctl.h.
+  auto* ctl = app.add_subcommand("ctl", "Control plane client: apply, get, diff, delete, versions, "
+                                        "rollback, instances, gateways, events (ctl --help)");
+  ctl->prefix_command();
+  ctl->allow_extras();
+  ctl->set_help_flag();
+
   auto* sample = app.add_subcommand("sample-service", "Run a sample microservice");
   sample::SampleOptions so;
   std::string latency = "0ms";
@@ -98,6 +106,10 @@ int main(int argc, char** argv) {
   sample->add_option("--control-plane", so.control_plane, "Control plane URL to register with");
   sample->add_option("--token-file", so.token_file, "Token for the control plane");
 
+  if (argc >= 2 && std::string(argv[1]) == "ctl") {
+    std::signal(SIGPIPE, SIG_IGN);
+    return cli::run_ctl(std::vector<std::string>(argv + 2, argv + argc));
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -108,6 +120,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   if (*sw) return cli::run_switch(swo);
+  if (*ctl) return cli::run_ctl(ctl->remaining());
   if (*control) return control::run_control(control_config);
   if (*gw) {
     if (config_path.empty()) {
