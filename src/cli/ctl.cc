@@ -1,20 +1,20 @@
 #include "cli/ctl.h"
 
+#include <yaml-cpp/yaml.h>
 #include <asio/connect.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/write.hpp>
 #include <nlohmann/json.hpp>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <cstring>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -543,8 +543,7 @@ std::string change_counts(const json& diff) {
       if (op == "remove") ++remove;
     }
   }
-  return "+" + std::to_string(add) + " ~" + std::to_string(change) + " -" +
-         std::to_string(remove);
+  return "+" + std::to_string(add) + " ~" + std::to_string(change) + " -" + std::to_string(remove);
 }
 
 // Line diff (longest common subsequence) of two texts, unified-style without hunks.
@@ -593,8 +592,7 @@ void print_diff_summary(const json& diff, const char* indent) {
   for (const auto& d : diff) {
     std::string op = str_of(d, "op");
     const char* verb = op == "add" ? "created" : op == "remove" ? "deleted" : "changed";
-    std::printf("%s%s/%s %s\n", indent, str_of(d, "kind").c_str(), str_of(d, "name").c_str(),
-                verb);
+    std::printf("%s%s/%s %s\n", indent, str_of(d, "kind").c_str(), str_of(d, "name").c_str(), verb);
   }
 }
 
@@ -653,7 +651,8 @@ int report(const Ctx& c, const Reply& r, const std::string& what) {
   std::fprintf(stderr, "sluice ctl: %s: %s\n", what.c_str(), msg.c_str());
   if (j.is_object() && j.contains("errors") && j["errors"].is_array()) {
     for (const auto& e : j["errors"])
-      std::fprintf(stderr, "  %s\n", e.is_string() ? e.get<std::string>().c_str() : e.dump().c_str());
+      std::fprintf(stderr, "  %s\n",
+                   e.is_string() ? e.get<std::string>().c_str() : e.dump().c_str());
   }
   if (r.status == 409) std::fprintf(stderr, "  (someone else wrote first: try again)\n");
   return kRefused;
@@ -684,8 +683,7 @@ std::optional<std::string> canonical_kind(const std::string& k_in) {
   std::replace(k.begin(), k.end(), '-', '_');
   if (k == "service" || k == "services" || k == "svc") return "service";
   if (k == "route" || k == "routes") return "route";
-  if (k == "rate_limit" || k == "rate_limits" || k == "ratelimit" || k == "ratelimits" ||
-      k == "rl")
+  if (k == "rate_limit" || k == "rate_limits" || k == "ratelimit" || k == "ratelimits" || k == "rl")
     return "rate_limit";
   if (k == "units" || k == "unit") return "units";
   return std::nullopt;
@@ -785,8 +783,10 @@ int cmd_get(Ctx& c) {
   const Options& o = c.opt;
   int rc = 0;
   if (!check_output(o, &rc)) return rc;
-  if (o.positional.size() < 2) return usage_error("get: KIND is required (service, route, rate_limit, units, all)");
-  if (o.positional.size() > 3) return usage_error("get: unexpected argument '" + o.positional[3] + "'");
+  if (o.positional.size() < 2)
+    return usage_error("get: KIND is required (service, route, rate_limit, units, all)");
+  if (o.positional.size() > 3)
+    return usage_error("get: unexpected argument '" + o.positional[3] + "'");
   std::string kind_arg = lower(o.positional[1]);
   std::optional<std::string> kind;
   if (kind_arg != "all") {
@@ -803,7 +803,8 @@ int cmd_get(Ctx& c) {
     if (!o.output.empty()) {
       print_output(o, a);
     } else {
-      print_table({"KIND", "NAME", "SUMMARY"}, {{str_of(a, "kind"), str_of(a, "name"), summary(a)}});
+      print_table({"KIND", "NAME", "SUMMARY"},
+                  {{str_of(a, "kind"), str_of(a, "name"), summary(a)}});
     }
     return kOk;
   }
@@ -1078,7 +1079,8 @@ int parse_args(const std::vector<std::string>& args, Options* o) {
 std::string config_path() {
   if (const char* x = std::getenv("XDG_CONFIG_HOME"); x && *x)
     return std::string(x) + "/sluice/ctl.yaml";
-  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.config/sluice/ctl.yaml";
+  if (const char* h = std::getenv("HOME"); h && *h)
+    return std::string(h) + "/.config/sluice/ctl.yaml";
   return "";
 }
 
@@ -1094,7 +1096,7 @@ int run_ctl(const std::vector<std::string>& args) {
     return asked ? kOk : kUsage;
   }
   const std::string verb = o.positional[0];
-  static const char* kVerbs[] = {"apply", "diff",      "get",      "delete", "versions",
+  static const char* kVerbs[] = {"apply",    "diff",      "get",      "delete", "versions",
                                  "rollback", "instances", "gateways", "events"};
   if (std::none_of(std::begin(kVerbs), std::end(kVerbs), [&](const char* v) { return verb == v; }))
     return usage_error("unknown command '" + verb +
