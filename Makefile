@@ -3,7 +3,7 @@ BUILD ?= build/release
 FUZZ_BUILD ?= build/fuzz
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build fuzz test unit demo bench format clean
+.PHONY: all deps build fuzz test unit demo bench drill format clean
 
 all: build
 
@@ -34,7 +34,12 @@ demo: build
 
 bench: build
 	$(BUILD)/micro_bench --benchmark_min_time=0.2
+	bench/ratelimit_accuracy.sh --sluice $(BUILD)/sluice
 	bench/proxy_bench.sh
+
+# Dual-city drill (docs/operations.md): e.g. make drill DRILL_ARGS='--kill-gateway --json'
+drill: build
+	bench/drill.py --sluice $(BUILD)/sluice $(DRILL_ARGS)
 
 format:
 	find src tests bench -name '*.cc' -o -name '*.h' | xargs clang-format -i

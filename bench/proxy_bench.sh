@@ -2,6 +2,8 @@
 # Proxy benchmark: wrk against the backend directly, nginx, HAProxy and the sluice gateway, one
 # worker each, the proxy alone on one CPU and backend + wrk on another, all in one run. Reports
 # req/s, p50/p99, the proxy's busy CPU %, req/s per busy proxy core and ratios to the better peer.
+# `sluice-gov` is the same sluice gateway with five rate-limit rules, a circuit breaker and outlier
+# detection; it is also reported against plain sluice (the issue 3 overhead target).
 # See docs/benchmarks.md for what each scenario measures and how to read the figures.
 # shellcheck disable=SC2317  # cleanup is reached through a trap
 set -euo pipefail
@@ -21,7 +23,11 @@ usage: bench/proxy_bench.sh [options]
                       3 s each after 1 s warm-up
   --scenarios LIST    comma-separated names or globs (e.g. 'ka-*,idle'); see --list
   --list              print the scenario names and exit
-  --proxies LIST      subset of direct,nginx,haproxy,sluice (default: all)
+  --proxies LIST      subset of direct,nginx,haproxy,sluice,sluice-gov (default: all);
+                      sluice-gov = sluice plus five rate-limit rules, a circuit breaker and
+                      outlier detection (bench/conf/sluice-gateway-gov.yaml.in);
+                      sluice-dc = sluice with a unit service, shard lookup and locality tiers
+                      (bench/conf/sluice-gateway-dc.yaml.in; not in the default list)
   --backend KIND      sluice (sample-service) or nginx (stand-in with fixed bodies);
                       default: sluice when the binary exists, else nginx
   --sluice PATH       sluice binary (default: \$SLUICE_BIN or build/sluice)
@@ -48,7 +54,7 @@ WARMUP=2
 REPEAT=1
 QUICK=0
 SCENARIO_SPEC=""
-PROXIES="direct,nginx,haproxy,sluice"
+PROXIES="direct,nginx,haproxy,sluice,sluice-gov"
 BACKEND=auto
 SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
 PROXY_CPU=1
@@ -128,7 +134,10 @@ fi
 
 IFS=',' read -ra PROXY_LIST <<<"$PROXIES"
 for p in "${PROXY_LIST[@]}"; do
-  case $p in direct|nginx|haproxy|sluice) ;; *) die "unknown proxy '$p' (direct, nginx, haproxy, sluice)" ;; esac
+  case $p in
+    direct|nginx|haproxy|sluice|sluice-gov|sluice-dc) ;;
+    *) die "unknown proxy '$p' (direct, nginx, haproxy, sluice, sluice-gov, sluice-dc)" ;;
+  esac
 done
 has_proxy() { [[ ",$PROXIES," == *",$1,"* ]]; }
 
@@ -386,10 +395,12 @@ start_proxy() {
         BACKEND_PORT="$BACKEND_PORT" MAXCONN=$((IDLE_CONNS + 512))
       spawn "$PROXY_CPU" "$log" haproxy -db -f "$PROXY_DIR/haproxy.cfg"
       ;;
-    sluice)
-      local admin_port
+    sluice|sluice-gov|sluice-dc)
+      local admin_port tmpl=$CONF/sluice-gateway.yaml.in
+      [ "$name" = sluice-gov ] && tmpl=$CONF/sluice-gateway-gov.yaml.in
+      [ "$name" = sluice-dc ] && tmpl=$CONF/sluice-gateway-dc.yaml.in
       admin_port=$(free_port)
-      render "$CONF/sluice-gateway.yaml.in" "$PROXY_DIR/gateway.yaml" LISTEN_PORT="$PROXY_PORT" \
+      render "$tmpl" "$PROXY_DIR/gateway.yaml" LISTEN_PORT="$PROXY_PORT" \
         ADMIN_PORT="$admin_port" BACKEND_PORT="$BACKEND_PORT" KEEPALIVE="$keepalive"
       spawn "$PROXY_CPU" "$log" "$SLUICE_BIN" gateway --config "$PROXY_DIR/gateway.yaml"
       if ! wait_http "http://127.0.0.1:$admin_port/ready" "$SPAWNED_PID" "$log"; then
@@ -521,12 +532,12 @@ run_idle() {
 # main
 
 RUN_PROXIES=()
-for p in direct nginx haproxy sluice; do
+for p in direct nginx haproxy sluice sluice-gov sluice-dc; do
   has_proxy "$p" || continue
-  if [ "$p" = sluice ] && [ "$HAVE_SLUICE" = 0 ]; then
-    echo "proxy_bench: $SLUICE_BIN not found — sluice entries skipped (run 'make build')"
+  if [[ $p == sluice* ]] && [ "$HAVE_SLUICE" = 0 ]; then
+    echo "proxy_bench: $SLUICE_BIN not found — $p entries skipped (run 'make build')"
     for sc in "${SCENARIOS[@]}"; do
-      python3 "$LIB/benchlib.py" record-skip "$RESULTS" scenario="$sc" proxy=sluice round=1 \
+      python3 "$LIB/benchlib.py" record-skip "$RESULTS" scenario="$sc" proxy="$p" round=1 \
         reason="skipped: build/sluice not found"
     done
     continue
@@ -581,6 +592,9 @@ META=$TMP/meta.txt
 mkdir -p "$(dirname "$OUT")"
 echo
 python3 "$LIB/benchlib.py" report "$RESULTS" "$META" "$OUT"
+if has_proxy sluice && has_proxy sluice-gov; then
+  python3 "$LIB/govreport.py" "$RESULTS" "$OUT"
+fi
 cp "$RESULTS" "${OUT%.md}.jsonl"
 echo "proxy_bench: wrote $OUT and ${OUT%.md}.jsonl"
 OK=1

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Helpers for bench/ratelimit_accuracy.sh (stdlib only).
+
+  ratelimit_acc.py counters RULE FILE...   sum a rule's counters over /metrics scrapes:
+                                           prints "allowed rejected fallback"
+  ratelimit_acc.py record RESULTS k=v...   one measured run as a JSON line (see cmd_record)
+  ratelimit_acc.py report RESULTS META MD  print the table and write it as markdown to MD
+
+Admitted/s = (allowed counter after - before) / time between the two scrapes, summed over the
+gateways of a run; offered/s = (allowed + rejected) deltas / the same time, i.e. what the
+gateways saw in exactly the measured interval.
+"""
+import json
+import re
+import sys
+
+# Targets from issue 3: admitted within this many % of the limit.
+TARGET_PCT = {"node": 1.0, "cluster": 5.0}
+
+LINE = re.compile(r'^(sluice_ratelimit_(?:requests|fallback)_total)\{([^}]*)\}\s+(\S+)\s*$')
+
+
+def labels(text):
+    return dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', text))
+
+
+def cmd_counters(argv):
+    rule, files = argv[0], argv[1:]
+    allowed = rejected = fallback = 0.0
+    seen = False
+    for path in files:
+        with open(path) as f:
+            for line in f:
+                m = LINE.match(line)
+                if not m:
+                    continue
+                lab = labels(m.group(2))
+                if lab.get("rule") != rule:
+                    continue
+                v = float(m.group(3))
+                seen = True
+                if m.group(1) == "sluice_ratelimit_fallback_total":
+                    fallback += v
+                elif lab.get("result") == "allowed":
+                    allowed += v
+                elif lab.get("result") == "rejected":
+                    rejected += v
+    if not seen:
+        print(f"ratelimit_acc: no counters of rule {rule!r} in {' '.join(files)}", file=sys.stderr)
+        return 1
+    print(f"{allowed:.0f} {rejected:.0f} {fallback:.0f}")
+    return 0
+
+
+def kv(argv):
+    out = {}
+    for a in argv:
+        k, sep, v = a.partition("=")
+        if not sep:
+            raise SystemExit(f"ratelimit_acc: expected key=value, got {a!r}")
+        out[k] = v
+    return out
+
+
+def cmd_record(argv):
+    """k=v: scope algorithm limit gateways t0 t1 a0 a1 r0 r1 f0 f1 [wrk_out=FILE...]"""
+    results, a = argv[0], kv(argv[1:])
+    elapsed = float(a["t1"]) - float(a["t0"])
+    admitted = int(a["a1"]) - int(a["a0"])
+    rejected = int(a["r1"]) - int(a["r0"])
+    limit = float(a["limit"])
+    rec = {
+        "scope": a["scope"], "algorithm": a["algorithm"], "limit": limit,
+        "gateways": int(a["gateways"]), "round": int(a.get("round", 1)),
+        "elapsed_s": elapsed, "admitted": admitted, "rejected": rejected,
+        "fallback": int(a["f1"]) - int(a["f0"]),
+        "admitted_per_s": admitted / elapsed,
+        "offered_per_s": (admitted + rejected) / elapsed,
+    }
+    rec["error_pct"] = 100.0 * (rec["admitted_per_s"] - limit) / limit
+    rec["target_pct"] = TARGET_PCT[rec["scope"]]
+    rec["pass"] = abs(rec["error_pct"]) <= rec["target_pct"]
+    errs = 0
+    for path in [v for k, v in a.items() if k.startswith("wrk_out")]:
+        with open(path) as f:
+            text = f.read()
+        m = re.search(r"^SLUICE_BENCH (\{.*\})$", text, re.M)
+        if m:
+            w = json.loads(m.group(1))
+            errs += sum(int(w.get(k, 0)) for k in ("err_connect", "err_read", "err_write", "err_timeout"))
+    rec["socket_errors"] = errs
+    with open(results, "a") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+    print(f"  {rec['scope']:<7} {rec['algorithm']:<14} admitted {rec['admitted_per_s']:9.1f}/s"
+          f"  error {rec['error_pct']:+6.2f}%  offered {rec['offered_per_s']:8.0f}/s"
+          f"  ({admitted} in {elapsed:.3f} s, fallback {rec['fallback']}, socket errors {errs})"
+          f"  {'PASS' if rec['pass'] else 'FAIL'}", flush=True)
+    return 0
+
+
+def read_meta(path):
+    meta = {}
+    with open(path) as f:
+        for line in f:
+            k, sep, v = line.rstrip("\n").partition("=")
+            if sep:
+                meta[k] = v
+    return meta
+
+
+def cmd_report(argv):
+    results, meta_path, md_path = argv
+    meta = read_meta(meta_path)
+    recs = [json.loads(line) for line in open(results) if line.strip()]
+    headers = ["scope", "algorithm", "gateways", "round", "limit/s", "offered/s", "admitted/s",
+               "error", "target", "verdict", "admitted", "seconds", "fallback", "socket errors"]
+    rows = []
+    for r in recs:
+        rows.append([r["scope"], r["algorithm"], str(r["gateways"]), str(r["round"]),
+                     f"{r['limit']:,.0f}", f"{r['offered_per_s']:,.0f}",
+                     f"{r['admitted_per_s']:,.1f}", f"{r['error_pct']:+.2f}%",
+                     f"±{r['target_pct']:g}%", "PASS" if r["pass"] else "FAIL",
+                     f"{r['admitted']:,}", f"{r['elapsed_s']:.3f}", str(r["fallback"]),
+                     str(r["socket_errors"])])
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    left = 2
+    def line(cells):
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    print("== rate-limit accuracy ==")
+    print(line(headers))
+    for row in rows:
+        print(line(row))
+    md = ["# Sluice rate-limit accuracy\n"]
+    for k in ("date", "machine", "kernel", "tools", "sluice", "setup", "command"):
+        if k in meta:
+            v = f"`{meta[k]}`" if k == "command" else meta[k]
+            md.append(f"- {k}: {v}")
+    md.append("")
+    md.append("| " + " | ".join(headers) + " |")
+    md.append("|" + "|".join(["---"] * left + ["---:"] * (len(headers) - left)) + "|")
+    for row in rows:
+        md.append("| " + " | ".join(row) + " |")
+    md.append("")
+    with open(md_path, "w") as f:
+        f.write("\n".join(md))
+    return 1 if any(not r["pass"] for r in recs) else 0
+
+
+def main(argv):
+    cmds = {"counters": cmd_counters, "record": cmd_record, "report": cmd_report}
+    if not argv or argv[0] not in cmds:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return cmds[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
