@@ -1770,48 +1770,19 @@ std::string ConfigError::to_string() const {
 
 LoadResult load_string(std::string_view yaml, const std::string& source_name) {
   LoadResult result;
-  try {
-    Diagnostics diag(source_name);
-    std::optional<YAML::Node> document = parse_single_document(yaml, diag);
-    if (!document) {
-      result.errors = diag.take();
-      return result;
-    }
-    auto config = std::make_shared<GatewayConfig>();
-    config->source_file = source_name;
-    Value root{*document, "", 1};
+  auto config = std::make_shared<GatewayConfig>();
+  config->source_file = source_name;
+  result.errors = load_document(yaml, source_name, [&](Diagnostics& diag, const Value& root) {
     SchemaLoader(diag, *config).load(root);
-    if (diag.count() == 0) result.config = std::move(config);
-    result.errors = diag.take();
-  } catch (const std::exception& e) {
-    // Nothing escapes: a bug in the loader is still reported as a config error.
-    result.config.reset();
-    result.errors = {ConfigError{source_name, 0, "", std::string("internal error: ") + e.what()}};
-  } catch (...) {
-    result.config.reset();
-    result.errors = {ConfigError{source_name, 0, "", "internal error"}};
-  }
+  });
+  if (result.errors.empty()) result.config = std::move(config);
   return result;
 }
 
 LoadResult load_file(const std::string& path) {
-  auto fail = [&](std::string message) {
-    LoadResult result;
-    result.errors.push_back(ConfigError{path, 0, "", std::move(message)});
-    return result;
-  };
-  try {
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) return fail("cannot read config: is a directory");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return fail(fmt::format("cannot read config: {}", std::strerror(errno)));
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (in.bad()) return fail(fmt::format("cannot read config: {}", std::strerror(errno)));
-    return load_string(text.str(), path);
-  } catch (const std::exception& e) {
-    return fail(std::string("cannot read config: ") + e.what());
-  }
+  LoadResult result;
+  if (auto text = read_config_file(path, result.errors)) return load_string(*text, path);
+  return result;
 }
 
 std::string to_json(const GatewayConfig& config) {

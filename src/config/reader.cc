@@ -4,7 +4,11 @@
 #include <yaml-cpp/eventhandler.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <sstream>
 
@@ -446,6 +450,41 @@ bool MapReader::read(std::string_view key, double& out, const RealRange& range) 
   auto x = read_real(diag_, *v, range);
   if (x) out = *x;
   return x.has_value();
+}
+
+std::vector<ConfigError> load_document(
+    std::string_view text, const std::string& source_name,
+    const std::function<void(Diagnostics&, const Value&)>& load) {
+  try {
+    Diagnostics diag(source_name);
+    std::optional<YAML::Node> document = parse_single_document(text, diag);
+    if (document) load(diag, Value{*document, "", 1});
+    return diag.take();
+  } catch (const std::exception& e) {
+    return {ConfigError{source_name, 0, "", std::string("internal error: ") + e.what()}};
+  } catch (...) {
+    return {ConfigError{source_name, 0, "", "internal error"}};
+  }
+}
+
+std::optional<std::string> read_config_file(const std::string& path,
+                                            std::vector<ConfigError>& errors) {
+  auto fail = [&](std::string message) {
+    errors.push_back(ConfigError{path, 0, "", std::move(message)});
+    return std::nullopt;
+  };
+  try {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) return fail("cannot read config: is a directory");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return fail(fmt::format("cannot read config: {}", std::strerror(errno)));
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) return fail(fmt::format("cannot read config: {}", std::strerror(errno)));
+    return std::move(text).str();
+  } catch (const std::exception& e) {
+    return fail(std::string("cannot read config: ") + e.what());
+  }
 }
 
 }  // namespace sluice::config

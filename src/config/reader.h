@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <optional>
 #include <span>
@@ -48,6 +49,16 @@ struct Value {
 // document, is reported as a single error and gives nullopt. Never hangs: yaml-cpp 0.7's LoadAll
 // loops forever, allocating, on a stray ',' at document level (jbeder/yaml-cpp#1040).
 std::optional<YAML::Node> parse_single_document(std::string_view text, Diagnostics& diag);
+
+// Parses one YAML document and hands its root to `load` with the diagnostics of `source_name`.
+// Every problem comes back as an error: syntax, schema, or an exception escaping `load` (a bug
+// in a loader is still reported as a config error). Empty result = loaded.
+std::vector<ConfigError> load_document(std::string_view text, const std::string& source_name,
+                                       const std::function<void(Diagnostics&, const Value&)>& load);
+
+// Reads a config file whole. nullopt with one error naming the file when it cannot.
+std::optional<std::string> read_config_file(const std::string& path,
+                                            std::vector<ConfigError>& errors);
 
 // "'abc'", "a list", "a mapping", "nothing": what was found, for "expected X, got Y".
 std::string describe(const YAML::Node& node);

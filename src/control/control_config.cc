@@ -151,40 +151,21 @@ class ControlLoader {
 
 ControlConfigResult load_control_string(std::string_view yaml, const std::string& source_name) {
   ControlConfigResult result;
-  try {
-    Diagnostics diag(source_name);
-    std::optional<YAML::Node> document = config::parse_single_document(yaml, diag);
-    if (!document) {
-      result.errors = diag.take();
-      return result;
-    }
-    auto c = std::make_shared<ControlConfig>();
-    c->source_file = source_name;
-    Value root{*document, "", 1};
-    ControlLoader(diag, *c).load(root);
-    if (diag.count() == 0) result.config = std::move(c);
-    result.errors = diag.take();
-  } catch (const std::exception& e) {
-    result.config.reset();
-    result.errors = {
-        config::ConfigError{source_name, 0, "", std::string("internal error: ") + e.what()}};
-  }
+  auto c = std::make_shared<ControlConfig>();
+  c->source_file = source_name;
+  result.errors = config::load_document(
+      yaml, source_name,
+      [&](Diagnostics& diag, const Value& root) { ControlLoader(diag, *c).load(root); });
+  if (result.errors.empty()) result.config = std::move(c);
   return result;
 }
 
 ControlConfigResult load_control_file(const std::string& path) {
-  auto fail = [&](std::string message) {
-    ControlConfigResult result;
-    result.errors.push_back(config::ConfigError{path, 0, "", std::move(message)});
-    return result;
-  };
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) return fail("cannot read config: is a directory");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail(fmt::format("cannot read config: {}", std::strerror(errno)));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return load_control_string(text.str(), path);
+  ControlConfigResult result;
+  if (auto text = config::read_config_file(path, result.errors)) {
+    return load_control_string(*text, path);
+  }
+  return result;
 }
 
 }  // namespace sluice::control
