@@ -1,10 +1,8 @@
 #include "cli/ctl.h"
 
+#include "control/client.h"
+
 #include <yaml-cpp/yaml.h>
-#include <asio/connect.hpp>
-#include <asio/io_context.hpp>
-#include <asio/ip/tcp.hpp>
-#include <asio/write.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -31,7 +29,7 @@ constexpr int kRefused = 1;
 constexpr int kUsage = 2;
 
 const char* kUsageText =
-    "usage: sluice ctl [--server URL] [--token-file FILE] <command> [options]\n"
+    "usage: sluice ctl [--server URL] [--token-file FILE] [--ca-file PEM] <command> [options]\n"
     "\n"
     "commands:\n"
     "  apply -f FILE --reason R [--dry-run]   create or replace the resources in FILE (YAML)\n"
@@ -81,170 +79,16 @@ bool read_file(const std::string& path, std::string* out, std::string* error) {
   return true;
 }
 
-std::string url_encode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
-    }
-  }
-  return out;
-}
+using control::HttpReply;
+using control::ServerUrl;
+using control::url_encode;
 
-// ---------------------------------------------------------------------------------------------
-// A small blocking HTTP/1.1 client: one request per connection (Connection: close).
-
-struct Server {
-  std::string url;  // as given, for messages
-  std::string host;
-  std::string port;
-  std::string prefix;  // path prefix without trailing slash
-};
-
-struct Reply {
-  int status = 0;
-  std::string body;
-  std::string error;  // transport problem (status 0)
-};
-
-std::optional<Server> parse_server(const std::string& url_in, std::string* error) {
-  std::string url = trim(url_in);
-  Server s;
-  s.url = url;
-  std::string rest = url;
-  if (lower(url).rfind("https://", 0) == 0) {
-    *error = "https:// (" + url + ") is not supported by this client yet; use http://";
-    return std::nullopt;
-  }
-  if (lower(url).rfind("http://", 0) == 0) {
-    rest = url.substr(7);
-  } else if (url.find("://") != std::string::npos) {
-    *error = "server URL must start with http://, got '" + url + "'";
-    return std::nullopt;
-  }
-  auto slash = rest.find('/');
-  std::string hostport = rest.substr(0, slash);
-  if (slash != std::string::npos) {
-    s.prefix = rest.substr(slash);
-    while (!s.prefix.empty() && s.prefix.back() == '/') s.prefix.pop_back();
-  }
-  if (hostport.empty()) {
-    *error = "server URL has no host: '" + url + "'";
-    return std::nullopt;
-  }
-  if (hostport.front() == '[') {
-    auto close = hostport.find(']');
-    if (close == std::string::npos) {
-      *error = "server URL has a bad host: '" + url + "'";
-      return std::nullopt;
-    }
-    s.host = hostport.substr(1, close - 1);
-    std::string after = hostport.substr(close + 1);
-    s.port = after.empty() ? "80" : after.substr(1);
-  } else {
-    auto colon = hostport.rfind(':');
-    s.host = hostport.substr(0, colon);
-    s.port = colon == std::string::npos ? "80" : hostport.substr(colon + 1);
-  }
-  if (s.port.empty() ||
-      !std::all_of(s.port.begin(), s.port.end(), [](char c) { return std::isdigit(c); })) {
-    *error = "server URL has a bad port: '" + url + "'";
-    return std::nullopt;
-  }
-  if (s.url.find("://") == std::string::npos) s.url = "http://" + s.url;
-  return s;
-}
-
-std::string decode_chunked(const std::string& body) {
-  std::string out;
-  size_t pos = 0;
-  while (pos < body.size()) {
-    auto eol = body.find("\r\n", pos);
-    if (eol == std::string::npos) break;
-    size_t n = std::strtoul(body.c_str() + pos, nullptr, 16);
-    if (n == 0) break;
-    out.append(body, eol + 2, n);
-    pos = eol + 2 + n + 2;
-  }
-  return out;
-}
-
-Reply request(const Server& server, const std::string& token, const std::string& method,
-              const std::string& path, const std::string* body) {
-  Reply r;
-  try {
-    asio::io_context io;
-    asio::ip::tcp::resolver resolver(io);
-    asio::ip::tcp::socket socket(io);
-    asio::error_code ec;
-    auto endpoints = resolver.resolve(server.host, server.port, ec);
-    if (ec) {
-      r.error = lower(ec.message());
-      return r;
-    }
-    asio::connect(socket, endpoints, ec);
-    if (ec) {
-      r.error = lower(ec.message());
-      return r;
-    }
-    timeval tv{60, 0};
-    setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    std::string host_header = server.host.find(':') != std::string::npos
-                                  ? "[" + server.host + "]:" + server.port
-                                  : server.host + ":" + server.port;
-    std::string req = method + " " + server.prefix + path + " HTTP/1.1\r\nHost: " + host_header +
-                      "\r\nUser-Agent: sluice-ctl\r\nAccept: application/json\r\n";
-    if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
-    if (body) {
-      req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body->size()) +
-             "\r\n";
-    }
-    req += "Connection: close\r\n\r\n";
-    if (body) req += *body;
-    asio::write(socket, asio::buffer(req), ec);
-    if (ec) {
-      r.error = lower(ec.message());
-      return r;
-    }
-    std::string resp;
-    char buf[16384];
-    for (;;) {
-      size_t n = socket.read_some(asio::buffer(buf), ec);
-      resp.append(buf, n);
-      if (ec) break;
-    }
-    if (ec != asio::error::eof && resp.empty()) {
-      r.error = ec == asio::error::would_block || ec == asio::error::try_again
-                    ? "no answer within 60 s"
-                    : lower(ec.message());
-      return r;
-    }
-    auto sp = resp.find(' ');
-    auto end = resp.find("\r\n\r\n");
-    if (resp.compare(0, 5, "HTTP/") != 0 || sp == std::string::npos || end == std::string::npos) {
-      r.error = "the answer is not HTTP (is this a control plane? https-only listener?)";
-      return r;
-    }
-    r.status = std::atoi(resp.c_str() + sp + 1);
-    std::string head = lower(resp.substr(0, end));
-    r.body = resp.substr(end + 4);
-    if (head.find("transfer-encoding: chunked") != std::string::npos) {
-      r.body = decode_chunked(r.body);
-    } else if (auto cl = head.find("content-length:"); cl != std::string::npos) {
-      size_t n = std::strtoul(head.c_str() + cl + 15, nullptr, 10);
-      if (r.body.size() > n) r.body.resize(n);
-    }
-  } catch (const std::exception& e) {
-    r.status = 0;
-    r.error = lower(e.what());
-  }
-  return r;
+HttpReply request(const ServerUrl& server, const std::string& token, const std::string& method,
+                  const std::string& path, const std::string* body, const std::string& ca_file) {
+  control::HttpOptions options;
+  options.user_agent = "sluice-ctl";
+  options.ca_file = ca_file;
+  return control::http_call(server, token, method, path, body, options);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -602,6 +446,7 @@ void print_diff_summary(const json& diff, const char* indent) {
 struct Options {
   std::string server_flag;
   std::string token_file_flag;
+  std::string ca_file;  // --ca-file: trust for an https:// server
   std::vector<std::string> files;
   std::string reason;
   bool reason_given = false;
@@ -615,14 +460,14 @@ struct Options {
 };
 
 struct Ctx {
-  Server server;
+  ServerUrl server;
   std::string token;
   std::string token_source;  // for messages
   Options opt;
 };
 
 // Explains a failed request on stderr; returns the exit code (1).
-int report(const Ctx& c, const Reply& r, const std::string& what) {
+int report(const Ctx& c, const HttpReply& r, const std::string& what) {
   if (r.status == 0) {
     std::fprintf(stderr, "sluice ctl: cannot reach control plane at %s: %s\n", c.server.url.c_str(),
                  r.error.c_str());
@@ -662,7 +507,7 @@ int report(const Ctx& c, const Reply& r, const std::string& what) {
 bool call(const Ctx& c, const std::string& method, const std::string& path, const json* body,
           const std::string& what, json* answer, int* rc) {
   std::string text = body ? body->dump() : "";
-  Reply r = request(c.server, c.token, method, path, body ? &text : nullptr);
+  HttpReply r = request(c.server, c.token, method, path, body ? &text : nullptr, c.opt.ca_file);
   if (r.status < 200 || r.status >= 300) {
     *rc = report(c, r, what);
     return false;
@@ -1053,6 +898,8 @@ int parse_args(const std::vector<std::string>& args, Options* o) {
       if (!value(&o->server_flag)) return usage_error(a + " needs a URL");
     } else if (a == "--token-file") {
       if (!value(&o->token_file_flag)) return usage_error(a + " needs a FILE");
+    } else if (a == "--ca-file") {
+      if (!value(&o->ca_file)) return usage_error(a + " needs a FILE (PEM)");
     } else if (a == "-f" || a == "--filename" || a == "--file") {
       if (!value(&v)) return usage_error(a + " needs a FILE");
       o->files.push_back(v);
@@ -1147,7 +994,7 @@ int run_ctl(const std::vector<std::string>& args) {
     url = file_server;
   }
   std::string error;
-  auto server = parse_server(url, &error);
+  auto server = control::parse_server_url(url, &error);
   if (!server) return usage_error(error);
   c.server = *server;
 

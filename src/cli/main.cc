@@ -9,6 +9,7 @@
 #include "cli/ctl.h"
 #include "cli/switch.h"
 #include "config/loader.h"
+#include "config/reader.h"
 #include "control/control_main.h"
 #include "core/duration.h"
 #include "core/log.h"
@@ -31,20 +32,33 @@ core::LogLevel parse_level(const std::string& s) {
 }
 
 int run_gateway(const std::string& path, bool validate_only) {
-  config::LoadResult loaded = config::load_file(path);
+  config::LoadResult loaded;
+  std::optional<std::string> text = config::read_config_file(path, loaded.errors);
+  if (text) loaded = config::load_string(*text, path);
   if (!loaded.ok()) {
     for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
     std::fprintf(stderr, "%zu error(s) in %s\n", loaded.errors.size(), path.c_str());
     return 1;
   }
   if (validate_only) {
-    std::printf("config OK: %s (%zu listener(s), %zu service(s), %zu route(s))\n", path.c_str(),
-                loaded.config->listeners.size(), loaded.config->services.size(),
-                loaded.config->routes.size());
+    if (loaded.config->control_plane.enabled) {
+      std::printf(
+          "config OK: %s (%zu listener(s); services, routes and rate limits from the "
+          "control plane %s)\n",
+          path.c_str(), loaded.config->listeners.size(),
+          loaded.config->control_plane.address.c_str());
+    } else {
+      std::printf("config OK: %s (%zu listener(s), %zu service(s), %zu route(s))\n", path.c_str(),
+                  loaded.config->listeners.size(), loaded.config->services.size(),
+                  loaded.config->routes.size());
+    }
     return 0;
   }
   try {
-    gateway::Gateway gw(path, loaded.config);
+    std::optional<gateway::Bootstrap> boot;
+    if (loaded.config->control_plane.enabled)
+      boot = gateway::bootstrap_from_control_plane(path, *text, loaded.config);
+    gateway::Gateway gw(path, loaded.config, std::move(*text), std::move(boot));
     return gw.run();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sluice gateway: %s\n", e.what());
@@ -85,8 +99,9 @@ int main(int argc, char** argv) {
       ->required();
 
   // `sluice ctl` parses its own words (kubectl-like flags anywhere); see cli/ctl.h.
-  auto* ctl = app.add_subcommand("ctl", "Control plane client: apply, get, diff, delete, versions, "
-                                        "rollback, instances, gateways, events (ctl --help)");
+  auto* ctl = app.add_subcommand("ctl",
+                                 "Control plane client: apply, get, diff, delete, versions, "
+                                 "rollback, instances, gateways, events (ctl --help)");
   ctl->prefix_command();
   ctl->allow_extras();
   ctl->set_help_flag();
@@ -104,7 +119,17 @@ int main(int argc, char** argv) {
   sample->add_option("--workers", so.workers, "Worker threads (0 = one per core)");
   sample->add_option("--instance", so.instance, "Instance id (default name@listen)");
   sample->add_option("--control-plane", so.control_plane, "Control plane URL to register with");
-  sample->add_option("--token-file", so.token_file, "Token for the control plane");
+  sample->add_option("--token-file", so.token_file,
+                     "File with a token (operator role) for the control plane");
+  sample->add_option("--ca-file", so.ca_file,
+                     "PEM certificates to trust for an https control plane");
+  sample->add_option("--advertise", so.advertise,
+                     "host:port to register (default: the address listened on)");
+  std::string ttl = "10s";
+  sample->add_option("--ttl", ttl,
+                     "Registration TTL: gone from the endpoint sets this long after the last "
+                     "heartbeat (heartbeats every TTL/3)");
+  sample->add_option("--weight", so.weight, "Registered weight")->check(CLI::Range(1, 1000));
 
   if (argc >= 2 && std::string(argv[1]) == "ctl") {
     std::signal(SIGPIPE, SIG_IGN);
@@ -137,6 +162,12 @@ int main(int argc, char** argv) {
       return 2;
     }
     so.latency = *d;
+    auto t = core::parse_duration(ttl);
+    if (!t || *t < std::chrono::milliseconds(100) || *t > std::chrono::hours(1)) {
+      std::fprintf(stderr, "--ttl: must be a duration 100ms..1h, got '%s'\n", ttl.c_str());
+      return 2;
+    }
+    so.ttl = std::chrono::duration_cast<std::chrono::milliseconds>(*t);
     return sample::run_sample_service(so);
   }
   return 2;

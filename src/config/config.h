@@ -333,6 +333,19 @@ struct SourceMark {
   int line = 0;
 };
 
+// Where services, routes, rate limits and units come from when not from this file: a `sluice
+// control` the gateway watches (docs/control-plane.md, "Gateways").
+struct ControlPlane {
+  bool enabled = false;  // present in the file
+  std::string address;   // http://host:port or https://host:port, optionally with a path prefix
+  std::string token_file;
+  std::string cache_dir;  // the last applied config is kept here (config.json)
+  std::string ca_file;    // https: trust these certificates instead of the system's
+  Duration poll_wait = 30s;       // how long one long poll may be parked at the control plane
+  Duration report_interval = 5s;  // stats snapshots and events
+  bool operator==(const ControlPlane&) const = default;
+};
+
 struct GatewayConfig {
   std::string source_file;
   Node node;
@@ -347,6 +360,7 @@ struct GatewayConfig {
   Redis redis;
   Overload overload;
   Units units;
+  ControlPlane control_plane;
 };
 
 }  // namespace sluice::config

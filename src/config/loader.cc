@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -23,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/reader.h"
+#include "control/client.h"
 
 namespace sluice::config {
 namespace {
@@ -40,6 +42,9 @@ constexpr std::array<std::string_view, 3> kLbPolicies = {"round_robin", "least_r
                                                          "ring_hash"};
 constexpr std::array<std::string_view, 2> kServiceKinds = {"global", "unit"};
 constexpr std::array<std::string_view, 1> kLogFormats = {"json"};
+// The sections a control plane pushes (docs/control-plane.md); the rest of a file stays local.
+constexpr std::array<std::string_view, 4> kPushedSections = {"services", "routes", "rate_limits",
+                                                             "units"};
 // Indexed by the enums of config.h.
 constexpr std::array<std::string_view, 2> kModes = {"enforce", "shadow"};
 constexpr std::array<std::string_view, 2> kAdaptiveAlgorithms = {"gradient", "aimd"};
@@ -477,14 +482,25 @@ struct BoundAddress {
 
 class SchemaLoader {
  public:
-  SchemaLoader(Diagnostics& diag, GatewayConfig& config) : diag_(diag), config_(config) {}
+  // `pushed`: the document is a gateway file merged with the sections a control plane pushed.
+  SchemaLoader(Diagnostics& diag, GatewayConfig& config, bool pushed = false)
+      : diag_(diag), config_(config), pushed_(pushed) {}
 
   void load(const Value& root) {
     MapReader top(diag_, root,
                   {"node", "workers", "listeners", "admin", "limits", "access_log", "services",
-                   "routes", "rate_limits", "redis", "overload", "units"},
-                  {{"control_plane", "control plane"}});
+                   "routes", "rate_limits", "redis", "overload", "units", "control_plane"});
     if (!top.is_map()) return;
+    if (const Value* v = top.get("control_plane")) load_control_plane(*v);
+    if (config_.control_plane.enabled && !pushed_) {
+      for (std::string_view key : kPushedSections) {
+        if (const Value* v = top.get(key)) {
+          v->error(diag_,
+                   "comes from the control plane when control_plane is set; remove it "
+                   "from this file (or remove control_plane)");
+        }
+      }
+    }
     has_units_ = root.node.IsMap() && root.node["units"];
     if (const Value* v = top.get("node")) load_node(*v);
     load_workers(top);
@@ -510,6 +526,59 @@ class SchemaLoader {
   }
 
  private:
+  void load_control_plane(const Value& v) {
+    MapReader m(diag_, v,
+                {"address", "token_file", "cache_dir", "ca_file", "poll_wait", "report_interval"});
+    if (!m.is_map()) return;
+    ControlPlane& cp = config_.control_plane;
+    cp.enabled = true;
+    if (const Value* a = m.require("address")) {
+      if (auto text = read_string(diag_, *a)) {
+        std::string error;
+        auto url = control::parse_server_url(*text, &error);
+        if (!url) {
+          a->error(diag_, error);
+        } else {
+          cp.address = url->url;
+        }
+      }
+    }
+    if (const Value* t = m.require("token_file")) {
+      if (auto path = read_string(diag_, *t)) {
+        std::string error;
+        if (!control::read_token_file(*path, &error)) {
+          t->error(diag_, "cannot read the token: " + error);
+        } else {
+          cp.token_file = *path;
+        }
+      }
+    }
+    if (const Value* c = m.require("cache_dir")) {
+      if (auto dir = read_string(diag_, *c)) {
+        std::error_code ec;
+        std::filesystem::create_directories(*dir, ec);
+        if (*dir == "" || ec || !std::filesystem::is_directory(*dir) ||
+            ::access(dir->c_str(), W_OK | X_OK) != 0) {
+          c->error(diag_, fmt::format("'{}' is not a writable directory{}", *dir,
+                                      ec ? " (" + ec.message() + ")" : ""));
+        } else {
+          cp.cache_dir = *dir;
+        }
+      }
+    }
+    if (const Value* f = m.get("ca_file")) {
+      if (auto path = read_string(diag_, *f)) {
+        if (::access(path->c_str(), R_OK) != 0) {
+          f->error(diag_, fmt::format("cannot read '{}': {}", *path, std::strerror(errno)));
+        } else {
+          cp.ca_file = *path;
+        }
+      }
+    }
+    m.read("poll_wait", cp.poll_wait, 1s, 300s);
+    m.read("report_interval", cp.report_interval, 1s, 300s);
+  }
+
   void load_node(const Value& v) {
     MapReader m(diag_, v, {"id", "city", "zone"});
     if (const Value* id = m.get("id")) {
@@ -1752,6 +1821,7 @@ class SchemaLoader {
   bool has_units_ = false;
   bool has_redis_ = false;
   bool node_city_invalid_ = false;
+  bool pushed_ = false;
   std::vector<BoundAddress> bound_;                         // admin + listeners
   std::vector<std::pair<std::string, int>> service_names_;  // name, line
   std::vector<std::pair<std::string, int>> route_names_;    // name, line
@@ -1775,6 +1845,50 @@ LoadResult load_string(std::string_view yaml, const std::string& source_name) {
   result.errors = load_document(yaml, source_name, [&](Diagnostics& diag, const Value& root) {
     SchemaLoader(diag, *config).load(root);
   });
+  if (result.errors.empty()) result.config = std::move(config);
+  return result;
+}
+
+LoadResult load_with_pushed(std::string_view local_yaml, const std::string& local_name,
+                            std::string_view pushed_json, const std::string& pushed_name) {
+  LoadResult result;
+  auto config = std::make_shared<GatewayConfig>();
+  config->source_file = local_name;
+  YAML::Node pushed;
+  result.errors = load_document(pushed_json, pushed_name, [&](Diagnostics& diag, const Value& v) {
+    MapReader m(diag, v, {"services", "routes", "rate_limits", "units"});
+    if (m.is_map()) pushed = v.node;
+  });
+  if (!result.errors.empty()) return result;
+  result.errors = load_document(local_yaml, local_name, [&](Diagnostics& diag, const Value& root) {
+    YAML::Node merged = YAML::Clone(root.node);
+    if (merged.IsMap()) {
+      for (std::string_view key : kPushedSections) {
+        if (const YAML::Node local = root.node[std::string(key)]) {
+          diag.add(local.Mark().line + 1, std::string(key),
+                   "comes from the control plane when control_plane is set; remove it from this "
+                   "file (or remove control_plane)");
+        }
+      }
+      for (std::string_view key : kPushedSections) {
+        const std::string k(key);
+        if (pushed[k]) merged[k] = pushed[k];
+      }
+    }
+    SchemaLoader(diag, *config, /*pushed=*/true).load(Value{merged, "", 1});
+  });
+  // The local file cannot hold these sections, so errors under them are about what was pushed;
+  // their lines are of the JSON text, which nobody sees: leave them out.
+  for (ConfigError& e : result.errors) {
+    if (e.message.rfind("comes from the control plane", 0) == 0) continue;
+    for (std::string_view key : kPushedSections) {
+      if (e.path.rfind(key, 0) == 0 &&
+          (e.path.size() == key.size() || e.path[key.size()] == '[' || e.path[key.size()] == '.')) {
+        e.file = pushed_name;
+        e.line = 0;
+      }
+    }
+  }
   if (result.errors.empty()) result.config = std::move(config);
   return result;
 }
@@ -1965,6 +2079,14 @@ std::string to_json(const GatewayConfig& config) {
     ju["peer_timeouts"] = {{"connect", d(u.peer_timeouts.connect)},
                            {"request", d(u.peer_timeouts.request)}};
     j["units"] = std::move(ju);
+  }
+  if (const ControlPlane& cp = config.control_plane; cp.enabled) {
+    j["control_plane"] = {{"address", cp.address},
+                          {"token_file", cp.token_file},
+                          {"cache_dir", cp.cache_dir},
+                          {"poll_wait", d(cp.poll_wait)},
+                          {"report_interval", d(cp.report_interval)}};
+    if (!cp.ca_file.empty()) j["control_plane"]["ca_file"] = cp.ca_file;
   }
   return j.dump(2);
 }

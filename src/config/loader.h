@@ -26,6 +26,11 @@ struct LoadResult {
 
 LoadResult load_file(const std::string& path);
 LoadResult load_string(std::string_view yaml, const std::string& source_name);
+// A gateway file with `control_plane` merged with the sections the control plane pushed (the JSON
+// object `config` of GET /v1/gateway-config: services, routes, rate_limits, units). Errors in
+// pushed sections name `pushed_name` (e.g. "control plane config 4.17") and the key path.
+LoadResult load_with_pushed(std::string_view local_yaml, const std::string& local_name,
+                            std::string_view pushed_json, const std::string& pushed_name);
 
 // The effective config (defaults filled in) as JSON, for GET /config.
 std::string to_json(const GatewayConfig& config);

@@ -4,6 +4,7 @@
 
 #include <asio/post.hpp>
 
+#include "config/reader.h"
 #include "core/log.h"
 #include "gateway/admin.h"
 #include "gateway/worker.h"
@@ -43,6 +44,7 @@ std::vector<std::string> restart_only_changes(const config::GatewayConfig& a,
       ra.on_error != rb.on_error || ra.key_prefix != rb.key_prefix || ra.gateways != rb.gateways) {
     out.push_back(std::string("redis") + why);
   }
+  if (!(a.control_plane == b.control_plane)) out.push_back(std::string("control_plane") + why);
   return out;
 }
 
@@ -54,9 +56,13 @@ uint64_t sum(const CodeCounters& c) {
 
 }  // namespace
 
-Gateway::Gateway(std::string config_path, std::shared_ptr<const config::GatewayConfig> config)
+Gateway::Gateway(std::string config_path, std::shared_ptr<const config::GatewayConfig> config,
+                 std::string local_text, std::optional<Bootstrap> boot)
     : config_path_(std::move(config_path)),
-      config_(std::move(config)),
+      local_text_(std::move(local_text)),
+      config_(boot && boot->config ? boot->config : std::move(config)),
+      control_plane_(config_->control_plane.enabled),
+      boot_(std::move(boot)),
       signals_(io_),
       drain_timer_(io_),
       tick_timer_(io_) {
@@ -83,9 +89,14 @@ Gateway::Gateway(std::string config_path, std::shared_ptr<const config::GatewayC
     units_ = router::UnitTable::from_config(config_->units, 1);
     units_version_->set(1);
   }
+  if (boot_ && boot_->pushed) {
+    pushed_ = boot_->pushed;
+    has_pushed_ = true;
+  }
 }
 
 Gateway::~Gateway() {
+  if (link_) link_->stop();
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();
   governance_->stop();
@@ -146,6 +157,14 @@ int Gateway::run() {
     core::log_error("cannot start: {}", e.what());
     return 1;
   }
+  if (control_plane_) {
+    try {
+      link_ = std::make_unique<ControlLink>(*this, *config_);
+    } catch (const std::exception& e) {
+      core::log_error("cannot start: {}", e.what());
+      return 1;
+    }
+  }
   governance_->start();
   for (auto& w : workers_) w->apply_units(units_);
   for (auto& w : workers_) w->start(snapshot_);
@@ -158,7 +177,14 @@ int Gateway::run() {
   core::log_info("sluice gateway {} started: {} worker(s), listeners:{}{}", config_->node.id,
                  config_->workers, addrs,
                  config_->admin.enabled ? ", admin=" + config_->admin.address.to_string() : "");
+  if (link_) {
+    core::log_info("control plane {}: {}", config_->control_plane.address,
+                   pushed_ ? "config " + pushed_->version + " from " + boot_->source
+                           : std::string("no config yet"));
+    link_->start(pushed_ ? pushed_->version : "", boot_->refused, boot_->refused_errors);
+  }
   io_.run();
+  if (link_) link_->stop();
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();
   core::log_info("sluice gateway stopped");
@@ -190,8 +216,31 @@ void Gateway::watch_signals() {
 }
 
 ReloadResult Gateway::reload() {
+  config::LoadResult loaded;
+  std::optional<std::string> text = config::read_config_file(config_path_, loaded.errors);
+  if (text) {
+    loaded = pushed_ ? config::load_with_pushed(*text, config_path_, pushed_->json,
+                                                "control plane config " + pushed_->version)
+                     : config::load_string(*text, config_path_);
+  }
+  ReloadResult result = install(std::move(loaded), config_path_);
+  if (result.ok && text) local_text_ = std::move(*text);
+  return result;
+}
+
+ReloadResult Gateway::apply_pushed(const PushedConfig& pushed) {
+  const std::string what = "control plane config " + pushed.version;
+  ReloadResult result =
+      install(config::load_with_pushed(local_text_, config_path_, pushed.json, what), what);
+  if (result.ok) {
+    pushed_ = pushed;
+    has_pushed_ = true;
+  }
+  return result;
+}
+
+ReloadResult Gateway::install(config::LoadResult loaded, const std::string& what) {
   ReloadResult result;
-  config::LoadResult loaded = config::load_file(config_path_);
   if (!loaded.ok()) {
     for (const auto& e : loaded.errors) result.errors.push_back(e.to_string());
   } else {
@@ -204,8 +253,8 @@ ReloadResult Gateway::reload() {
   }
   if (!snap) {
     reload_failed_->inc();
-    core::log_error("reload of {} refused, keeping version {}: {} error(s)", config_path_,
-                    version_.load(), result.errors.size());
+    core::log_error("reload of {} refused, keeping version {}: {} error(s)", what, version_.load(),
+                    result.errors.size());
     for (const auto& e : result.errors) core::log_error("  {}", e);
     result.version = version_.load();
     return result;
@@ -227,7 +276,7 @@ ReloadResult Gateway::reload() {
   }
   reload_ok_->inc();
   config_version_->set(static_cast<int64_t>(snap->version));
-  core::log_info("reloaded {}: now version {}", config_path_, snap->version);
+  core::log_info("reloaded {}: now version {}", what, snap->version);
   result.ok = true;
   result.version = snap->version;
   return result;
@@ -418,6 +467,7 @@ std::string Gateway::stats_json() const {
   j["routes"] = routes;
   j["governance"] =
       nlohmann::json::parse(governance_->stats_json(*snap->governance, snap->services));
+  if (link_) j["control_plane"] = nlohmann::json::parse(link_->state_json());
   return j.dump(2) + "\n";
 }
 

@@ -10,10 +10,12 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "config/loader.h"
+#include "gateway/control_link.h"
 #include "gateway/governance.h"
 #include "gateway/shared.h"
 #include "gateway/snapshot.h"
@@ -32,18 +34,28 @@ struct ReloadResult {
 
 class Gateway {
  public:
-  Gateway(std::string config_path, std::shared_ptr<const config::GatewayConfig> config);
+  // `local_text`: the file's text that `config` was loaded from (needed with control_plane, to
+  // merge each pushed config with it). `boot`: with control_plane, what the gateway starts from.
+  Gateway(std::string config_path, std::shared_ptr<const config::GatewayConfig> config,
+          std::string local_text = {}, std::optional<Bootstrap> boot = std::nullopt);
   ~Gateway();
 
   // Binds listeners and the admin port, starts workers; then runs until drained or stopped.
   // Returns the process exit code.
   int run();
 
-  // Control thread only.
+  // Control thread only. With control_plane, reload() re-reads the local file and merges it with
+  // the pushed config in use; apply_pushed() merges a new pushed config with the local file as
+  // last loaded. Both go through the same checks and swap.
   ReloadResult reload();
+  ReloadResult apply_pushed(const PushedConfig& pushed);
+  asio::io_context& io() { return io_; }
   void begin_drain(const char* why);
   bool draining() const { return draining_.load(); }
-  bool ready() const { return started_.load() && !draining_.load(); }
+  // With control_plane: not before a config from the control plane (or its cache) is in use.
+  bool ready() const {
+    return started_.load() && !draining_.load() && (!control_plane_ || has_pushed_.load());
+  }
 
   uint64_t version() const { return version_.load(); }
   std::shared_ptr<const Snapshot> snapshot() const;
@@ -62,9 +74,17 @@ class Gateway {
   void declare_metrics();
   void schedule_tick();
   void push_units(std::shared_ptr<const router::UnitTable> table);
+  ReloadResult install(config::LoadResult loaded, const std::string& what);
 
   std::string config_path_;
+  std::string local_text_;  // the local file as last loaded
   std::shared_ptr<const config::GatewayConfig> config_;
+  // With control_plane: the pushed config in use (control thread), and the link's threads.
+  bool control_plane_ = false;
+  std::atomic<bool> has_pushed_{false};
+  std::optional<PushedConfig> pushed_;
+  std::optional<Bootstrap> boot_;
+  std::unique_ptr<ControlLink> link_;
   std::shared_ptr<const Snapshot> snapshot_;
   mutable std::mutex snapshot_mu_;
   GatewayShared shared_;

@@ -1,5 +1,7 @@
 #include "sample/sample_service.h"
 
+#include "sample/registration.h"
+
 #include <csignal>
 #include <memory>
 #include <optional>
@@ -8,6 +10,7 @@
 
 #include "core/address.h"
 #include "core/log.h"
+#include "sample/registration.h"
 #include "sample/worker.h"
 
 namespace sluice::sample {
@@ -48,10 +51,6 @@ std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
 }  // namespace
 
 int run_sample_service(const SampleOptions& opts) {
-  if (!opts.control_plane.empty()) {
-    core::log_error("--control-plane: not supported by this build yet");
-    return 2;
-  }
   auto hp = core::parse_host_port(opts.listen, /*allow_port_zero=*/true);
   if (!hp) {
     core::log_error("--listen: expected host:port, got '{}'", opts.listen);
@@ -109,17 +108,49 @@ int run_sample_service(const SampleOptions& opts) {
   shared.identify(name, opts.city, opts.zone, instance);
   for (auto& w : workers) shared.workers.push_back(w.get());
 
+  std::unique_ptr<Registration> registration;
+  if (!opts.control_plane.empty()) {
+    RegistrationOptions ro;
+    ro.control_plane = opts.control_plane;
+    ro.token_file = opts.token_file;
+    ro.ca_file = opts.ca_file;
+    ro.service = name;
+    ro.id = instance;
+    ro.city = opts.city;
+    ro.zone = opts.zone;
+    ro.weight = opts.weight;
+    ro.ttl = opts.ttl;
+    ro.address = opts.advertise;
+    if (ro.address.empty()) {
+      ro.address = bound;
+      if (endpoint->address().is_unspecified()) {
+        ro.address = core::HostPort{"127.0.0.1", endpoint->port()}.to_string();
+        core::log_warn("--listen {} is a wildcard address: registering {} (use --advertise)",
+                       opts.listen, ro.address);
+      }
+    }
+    try {
+      registration = std::make_unique<Registration>(std::move(ro));
+    } catch (const std::invalid_argument& e) {
+      core::log_error("sample-service: {}", e.what());
+      return 2;
+    }
+  }
+
   std::vector<std::thread> threads;
   for (auto& w : workers) {
     w->start();
     threads.emplace_back([&w] { w->run(); });
   }
+  if (registration) registration->start();
   core::log_info(
       "sample-service {} (city {}, zone {}, instance {}) listening on {} with {} worker(s)", name,
       opts.city, opts.zone, instance, bound, count);
 
   signals.async_wait([&](std::error_code ec, int signo) {
     if (!ec) core::log_info("sample-service: signal {}, stopping", signo);
+    // Out of the pushed endpoint sets before the port closes.
+    if (registration) registration->stop();
     for (auto& w : workers) w->request_stop();
   });
   signals_ioc.run();

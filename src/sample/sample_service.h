@@ -32,8 +32,13 @@ struct SampleOptions {
   double error_rate = 0;
   unsigned workers = 1;  // 0 = one per core
   std::string instance;  // default name@listen
+  // Registration with a control plane's registry (sample/registration.h).
   std::string control_plane;
   std::string token_file;
+  std::string ca_file;
+  std::string advertise;  // address to register; default the bound one
+  std::chrono::milliseconds ttl{10000};
+  unsigned weight = 1;
 };
 
 // Blocks until SIGINT/SIGTERM, then stops accepting, closes every connection and returns 0.

@@ -236,12 +236,17 @@ class ReloadTest(SluiceTestCase):
         self.assertGreater(versions[1], versions[0])
         self.assertEqual(self.reloads("success") - ok0, 2)
 
-    def test_reload_rejects_later_issue_key(self):
-        cfg = dict(self.base, control_plane={"address": "http://127.0.0.1:7070"})
+    def test_reload_cannot_switch_to_a_control_plane(self):
+        token = os.path.join(self.dir, "cp.token")
+        with open(token, "w") as f:
+            f.write("t\n")
+        cfg = {k: v for k, v in self.base.items() if k not in ("services", "routes")}
+        cfg["control_plane"] = {"address": "http://127.0.0.1:7070", "token_file": token,
+                                "cache_dir": os.path.join(self.dir, "cache")}
         self.gw.write_config(cfg)
         r = self.gw.reload()
         self.assertEqual(r.status, 400, r)
-        self.assertIn("control_plane", json.dumps(r.json()))
+        self.assertIn("control_plane: cannot change on reload", json.dumps(r.json()))
 
 
 class ValidateCliTest(SluiceTestCase):
@@ -319,23 +324,19 @@ class ValidateCliTest(SluiceTestCase):
                                  f"missing error for {key} at line {line}; stderr:\n{err}")
         self.assertNotIn("config OK", out + err)
 
-    def test_later_issue_keys_rejected(self):
-        top = {"control_plane": {"address": "http://127.0.0.1:7070"}}
-        per_service = {}
-        for key, value in top.items():
-            with self.subTest(key=key):
-                cfg = self.valid_config()
-                cfg[key] = value
-                rc, out, err = validate(self.write(to_yaml(cfg), f"{key}.yaml"))
-                self.assertNotEqual(rc, 0, f"{key} accepted")
-                self.assertRegex(err, rf":\d+: {key}: ")
-        for key, value in per_service.items():
-            with self.subTest(key=key):
-                cfg = self.valid_config()
-                cfg["services"][0][key] = value
-                rc, out, err = validate(self.write(to_yaml(cfg), f"{key}.yaml"))
-                self.assertNotEqual(rc, 0, f"services[0].{key} accepted")
-                self.assertRegex(err, rf":\d+: services\[0\]\.{key}: ")
+    def test_control_plane_file_errors(self):
+        # With control_plane, services and routes come from the control plane, not the file.
+        cfg = self.valid_config()
+        cfg["control_plane"] = {"address": "http://127.0.0.1:7070",
+                                "token_file": os.path.join(self.dir, "missing.token"),
+                                "cache_dir": self.dir}
+        rc, out, err = validate(self.write(to_yaml(cfg), "cp.yaml"))
+        self.assertEqual(rc, 1, out + err)
+        for key in ("services", "routes"):
+            self.assertRegex(err, rf":\d+: {key}: comes from the control plane")
+        self.assertRegex(err, r":\d+: control_plane.token_file: cannot read the token: .*"
+                              r"missing.token: No such file")
+        self.assertNotIn("config OK", out + err)
 
     def test_unknown_key_rejected(self):
         cfg = self.valid_config()

@@ -179,9 +179,9 @@ class CtlTest(SluiceTestCase):
         self.assertEqual(rc, 2, (out, err))
         rc, out, err = self.ctl("get", "widgets")
         self.assertEqual(rc, 2, (out, err))
-        rc, out, err = self.ctl("get", "services", server="https://127.0.0.1:1")
+        rc, out, err = self.ctl("get", "services", server="ftp://127.0.0.1:1")
         self.assertEqual(rc, 2, (out, err))
-        self.assertIn("not supported by this client yet", err)
+        self.assertIn("must start with http:// or https://", err)
         self.assertEqual(self.versions(), [])
 
     def test_unreachable_server_and_bad_token(self):

@@ -676,21 +676,122 @@ services:
   }
 }
 
-TEST(Keys, UnsupportedContractKeysAreErrors) {
-  LoadResult r = load(R"(
-listeners: [{name: public, address: 127.0.0.1:8080}]
-services:
+// A temporary directory with a token file, for control_plane sections.
+struct ControlPlaneDir {
+  std::filesystem::path dir;
+  ControlPlaneDir() {
+    char tmpl[] = "/tmp/sluice-loader-cp-XXXXXX";
+    dir = ::mkdtemp(tmpl);
+    std::ofstream(dir / "token") << "  secret-token\n";
+  }
+  ~ControlPlaneDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  std::string section() const {
+    return "control_plane: {address: http://127.0.0.1:7070, token_file: " +
+           (dir / "token").string() + ", cache_dir: " + (dir / "cache").string() + "}\n";
+  }
+};
+
+TEST(ControlPlane, ReadWithDefaultsAndCreatesTheCacheDir) {
+  ControlPlaneDir d;
+  LoadResult r = load_with(d.section());
+  ASSERT_TRUE(r.ok()) << dump(r);
+  const ControlPlane& cp = r.config->control_plane;
+  EXPECT_TRUE(cp.enabled);
+  EXPECT_EQ(cp.address, "http://127.0.0.1:7070");
+  EXPECT_EQ(cp.token_file, (d.dir / "token").string());
+  EXPECT_EQ(cp.poll_wait, 30s);
+  EXPECT_EQ(cp.report_interval, 5s);
+  EXPECT_TRUE(std::filesystem::is_directory(d.dir / "cache"));
+  EXPECT_TRUE(r.config->services.empty());
+}
+
+TEST(ControlPlane, PushedSectionsAreNotAllowedInTheFile) {
+  ControlPlaneDir d;
+  LoadResult r = load_with(R"(services:
   - name: accounts
     endpoints: [{address: 127.0.0.1:9101}]
-control_plane: {address: http://127.0.0.1:7070}
+routes: []
+)" + d.section());
+  EXPECT_FALSE(r.config);
+  EXPECT_TRUE(HasError(r, 2, "services", "comes from the control plane"));
+  EXPECT_TRUE(HasError(r, 5, "routes", "comes from the control plane"));
+  EXPECT_EQ(r.errors.size(), 2u) << dump(r);
+}
+
+TEST(ControlPlane, BadValuesAreErrors) {
+  ControlPlaneDir d;
+  LoadResult r = load_with(R"(control_plane:
+  address: ftp://127.0.0.1:7070
+  token_file: /nonexistent/token
+  poll_wait: 0s
+  report_interval: 10m
+  cache: x
 )");
   EXPECT_FALSE(r.config);
-  EXPECT_TRUE(
-      HasError(r, 5, "control_plane", "not supported by this build yet (planned: control plane)"));
+  EXPECT_TRUE(HasError(r, 3, "control_plane.address", "must start with http:// or https://"));
+  EXPECT_TRUE(HasError(r, 4, "control_plane.token_file", "cannot read the token"));
+  EXPECT_TRUE(HasError(r, 5, "control_plane.poll_wait", ""));
+  EXPECT_TRUE(HasError(r, 6, "control_plane.report_interval", ""));
+  EXPECT_TRUE(HasError(r, 7, "control_plane.cache", "unknown key"));
+  EXPECT_TRUE(HasError(r, 2, "control_plane.cache_dir", "required"));
+  EXPECT_EQ(r.errors.size(), 6u) << dump(r);
+}
+
+TEST(ControlPlane, PushedSectionsMergeWithTheLocalFile) {
+  ControlPlaneDir d;
+  std::string local =
+      "node: {id: gw1, city: a}\n"
+      "listeners: [{name: public, address: 127.0.0.1:8080}]\n" +
+      d.section();
+  const char* pushed = R"({"services": [{"name": "accounts",
+      "endpoints": [{"address": "127.0.0.1:9101", "city": "a"}]}],
+    "routes": [{"name": "acc", "match": {"path_prefix": "/acc"}, "service": "accounts"}],
+    "rate_limits": []})";
+  LoadResult r = load_with_pushed(local, "gw.yaml", pushed, "control plane config 3.4");
+  ASSERT_TRUE(r.ok()) << dump(r);
+  EXPECT_EQ(r.config->node.id, "gw1");
+  ASSERT_EQ(r.config->services.size(), 1u);
+  EXPECT_EQ(r.config->services[0].name, "accounts");
+  ASSERT_EQ(r.config->routes.size(), 1u);
+  EXPECT_TRUE(r.config->control_plane.enabled);
+}
+
+TEST(ControlPlane, ErrorsInPushedSectionsNameThePushedConfig) {
+  ControlPlaneDir d;
+  std::string local = "listeners: [{name: public, address: 127.0.0.1:8080}]\n" + d.section();
+  LoadResult r = load_with_pushed(
+      local, "gw.yaml",
+      R"({"services": [], "routes": [{"name": "acc", "match": {"path_prefix": "/acc"},
+          "service": "acounts"}]})",
+      "control plane config 3.4");
+  EXPECT_FALSE(r.config);
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r);
+  EXPECT_EQ(r.errors[0].file, "control plane config 3.4");
+  EXPECT_EQ(r.errors[0].line, 0);
+  EXPECT_EQ(r.errors[0].path, "routes[0].service");
+
+  // Not a JSON object, or keys that are not pushed sections.
+  r = load_with_pushed(local, "gw.yaml", "[1, 2]", "control plane config 3.5");
+  EXPECT_FALSE(r.config);
   EXPECT_EQ(r.errors.size(), 1u) << dump(r);
-  EXPECT_EQ(r.errors[0].to_string(),
-            "test.yaml:5: control_plane: not supported by this build yet (planned: control "
-            "plane)");
+  r = load_with_pushed(local, "gw.yaml", R"({"listeners": []})", "control plane config 3.6");
+  EXPECT_FALSE(r.config);
+  EXPECT_TRUE(HasError(r, 1, "listeners", "unknown key")) << dump(r);
+}
+
+TEST(ControlPlane, ALocalFileWithPushedSectionsIsRefusedWhenMerging) {
+  ControlPlaneDir d;
+  std::string local =
+      "listeners: [{name: public, address: 127.0.0.1:8080}]\n" + d.section() + "routes: []\n";
+  LoadResult r = load_with_pushed(local, "gw.yaml", R"({"services": []})", "control plane");
+  EXPECT_FALSE(r.config);
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r);
+  EXPECT_EQ(r.errors[0].file, "gw.yaml");
+  EXPECT_EQ(r.errors[0].line, 3);
+  EXPECT_EQ(r.errors[0].path, "routes");
 }
 
 // The issue-4 keys were "not supported by this build yet"; now both are read.

@@ -1,0 +1,648 @@
+#include "gateway/control_link.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <asio/post.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <sstream>
+
+#include "config/loader.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/random.h"
+#include "gateway/gateway.h"
+#include "gateway/worker.h"
+#include "governance/circuit_breaker.h"
+#include "governance/outlier_detector.h"
+
+namespace sluice::gateway {
+
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string pushed_name(const std::string& version) {
+  return "control plane config " + version;
+}
+
+// A 200 of GET /v1/gateway-config: {"version": "N.R", "config": {...}}.
+std::optional<PushedConfig> parse_answer(const std::string& body, std::string* error) {
+  json j = json::parse(body, nullptr, false);
+  if (!j.is_object() || !j.contains("version") || !j["version"].is_string() ||
+      !j.contains("config") || !j["config"].is_object()) {
+    *error = "the control plane's answer is not {version, config}";
+    return std::nullopt;
+  }
+  return PushedConfig{j["version"].get<std::string>(), j["config"].dump()};
+}
+
+std::string join_errors(const std::vector<std::string>& errors, size_t max) {
+  std::string out;
+  for (size_t i = 0; i < errors.size() && i < max; ++i) out += (i ? "\n" : "") + errors[i];
+  if (errors.size() > max) out += "\n(" + std::to_string(errors.size() - max) + " more)";
+  return out;
+}
+
+std::string query_value(const std::string& s) {
+  return control::url_encode(s);
+}
+
+std::string config_path(const config::Node& node, const std::string& after, core::Duration wait) {
+  std::string p = "/v1/gateway-config?gateway=" + query_value(node.id);
+  if (!node.city.empty()) p += "&city=" + query_value(node.city);
+  if (!node.zone.empty()) p += "&zone=" + query_value(node.zone);
+  if (!after.empty()) p += "&after=" + query_value(after);
+  p += "&wait=" +
+       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(wait).count()) + "ms";
+  return p;
+}
+
+control::HttpOptions http_options(const config::ControlPlane& cp, std::chrono::milliseconds io,
+                                  control::CallCanceller* canceller) {
+  control::HttpOptions o;
+  o.connect_timeout = 3s;
+  o.io_timeout = io;
+  o.ca_file = cp.ca_file;
+  o.user_agent = "sluice-gateway";
+  o.canceller = canceller;
+  return o;
+}
+
+// Non-cumulative histogram buckets, for adding up endpoints and taking deltas.
+struct Hist {
+  std::vector<double> bounds;
+  std::vector<uint64_t> buckets;  // per bound, then +Inf
+  double sum = 0;
+  uint64_t count = 0;
+
+  void add(const observability::Histogram::Snapshot& s) {
+    if (buckets.empty()) {
+      bounds = s.bounds;
+      buckets.assign(s.cumulative.size(), 0);
+    }
+    if (s.cumulative.size() != buckets.size()) return;
+    uint64_t below = 0;
+    for (size_t i = 0; i < s.cumulative.size(); ++i) {
+      buckets[i] += s.cumulative[i] - below;
+      below = s.cumulative[i];
+    }
+    sum += s.sum;
+    count += s.count;
+  }
+};
+
+}  // namespace
+
+std::string cache_file(const config::ControlPlane& cp) {
+  return (std::filesystem::path(cp.cache_dir) / "config.json").string();
+}
+
+std::optional<PushedConfig> read_cache(const config::ControlPlane& cp, std::string* error) {
+  std::string path = cache_file(cp);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = path + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  json j = json::parse(ss.str(), nullptr, false);
+  if (!j.is_object() || !j.contains("version") || !j["version"].is_string() ||
+      !j.contains("config") || !j["config"].is_object()) {
+    *error = path + ": not a cached config (expected {version, config})";
+    return std::nullopt;
+  }
+  return PushedConfig{j["version"].get<std::string>(), j["config"].dump()};
+}
+
+bool write_cache(const config::ControlPlane& cp, const PushedConfig& pushed, std::string* error) {
+  std::string path = cache_file(cp);
+  std::string tmp = path + ".tmp";
+  json j = {{"version", pushed.version},
+            {"saved_ms", wall_ms()},
+            {"config", json::parse(pushed.json, nullptr, false)}};
+  std::string text = j.dump(2) + "\n";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    *error = tmp + ": " + std::strerror(errno);
+    return false;
+  }
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      *error = tmp + ": " + std::strerror(errno);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return false;
+    }
+    done += static_cast<size_t>(n);
+  }
+  // The new file is whole on disk before it replaces the old one: a crash leaves one or the other.
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    *error = tmp + ": " + std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    *error = path + ": " + std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  int dir = ::open(cp.cache_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+  return true;
+}
+
+Bootstrap bootstrap_from_control_plane(const std::string& local_path, const std::string& local_text,
+                                       std::shared_ptr<const config::GatewayConfig> local) {
+  Bootstrap b;
+  b.config = local;
+  const config::ControlPlane& cp = local->control_plane;
+  std::string error;
+  auto server = control::parse_server_url(cp.address, &error);
+  auto token = control::read_token_file(cp.token_file, &error);
+  std::optional<PushedConfig> fetched;
+  if (server && token) {
+    control::HttpReply r = control::http_call(*server, *token, "GET",
+                                              config_path(local->node, "", core::Duration::zero()),
+                                              nullptr, http_options(cp, 5s, nullptr));
+    if (r.status == 200) {
+      fetched = parse_answer(r.body, &error);
+    } else {
+      error = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status) + " " + r.body;
+    }
+  }
+  auto try_load = [&](const PushedConfig& p) -> config::LoadResult {
+    return config::load_with_pushed(local_text, local_path, p.json, pushed_name(p.version));
+  };
+  if (fetched) {
+    config::LoadResult loaded = try_load(*fetched);
+    if (loaded.ok()) {
+      b.pushed = fetched;
+      b.source = "control plane " + cp.address;
+      b.config = loaded.config;
+      return b;
+    }
+    b.refused = fetched;
+    for (const auto& e : loaded.errors) b.refused_errors.push_back(e.to_string());
+    core::log_error("control plane config {} refused: {} error(s); trying the cache",
+                    fetched->version, loaded.errors.size());
+    for (const auto& e : b.refused_errors) core::log_error("  {}", e);
+  } else {
+    core::log_warn("control plane {} unreachable at start ({}); trying the cache {}", cp.address,
+                   error, cache_file(cp));
+  }
+  std::string cache_error;
+  if (auto cached = read_cache(cp, &cache_error)) {
+    config::LoadResult loaded = try_load(*cached);
+    if (loaded.ok()) {
+      b.pushed = cached;
+      b.source = "cache " + cache_file(cp);
+      b.config = loaded.config;
+      return b;
+    }
+    core::log_error("cached config {} in {} refused:", cached->version, cache_file(cp));
+    for (const auto& e : loaded.errors) core::log_error("  {}", e.to_string());
+  } else if (!fetched) {
+    core::log_warn("no cached config: {}", cache_error);
+  }
+  core::log_warn("starting without routes; not ready until the control plane sends a config");
+  return b;
+}
+
+ControlLink::ControlLink(Gateway& gateway, const config::GatewayConfig& config)
+    : gateway_(gateway), cfg_(config.control_plane), node_(config.node) {
+  std::string error;
+  auto server = control::parse_server_url(cfg_.address, &error);
+  if (!server) throw std::runtime_error("control_plane.address: " + error);
+  server_ = *server;
+}
+
+ControlLink::~ControlLink() {
+  stop();
+}
+
+void ControlLink::start(const std::string& applied, const std::optional<PushedConfig>& refused,
+                        const std::vector<std::string>& refused_errors) {
+  applied_ = seen_ = applied;
+  if (refused) {
+    seen_ = refused->version;
+    unsent_status_ = Status{refused->version, false, join_errors(refused_errors, 20)};
+  } else if (!applied.empty()) {
+    unsent_status_ = Status{applied, true, ""};
+  }
+  watcher_ = std::thread([this] { watch_loop(); });
+  reporter_ = std::thread([this] { report_loop(); });
+}
+
+void ControlLink::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !watcher_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  watch_cancel_.cancel();
+  report_cancel_.cancel();
+  if (watcher_.joinable()) watcher_.join();
+  if (reporter_.joinable()) reporter_.join();
+}
+
+bool ControlLink::sleep_for(std::chrono::milliseconds d) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, d, [this] { return stopping_; });
+  return !stopping_;
+}
+
+void ControlLink::add_event(std::string kind, std::string subject, std::string detail_json) {
+  json e = {{"kind", std::move(kind)},
+            {"subject", std::move(subject)},
+            {"at_ms", wall_ms()},
+            {"detail", json::parse(detail_json, nullptr, false)}};
+  if (e["detail"].is_discarded()) e["detail"] = nullptr;
+  std::lock_guard lock(mu_);
+  // Bounded while the control plane is away: the oldest go first.
+  if (events_.size() >= 1000) events_.erase(events_.begin());
+  events_.push_back(e.dump());
+}
+
+std::string ControlLink::state_json() const {
+  std::lock_guard lock(mu_);
+  json j = {{"address", cfg_.address},
+            {"applied_version", applied_},
+            {"seen_version", seen_},
+            {"connected", last_error_.empty() && last_contact_ms_ > 0},
+            {"last_error", last_error_},
+            {"last_contact_ms", last_contact_ms_},
+            {"polls", polls_},
+            {"applied", applied_count_},
+            {"refused", refused_count_},
+            {"poll_errors", poll_errors_},
+            {"events_queued", events_.size()},
+            {"cache", cache_file(cfg_)}};
+  return j.dump();
+}
+
+bool ControlLink::send_status(const Status& s, std::string* error) {
+  json body = {{"city", node_.city},
+               {"zone", node_.zone},
+               {"applied_version", s.version},
+               {"status", s.applied ? "applied" : "refused"},
+               {"error", s.error}};
+  std::string text = body.dump();
+  control::HttpReply r = control::http_call(
+      server_, token_, "POST", "/v1/gateways/" + control::url_encode(node_.id) + "/status", &text,
+      http_options(cfg_, 5s, &watch_cancel_));
+  if (r.status >= 200 && r.status < 300) return true;
+  *error = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
+  return false;
+}
+
+void ControlLink::watch_loop() {
+  std::chrono::milliseconds backoff = 250ms;
+  auto problem = [&](const std::string& what) {
+    std::string previous;
+    {
+      std::lock_guard lock(mu_);
+      previous = last_error_;
+      last_error_ = what;
+      ++poll_errors_;
+    }
+    if (previous != what) {
+      core::log_warn("control plane {}: {}; serving config {} meanwhile, retrying", cfg_.address,
+                     what, applied_.empty() ? "(none)" : applied_);
+    }
+    auto jitter = std::chrono::milliseconds(static_cast<int64_t>(
+        static_cast<double>(backoff.count()) * core::thread_rng().next_double() * 0.5));
+    sleep_for(backoff + jitter);
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, 10s);
+  };
+  while (true) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+    // The token may be rotated by replacing the file: read it for every poll.
+    std::string error;
+    auto token = control::read_token_file(cfg_.token_file, &error);
+    if (!token) {
+      problem("control_plane.token_file: " + error);
+      continue;
+    }
+    token_ = *token;
+    std::optional<Status> unsent;
+    std::string after;
+    {
+      std::lock_guard lock(mu_);
+      unsent = unsent_status_;
+      after = seen_;
+    }
+    if (unsent) {
+      if (!send_status(*unsent, &error)) {
+        problem("cannot report the status of config " + unsent->version + ": " + error);
+        continue;
+      }
+      std::lock_guard lock(mu_);
+      if (unsent_status_ && unsent_status_->version == unsent->version) unsent_status_.reset();
+    }
+    auto io = std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.poll_wait) + 15s;
+    control::HttpReply r =
+        control::http_call(server_, token_, "GET", config_path(node_, after, cfg_.poll_wait),
+                           nullptr, http_options(cfg_, io, &watch_cancel_));
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      ++polls_;
+    }
+    if (r.status == 304 || r.status == 200) {
+      std::string previous;
+      {
+        std::lock_guard lock(mu_);
+        previous = last_error_;
+        last_error_.clear();
+        last_contact_ms_ = wall_ms();
+      }
+      if (!previous.empty()) core::log_info("control plane {}: reachable again", cfg_.address);
+      backoff = 250ms;
+    }
+    if (r.status == 304) continue;
+    if (r.status != 200) {
+      if (r.status == 0) {
+        problem(r.error);
+      } else if (r.status == 401 || r.status == 403) {
+        problem("HTTP " + std::to_string(r.status) + ": the token in " + cfg_.token_file +
+                (r.status == 401 ? " is not accepted" : " has too small a role (viewer needed)"));
+      } else {
+        problem("HTTP " + std::to_string(r.status));
+      }
+      continue;
+    }
+    auto pushed = parse_answer(r.body, &error);
+    if (!pushed) {
+      problem(error);
+      continue;
+    }
+    // Apply on the gateway's control thread, through the reload path; wait for the verdict.
+    auto done = std::make_shared<std::promise<ReloadResult>>();
+    auto future = done->get_future();
+    auto copy = std::make_shared<PushedConfig>(*pushed);
+    Gateway* gw = &gateway_;
+    asio::post(gateway_.io(), [gw, done, copy] { done->set_value(gw->apply_pushed(*copy)); });
+    while (future.wait_for(200ms) != std::future_status::ready) {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+    ReloadResult result = future.get();
+    Status status{pushed->version, result.ok, join_errors(result.errors, 20)};
+    if (result.ok) {
+      if (!write_cache(cfg_, *pushed, &error)) {
+        core::log_error("control plane config {} applied but not cached: {}", pushed->version,
+                        error);
+      }
+    }
+    // A refusal is recorded as an event by the control plane when the status arrives.
+    {
+      std::lock_guard lock(mu_);
+      seen_ = pushed->version;
+      if (result.ok) {
+        applied_ = pushed->version;
+        ++applied_count_;
+      } else {
+        ++refused_count_;
+      }
+      unsent_status_ = status;
+    }
+  }
+}
+
+void ControlLink::report_loop() {
+  auto last_report = std::chrono::steady_clock::now();
+  while (sleep_for(1s)) {
+    scan_events();
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_report < cfg_.report_interval) continue;
+    last_report = now;
+    std::string error;
+    auto token = control::read_token_file(cfg_.token_file, &error);
+    if (!token) continue;  // the watcher reports it
+    auto options = http_options(cfg_, 5s, &report_cancel_);
+    // Counters are sent as deltas; a snapshot that does not arrive is folded into the next one.
+    std::map<std::string, uint64_t> before = prev_;
+    std::string snapshot = stats_snapshot();
+    control::HttpReply r =
+        control::http_call(server_, *token, "POST", "/v1/stats", &snapshot, options);
+    if (r.status < 200 || r.status >= 300) prev_ = std::move(before);
+    std::vector<std::string> events;
+    {
+      std::lock_guard lock(mu_);
+      events.swap(events_);
+    }
+    if (events.empty()) continue;
+    std::string body = "[";
+    for (size_t i = 0; i < events.size(); ++i) body += (i ? "," : "") + events[i];
+    body += "]";
+    r = control::http_call(server_, *token, "POST",
+                           "/v1/events?gateway=" + control::url_encode(node_.id), &body, options);
+    if (r.status < 200 || r.status >= 300) {
+      std::lock_guard lock(mu_);
+      events.insert(events.end(), events_.begin(), events_.end());
+      if (events.size() > 1000) events.erase(events.begin(), events.end() - 1000);
+      events_.swap(events);
+    }
+  }
+}
+
+void ControlLink::scan_events() {
+  std::shared_ptr<const Snapshot> snap = gateway_.snapshot();
+  if (!snap || !snap->governance) return;
+  core::MonoTime now = std::chrono::steady_clock::now();
+  const auto& gov = *snap->governance;
+  std::map<std::string, int> next;
+  auto transition = [&](const std::string& key, int value, auto&& report) {
+    next[key] = value;
+    auto it = state_.find(key);
+    int before = it == state_.end() ? 0 : it->second;
+    if (before != value) report(before);
+  };
+  static const char* kBreaker[] = {"closed", "open", "half_open"};
+  for (size_t s = 0; s < snap->services.size() && s < gov.services.size(); ++s) {
+    const ServiceInfo& si = snap->services[s];
+    const ServiceRuntime& rt = gov.services[s];
+    if (si.peer) continue;
+    const std::string& name = si.cfg->name;
+    if (rt.breaker) {
+      int st = static_cast<int>(rt.breaker->state());
+      transition("b/" + name, st, [&](int before) {
+        const char* kind = st == 1   ? "breaker_opened"
+                           : st == 2 ? "breaker_half_open"
+                                     : "breaker_closed";
+        add_event(kind, "service/" + name,
+                  json{{"from", kBreaker[before]}, {"to", kBreaker[st]}}.dump());
+      });
+    }
+    if (!rt.outlier) continue;
+    bool local_any = false, local_up = false, other_up = false;
+    std::vector<std::string> up_cities;
+    for (size_t i = 0; i < si.endpoints.size() && i < rt.outlier->size(); ++i) {
+      const EndpointInfo& ep = si.endpoints[i];
+      int st = !rt.outlier->healthy(i) ? 2 : rt.outlier->ejected(i, now) ? 1 : 0;
+      transition("e/" + name + "/" + ep.address, st, [&](int) {
+        const char* kind = st == 2   ? "endpoint_unhealthy"
+                           : st == 1 ? "endpoint_ejected"
+                                     : "endpoint_restored";
+        add_event(kind, name + "/" + ep.address,
+                  json{{"service", name}, {"address", ep.address}, {"city", ep.cfg.city}}.dump());
+      });
+      bool local = node_.city.empty() || ep.cfg.city.empty() || ep.cfg.city == node_.city;
+      local_any |= local;
+      if (st == 0) {
+        (local ? local_up : other_up) = true;
+        if (!local && std::find(up_cities.begin(), up_cities.end(), ep.cfg.city) == up_cities.end())
+          up_cities.push_back(ep.cfg.city);
+      }
+    }
+    // Failover: the service has endpoints in this city, none of them is available, and another
+    // city's are: its traffic now crosses cities.
+    int failed_over = local_any && !local_up && other_up ? 1 : 0;
+    transition("f/" + name, failed_over, [&](int) {
+      add_event(failed_over ? "failover" : "failover_ended", "service/" + name,
+                json{{"service", name}, {"city", node_.city}, {"to", up_cities}}.dump());
+    });
+  }
+  state_ = std::move(next);
+}
+
+std::string ControlLink::stats_snapshot() {
+  std::shared_ptr<const Snapshot> snap = gateway_.snapshot();
+  json out = {{"gateway", node_.id},
+              {"city", node_.city},
+              {"zone", node_.zone},
+              {"at_ms", wall_ms()},
+              {"config_version", applied_version()}};
+  std::map<std::string, uint64_t> next;
+  auto delta = [&](const std::string& key, uint64_t value) -> uint64_t {
+    next[key] = value;
+    auto it = prev_.find(key);
+    uint64_t before = it == prev_.end() ? 0 : it->second;
+    return value >= before ? value - before : value;
+  };
+  auto hist_delta = [&](const std::string& key, const Hist& h) -> json {
+    json buckets = json::array();
+    uint64_t count = delta(key + "#n", h.count);
+    for (size_t i = 0; i < h.buckets.size(); ++i)
+      buckets.push_back(delta(key + "#" + std::to_string(i), h.buckets[i]));
+    // Bucket bounds (seconds) as text: the control plane's rollups add up every number.
+    std::string bounds;
+    for (double b : h.bounds) bounds += (bounds.empty() ? "" : " ") + fmt::format("{}", b);
+    // The sum is a double: kept as microseconds so that it can be a counter too.
+    uint64_t sum_us = delta(key + "#s", static_cast<uint64_t>(h.sum * 1e6));
+    return {{"le", bounds}, {"buckets", buckets}, {"count", count}, {"sum_us", sum_us}};
+  };
+  auto codes = [](const CodeCounters& c, uint64_t* total, uint64_t* errors) {
+    for (size_t k = 0; k < c.by_class.size(); ++k) *total += c.by_class[k]->value();
+    *errors += c.by_class[4]->value();
+  };
+  size_t connections = 0;
+  for (const auto& w : gateway_.workers()) connections += w->connection_count();
+  out["concurrency"] = connections;
+  if (!snap) return out.dump();
+  const config::GatewayConfig& cfg = *snap->config;
+
+  json routes = json::object();
+  for (size_t r = 0; r < cfg.routes.size(); ++r) {
+    uint64_t total = 0, errors = 0;
+    Hist h;
+    for (const auto& row : snap->route_metrics) {
+      codes(row[r].requests, &total, &errors);
+      if (row[r].duration) h.add(row[r].duration->snapshot());
+    }
+    const std::string key = "r/" + cfg.routes[r].name;
+    routes[cfg.routes[r].name] = {{"service", cfg.routes[r].service},
+                                  {"requests", delta(key + "/n", total)},
+                                  {"errors", delta(key + "/e", errors)},
+                                  {"latency", hist_delta(key + "/h", h)}};
+  }
+  json services = json::object(), endpoints = json::object(), cities = json::object();
+  std::map<std::string, std::pair<uint64_t, uint64_t>> by_city;
+  std::map<std::string, Hist> city_hist;
+  const GovernanceSnapshot* gov = snap->governance.get();
+  for (size_t s = 0; s < snap->services.size(); ++s) {
+    const ServiceInfo& si = snap->services[s];
+    const std::string& name = si.cfg->name;
+    uint64_t s_total = 0, s_errors = 0;
+    Hist s_hist;
+    for (const EndpointInfo& ep : si.endpoints) {
+      uint64_t total = 0, errors = 0;
+      codes(ep.requests, &total, &errors);
+      for (auto* c : ep.errors) errors += c->value();
+      if (ep.duration) {
+        auto hs = ep.duration->snapshot();
+        s_hist.add(hs);
+        city_hist[ep.cfg.city].add(hs);
+      }
+      const std::string key = "e/" + name + "/" + ep.address;
+      uint64_t d_total = delta(key + "/n", total), d_errors = delta(key + "/e", errors);
+      s_total += total;
+      s_errors += errors;
+      endpoints[name + "/" + ep.address] = {{"service", name},     {"address", ep.address},
+                                            {"city", ep.cfg.city}, {"zone", ep.cfg.zone},
+                                            {"requests", d_total}, {"errors", d_errors}};
+      auto& c = by_city[ep.cfg.city];
+      c.first += d_total;
+      c.second += d_errors;
+    }
+    const std::string key = "s/" + name;
+    json sj = {{"requests", delta(key + "/n", s_total)},
+               {"errors", delta(key + "/e", s_errors)},
+               {"retries", delta(key + "/r", si.retries ? si.retries->value() : 0)},
+               {"latency", hist_delta(key + "/h", s_hist)}};
+    if (si.peer) sj["peer"] = true;
+    if (gov && s < gov->services.size() && gov->services[s].breaker) {
+      const auto& b = *gov->services[s].breaker;
+      sj["concurrency"] = b.concurrent();
+      static const char* kStates[] = {"closed", "open", "half_open"};
+      sj["breaker"] = kStates[static_cast<int>(b.state())];
+    }
+    services[name] = std::move(sj);
+  }
+  for (const auto& [city, c] : by_city) {
+    const std::string name = city.empty() ? "-" : city;
+    cities[name] = {{"requests", c.first},
+                    {"errors", c.second},
+                    {"latency", hist_delta("c/" + name + "/h", city_hist[city])}};
+  }
+  out["routes"] = std::move(routes);
+  out["services"] = std::move(services);
+  out["endpoints"] = std::move(endpoints);
+  out["cities"] = std::move(cities);
+  prev_ = std::move(next);
+  return out.dump();
+}
+
+std::string ControlLink::applied_version() const {
+  std::lock_guard lock(mu_);
+  return applied_;
+}
+
+}  // namespace sluice::gateway

@@ -1,0 +1,110 @@
+// A gateway's link to its control plane (`control_plane:` in the gateway file): it watches the
+// gateway's config with long polls, hands each new version to the gateway's reload path, keeps the
+// last applied one in cache_dir, and reports back which version it applied or why it refused it,
+// stats snapshots (deltas) and events (breaker, ejection, health, failover). Two threads of its
+// own; nothing here is on the request path, and a control plane that is slow or gone only delays
+// what the link sends. See docs/control-plane.md, "Gateway side".
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.h"
+#include "control/client.h"
+
+namespace sluice::gateway {
+
+class Gateway;
+
+// The sections a control plane pushed, as JSON (`config` of GET /v1/gateway-config).
+struct PushedConfig {
+  std::string version;  // "N.R"
+  std::string json;
+};
+
+// What a gateway with control_plane starts from: the control plane's current config (one poll
+// that does not wait), else the cached one, else nothing (the gateway then starts with no routes
+// and is not ready until a config arrives).
+struct Bootstrap {
+  std::optional<PushedConfig> pushed;
+  std::string source;                                   // "control plane URL" | "cache FILE" | ""
+  std::shared_ptr<const config::GatewayConfig> config;  // local file + pushed sections
+  // A config that was fetched but refused (the cached one, if any, is used instead).
+  std::optional<PushedConfig> refused;
+  std::vector<std::string> refused_errors;
+};
+Bootstrap bootstrap_from_control_plane(const std::string& local_path, const std::string& local_text,
+                                       std::shared_ptr<const config::GatewayConfig> local);
+
+// cache_dir/config.json: {"version", "saved_ms", "config"}; written atomically.
+std::string cache_file(const config::ControlPlane& cp);
+std::optional<PushedConfig> read_cache(const config::ControlPlane& cp, std::string* error);
+bool write_cache(const config::ControlPlane& cp, const PushedConfig& pushed, std::string* error);
+
+class ControlLink {
+ public:
+  ControlLink(Gateway& gateway, const config::GatewayConfig& config);
+  ~ControlLink();
+  ControlLink(const ControlLink&) = delete;
+  ControlLink& operator=(const ControlLink&) = delete;
+
+  // `applied`: the pushed version in use at start ("" = none). `refused`: a version refused at
+  // start, to report.
+  void start(const std::string& applied, const std::optional<PushedConfig>& refused,
+             const std::vector<std::string>& refused_errors);
+  void stop();  // aborts a parked poll; joins the threads
+
+  // Thread-safe: an event to send with the next report.
+  void add_event(std::string kind, std::string subject, std::string detail_json);
+
+  // For admin /stats: the link's state as JSON.
+  std::string state_json() const;
+
+ private:
+  struct Status {
+    std::string version;
+    bool applied = false;
+    std::string error;
+  };
+  void watch_loop();
+  void report_loop();
+  bool send_status(const Status& s, std::string* error);
+  void scan_events();
+  std::string stats_snapshot();
+  std::string applied_version() const;
+  bool sleep_for(std::chrono::milliseconds d);  // false when stopping
+
+  Gateway& gateway_;
+  config::ControlPlane cfg_;
+  config::Node node_;
+  control::ServerUrl server_;
+  std::string token_;
+  control::CallCanceller watch_cancel_;
+  control::CallCanceller report_cancel_;
+  std::thread watcher_;
+  std::thread reporter_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::string seen_;     // last version received (applied or refused)
+  std::string applied_;  // last version applied
+  std::optional<Status> unsent_status_;
+  std::string last_error_;  // last problem talking to the control plane ("" = fine)
+  int64_t last_contact_ms_ = 0;
+  uint64_t polls_ = 0, applied_count_ = 0, refused_count_ = 0, poll_errors_ = 0;
+  std::vector<std::string> events_;  // JSON objects waiting to be sent
+
+  // Reporter thread only: previous counter values (for deltas) and state (for events).
+  std::map<std::string, uint64_t> prev_;
+  std::map<std::string, int> state_;
+};
+
+}  // namespace sluice::gateway
