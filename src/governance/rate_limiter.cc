@@ -76,6 +76,52 @@ uint64_t clamp_u64(uint64_t v, uint64_t hi) {
   return v < hi ? v : hi;
 }
 
+using u128 = unsigned __int128;
+
+// Sliding window: the counts of sub-windows c - kSubWindows .. c (in ring order) at `now`, with
+// the oldest weighted by the part of it still inside the last kSubWindows sub-windows. In units
+// of 1/s request, so that the estimate stays exact in integers; the 128 bits hold any count
+// (< 2^36) times any s (< 2^63).
+struct WindowCount {
+  uint64_t full = 0;    // sub-windows c - kSubWindows + 1 .. c
+  uint64_t oldest = 0;  // sub-window c - kSubWindows
+  int64_t elapsed = 0;  // ns since sub-window c began, in [0, s)
+
+  WindowCount(const uint32_t* counts, int64_t c, int64_t sub, int64_t now) {
+    for (int i = 0; i < kRing; ++i) full += counts[i];
+    oldest = counts[ring(c - RateLimiter::kSubWindows)];
+    full -= oldest;
+    // A `now` before sub-window c (a thread that read the clock a little earlier than the one
+    // that moved the ring on) is taken as its start: the oldest then weighs in full.
+    elapsed = std::clamp<int64_t>(now - c * sub, 0, sub - 1);
+  }
+  // The estimate, times s.
+  u128 scaled(int64_t sub) const {
+    return static_cast<u128>(oldest) * static_cast<uint64_t>(sub - elapsed) +
+           static_cast<u128>(full) * static_cast<uint64_t>(sub);
+  }
+  // Does one more request fit under `quota`? (estimate + 1 <= quota, as the cluster script's
+  // floor(limit - estimate) >= 1.) The weight is in [1/s, 1]: most decisions need no product.
+  bool fits(uint64_t quota, int64_t sub) const {
+    if (full + oldest < quota) return true;
+    if (full >= quota) return false;
+    return scaled(sub) + static_cast<uint64_t>(sub) <=
+           static_cast<u128>(quota) * static_cast<uint64_t>(sub);
+  }
+  // The estimate rounded up to whole requests: full + ceil(oldest * (s - e) / s).
+  uint64_t ceiling(int64_t sub) const {
+    return full + oldest -
+           mul_div(oldest, static_cast<uint64_t>(elapsed), static_cast<uint64_t>(sub));
+  }
+  // floor(a * b / d) for a result that fits in 64 bits; one 64-bit division unless the product
+  // needs more (s above 4.3 s with a full sub-window).
+  static uint64_t mul_div(uint64_t a, uint64_t b, uint64_t d) {
+    uint64_t product = 0;
+    if (!__builtin_mul_overflow(a, b, &product)) return product / d;
+    return static_cast<uint64_t>(static_cast<u128>(a) * b / d);
+  }
+};
+
 }  // namespace
 
 // Requests decided for an entry's current key, for hot_keys().
@@ -363,13 +409,15 @@ int64_t RateLimiter::advance(Window& w, int64_t c) {
 
 RateDecision RateLimiter::window_decision(const uint32_t* counts, int64_t c, const Params& p,
                                           bool allowed, int64_t now) const {
-  uint64_t count = 0;
-  for (int i = 0; i < kRing; ++i) count += counts[i];
+  const WindowCount wc(counts, c, p.sub, now);
   RateDecision d;
   d.allowed = allowed;
   d.limit = p.quota;
-  d.remaining = count < p.quota ? p.quota - count : 0;
-  // Sub-window j stops being counted when sub-window j + kRing begins.
+  // Requests that would pass right now, floor(L - estimate): each needs estimate + 1 <= L.
+  const uint64_t used = wc.oldest == 0 ? wc.full : wc.ceiling(p.sub);
+  d.remaining = used < p.quota ? p.quota - used : 0;
+  // Sub-window j counts in full until sub-window j + kSubWindows begins and then fades out over
+  // one more sub-window: it has no weight left from (j + kRing) * s on.
   for (int64_t j = c; j > c - kRing; --j) {
     if (counts[ring(j)] != 0) {
       d.reset = nanoseconds(std::max<int64_t>(0, (j + kRing) * p.sub - now));
@@ -377,13 +425,22 @@ RateDecision RateLimiter::window_decision(const uint32_t* counts, int64_t c, con
     }
   }
   if (!allowed) {
-    uint64_t left = count;
-    for (int64_t j = c - kRing + 1; j <= c; ++j) {
-      left -= counts[ring(j)];
-      if (left < p.quota) {
-        d.retry_after = nanoseconds(std::max<int64_t>(0, (j + kRing) * p.sub - now));
-        break;
-      }
+    // The first moment the estimate, with no new requests, lets one more pass. In sub-window
+    // c + k the counts of c + k - kSubWindows + 1 .. c are in full (`full`) and c + k - kSubWindows
+    // weighs (s - e) / s at e ns into it: one fits once oldest * (s - e) <= (L - 1 - full) * s.
+    // At k = kSubWindows nothing is in full any more, so the loop always ends there at the latest.
+    uint64_t full = wc.full + wc.oldest;
+    for (int64_t k = 0; k <= kSubWindows; ++k) {
+      const uint64_t oldest = counts[ring(c + k - kSubWindows)];
+      full -= oldest;
+      if (full >= p.quota) continue;
+      // With room >= oldest it fits already at the start of sub-window c + k.
+      const uint64_t room = p.quota - 1 - full;
+      const int64_t e = room >= oldest ? 0
+                                       : p.sub - static_cast<int64_t>(WindowCount::mul_div(
+                                                     room, static_cast<uint64_t>(p.sub), oldest));
+      d.retry_after = nanoseconds(std::max<int64_t>(0, (c + k) * p.sub + e - now));
+      break;
     }
   }
   return d;
@@ -402,12 +459,8 @@ RateDecision RateLimiter::acquire_window(Slot& slot, uint32_t index, uint64_t ha
   const int64_t c = advance(w, floor_div(now, p.sub));
   // Copy out, then build the decision after unlocking: the lock covers only the update.
   uint32_t counts[kRing];
-  uint64_t count = 0;
-  for (int i = 0; i < kRing; ++i) {
-    counts[i] = w.counts[i].load(std::memory_order_relaxed);
-    count += counts[i];
-  }
-  const bool allowed = count < p.quota;
+  for (int i = 0; i < kRing; ++i) counts[i] = w.counts[i].load(std::memory_order_relaxed);
+  const bool allowed = WindowCount(counts, c, p.sub, now).fits(p.quota, p.sub);
   if (allowed) w.counts[ring(c)].store(++counts[ring(c)], std::memory_order_relaxed);
   std::atomic<uint32_t>& tally = allowed ? w.allowed : w.rejected;
   const uint32_t n = tally.load(std::memory_order_relaxed) + 1;
@@ -437,14 +490,27 @@ uint64_t RateLimiter::fill(const Slot& slot, uint32_t index, int64_t now) const 
     case config::RateAlgorithm::kSlidingWindow: {
       const Params p = params(slot.limit.load(std::memory_order_relaxed));
       const Window& w = windows_[index];
-      const int64_t c = floor_div(now, p.sub);
       const int64_t newest = w.newest.load(std::memory_order_relaxed);
-      uint64_t count = 0;
-      for (int64_t j = std::max(newest - kRing + 1, c - kRing + 1); j <= newest; ++j) {
-        count += w.counts[ring(j)].load(std::memory_order_relaxed);
+      const int64_t c = std::max(floor_div(now, p.sub), newest);
+      // Sub-windows c - kSubWindows (weighted) .. newest still count. Read without the lock: a
+      // racing update makes the score slightly stale, which only matters for the choice of victim.
+      const int64_t first = c - kSubWindows;
+      if (newest < first) return 0;
+      int r = ring(first);
+      const uint64_t oldest = w.counts[r].load(std::memory_order_relaxed);
+      uint64_t full = 0;
+      for (int64_t j = first + 1; j <= newest; ++j) {
+        if (++r == kRing) r = 0;
+        full += w.counts[r].load(std::memory_order_relaxed);
       }
-      if (count == 0) return 0;
-      return 1 + count * kShareScale / p.quota;
+      if (oldest == 0 && full == 0) return 0;
+      // In double, as for token bucket: a score needs no exact integers.
+      const int64_t elapsed = std::clamp<int64_t>(now - c * p.sub, 0, p.sub - 1);
+      const double estimate = static_cast<double>(full) + static_cast<double>(oldest) *
+                                                              static_cast<double>(p.sub - elapsed) /
+                                                              static_cast<double>(p.sub);
+      return 1 + static_cast<uint64_t>(std::min(estimate / static_cast<double>(p.quota), 4.0) *
+                                       kShareScale);
     }
     case config::RateAlgorithm::kConcurrency: {
       const auto w = static_cast<uint64_t>(slot.state.load(std::memory_order_relaxed));

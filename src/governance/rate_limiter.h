@@ -38,19 +38,33 @@ struct RateTicket {
 // = time until one token is back. refund moves TAT back by T, never below now.
 //
 // sliding_window: P is split into kSubWindows sub-windows of s = ceil(P / kSubWindows) ns,
-// aligned to multiples of s since the MonoTime epoch. A request in sub-window c = floor(now / s)
-// passes iff fewer than L requests passed in sub-windows c - kSubWindows .. c, a look-back of
-// between kSubWindows * s (>= P) and (kSubWindows + 1) * s. Exact consequences:
-//  - In ANY interval of length P, across window edges or not, at most L requests pass (the 2L
-//    burst of a fixed window at its edge cannot happen): a request's look-back always covers the
-//    P before it.
-//  - The approximation errs on the strict side only: a passed request keeps counting for between
-//    kSubWindows * s and (kSubWindows + 1) * s, i.e. up to P + s (10% of P) longer than an exact
-//    sliding log would count it. A client sending evenly gets at least L per P + s
-//    (L * 10/11 per P); a burst of L gets its quota back between P and P + s later.
-// Decision: limit = L; remaining = L - counted (after this one); reset = until every counted
-// request has left the look-back; retry_after (rejected) = until enough have left for one more.
-// refund decrements the sub-window it incremented, if that one is still counted.
+// aligned to multiples of s since the MonoTime epoch; the window is W = kSubWindows * s (= P, or
+// up to kSubWindows - 1 ns more when P is not a multiple of kSubWindows ns). At e ns into
+// sub-window c, the count of the last W is estimated as sub-windows c - kSubWindows + 1 .. c in
+// full plus sub-window c - kSubWindows weighted by the share of it still inside, (s - e) / s:
+// the estimate of the cluster scope's script, on sub-windows of P / kSubWindows instead of whole
+// windows. A request passes iff estimate + 1 <= L. Exact consequences (requests placed at the
+// `now` they were decided at):
+//  - Any kSubWindows consecutive sub-windows hold at most L requests (the last one to pass saw
+//    them all in full). So any interval of up to (kSubWindows - 1) * s (0.9 P) holds at most L:
+//    the 2L burst of a fixed window at its edge cannot happen.
+//  - An interval of length P (or W) holds more than L only if it touches kSubWindows + 1
+//    sub-windows and some requests of the first one; n_first and n_last being the requests of
+//    its first and last sub-window, it then holds at most L - 1 + n_first and at most
+//    L + n_last. So at most 2L - 1, and at most L + L / kSubWindows for traffic that never puts
+//    more than L / kSubWindows in one sub-window. 2L - 1 happens (when s >= 2L ns): L at the
+//    very end of a sub-window, then L - 1 more over the sub-window that starts
+//    (kSubWindows - 1) * s later (the weighting assumes the oldest sub-window's requests came
+//    evenly; the unit test WorstCaseIsTwiceTheLimitMinusOne builds it).
+//  - Under steady overload the estimate stays at L and L pass per W (the cluster scope's rate;
+//    a ring that counted the oldest sub-window in full gave L per P + s, -9%). A sub-window's
+//    quota comes back, evenly, over the sub-window that starts W after it: a burst of L is
+//    admitted again W later, so under overload the shape of the first W repeats.
+// Decision: limit = L; remaining = floor(L - estimate) after this one (what would pass right
+// now); reset = until the estimate is 0 (the newest non-empty sub-window j has faded out, at
+// (j + kSubWindows + 1) * s); retry_after (rejected) = until, if nothing else passes meanwhile,
+// estimate + 1 <= L again (exact to the ns). refund decrements the sub-window it incremented,
+// if that one still counts (in full or weighted).
 //
 // concurrency: at most L acquired and not yet released per key (P and burst unused).
 // Decision: limit = L; remaining = L - in flight; reset and retry_after 0 (unknown: depends on
