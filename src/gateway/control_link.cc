@@ -202,6 +202,8 @@ Bootstrap bootstrap_from_control_plane(const std::string& local_path, const std:
       b.pushed = fetched;
       b.source = "control plane " + cp.address;
       b.config = loaded.config;
+      if (!write_cache(cp, *fetched, &error))
+        core::log_error("control plane config {} not cached: {}", fetched->version, error);
       return b;
     }
     b.refused = fetched;
@@ -304,6 +306,17 @@ std::string ControlLink::state_json() const {
   return j.dump();
 }
 
+void ControlLink::contact() {
+  std::string previous;
+  {
+    std::lock_guard lock(mu_);
+    previous = std::move(last_error_);
+    last_error_.clear();
+    last_contact_ms_ = wall_ms();
+  }
+  if (!previous.empty()) core::log_info("control plane {}: reachable again", cfg_.address);
+}
+
 bool ControlLink::send_status(const Status& s, std::string* error) {
   json body = {{"city", node_.city},
                {"zone", node_.zone},
@@ -314,7 +327,10 @@ bool ControlLink::send_status(const Status& s, std::string* error) {
   control::HttpReply r = control::http_call(
       server_, token_, "POST", "/v1/gateways/" + control::url_encode(node_.id) + "/status", &text,
       http_options(cfg_, 5s, &watch_cancel_));
-  if (r.status >= 200 && r.status < 300) return true;
+  if (r.status >= 200 && r.status < 300) {
+    contact();
+    return true;
+  }
   *error = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
   return false;
 }
@@ -376,14 +392,7 @@ void ControlLink::watch_loop() {
       ++polls_;
     }
     if (r.status == 304 || r.status == 200) {
-      std::string previous;
-      {
-        std::lock_guard lock(mu_);
-        previous = last_error_;
-        last_error_.clear();
-        last_contact_ms_ = wall_ms();
-      }
-      if (!previous.empty()) core::log_info("control plane {}: reachable again", cfg_.address);
+      contact();
       backoff = 250ms;
     }
     if (r.status == 304) continue;

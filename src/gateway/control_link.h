@@ -76,6 +76,7 @@ class ControlLink {
   void watch_loop();
   void report_loop();
   bool send_status(const Status& s, std::string* error);
+  void contact();  // the control plane answered: clear the error, note the time
   void scan_events();
   std::string stats_snapshot();
   std::string applied_version() const;

@@ -1,7 +1,7 @@
 """The control plane as a real process (`sluice control`, SQLite store): token bootstrap, roles,
 validated all-or-nothing writes with versions and rollback, the registry with TTL expiry, the
-gateway-config long poll, and clear errors for bad input. (The gateway side of issue 5 is not
-built yet.)"""
+gateway-config long poll, and clear errors for bad input. The gateways' side is in
+test_control_e2e.py."""
 
 import json
 import os
@@ -12,8 +12,8 @@ from harness import BIN, Proc, SluiceTestCase, addr, free_port, http_request, wa
 
 
 class Control(Proc):
-    def __init__(self, workdir, store=None):
-        self.port = free_port()
+    def __init__(self, workdir, store=None, port=None):
+        self.port = port or free_port()
         self.address = addr(self.port)
         self.token_file = os.path.join(workdir, "admin.token")
         self.config_path = os.path.join(workdir, "control.yaml")
