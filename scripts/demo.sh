@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# The Sluice demo on one machine: two cities, each with sample services (accounts x2, payments x1)
-# behind its own gateway (examples/gateway-a.yaml, examples/gateway-b.yaml). accounts is a unit
-# service: customers are split into 100 shards by x-customer-id, city a owns 0-49 and city b 50-99,
-# and each gateway forwards the other city's customers to the other gateway. Prints what runs where
-# and commands to try (routing, shard routing, a city switchover), then waits for Ctrl-C and stops
-# everything it started.
-#   scripts/demo.sh           interactive (make demo)
-#   scripts/demo.sh --check   start everything, run the printed commands with assertions, exit 0/1
+# The Sluice demo on one machine: a control plane and two cities, each with sample services
+# (accounts x2, payments x1) behind its own gateway. The control plane (examples/control/) holds
+# the services, routes and units (examples/control/resources.yaml, applied with `sluice ctl`) and
+# the registry: the sample services register themselves there, and both gateways
+# (examples/control/gateway-a.yaml, gateway-b.yaml) take their config and endpoints from it.
+# accounts is a unit service: customers are split into 100 shards by x-customer-id, city a owns
+# 0-49 and city b 50-99, and each gateway forwards the other city's customers to the other
+# gateway. Prints what runs where and commands to try (sluice ctl, routing, shard routing, a city
+# switchover, a config change and its rollback), then waits for Ctrl-C and stops everything it
+# started.
+#   scripts/demo.sh                       interactive (make demo)
+#   scripts/demo.sh --check               start everything, run the printed commands with assertions
+#   scripts/demo.sh --no-control-plane    the gateways read everything from examples/gateway-a.yaml
+#                                         and gateway-b.yaml, without a control plane
 # shellcheck disable=SC2317  # stop_all and on_exit are reached through traps
 set -euo pipefail
 
@@ -14,22 +20,27 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
 CHECK=0
 OFFSET=0
+CP=1
 
 usage() {
   cat <<EOF
-usage: scripts/demo.sh [--check] [--port-offset N] [--sluice PATH]
+usage: scripts/demo.sh [--check] [--no-control-plane] [--port-offset N] [--sluice PATH]
 
-  --check           start everything, run the commands the demo prints and check their results;
-                    exit 0 when all pass, 1 otherwise
-  --port-offset N   add N to every port (the configs are copied to the log directory with the
-                    ports moved), for when the usual 18080.. ports are taken
-  --sluice PATH     sluice binary (default: \$SLUICE_BIN or build/sluice)
+  --check             start everything, run the commands the demo prints and check their results;
+                      exit 0 when all pass, 1 otherwise
+  --no-control-plane  no control plane: the gateways run from examples/gateway-a.yaml and
+                      gateway-b.yaml, with the services' endpoints written in them
+  --port-offset N     add N to every port (the configs are copied to the demo's work directory
+                      with the ports moved), for when the usual 18080.. ports are taken
+  --sluice PATH       sluice binary (default: \$SLUICE_BIN or build/sluice)
 EOF
 }
 
 while [ $# -gt 0 ]; do
   case $1 in
     --check) CHECK=1; shift ;;
+    --control-plane) CP=1; shift ;;
+    --no-control-plane) CP=0; shift ;;
     --port-offset) [[ ${2:-} =~ ^[0-9]+$ ]] || { usage >&2; exit 2; }; OFFSET=$2; shift 2 ;;
     --sluice) [ $# -ge 2 ] || { usage >&2; exit 2; }; SLUICE_BIN=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -40,9 +51,15 @@ done
 die() { echo "demo: $*" >&2; exit 1; }
 
 [ -x "$SLUICE_BIN" ] || die "$SLUICE_BIN not found: run 'make build' first ('make demo' builds and runs this)"
+# Processes run from $ROOT: a relative binary path is taken from where the script was started.
+[[ $SLUICE_BIN == /* ]] || SLUICE_BIN=$PWD/$SLUICE_BIN
 for tool in curl python3 setsid; do
   command -v "$tool" >/dev/null 2>&1 || die "missing tool: $tool. Install it with 'make deps' (scripts/install-deps.sh)"
 done
+(( OFFSET + 18902 <= 65535 )) || die "--port-offset $OFFSET moves ports past 65535"
+
+# A path as printed in the commands to try: relative when the demo was started from $ROOT.
+show() { if [ "$PWD" = "$ROOT" ]; then echo "${1#"$ROOT"/}"; else echo "$1"; fi; }
 
 # What runs where. Sample services: id service city zone port.
 SERVICES=(
@@ -54,20 +71,28 @@ SERVICES=(
   "b-payments-1 payments b b1 18113"
 )
 # Gateways: id city config listen-port admin-port.
+if [ "$CP" = 1 ]; then GW_DIR=examples/control; else GW_DIR=examples; fi
 GATEWAYS=(
-  "gateway-a a examples/gateway-a.yaml 18080 18901"
-  "gateway-b b examples/gateway-b.yaml 18180 18902"
+  "gateway-a a $GW_DIR/gateway-a.yaml 18080 18901"
+  "gateway-b b $GW_DIR/gateway-b.yaml 18180 18902"
 )
+CONTROL_PORT=18700 # the control plane (examples/control/control.yaml)
 GW_A=127.0.0.1:$((18080 + OFFSET))
 GW_B=127.0.0.1:$((18180 + OFFSET))
 ADMIN_A=127.0.0.1:$((18901 + OFFSET))
 ADMIN_B=127.0.0.1:$((18902 + OFFSET))
 SVC_A1=127.0.0.1:$((18101 + OFFSET)) # a-accounts-1, the target of the fault injection
+CP_URL=http://127.0.0.1:$((CONTROL_PORT + OFFSET))
+
+# The demo's ports, as written in the example files.
+DEMO_PORTS=()
+for s in "${SERVICES[@]}"; do read -r _ _ _ _ port <<<"$s"; DEMO_PORTS+=("$port"); done
+for g in "${GATEWAYS[@]}"; do read -r _ _ _ port admin <<<"$g"; DEMO_PORTS+=("$port" "$admin"); done
+[ "$CP" = 1 ] && DEMO_PORTS+=("$CONTROL_PORT")
 
 # Every port must be free before anything starts: a leftover demo would answer in our place.
 ports=()
-for s in "${SERVICES[@]}"; do read -r _ _ _ _ port <<<"$s"; ports+=("$((port + OFFSET))"); done
-for g in "${GATEWAYS[@]}"; do read -r _ _ _ port admin <<<"$g"; ports+=("$((port + OFFSET))" "$((admin + OFFSET))"); done
+for p in "${DEMO_PORTS[@]}"; do ports+=("$((p + OFFSET))"); done
 busy=$(python3 - "${ports[@]}" <<'EOF'
 import socket, sys
 busy = []
@@ -85,23 +110,28 @@ EOF
 )
 [ -z "$busy" ] || die "port(s) $busy already in use (another demo still running? see 'ss -ltnp'; or use --port-offset)"
 
+# The work directory: logs, and with a control plane its database, admin token and the
+# gateways' config caches.
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/sluice-demo.XXXXXX")
+TOKEN_FILE=$LOGDIR/admin.token
 
-# With an offset the gateways run from copies of their configs with every demo port moved.
-config_path() { # EXAMPLE -> the file to run
-  if [ "$OFFSET" = 0 ]; then
-    echo "$1"
+# demo_file EXAMPLE -> the file to use (absolute). The control plane's examples name the work
+# directory /tmp/sluice-demo/; they, and with an offset every example, are copied to the work
+# directory with the directory and the ports replaced.
+demo_file() {
+  local src=$ROOT/$1 out args=() p dir
+  if [ "$OFFSET" = 0 ] && ! grep -q '/tmp/sluice-demo/' "$src"; then
+    echo "$src"
     return
   fi
-  local out args=() p
   out=$LOGDIR/$(basename "$1")
   for p in "${DEMO_PORTS[@]}"; do args+=(-e "s/127\.0\.0\.1:$p\b/127.0.0.1:$((p + OFFSET))/g"); done
-  sed "${args[@]}" "$ROOT/$1" >"$out"
+  # shellcheck disable=SC2001  # sed's replacement needs \, & and | escaped; sed does that plainly
+  dir=$(sed 's/[\\&|]/\\&/g' <<<"$LOGDIR")
+  args+=(-e "s|/tmp/sluice-demo/|$dir/|g")
+  sed "${args[@]}" "$src" >"$out"
   echo "$out"
 }
-DEMO_PORTS=()
-for s in "${SERVICES[@]}"; do read -r _ _ _ _ port <<<"$s"; DEMO_PORTS+=("$port"); done
-for g in "${GATEWAYS[@]}"; do read -r _ _ _ port admin <<<"$g"; DEMO_PORTS+=("$port" "$admin"); done
 
 # ---------------------------------------------------------------------------------------------
 # children: each in its own process group (setsid), stopped as a group on the way out.
@@ -110,13 +140,13 @@ declare -A PID_OF=() CONF_OF=()
 ORDER=()
 RESULT=1
 
-stop_all() {
+stop_group() { # ID...: SIGTERM to each, then wait up to 5 s for each before SIGKILL
   local id pid i
-  for id in "${ORDER[@]}"; do
+  for id in "$@"; do
     pid=${PID_OF[$id]}
     kill -TERM -- "-$pid" 2>/dev/null || true
   done
-  for id in "${ORDER[@]}"; do
+  for id in "$@"; do
     pid=${PID_OF[$id]}
     for ((i = 0; i < 50; i++)); do
       kill -0 "$pid" 2>/dev/null || break
@@ -125,6 +155,14 @@ stop_all() {
     kill -KILL -- "-$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
+}
+
+# The control plane goes last, so that the sample services can deregister.
+stop_all() {
+  local id others=()
+  for id in "${ORDER[@]}"; do [ "$id" = control ] || others+=("$id"); done
+  [ ${#others[@]} -eq 0 ] || stop_group "${others[@]}"
+  [ -z "${PID_OF[control]:-}" ] || stop_group control
 }
 
 on_exit() {
@@ -167,18 +205,56 @@ wait_ready() { # ID URL
   exit 1
 }
 
+# registered: the ids of the instances registered with the control plane, sorted, on one line
+# (from the table of `sluice ctl instances`: SERVICE ID ADDRESS CITY ZONE WEIGHT HEARTBEAT).
+registered() {
+  "$SLUICE_BIN" ctl instances 2>/dev/null | awk 'NR > 1 && NF >= 7 {print $2}' | sort | tr '\n' ' ' | sed 's/ $//'
+}
+
+ALL_IDS=()
+for s in "${SERVICES[@]}"; do read -r id _ <<<"$s"; ALL_IDS+=("$id"); done
+ALL_IDS_SORTED=$(printf '%s\n' "${ALL_IDS[@]}" | sort | tr '\n' ' ' | sed 's/ $//')
+
+if [ "$CP" = 1 ]; then
+  # The control plane, and version 1 of the config: the services, routes and units of both cities.
+  CONF_OF[control]=$(demo_file examples/control/control.yaml)
+  start control "$SLUICE_BIN" control --config "${CONF_OF[control]}"
+  wait_ready control "$CP_URL/ready"
+  [ -s "$TOKEN_FILE" ] || die "the control plane wrote no admin token to $TOKEN_FILE; see $LOGDIR/control.log"
+  # What the commands to try use, and so does everything below.
+  SLUICE_SERVER=$CP_URL
+  SLUICE_TOKEN=$(cat "$TOKEN_FILE")
+  export SLUICE_SERVER SLUICE_TOKEN
+  RESOURCES=$(demo_file examples/control/resources.yaml)
+  CHANGE=$(demo_file examples/control/change.yaml)
+  APPLY_REASON="make demo: services, routes and units of both cities"
+  apply_out=$("$SLUICE_BIN" ctl apply -f "$RESOURCES" --reason "$APPLY_REASON" 2>&1) ||
+    die "sluice ctl apply -f $RESOURCES failed: $apply_out"
+fi
+
 for s in "${SERVICES[@]}"; do
   read -r id name city zone port <<<"$s"
-  start "$id" "$SLUICE_BIN" sample-service --listen "127.0.0.1:$((port + OFFSET))" --name "$name" --city "$city" \
-    --zone "$zone" --instance "$id" --workers 1
+  args=(sample-service --listen "127.0.0.1:$((port + OFFSET))" --name "$name" --city "$city" --zone "$zone"
+    --instance "$id" --workers 1)
+  [ "$CP" = 0 ] || args+=(--control-plane "$CP_URL" --token-file "$TOKEN_FILE")
+  start "$id" "$SLUICE_BIN" "${args[@]}"
 done
 for s in "${SERVICES[@]}"; do
   read -r id _ _ _ port <<<"$s"
   wait_ready "$id" "http://127.0.0.1:$((port + OFFSET))/healthz"
 done
+if [ "$CP" = 1 ]; then
+  # Gateways started now get every endpoint with their first config.
+  for ((i = 0; i < 100; i++)); do
+    [ "$(registered)" = "$ALL_IDS_SORTED" ] && break
+    sleep 0.1
+  done
+  [ "$(registered)" = "$ALL_IDS_SORTED" ] ||
+    die "after 10 s, registered with the control plane: '$(registered)'; expected '$ALL_IDS_SORTED' (see $LOGDIR/*.log)"
+fi
 for g in "${GATEWAYS[@]}"; do
   read -r id city config port admin <<<"$g"
-  CONF_OF[$id]=$(config_path "$config")
+  CONF_OF[$id]=$(demo_file "$config")
   start "$id" "$SLUICE_BIN" gateway --config "${CONF_OF[$id]}"
 done
 for g in "${GATEWAYS[@]}"; do
@@ -192,6 +268,9 @@ done
 PID_A=${PID_OF[gateway-a]}
 {
   printf '\n%-14s %-5s %-40s %s\n' PROCESS CITY ADDRESS PID
+  if [ "$CP" = 1 ]; then
+    printf '%-14s %-5s %-40s %s\n' control - "${CP_URL#http://} (store: control.db)" "${PID_OF[control]}"
+  fi
   for s in "${SERVICES[@]}"; do
     read -r id name city zone port <<<"$s"
     printf '%-14s %-5s %-40s %s\n' "$id" "$city" "127.0.0.1:$((port + OFFSET)) ($name, zone $zone)" "${PID_OF[$id]}"
@@ -201,13 +280,31 @@ PID_A=${PID_OF[gateway-a]}
     printf '%-14s %-5s %-40s %s\n' "$id" "$city" "127.0.0.1:$((port + OFFSET)) (admin 127.0.0.1:$((admin + OFFSET)))" "${PID_OF[$id]}"
   done
   echo
-  echo "Logs (one file per process; gateways write their JSON access log there): $LOGDIR"
+  if [ "$CP" = 1 ]; then
+    echo "Config version 1 applied from $(show "$RESOURCES") (sluice ctl apply);"
+    echo "the sample services registered themselves; the gateways took both from the control plane."
+    echo "Work directory (a log per process, gateways write their JSON access log there; the control"
+    echo "plane's control.db and admin.token; the config files as run): $LOGDIR"
+  else
+    echo "Logs (one file per process; gateways write their JSON access log there): $LOGDIR"
+  fi
 }
 
 if [ "$CHECK" = 0 ]; then
+  B=$(show "$SLUICE_BIN")
+  echo
+  echo "Try:"
+  if [ "$CP" = 1 ]; then
+    cat <<EOF
+  # the control plane: paste this first; sluice ctl reads the server and the token from it
+  export SLUICE_SERVER=$CP_URL SLUICE_TOKEN=\$(cat $TOKEN_FILE)
+  $B ctl get all       # version 1: services (endpoints from the registry), routes, units
+  $B ctl instances     # the six sample services, registered with their city and zone
+  $B ctl gateways      # both gateways applied the latest version: health ok
+  $B ctl versions
+EOF
+  fi
   cat <<EOF
-
-Try:
   # routing: city a and city b; the JSON answer names the instance that served it
   curl -si http://$GW_A/api/accounts/42
   curl -s  http://$GW_B/api/payments/7
@@ -225,18 +322,55 @@ Try:
   curl -s http://$ADMIN_A/units; echo; curl -s http://$ADMIN_B/units; echo
   # switchover: city a's shards 0-49 move to city b on both gateways at once (two-phase: no
   # request fails); customer 42 is then served in city b, through either gateway
-  $SLUICE_BIN gateway switch --admin $ADMIN_A --admin $ADMIN_B --from a --to b --shards 0-49
+  $B gateway switch --admin $ADMIN_A --admin $ADMIN_B --from a --to b --shards 0-49
   curl -s -H 'x-customer-id: 42' http://$GW_A/api/accounts/42; echo
   curl -s http://$ADMIN_A/units; echo
   # and back
-  $SLUICE_BIN gateway switch --admin $ADMIN_A --admin $ADMIN_B --from b --to a --shards 0-49
-  # reload the config (edit ${CONF_OF[gateway-a]} first to see a change); both ways work
+  $B gateway switch --admin $ADMIN_A --admin $ADMIN_B --from b --to a --shards 0-49
+EOF
+  if [ "$CP" = 1 ]; then
+    cat <<EOF
+  # a change through the control plane: payments gets /v2 paths and 3 calls a minute per app
+  # (x-app-id); both gateways apply it at once and report it (ctl gateways); then roll it back
+  $B ctl diff -f $(show "$CHANGE")
+  $B ctl apply -f $(show "$CHANGE") --reason "payments: /v2 paths, 3 a minute per app"
+  curl -s http://$GW_B/api/payments/7; echo      # "path":"/v2/payments/7"
+  for i in 1 2 3 4; do curl -s -o /dev/null -w '%{http_code} ' -H 'x-app-id: demo' http://$GW_A/api/payments/7; done; echo
+  $B ctl versions 2    # who changed what, and why
+  $B ctl rollback 1 --reason "back to version 1"
+  # reload gateway-a's own file (node, listeners, admin, limits; the rest comes from the control
+  # plane): edit $(show "${CONF_OF[gateway-a]}") first to see a change; both ways work
+EOF
+  else
+    cat <<EOF
+  # reload the config (edit $(show "${CONF_OF[gateway-a]}") first to see a change); both ways work
+EOF
+  fi
+  cat <<EOF
   kill -HUP $PID_A && curl -s http://$ADMIN_A/ready
   curl -s -X POST http://$ADMIN_A/reload
+EOF
+  if [ "$CP" = 1 ]; then
+    cat <<EOF
+  # fault injection: one accounts instance of city a answers 500 to everything; after 3 errors in
+  # a row gateway-a leaves it out for 10 s and reports that to the control plane (ctl events)
+  curl -s -X POST -d '{"error_rate": 1}' http://$SVC_A1/_sample/faults
+  for i in 1 2 3 4 5 6 7 8; do curl -s -o /dev/null -w '%{http_code} ' http://$GW_A/api/accounts/42; done; echo
+  curl -s -X POST -d '{"error_rate": 0}' http://$SVC_A1/_sample/faults
+  sleep 1; $B ctl events
+  # b-payments-1 stops and deregisters: gateway-b sends payments to city a from then on
+  kill ${PID_OF[b-payments-1]}; sleep 1; $B ctl instances payments
+  curl -s http://$GW_B/api/payments/7; echo      # "city":"a"
+EOF
+  else
+    cat <<EOF
   # fault injection: one accounts instance of city a answers 500 to everything, then recovers
   curl -s -X POST -d '{"error_rate": 1}' http://$SVC_A1/_sample/faults
   for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{http_code} ' http://$GW_A/api/accounts/42; done; echo
   curl -s -X POST -d '{"error_rate": 0}' http://$SVC_A1/_sample/faults
+EOF
+  fi
+  cat <<EOF
   # drain city b's gateway: it stops taking new connections, finishes in-flight requests, exits
   curl -s -X POST http://$ADMIN_B/drain
 
@@ -281,20 +415,127 @@ http() {
   HEADERS=$(tr '[:upper:]' '[:lower:]' <"$LOGDIR/.h" 2>/dev/null || true)
 }
 
-# json_field KEY: the value of a top-level key of BODY ('' when absent or not JSON).
+# json_field KEY: the value of KEY in BODY, at its first occurrence ('' when absent). Read with a
+# pattern, not a JSON parser: enough for the flat answers of the sample service, the gateway and the
+# control plane (strings without escapes), and it starts no process, which counts in the polling
+# loops below on a loaded machine.
 json_field() {
-  python3 -c 'import json,sys
-try:
-    v = json.loads(sys.argv[1]).get(sys.argv[2], "")
-except Exception:
-    v = ""
-print(v if not isinstance(v, bool) else str(v).lower())' "$BODY" "$1"
+  local re="\"$1\"[[:space:]]*:[[:space:]]*(\"([^\"\\]*)\"|(-?[0-9][0-9.eE+-]*|true|false))"
+  [[ $BODY =~ $re ]] || return 0
+  if [[ ${BASH_REMATCH[1]} == \"* ]]; then echo "${BASH_REMATCH[2]}"; else echo "${BASH_REMATCH[3]}"; fi
 }
 
 is_json() { python3 -c 'import json,sys; json.loads(sys.argv[1])' "$BODY" 2>/dev/null; }
 
+# ctl ARGS...: runs sluice ctl (server and token from SLUICE_SERVER, SLUICE_TOKEN, as printed);
+# sets CTL_OUT (stdout and stderr) and CTL_RC.
+ctl() {
+  CTL_OUT=$("$SLUICE_BIN" ctl "$@" 2>&1)
+  CTL_RC=$?
+}
+# ctl_column COLUMNS...: the given columns (1-based) of the rows of the table in CTL_OUT, each row
+# on one line, words joined by '=', sorted.
+ctl_column() {
+  local cols="\$$1" c
+  shift
+  for c in "$@"; do cols+=" \"=\" \$$c"; done
+  awk "NR > 1 && NF > 1 {print $cols}" <<<"$CTL_OUT" | sort
+}
+one_line() { tr '\n' ' ' <<<"$1" | sed 's/ *$//'; }
+first_line() { head -n 1 <<<"$1"; }
+now_us() { echo "${EPOCHREALTIME//[!0-9]/}"; }
+since() { # T0 (now_us): seconds since then, 0.00
+  local d=$(($(now_us) - $1))
+  printf '%d.%02d' $((d / 1000000)) $((d % 1000000 / 10000))
+}
+
+# check_gateways WHEN: both gateways report (sluice ctl gateways) that they applied the control
+# plane's current version, health ok; they report every second, so this waits up to 5 s.
+check_gateways() {
+  local t0 cur got want
+  t0=$(now_us)
+  while :; do
+    http GET "$CP_URL/ready"
+    cur=$(json_field version)
+    ctl gateways # GATEWAY CITY ZONE APPLIED STATUS HEALTH SEEN ERROR
+    got=$(one_line "$(ctl_column 1 6 4)")
+    want="gw-a1=ok=$cur gw-b1=ok=$cur"
+    [ -n "$cur" ] && [ "$got" = "$want" ] && break
+    [ "$(now_us)" -lt $((t0 + 5000000)) ] || break
+    sleep 0.1
+  done
+  if [ -n "$cur" ] && [ "$got" = "$want" ]; then
+    ok "$1: sluice ctl gateways -> gw-a1 and gw-b1 applied version $cur, health ok"
+  else
+    fail "$1: sluice ctl gateways -> '$got' (rc $CTL_RC), expected '$want' $(first_line "$CTL_OUT")"
+  fi
+}
+
+# payments_path_everywhere WANT WHEN: polls both gateways (up to 2 s) until GET /api/payments/7 is
+# served upstream as WANT by both.
+payments_path_everywhere() {
+  local want=$1 t0 gw done_a='' done_b=''
+  t0=$(now_us)
+  while [ "$(now_us)" -lt $((t0 + 2000000)) ]; do
+    for gw in "$GW_A" "$GW_B"; do
+      http GET "http://$gw/api/payments/7"
+      if [ "$STATUS" = 200 ] && [ "$(json_field path)" = "$want" ]; then
+        if [ "$gw" = "$GW_A" ]; then done_a=1; else done_b=1; fi
+      fi
+    done
+    [ -n "$done_a" ] && [ -n "$done_b" ] && break
+    sleep 0.05
+  done
+  if [ -n "$done_a" ] && [ -n "$done_b" ]; then
+    ok "$2: both gateways send /api/payments/7 upstream as $want (within $(since "$t0") s)"
+  else
+    fail "$2: after 2 s, /api/payments/7 sent upstream as $want by${done_a:+ gateway-a}${done_b:+ gateway-b} only; last: $STATUS $BODY"
+  fi
+}
+
+# app_codes GATEWAY: the status codes of 4 calls to /api/payments/7 with x-app-id: demo-check.
+app_codes() {
+  local i out=()
+  for i in 1 2 3 4; do
+    out+=("$(curl -s -o /dev/null --max-time 5 -w '%{http_code}' -H 'x-app-id: demo-check' "http://$1/api/payments/7")")
+  done
+  echo "${out[*]}"
+}
+
 echo
 echo "Checking:"
+
+if [ "$CP" = 1 ]; then
+  # the control plane as the script left it: version 1, six instances, both gateways on it
+  ctl get all
+  got=$(awk 'NR > 1 {print $1 "/" $2}' <<<"$CTL_OUT" | sort | tr '\n' ' ')
+  want="route/accounts-api route/payments-api service/accounts service/payments units/units "
+  if [ "$CTL_RC" = 0 ] && [ "$got" = "$want" ] &&
+    [ "$(grep -c '^service .*endpoints from the registry' <<<"$CTL_OUT")" = 2 ]; then
+    ok "sluice ctl get all -> ${got% } (services' endpoints from the registry)"
+  else
+    fail "sluice ctl get all -> rc $CTL_RC: $CTL_OUT"
+  fi
+  ctl instances # SERVICE ID ADDRESS CITY ZONE WEIGHT HEARTBEAT
+  got=$(one_line "$(ctl_column 2 1 4 5 3)")
+  want=$(one_line "$(for s in "${SERVICES[@]}"; do
+    read -r id name city zone port <<<"$s"
+    echo "$id=$name=$city=$zone=127.0.0.1:$((port + OFFSET))"
+  done | sort)")
+  if [ "$CTL_RC" = 0 ] && [ "$got" = "$want" ]; then
+    ok "sluice ctl instances -> all six sample services, with their city, zone and address"
+  else
+    fail "sluice ctl instances -> rc $CTL_RC '$got', expected '$want' $(first_line "$CTL_OUT")"
+  fi
+  check_gateways "at start"
+  ctl versions # VERSION CREATED AUTHOR CHANGES REASON
+  got=$(one_line "$(ctl_column 1)")
+  if [ "$CTL_RC" = 0 ] && [ "$got" = 1 ] && grep -qF "$APPLY_REASON" <<<"$CTL_OUT"; then
+    ok "sluice ctl versions -> version 1 ($APPLY_REASON)"
+  else
+    fail "sluice ctl versions -> rc $CTL_RC '$got' $(first_line "$CTL_OUT")"
+  fi
+fi
 
 # routing, city a
 http GET "http://$GW_A/api/accounts/42"
@@ -447,6 +688,56 @@ fi
 http GET "http://$GW_A/api/accounts/42"
 if [ "$STATUS" = 200 ]; then ok "traffic flows after the reloads"; else fail "after the reloads: $STATUS $BODY"; fi
 
+if [ "$CP" = 1 ]; then
+  # a change through the control plane (examples/control/change.yaml), then its rollback
+  ctl diff -f "$CHANGE"
+  if [ "$CTL_RC" = 0 ] && grep -q 'route/payments-api (change)' <<<"$CTL_OUT" &&
+    grep -q 'rate_limit/payments-per-app (add)' <<<"$CTL_OUT"; then
+    ok "sluice ctl diff -f $(show "$CHANGE") -> route/payments-api (change), rate_limit/payments-per-app (add)"
+  else
+    fail "sluice ctl diff -f $CHANGE -> rc $CTL_RC: $CTL_OUT"
+  fi
+  ctl apply -f "$CHANGE" --reason "payments: /v2 paths, 3 a minute per app"
+  if [ "$CTL_RC" = 0 ] && grep -qx 'version 2' <<<"$CTL_OUT"; then
+    ok "sluice ctl apply -f $(show "$CHANGE") -> version 2"
+  else
+    fail "sluice ctl apply -f $CHANGE -> rc $CTL_RC: $CTL_OUT"
+  fi
+  payments_path_everywhere /v2/payments/7 "version 2"
+  for gw in "$GW_A" "$GW_B"; do
+    codes=$(app_codes "$gw")
+    if [ "$codes" = "200 200 200 429" ]; then
+      ok "version 2: 4 calls of one app through $gw -> $codes (rate limit payments-per-app)"
+    else
+      fail "version 2: 4 calls of one app through $gw -> $codes, expected 200 200 200 429"
+    fi
+  done
+  check_gateways "version 2"
+  ctl rollback 1 --reason "back to version 1"
+  if [ "$CTL_RC" = 0 ] && grep -q 'rolled back to version 1: now version 3' <<<"$CTL_OUT"; then
+    ok "sluice ctl rollback 1 -> $(grep 'rolled back' <<<"$CTL_OUT")"
+  else
+    fail "sluice ctl rollback 1 -> rc $CTL_RC: $CTL_OUT"
+  fi
+  payments_path_everywhere /payments/7 "after the rollback"
+  for gw in "$GW_A" "$GW_B"; do
+    codes=$(app_codes "$gw")
+    if [ "$codes" = "200 200 200 200" ]; then
+      ok "after the rollback: 4 calls of one app through $gw -> $codes (no rate limit)"
+    else
+      fail "after the rollback: 4 calls of one app through $gw -> $codes, expected 200 200 200 200"
+    fi
+  done
+  check_gateways "after the rollback"
+  ctl versions
+  got=$(awk 'NR > 1 {print $1}' <<<"$CTL_OUT" | tr '\n' ' ')
+  if [ "$CTL_RC" = 0 ] && [ "$got" = "3 2 1 " ]; then
+    ok "sluice ctl versions -> 3 2 1"
+  else
+    fail "sluice ctl versions -> rc $CTL_RC '$got', expected 3 2 1 $(first_line "$CTL_OUT")"
+  fi
+fi
+
 # fault injection on a-accounts-1
 http POST "http://$SVC_A1/_sample/faults" '{"error_rate": 1}'
 if [ "$STATUS" = 200 ]; then ok "POST /_sample/faults {\"error_rate\": 1} on a-accounts-1 -> 200"; else
@@ -454,19 +745,72 @@ if [ "$STATUS" = 200 ]; then ok "POST /_sample/faults {\"error_rate\": 1} on a-a
 http GET "http://$SVC_A1/accounts/1"
 if [ "${STATUS:0:1}" = 5 ]; then ok "a-accounts-1 now fails directly ($STATUS)"; else
   fail "a-accounts-1 answered $STATUS with error_rate 1"; fi
+# With the control plane, accounts has outlier detection (3 errors in a row): gateway-a leaves
+# a-accounts-1 out after its third 500, and reports it as an event.
+if [ "$CP" = 1 ]; then n=8; else n=6; fi
 codes=()
-for i in 1 2 3 4 5 6; do
+for ((i = 0; i < n; i++)); do
   http GET "http://$GW_A/api/accounts/42"
   codes+=("$STATUS")
 done
-if [[ " ${codes[*]} " == *" 200 "* ]]; then
+if [ "$CP" = 1 ] && [ "${codes[*]: -2}" = "200 200" ] && [ "$(tr ' ' '\n' <<<"${codes[*]}" | grep -c 500)" = 3 ]; then
+  ok "through gateway-a with one instance failing: ${codes[*]} (three 500s, then it is left out)"
+elif [ "$CP" = 0 ] && [[ " ${codes[*]} " == *" 200 "* ]]; then
   ok "through gateway-a with one instance failing: ${codes[*]} (the other instance still serves)"
 else
-  fail "through gateway-a with one instance failing: ${codes[*]} (expected some 200)"
+  fail "through gateway-a with one instance failing: ${codes[*]} (expected some 200$([ "$CP" = 0 ] || echo ", three 500s, the last ones 200"))"
 fi
 http POST "http://$SVC_A1/_sample/faults" '{"error_rate": 0}'
 http GET "http://$SVC_A1/accounts/1"
 if [ "$STATUS" = 200 ]; then ok "a-accounts-1 recovered (error_rate 0)"; else fail "a-accounts-1 after reset: $STATUS"; fi
+if [ "$CP" = 1 ]; then
+  want="gw-a1 endpoint_ejected accounts/$SVC_A1"
+  t0=$(now_us)
+  while :; do
+    ctl events # ID AT SOURCE KIND SUBJECT DETAIL
+    got=$(awk 'NR > 1 {print $3, $4, $5}' <<<"$CTL_OUT")
+    grep -qxF "$want" <<<"$got" && break
+    [ "$(now_us)" -lt $((t0 + 5000000)) ] || break
+    sleep 0.1
+  done
+  if grep -qxF "$want" <<<"$got"; then
+    ok "sluice ctl events -> $want"
+  else
+    fail "sluice ctl events -> rc $CTL_RC '$(tr '\n' ';' <<<"$got")', expected '$want' $(first_line "$CTL_OUT")"
+  fi
+fi
+
+declare -A GONE=() # processes the checks stopped
+if [ "$CP" = 1 ]; then
+  # b-payments-1 stops: it deregisters, and gateway-b sends payments to city a
+  pid=${PID_OF[b-payments-1]}
+  kill -TERM "$pid" 2>/dev/null
+  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  GONE[b-payments-1]=1
+  rc=0
+  wait "$pid" 2>/dev/null || rc=$?
+  for ((i = 0; i < 20; i++)); do
+    got=$(registered)
+    [[ " $got " != *" b-payments-1 "* ]] && break
+    sleep 0.1
+  done
+  if [ "$rc" = 0 ] && [ -n "$got" ] && [[ " $got " != *" b-payments-1 "* ]]; then
+    ok "kill $pid: b-payments-1 exited (status 0) and left the registry (sluice ctl instances)"
+  else
+    fail "kill $pid: b-payments-1 exit status $rc, registered: '$got'"
+  fi
+  t0=$(now_us)
+  while [ "$(now_us)" -lt $((t0 + 2000000)) ]; do
+    http GET "http://$GW_B/api/payments/7"
+    [ "$STATUS" = 200 ] && [ "$(json_field city)" = a ] && break
+    sleep 0.05
+  done
+  if [ "$STATUS" = 200 ] && [ "$(json_field city)" = a ]; then
+    ok "without b-payments-1, gateway-b sends payments to city a (within $(since "$t0") s)"
+  else
+    fail "without b-payments-1: GET http://$GW_B/api/payments/7 -> $STATUS $BODY (expected city a within 2 s)"
+  fi
+fi
 
 # drain gateway-b: answered at once, then it exits when no connection is left
 PID_B=${PID_OF[gateway-b]}
@@ -489,7 +833,7 @@ if [ "$STATUS" = 000 ]; then ok "gateway-b no longer accepts connections"; else 
 
 # every other process is still up
 for id in "${ORDER[@]}"; do
-  [ "$id" = gateway-b ] && continue
+  [ "$id" = gateway-b ] || [ -n "${GONE[$id]:-}" ] && continue
   kill -0 "${PID_OF[$id]}" 2>/dev/null || fail "$id (pid ${PID_OF[$id]}) died during the check"
 done
 

@@ -5,22 +5,41 @@ test_control_e2e.py."""
 
 import json
 import os
+import ssl
+import subprocess
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 from harness import BIN, Proc, SluiceTestCase, addr, free_port, http_request, wait_until
 
 
+def make_cert(workdir, name="cp"):
+    """A self-signed certificate for 127.0.0.1 (openssl CLI): (cert path, key path)."""
+    cert = os.path.join(workdir, f"{name}.crt")
+    key = os.path.join(workdir, f"{name}.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
 class Control(Proc):
-    def __init__(self, workdir, store=None, port=None):
+    def __init__(self, workdir, store=None, port=None, tls=None):
+        """tls: (cert, key) to serve HTTPS only."""
         self.port = port or free_port()
         self.address = addr(self.port)
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://{self.address}"
         self.token_file = os.path.join(workdir, "admin.token")
         self.config_path = os.path.join(workdir, "control.yaml")
         with open(self.config_path, "w") as f:
             f.write(f"listen: {self.address}\n"
                     f"store: {store or 'sqlite://' + os.path.join(workdir, 'control.db')}\n"
                     f"auth: {{admin_token_file: {self.token_file}}}\n")
+            if tls:
+                f.write(f"tls: {{cert: {tls[0]}, key: {tls[1]}}}\n")
         super().__init__("control", [BIN, "control", "--config", self.config_path], workdir)
 
     def wait_ready(self, timeout=10):
@@ -33,8 +52,12 @@ class Control(Proc):
         if not self.alive():
             raise AssertionError(f"control exited with {self.returncode()}:\n{self.tail()}")
         try:
+            if self.tls:
+                ctx = ssl.create_default_context(cafile=self.tls[0])
+                with urllib.request.urlopen(f"{self.url}/ready", timeout=1, context=ctx) as r:
+                    return r.status == 200
             return http_request(self.address, "GET", "/ready", timeout=1).status == 200
-        except OSError:
+        except (OSError, urllib.error.URLError):
             return False
 
     def call(self, method, path, body=None, token=None):

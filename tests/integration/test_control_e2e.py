@@ -15,7 +15,7 @@ import unittest
 
 from harness import (BIN, Gateway, Sample, SluiceTestCase, addr, free_port, http_request,
                      wait_until)
-from test_control import Control
+from test_control import Control, make_cert
 
 
 def service_resource(name, **spec):
@@ -264,6 +264,30 @@ class ControlPlaneEndToEndTest(SluiceTestCase):
         self.assertEqual(e["source"], "gw-a")
         self.assertEqual(e["subject"], "service/accounts")
         self.assertEqual(e["detail"], {"from": "closed", "to": "open"})
+
+    def test_gateway_and_sample_over_https(self):
+        tls_dir = os.path.join(self.dir, "tls")
+        os.makedirs(tls_dir)
+        cert, key = make_cert(tls_dir)
+        cp = self.start(Control(tls_dir, tls=(cert, key)))
+        s = self.start(Sample(self.dir, "accounts", city="a", extra_args=[
+            "--control-plane", cp.url, "--token-file", cp.token_file, "--ca-file", cert]))
+        wait_until(lambda: "registered accounts/" in s.log_text(), 5, message="registered")
+        res = os.path.join(tls_dir, "res.yaml")
+        with open(res, "w") as f:
+            f.write("kind: service\nname: accounts\nspec: {}\n---\nkind: route\nname: acc\n"
+                    "spec: {match: {path_prefix: /acc}, service: accounts}\n")
+        rc = subprocess.run([BIN, "ctl", "--server", cp.url, "--token-file", cp.token_file,
+                             "--ca-file", cert, "apply", "-f", res, "--reason", "tls"],
+                            capture_output=True, text=True, timeout=30)
+        self.assertEqual(rc.returncode, 0, rc.stdout + rc.stderr)
+        cfg = {"node": {"id": "gw-tls", "city": "a", "zone": "a1"},
+               "control_plane": {"address": cp.url, "token_file": cp.token_file,
+                                 "ca_file": cert,
+                                 "cache_dir": os.path.join(self.dir, "cache-tls")}}
+        gw = self.start(Gateway(self.dir, cfg, name="gw-tls"))
+        wait_until(lambda: self.served_by(gw, "/acc/1"), 5, message="served over a TLS link")
+        self.assertEqual(self.served_by(gw, "/acc/1"), f"accounts@{s.address}")
 
     def test_bad_control_plane_settings_are_clear_errors(self):
         # The sample service: a bad URL and a missing token file stop it at once (exit 2).

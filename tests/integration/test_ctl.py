@@ -8,7 +8,7 @@ import subprocess
 import unittest
 
 from harness import BIN, DeadPort, SluiceTestCase
-from test_control import Control
+from test_control import Control, make_cert
 
 FIRST = """\
 # accounts and its route
@@ -247,6 +247,33 @@ class CtlTest(SluiceTestCase):
         out = self.ok("events")
         self.assertIn("breaker_opened", out)
         self.assertEqual(json.loads(self.ok("events", "-o", "json"))[-1]["kind"], "breaker_opened")
+
+
+
+class CtlOverHttpsTest(SluiceTestCase):
+    def test_https_with_the_servers_certificate(self):
+        cert, key = make_cert(self.dir)
+        cp = self.start(Control(self.dir, tls=(cert, key)))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+        env["HOME"] = self.dir
+
+        def ctl(*args):
+            p = subprocess.run([BIN, "ctl", "--server", cp.url, "--token-file", cp.token_file,
+                                *args], capture_output=True, text=True, timeout=30, env=env)
+            return p.returncode, p.stdout, p.stderr
+        rc, out, err = ctl("--ca-file", cert, "get", "services")
+        self.assertEqual(rc, 0, out + err)
+        # Not trusted (self-signed, not in the system's store): refused, with the reason.
+        rc, out, err = ctl("get", "services")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("certificate verify failed", err)
+        # Plain HTTP to the HTTPS-only listener: a clear hint.
+        p = subprocess.run([BIN, "ctl", "--server", f"http://{cp.address}", "--token-file",
+                            cp.token_file, "get", "services"], capture_output=True, text=True,
+                           timeout=30, env=env)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("cannot reach control plane", p.stderr)
+        self.assertIn("use https://", p.stderr)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""`make demo` keeps working: run scripts/demo.sh --check, which starts both cities' gateways and
-sample services from examples/, runs the commands the demo prints with assertions, and stops
-everything it started."""
+"""`make demo` keeps working: run scripts/demo.sh --check, which starts the control plane, both
+cities' gateways and sample services from examples/, runs the commands the demo prints with
+assertions (sluice ctl included), and stops everything it started. The demo without a control plane
+(--no-control-plane: the gateways read examples/gateway-a.yaml and gateway-b.yaml) is checked too."""
 
 import os
 import subprocess
@@ -9,17 +10,39 @@ import unittest
 from harness import BIN, SOURCE_DIR, require_binary
 
 
+def run_demo_check(*extra):
+    # An offset keeps the demo's fixed ports clear of a demo a developer may have running.
+    return subprocess.run(
+        [os.path.join(SOURCE_DIR, "scripts", "demo.sh"), "--check", "--port-offset", "700",
+         "--sluice", BIN, *extra],
+        cwd=SOURCE_DIR, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
+
+
 class DemoTest(unittest.TestCase):
-    def test_demo_check_passes(self):
-        require_binary()
-        # An offset keeps the demo's fixed ports clear of a demo a developer may have running.
-        proc = subprocess.run(
-            [os.path.join(SOURCE_DIR, "scripts", "demo.sh"), "--check", "--port-offset", "700",
-             "--sluice", BIN],
-            cwd=SOURCE_DIR, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
+    def assert_passed(self, proc):
         self.assertEqual(proc.returncode, 0, proc.stdout[-4000:] + proc.stderr[-4000:])
         self.assertIn("demo --check: all checks passed", proc.stdout)
         self.assertNotIn("\nFAIL", proc.stdout)
+
+    def test_demo_check_passes(self):
+        require_binary()
+        proc = run_demo_check()
+        self.assert_passed(proc)
+        # The default demo is the whole platform: the control plane is started and checked.
+        for line in ("ok    sluice ctl instances -> all six sample services",
+                     "ok    at start: sluice ctl gateways -> gw-a1 and gw-b1 applied version",
+                     "ok    version 2: both gateways send /api/payments/7 upstream as /v2/payments/7",
+                     "ok    sluice ctl rollback 1 -> rolled back to version 1: now version 3",
+                     "ok    sluice ctl events -> gw-a1 endpoint_ejected"):
+            self.assertIn(line, proc.stdout)
+        self.assertIn("demo: stopping 9 process(es)", proc.stdout)
+
+    def test_demo_check_without_control_plane_passes(self):
+        require_binary()
+        proc = run_demo_check("--no-control-plane")
+        self.assert_passed(proc)
+        self.assertNotIn("sluice ctl", proc.stdout)
+        self.assertIn("demo: stopping 8 process(es)", proc.stdout)
 
 
 if __name__ == "__main__":
