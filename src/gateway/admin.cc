@@ -126,8 +126,18 @@ AdminResponse AdminServer::handle(std::string_view method, std::string_view path
   }
   if (path == "/ready") {
     if (!get) return json(405, {{"error", "use GET"}});
-    if (gateway_.ready()) return json(200, {{"status", "ready"}, {"version", gateway_.version()}});
-    return json(503, {{"status", gateway_.draining() ? "draining" : "starting"}});
+    std::string pushed = gateway_.pushed_version();
+    if (gateway_.ready()) {
+      nlohmann::json body = {{"status", "ready"}, {"version", gateway_.version()}};
+      if (!pushed.empty()) body["control_plane_version"] = pushed;
+      return json(200, body);
+    }
+    if (gateway_.draining()) return json(503, {{"status", "draining"}});
+    if (gateway_.control_plane_waiting()) {
+      return json(503, {{"status", "starting"},
+                        {"reason", "no config from the control plane yet (see /stats)"}});
+    }
+    return json(503, {{"status", "starting"}});
   }
   if (path == "/metrics") {
     if (!get) return json(405, {{"error", "use GET"}});

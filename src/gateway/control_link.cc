@@ -248,7 +248,9 @@ ControlLink::~ControlLink() {
 void ControlLink::start(const std::string& applied, const std::optional<PushedConfig>& refused,
                         const std::vector<std::string>& refused_errors) {
   applied_ = seen_ = applied;
+  if (!applied.empty()) ++applied_count_;  // the version it started with
   if (refused) {
+    ++refused_count_;
     seen_ = refused->version;
     unsent_status_ = Status{refused->version, false, join_errors(refused_errors, 20)};
   } else if (!applied.empty()) {

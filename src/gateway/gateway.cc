@@ -233,6 +233,7 @@ ReloadResult Gateway::apply_pushed(const PushedConfig& pushed) {
   ReloadResult result =
       install(config::load_with_pushed(local_text_, config_path_, pushed.json, what), what);
   if (result.ok) {
+    std::lock_guard lock(snapshot_mu_);
     pushed_ = pushed;
     has_pushed_ = true;
   }
@@ -397,6 +398,11 @@ std::pair<int, std::string> Gateway::switch_units(std::string_view body) {
       "units version {}: {} {} -> {} shards [{}]", units_->version(), phase, from, to,
       ranges.empty() ? std::string("all of ") + from : router::format_shard_ranges(ranges));
   return {200, units_body(*units_, config_->node.city).dump(2) + "\n"};
+}
+
+std::string Gateway::pushed_version() const {
+  std::lock_guard lock(snapshot_mu_);
+  return pushed_ ? pushed_->version : std::string();
 }
 
 double Gateway::uptime_seconds() const {

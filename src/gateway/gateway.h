@@ -58,6 +58,9 @@ class Gateway {
   }
 
   uint64_t version() const { return version_.load(); }
+  // With control_plane: the pushed version in use ("N.R"; "" = none), and whether none arrived.
+  std::string pushed_version() const;
+  bool control_plane_waiting() const { return control_plane_ && !has_pushed_.load(); }
   std::shared_ptr<const Snapshot> snapshot() const;
   GatewayShared& shared() { return shared_; }
   const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }

@@ -128,6 +128,9 @@ class ControlPlaneEndToEndTest(SluiceTestCase):
         link = gw_a.admin_get("/stats").json()["control_plane"]
         self.assertTrue(link["connected"], link)
         self.assertTrue(link["applied_version"].startswith("1."), link)
+        self.assertGreaterEqual(link["applied"], 2, link)  # the start-up version, then 1.x
+        ready = gw_b.admin_get("/ready").json()
+        self.assertEqual(ready["control_plane_version"], link["applied_version"])
 
     def test_killed_instance_leaves_rotation_after_its_ttl(self):
         keep = self.sample("pay", "a", ttl="1s")
@@ -307,7 +310,9 @@ class ControlPlaneEndToEndTest(SluiceTestCase):
             f.write("not-a-token\n")
         gw = self.gateway("gw-bad", "a", wait_ready=False, token_file=bad)
         wait_until(lambda: "is not accepted" in gw.log_text(), 10, message="401 logged")
-        self.assertEqual(gw.admin_get("/ready").status, 503)
+        r = gw.admin_get("/ready")
+        self.assertEqual(r.status, 503)
+        self.assertIn("no config from the control plane yet", r.json()["reason"])
         self.assertNotIn("gw-bad", self.gateways())
         # A control plane that is not there: the sample keeps serving and keeps trying.
         dead = f"http://{addr(free_port())}"
