@@ -92,6 +92,11 @@ int main(int argc, char** argv) {
   sw->add_option("--shards", swo.shards, "Shard ranges, e.g. 0-49,60 (default: all of --from's)");
   sw->add_option("--timeout", swo.timeout_seconds, "Seconds to wait for each gateway")
       ->check(CLI::PositiveNumber);
+  sw->add_option("--control-plane", swo.control_plane,
+                 "Also record the new ownership as the control plane's units resource (for "
+                 "gateways fed by it)");
+  sw->add_option("--token-file", swo.token_file, "Token (operator) for --control-plane");
+  sw->add_option("--ca-file", swo.ca_file, "PEM certificates to trust for an https control plane");
 
   auto* control = app.add_subcommand("control", "Run the control plane");
   std::string control_config;

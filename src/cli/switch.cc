@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "control/client.h"
 #include "core/address.h"
 
 namespace sluice::cli {
@@ -93,6 +94,99 @@ bool step(const SwitchOptions& o, const std::string& admin, const char* phase, s
   return false;
 }
 
+// The control plane to record the switch in (--control-plane).
+struct ControlPlaneTarget {
+  control::ServerUrl server;
+  std::string token;
+  control::HttpOptions options;
+  nlohmann::json units;  // the units resource as it is now
+  int64_t version = 0;   // the config version it was read at
+};
+
+std::string describe_cp(const control::HttpReply& r) {
+  if (r.status == 0) return r.error;
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  std::string out = "HTTP " + std::to_string(r.status);
+  if (j.is_object() && j.contains("error") && j["error"].is_string())
+    out += ": " + j["error"].get<std::string>();
+  if (j.is_object() && j.contains("errors") && j["errors"].is_array()) {
+    for (const auto& e : j["errors"])
+      out += "\n  " + (e.is_string() ? e.get<std::string>() : e.dump());
+  }
+  return out;
+}
+
+// Reads the units resource before anything moves: a control plane that cannot take the write
+// stops the switch here.
+std::optional<ControlPlaneTarget> open_control_plane(const SwitchOptions& o) {
+  ControlPlaneTarget t;
+  std::string error;
+  auto server = control::parse_server_url(o.control_plane, &error);
+  if (!server) {
+    std::fprintf(stderr, "sluice gateway switch: --control-plane: %s\n", error.c_str());
+    return std::nullopt;
+  }
+  t.server = *server;
+  auto token = control::read_token_file(o.token_file, &error);
+  if (o.token_file.empty() || !token) {
+    std::fprintf(stderr, "sluice gateway switch: --control-plane needs --token-file: %s\n",
+                 o.token_file.empty() ? "not given" : error.c_str());
+    return std::nullopt;
+  }
+  t.token = *token;
+  t.options.ca_file = o.ca_file;
+  t.options.io_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_seconds * 1000));
+  t.options.user_agent = "sluice-switch";
+  control::HttpReply r =
+      control::http_call(t.server, t.token, "GET", "/v1/resources?kind=units", nullptr, t.options);
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (r.status != 200 || !j.is_object() || !j.contains("resources") || !j["resources"].is_array()) {
+    std::fprintf(stderr, "sluice gateway switch: control plane %s: %s\n", t.server.url.c_str(),
+                 describe_cp(r).c_str());
+    return std::nullopt;
+  }
+  if (j["resources"].empty()) {
+    std::fprintf(stderr,
+                 "sluice gateway switch: control plane %s has no units resource: nothing to "
+                 "record the switch in\n",
+                 t.server.url.c_str());
+    return std::nullopt;
+  }
+  t.units = j["resources"][0];
+  t.version = j.value("version", int64_t{0});
+  return t;
+}
+
+// Writes the ownership a gateway answered with into the units resource.
+bool record_switch(const SwitchOptions& o, ControlPlaneTarget& t, const std::string& result) {
+  auto answer = nlohmann::json::parse(result, nullptr, false);
+  if (!answer.is_object() || !answer.contains("owners")) {
+    std::fprintf(stderr, "sluice gateway switch: the gateway's answer has no owners\n");
+    return false;
+  }
+  nlohmann::json units = t.units;
+  units["spec"]["owners"] = answer["owners"];
+  std::string reason = "switch " + o.from + " -> " + o.to + " shards " +
+                       (o.shards.empty() ? "all of " + o.from : o.shards);
+  nlohmann::json body = {
+      {"resources", {units}}, {"reason", reason}, {"expected_version", t.version}};
+  std::string text = body.dump();
+  control::HttpReply r =
+      control::http_call(t.server, t.token, "POST", "/v1/apply", &text, t.options);
+  if (r.status == 200) {
+    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    std::printf("control plane %s: units recorded as version %s\n", t.server.url.c_str(),
+                j.is_object() && j.contains("version") ? j["version"].dump().c_str() : "?");
+    return true;
+  }
+  std::fprintf(stderr,
+               "sluice gateway switch: WARNING: the gateways switched, but the control plane %s "
+               "did not record it (%s). Apply the units resource with owners %s now, or a "
+               "gateway that restarts will take the old ownership.\n",
+               t.server.url.c_str(), describe_cp(r).c_str(), answer["owners"].dump().c_str());
+  return false;
+}
+
 }  // namespace
 
 int run_switch(const SwitchOptions& o) {
@@ -100,10 +194,16 @@ int run_switch(const SwitchOptions& o) {
     std::fprintf(stderr, "sluice gateway switch: at least one --admin is required\n");
     return 2;
   }
+  std::optional<ControlPlaneTarget> cp;
+  if (!o.control_plane.empty()) {
+    cp = open_control_plane(o);
+    if (!cp) return 1;
+  }
   if (o.admins.size() == 1) {
     std::string result;
     if (!step(o, o.admins[0], "apply", &result)) return 1;
     std::printf("%s: %s\n", o.admins[0].c_str(), result.c_str());
+    if (cp && !record_switch(o, *cp, result)) return 1;
     return 0;
   }
   std::vector<std::string> prepared;
@@ -116,6 +216,7 @@ int run_switch(const SwitchOptions& o) {
     prepared.push_back(admin);
   }
   int rc = 0;
+  std::string committed;
   for (const auto& admin : o.admins) {
     std::string result;
     if (!step(o, admin, "commit", &result)) {
@@ -123,7 +224,9 @@ int run_switch(const SwitchOptions& o) {
       continue;
     }
     std::printf("%s: %s\n", admin.c_str(), result.c_str());
+    committed = result;
   }
+  if (cp && !committed.empty() && !record_switch(o, *cp, committed)) rc = 1;
   return rc;
 }
 

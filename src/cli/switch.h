@@ -15,6 +15,12 @@ struct SwitchOptions {
   std::string to;
   std::string shards;  // empty = every shard `from` owns
   double timeout_seconds = 5;
+  // Gateways fed by a control plane get their units section from it: the new ownership is
+  // written there too (units resource, reason "switch ..."), or a restarted gateway would take the
+  // old one. Checked before anything moves.
+  std::string control_plane;
+  std::string token_file;
+  std::string ca_file;
 };
 
 // Prints what it did (or why not) and returns the process exit code.

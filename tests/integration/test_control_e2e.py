@@ -292,6 +292,41 @@ class ControlPlaneEndToEndTest(SluiceTestCase):
         wait_until(lambda: self.served_by(gw, "/acc/1"), 5, message="served over a TLS link")
         self.assertEqual(self.served_by(gw, "/acc/1"), f"accounts@{s.address}")
 
+    def test_a_city_switch_is_recorded_in_the_control_plane(self):
+        def make(name, city):
+            cfg = {"node": {"id": name, "city": city, "zone": city + "1"},
+                   "control_plane": {"address": f"http://{self.cp.address}",
+                                     "token_file": self.cp.token_file,
+                                     "cache_dir": os.path.join(self.dir, f"cache-{name}")}}
+            return Gateway(self.dir, cfg, name=name)
+        gw_a, gw_b = make("gw-a", "a"), make("gw-b", "b")
+        self.apply({"kind": "units", "name": "units",
+                    "spec": {"key": "header:x-customer-id", "shards": 100,
+                             "owners": {"a": "0-49", "b": "50-99"},
+                             "peers": {"a": gw_a.address, "b": gw_b.address}}})
+        for gw in (gw_a, gw_b):
+            self.start(gw)
+        rc = subprocess.run([BIN, "gateway", "switch", "--admin", gw_a.admin, "--admin",
+                             gw_b.admin, "--from", "a", "--to", "b", "--shards", "0-9",
+                             "--control-plane", f"http://{self.cp.address}", "--token-file",
+                             self.cp.token_file], capture_output=True, text=True, timeout=30)
+        self.assertEqual(rc.returncode, 0, rc.stdout + rc.stderr)
+        self.assertIn("units recorded as version 2", rc.stdout)
+        units = self.cp.call("GET", "/v1/resources/units/units").json()
+        self.assertEqual(units["spec"]["owners"], {"a": "10-49", "b": "0-9,50-99"})
+        versions = self.cp.call("GET", "/v1/versions").json()
+        self.assertEqual(versions[0]["reason"], "switch a -> b shards 0-9")
+        # A gateway that restarts takes the switched ownership, not the old one.
+        gw_a.signal(signal.SIGTERM)
+        gw_a.wait(10)
+        gw_a2 = self.start(make("gw-a", "a"))
+        owners = gw_a2.admin_get("/units").json()["owners"]
+        self.assertEqual(owners, {"a": "10-49", "b": "0-9,50-99"})
+        # The running gateways keep it too after the push of the recorded version.
+        wait_until(lambda: all(g.get("applied_version") == 2 for g in self.gateways().values()),
+                   5, message="both gateways applied the recorded units")
+        self.assertEqual(gw_b.admin_get("/units").json()["owners"], owners)
+
     def test_bad_control_plane_settings_are_clear_errors(self):
         # The sample service: a bad URL and a missing token file stop it at once (exit 2).
         for extra, text in ((["--control-plane", "ftp://x", "--token-file", self.cp.token_file],
