@@ -114,6 +114,14 @@ EOF
 # gateways' config caches.
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/sluice-demo.XXXXXX")
 TOKEN_FILE=$LOGDIR/admin.token
+# Gateways fed by the control plane: a switchover is recorded there too (docs/operations.md).
+SWITCH_CP_ARGS=()
+SWITCH_CP_TEXT=
+if [ "$CP" = 1 ]; then
+  SWITCH_CP_ARGS=(--control-plane "$CP_URL" --token-file "$TOKEN_FILE")
+  SWITCH_CP_TEXT=" \\
+      --control-plane $CP_URL --token-file $TOKEN_FILE"
+fi
 
 # demo_file EXAMPLE -> the file to use (absolute). The control plane's examples name the work
 # directory /tmp/sluice-demo/; they, and with an offset every example, are copied to the work
@@ -322,11 +330,11 @@ EOF
   curl -s http://$ADMIN_A/units; echo; curl -s http://$ADMIN_B/units; echo
   # switchover: city a's shards 0-49 move to city b on both gateways at once (two-phase: no
   # request fails); customer 42 is then served in city b, through either gateway
-  $B gateway switch --admin $ADMIN_A --admin $ADMIN_B --from a --to b --shards 0-49
+  $B gateway switch --admin $ADMIN_A --admin $ADMIN_B --from a --to b --shards 0-49$SWITCH_CP_TEXT
   curl -s -H 'x-customer-id: 42' http://$GW_A/api/accounts/42; echo
   curl -s http://$ADMIN_A/units; echo
   # and back
-  $B gateway switch --admin $ADMIN_A --admin $ADMIN_B --from b --to a --shards 0-49
+  $B gateway switch --admin $ADMIN_A --admin $ADMIN_B --from b --to a --shards 0-49$SWITCH_CP_TEXT
 EOF
   if [ "$CP" = 1 ]; then
     cat <<EOF
@@ -336,7 +344,7 @@ EOF
   $B ctl apply -f $(show "$CHANGE") --reason "payments: /v2 paths, 3 a minute per app"
   curl -s http://$GW_B/api/payments/7; echo      # "path":"/v2/payments/7"
   for i in 1 2 3 4; do curl -s -o /dev/null -w '%{http_code} ' -H 'x-app-id: demo' http://$GW_A/api/payments/7; done; echo
-  $B ctl versions 2    # who changed what, and why
+  $B ctl versions      # who changed what, and why (the switch above is there too)
   $B ctl rollback 1 --reason "back to version 1"
   # reload gateway-a's own file (node, listeners, admin, limits; the rest comes from the control
   # plane): edit $(show "${CONF_OF[gateway-a]}") first to see a change; both ways work
@@ -651,12 +659,12 @@ check_owners() { # EXPECTED WHEN
 check_homes a b "before the switch"
 check_owners "a=0-49;b=50-99" "before the switch"
 if switch_out=$("$SLUICE_BIN" gateway switch --admin "$ADMIN_A" --admin "$ADMIN_B" --from a --to b \
-  --shards 0-49 2>&1); then ok "sluice gateway switch --from a --to b --shards 0-49 (both gateways)"; else
+  --shards 0-49 "${SWITCH_CP_ARGS[@]}" 2>&1); then ok "sluice gateway switch --from a --to b --shards 0-49 (both gateways)"; else
   fail "sluice gateway switch --from a --to b --shards 0-49: $switch_out"; fi
 check_owners "b=0-99" "after the switch"
 check_homes b b "after the switch"
 if switch_out=$("$SLUICE_BIN" gateway switch --admin "$ADMIN_A" --admin "$ADMIN_B" --from b --to a \
-  --shards 0-49 2>&1); then ok "sluice gateway switch --from b --to a --shards 0-49 (back)"; else
+  --shards 0-49 "${SWITCH_CP_ARGS[@]}" 2>&1); then ok "sluice gateway switch --from b --to a --shards 0-49 (back)"; else
   fail "sluice gateway switch --from b --to a --shards 0-49: $switch_out"; fi
 check_homes a b "after switching back"
 
@@ -697,24 +705,28 @@ if [ "$CP" = 1 ]; then
   else
     fail "sluice ctl diff -f $CHANGE -> rc $CTL_RC: $CTL_OUT"
   fi
+  # The switchover above recorded its ownership as versions of its own: count from the latest.
+  ctl versions
+  base=$(awk 'NR == 2 {print $1}' <<<"$CTL_OUT")
+  [[ $base =~ ^[0-9]+$ ]] || base=1
   ctl apply -f "$CHANGE" --reason "payments: /v2 paths, 3 a minute per app"
-  if [ "$CTL_RC" = 0 ] && grep -qx 'version 2' <<<"$CTL_OUT"; then
-    ok "sluice ctl apply -f $(show "$CHANGE") -> version 2"
+  if [ "$CTL_RC" = 0 ] && grep -qx "version $((base + 1))" <<<"$CTL_OUT"; then
+    ok "sluice ctl apply -f $(show "$CHANGE") -> version $((base + 1))"
   else
     fail "sluice ctl apply -f $CHANGE -> rc $CTL_RC: $CTL_OUT"
   fi
-  payments_path_everywhere /v2/payments/7 "version 2"
+  payments_path_everywhere /v2/payments/7 "version $((base + 1))"
   for gw in "$GW_A" "$GW_B"; do
     codes=$(app_codes "$gw")
     if [ "$codes" = "200 200 200 429" ]; then
-      ok "version 2: 4 calls of one app through $gw -> $codes (rate limit payments-per-app)"
+      ok "version $((base + 1)): 4 calls of one app through $gw -> $codes (rate limit payments-per-app)"
     else
-      fail "version 2: 4 calls of one app through $gw -> $codes, expected 200 200 200 429"
+      fail "version $((base + 1)): 4 calls of one app through $gw -> $codes, expected 200 200 200 429"
     fi
   done
-  check_gateways "version 2"
+  check_gateways "version $((base + 1))"
   ctl rollback 1 --reason "back to version 1"
-  if [ "$CTL_RC" = 0 ] && grep -q 'rolled back to version 1: now version 3' <<<"$CTL_OUT"; then
+  if [ "$CTL_RC" = 0 ] && grep -q "rolled back to version 1: now version $((base + 2))" <<<"$CTL_OUT"; then
     ok "sluice ctl rollback 1 -> $(grep 'rolled back' <<<"$CTL_OUT")"
   else
     fail "sluice ctl rollback 1 -> rc $CTL_RC: $CTL_OUT"
@@ -731,10 +743,11 @@ if [ "$CP" = 1 ]; then
   check_gateways "after the rollback"
   ctl versions
   got=$(awk 'NR > 1 {print $1}' <<<"$CTL_OUT" | tr '\n' ' ')
-  if [ "$CTL_RC" = 0 ] && [ "$got" = "3 2 1 " ]; then
-    ok "sluice ctl versions -> 3 2 1"
+  want="$(seq "$((base + 2))" -1 1 | tr '\n' ' ')"
+  if [ "$CTL_RC" = 0 ] && [ "$got" = "$want" ]; then
+    ok "sluice ctl versions -> $want"
   else
-    fail "sluice ctl versions -> rc $CTL_RC '$got', expected 3 2 1 $(first_line "$CTL_OUT")"
+    fail "sluice ctl versions -> rc $CTL_RC '$got', expected $want $(first_line "$CTL_OUT")"
   fi
 fi
 

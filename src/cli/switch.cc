@@ -165,7 +165,17 @@ bool record_switch(const SwitchOptions& o, ControlPlaneTarget& t, const std::str
     return false;
   }
   nlohmann::json units = t.units;
-  units["spec"]["owners"] = answer["owners"];
+  nlohmann::json owners = answer["owners"];
+  // The gateways leave out a city that owns nothing now (a drained city); the resource keeps it,
+  // with no shards, since its peer entry names it.
+  for (const char* section : {"owners", "peers"}) {
+    const nlohmann::json& old = units["spec"].value(section, nlohmann::json::object());
+    if (!old.is_object()) continue;
+    for (const auto& [city, _] : old.items()) {
+      if (!owners.contains(city)) owners[city] = nlohmann::json::array();
+    }
+  }
+  units["spec"]["owners"] = owners;
   std::string reason = "switch " + o.from + " -> " + o.to + " shards " +
                        (o.shards.empty() ? "all of " + o.from : o.shards);
   nlohmann::json body = {
@@ -183,7 +193,7 @@ bool record_switch(const SwitchOptions& o, ControlPlaneTarget& t, const std::str
                "sluice gateway switch: WARNING: the gateways switched, but the control plane %s "
                "did not record it (%s). Apply the units resource with owners %s now, or a "
                "gateway that restarts will take the old ownership.\n",
-               t.server.url.c_str(), describe_cp(r).c_str(), answer["owners"].dump().c_str());
+               t.server.url.c_str(), describe_cp(r).c_str(), owners.dump().c_str());
   return false;
 }
 

@@ -326,6 +326,16 @@ class ControlPlaneEndToEndTest(SluiceTestCase):
         wait_until(lambda: all(g.get("applied_version") == 2 for g in self.gateways().values()),
                    5, message="both gateways applied the recorded units")
         self.assertEqual(gw_b.admin_get("/units").json()["owners"], owners)
+        # Draining city a entirely: a keeps its (empty) entry in the resource, since its peer
+        # entry names it.
+        rc = subprocess.run([BIN, "gateway", "switch", "--admin", gw_a2.admin, "--admin",
+                             gw_b.admin, "--from", "a", "--to", "b",
+                             "--control-plane", f"http://{self.cp.address}", "--token-file",
+                             self.cp.token_file], capture_output=True, text=True, timeout=30)
+        self.assertEqual(rc.returncode, 0, rc.stdout + rc.stderr)
+        units = self.cp.call("GET", "/v1/resources/units/units").json()
+        self.assertEqual(units["spec"]["owners"], {"a": [], "b": "0-99"})
+        self.assertEqual(gw_b.admin_get("/units").json()["owners"], {"b": "0-99"})
 
     def test_bad_control_plane_settings_are_clear_errors(self):
         # The sample service: a bad URL and a missing token file stop it at once (exit 2).
