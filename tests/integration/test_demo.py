@@ -31,8 +31,10 @@ class DemoTest(unittest.TestCase):
         # The default demo is the whole platform: the control plane is started and checked.
         for line in ("ok    sluice ctl instances -> all six sample services",
                      "ok    at start: sluice ctl gateways -> gw-a1 and gw-b1 applied version",
-                     "ok    version 2: both gateways send /api/payments/7 upstream as /v2/payments/7",
-                     "ok    sluice ctl rollback 1 -> rolled back to version 1: now version 3",
+                     # versions 2 and 3 are the switchover there and back, recorded
+                     "ok    version 4: both gateways send /api/payments/7 upstream as /v2/payments/7",
+                     "ok    sluice ctl rollback 1 -> rolled back to version 1: now version 5",
+                     "ok    sluice ctl versions -> 5 4 3 2 1",
                      "ok    sluice ctl events -> gw-a1 endpoint_ejected"):
             self.assertIn(line, proc.stdout)
         self.assertIn("demo: stopping 9 process(es)", proc.stdout)
