@@ -449,14 +449,17 @@ RateDecision RateLimiter::window_decision(const uint32_t* counts, int64_t c, con
 RateDecision RateLimiter::acquire_window(Slot& slot, uint32_t index, uint64_t hash, int64_t now,
                                          RateTicket* ticket, bool* retry) {
   Window& w = windows_[index];
+  // The division before the lock: the lock is what two threads on one key wait for. A limit
+  // changed meanwhile (an override) only applies from the next decision.
+  const Params p = params(slot.limit.load(std::memory_order_relaxed));
+  const int64_t now_sub = floor_div(now, p.sub);
   spin_lock(w.lock);
   if (slot.hash.load(std::memory_order_relaxed) != hash) {
     spin_unlock(w.lock);
     *retry = true;
     return {};
   }
-  const Params p = params(slot.limit.load(std::memory_order_relaxed));
-  const int64_t c = advance(w, floor_div(now, p.sub));
+  const int64_t c = advance(w, now_sub);
   // Copy out, then build the decision after unlocking: the lock covers only the update.
   uint32_t counts[kRing];
   for (int i = 0; i < kRing; ++i) counts[i] = w.counts[i].load(std::memory_order_relaxed);
