@@ -339,7 +339,8 @@ bool ControlLink::send_status(const Status& s, std::string* error) {
 
 void ControlLink::watch_loop() {
   std::chrono::milliseconds backoff = 250ms;
-  auto problem = [&](const std::string& what) {
+  // Notes a problem (logged when it is a new one).
+  auto note = [&](const std::string& what) {
     std::string previous;
     {
       std::lock_guard lock(mu_);
@@ -351,11 +352,16 @@ void ControlLink::watch_loop() {
       core::log_warn("control plane {}: {}; serving config {} meanwhile, retrying", cfg_.address,
                      what, applied_.empty() ? "(none)" : applied_);
     }
+  };
+  // Notes it and waits before the next attempt.
+  auto problem = [&](const std::string& what) {
+    note(what);
     auto jitter = std::chrono::milliseconds(static_cast<int64_t>(
         static_cast<double>(backoff.count()) * core::thread_rng().next_double() * 0.5));
     sleep_for(backoff + jitter);
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, 10s);
   };
+  bool reachable = true;  // as far as the last poll knows; status reports wait for it
   while (true) {
     {
       std::lock_guard lock(mu_);
@@ -376,11 +382,11 @@ void ControlLink::watch_loop() {
       unsent = unsent_status_;
       after = seen_;
     }
-    if (unsent) {
-      if (!send_status(*unsent, &error)) {
-        problem("cannot report the status of config " + unsent->version + ": " + error);
-        continue;
-      }
+    // A status that cannot be reported (e.g. a viewer token: 403) is tried again before each
+    // poll, but never keeps the gateway from polling for new configs.
+    if (unsent && reachable && !send_status(*unsent, &error)) {
+      note("cannot report the status of config " + unsent->version + ": " + error);
+    } else if (unsent && reachable) {
       std::lock_guard lock(mu_);
       if (unsent_status_ && unsent_status_->version == unsent->version) unsent_status_.reset();
     }
@@ -393,6 +399,7 @@ void ControlLink::watch_loop() {
       if (stopping_) return;
       ++polls_;
     }
+    reachable = r.status != 0;
     if (r.status == 304 || r.status == 200) {
       contact();
       backoff = 250ms;

@@ -359,6 +359,18 @@ class ControlPlaneEndToEndTest(SluiceTestCase):
         self.assertEqual(r.status, 503)
         self.assertIn("no config from the control plane yet", r.json()["reason"])
         self.assertNotIn("gw-bad", self.gateways())
+        # A viewer token: the gateway cannot report (403) but still follows every change.
+        r = self.cp.call("POST", "/v1/tokens", {"name": "gw-view", "role": "viewer"})
+        viewer = os.path.join(self.dir, "viewer.token")
+        with open(viewer, "w") as f:
+            f.write(r.json()["token"])
+        self.sample("accounts", "a")
+        self.wait_registered("accounts", 1)
+        self.apply(service_resource("accounts"), route_resource("acc", "accounts", "/acc"))
+        gw_v = self.gateway("gw-view", "a", token_file=viewer)
+        self.apply(route_resource("later", "accounts", "/later"))
+        wait_until(lambda: self.served_by(gw_v, "/later/1"), 5, message="viewer gateway follows")
+        wait_until(lambda: "HTTP 403" in gw_v.log_text(), 5, message="403 on reporting logged")
         # A control plane that is not there: the sample keeps serving and keeps trying.
         dead = f"http://{addr(free_port())}"
         s = self.start(Sample(self.dir, "lonely", city="a", extra_args=[
