@@ -35,6 +35,7 @@ demo: build
 bench: build
 	$(BUILD)/micro_bench --benchmark_min_time=0.2
 	bench/ratelimit_accuracy.sh --sluice $(BUILD)/sluice
+	bench/control_bench.py --sluice $(BUILD)/sluice
 	bench/proxy_bench.sh
 
 # Dual-city drill (docs/operations.md): e.g. make drill DRILL_ARGS='--kill-gateway --json'

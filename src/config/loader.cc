@@ -747,7 +747,9 @@ class SchemaLoader {
   void load_endpoints(const Value& v, Service& service) {
     auto items = read_list(diag_, v);
     if (!items) return;
-    if (items->empty()) {
+    // A control plane pushes a registry-backed service with no instance registered as an empty
+    // list: its requests get 503 (no endpoint) instead of the rest of the config being refused.
+    if (items->empty() && !pushed_) {
       v.error(diag_, "at least one endpoint is required");
       return;
     }

@@ -345,6 +345,7 @@ struct Api::Call {
   std::vector<std::string> params;  // the {} segments of the route, decoded
   Principal who;
   int64_t now = 0;
+  Wakeups* wakeups = nullptr;  // long polls to answer after this request's own answer
 };
 
 struct Api::Route {
@@ -418,8 +419,9 @@ void Api::handle(HttpRequest request, Respond respond) {
   };
   Respond wrapped = counted;
   std::optional<HttpResponse> r;
+  Wakeups wakeups;
   try {
-    r = dispatch(request, wrapped);
+    r = dispatch(request, wrapped, wakeups);
   } catch (const StoreError& e) {
     store_errors_->inc();
     core::log_warn("control: store: {}", e.what());
@@ -431,9 +433,21 @@ void Api::handle(HttpRequest request, Respond respond) {
     r = error_response(500, std::string("internal error: ") + e.what());
   }
   if (r) wrapped(std::move(*r));
+  if (wakeups.empty()) return;
+  auto answer = [this, wakeups = std::move(wakeups)]() mutable {
+    for (Wakeup& w : wakeups) answer_waiters(w.rev, w.waiters);
+  };
+  // On this thread the answers would run inside the request's strand, and its own answer (posted
+  // to that strand) would wait for all of them.
+  if (runner_) {
+    runner_(std::move(answer));
+  } else {
+    answer();
+  }
 }
 
-std::optional<HttpResponse> Api::dispatch(const HttpRequest& req, Respond& respond) {
+std::optional<HttpResponse> Api::dispatch(const HttpRequest& req, Respond& respond,
+                                          Wakeups& wakeups) {
   using R = std::optional<HttpResponse>;
   static const std::vector<Route> kRoutes = {
       {"GET",
@@ -445,7 +459,7 @@ std::optional<HttpResponse> Api::dispatch(const HttpRequest& req, Respond& respo
       {"GET",
        {"ready"},
        std::nullopt,
-       [](Api& a, const Call&, Respond&) -> R { return a.get_ready(); }},
+       [](Api& a, const Call& c, Respond&) -> R { return a.get_ready(c); }},
       {"GET",
        {"metrics"},
        std::nullopt,
@@ -591,7 +605,7 @@ std::optional<HttpResponse> Api::dispatch(const HttpRequest& req, Respond& respo
     }
     return error_response(404, fmt::format("no such path: {}", req.path));
   }
-  Call call{req, std::move(params), {}, now_ms_()};
+  Call call{req, std::move(params), {}, now_ms_(), &wakeups};
   if (found->role) {
     AuthResult a = auth_.check(req.authorization, *found->role);
     if (!a.ok()) return error_response(a.status, a.error);
@@ -600,10 +614,10 @@ std::optional<HttpResponse> Api::dispatch(const HttpRequest& req, Respond& respo
   return found->run(*this, call, respond);
 }
 
-HttpResponse Api::get_ready() {
+HttpResponse Api::get_ready(const Call& c) {
   try {
     Revision r = store_.revision();
-    update_revision(r);
+    update_revision(r, c.wakeups);
     return json_response(
         200, {{"status", "ready"}, {"version", version_string(r)}, {"store", store_.location()}});
   } catch (const StoreError& e) {
@@ -647,7 +661,7 @@ HttpResponse Api::get_resource(const Call& c) {
   return error_response(404, fmt::format("no {} named '{}'", c.params[0], c.params[1]));
 }
 
-HttpResponse Api::write_config(const ConfigWrite& w) {
+HttpResponse Api::write_config(const Call& c, const ConfigWrite& w) {
   for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
     const int64_t base = store_.latest_version();
     if (w.expected && *w.expected != base) {
@@ -694,7 +708,7 @@ HttpResponse Api::write_config(const ConfigWrite& w) {
     versions_written_->inc();
     core::log_info("control: version {} by {}: {} ({} change{})", v, w.author, w.reason,
                    diff.size(), diff.size() == 1 ? "" : "s");
-    refresh_revision();
+    refresh_revision(c.wakeups);
     return json_response(200, {{"version", v}, {"diff", std::move(diff)}});
   }
   return json_response(409, {{"error", "version conflict: too many concurrent writes; retry"},
@@ -768,7 +782,7 @@ HttpResponse Api::post_apply(const Call& c) {
     }
     return std::optional(std::move(next));
   };
-  return write_config(w);
+  return write_config(c, w);
 }
 
 HttpResponse Api::delete_resource(const Call& c) {
@@ -809,7 +823,7 @@ HttpResponse Api::delete_resource(const Call& c) {
     if (!found) return std::nullopt;
     return next;
   };
-  return write_config(w);
+  return write_config(c, w);
 }
 
 HttpResponse Api::get_versions(const Call& c) {
@@ -852,7 +866,7 @@ HttpResponse Api::post_rollback(const Call& c) {
   if (!store_.version(*target)) return error_response(404, fmt::format("no version {}", *target));
   std::vector<Resource> old = store_.resources(*target);
   w.make_next = [&old](const std::vector<Resource>&) { return std::optional(old); };
-  HttpResponse r = write_config(w);
+  HttpResponse r = write_config(c, w);
   if (r.status == 200 && !w.dry_run) {
     Json j = Json::parse(r.body);
     j["rolled_back_to"] = *target;
@@ -904,7 +918,7 @@ HttpResponse Api::post_instance(const Call& c) {
   i.registered_ms = c.now;
   i.heartbeat_ms = c.now;
   store_.upsert_instance(i);
-  refresh_revision();
+  refresh_revision(c.wakeups);
   return json_response(200, instance_json(i));
 }
 
@@ -920,7 +934,7 @@ HttpResponse Api::put_heartbeat(const Call& c) {
 HttpResponse Api::delete_instance(const Call& c) {
   if (!store_.remove_instance(c.params[0], c.params[1]))
     return error_response(404, fmt::format("unknown instance {}/{}", c.params[0], c.params[1]));
-  refresh_revision();
+  refresh_revision(c.wakeups);
   return json_response(200, {{"service", c.params[0]}, {"id", c.params[1]}, {"removed", true}});
 }
 
@@ -964,7 +978,7 @@ std::optional<HttpResponse> Api::get_gateway_config(const Call& c, Respond& resp
       std::lock_guard lock(mu_);
       mine = rev_;
     }
-    if (seen->config > mine.config || seen->registry > mine.registry) refresh_revision();
+    if (seen->config > mine.config || seen->registry > mine.registry) refresh_revision(c.wakeups);
   }
 
   Revision rev;
@@ -1016,11 +1030,11 @@ std::shared_ptr<const std::string> Api::config_body(Revision r) {
   return body;
 }
 
-void Api::refresh_revision() {
-  update_revision(store_.revision());
+void Api::refresh_revision(Wakeups* defer) {
+  update_revision(store_.revision(), defer);
 }
 
-void Api::update_revision(Revision r) {
+void Api::update_revision(Revision r, Wakeups* defer) {
   std::vector<Waiter> wake;
   Revision now_rev;
   {
@@ -1040,20 +1054,36 @@ void Api::update_revision(Revision r) {
     waiting_ = waiters_.size();
   }
   if (wake.empty()) return;
+  if (defer != nullptr) {
+    defer->push_back(Wakeup{now_rev, std::move(wake)});
+    return;
+  }
+  answer_waiters(now_rev, wake);
+}
+
+void Api::answer_waiters(Revision rev, std::vector<Waiter>& waiters) {
+  if (waiters.empty()) return;
+  // A later revision may have been learned meanwhile (a deferred wake-up): answer with the
+  // newest, which every one of these waiters has not seen either.
+  {
+    std::lock_guard lock(mu_);
+    rev = Revision{std::max(rev.config, rev_.config), std::max(rev.registry, rev_.registry)};
+  }
   std::shared_ptr<const std::string> body;
   try {
-    body = config_body(now_rev);
+    body = config_body(rev);
   } catch (const StoreError& e) {
     store_errors_->inc();
-    for (Waiter& w : wake)
+    for (Waiter& w : waiters)
       w.respond(error_response(503, std::string("store unavailable: ") + e.what()));
     return;
   }
-  for (Waiter& w : wake) {
+  const std::string version = version_string(rev);
+  for (Waiter& w : waiters) {
     polls_answered_->inc();
     HttpResponse resp;
     resp.body = *body;
-    resp.headers.emplace_back("X-Sluice-Version", version_string(now_rev));
+    resp.headers.emplace_back("X-Sluice-Version", version);
     w.respond(std::move(resp));
   }
 }

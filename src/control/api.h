@@ -78,6 +78,12 @@ class Api final : public Handler {
 
   void handle(HttpRequest request, Respond respond) override;
 
+  // Where the long polls woken by a request are answered (see Wakeup): the server's thread
+  // pool, so that the request's own connection is free to write its answer first. Unset (unit
+  // tests): at once, before handle() returns.
+  using Runner = std::function<void(std::function<void()>)>;
+  void set_runner(Runner run) { runner_ = std::move(run); }
+
   // Periodic work, called every ~100 ms by the owner (tests call it after moving the clock).
   // Never throws: store failures are logged and retried on the next tick.
   void tick();
@@ -97,6 +103,14 @@ class Api final : public Handler {
     std::string after;
     int64_t deadline_ms = 0;
   };
+  // Long polls woken by a request (a write, a registration): handle() has them answered after
+  // the request's own answer is on its way, so that a write is not answered after every watching
+  // gateway (1,000 watchers added ~30 ms to each write).
+  struct Wakeup {
+    Revision rev;
+    std::vector<Waiter> waiters;
+  };
+  using Wakeups = std::vector<Wakeup>;
   struct GatewaySeen {
     std::string city, zone;
     int64_t seen_ms = 0;
@@ -111,7 +125,7 @@ class Api final : public Handler {
     bool dirty = false;
   };
 
-  std::optional<HttpResponse> dispatch(const HttpRequest& req, Respond& respond);
+  std::optional<HttpResponse> dispatch(const HttpRequest& req, Respond& respond, Wakeups& wakeups);
 
   // Handlers (one per route). `who` is the caller (empty for unauthenticated routes).
   HttpResponse get_resources(const Call& c);
@@ -135,15 +149,18 @@ class Api final : public Handler {
   HttpResponse get_tokens(const Call& c);
   HttpResponse post_token(const Call& c);
   HttpResponse delete_token(const Call& c);
-  HttpResponse get_ready();
+  HttpResponse get_ready(const Call& c);
 
   // Commits a new resource set (shared by apply, delete and rollback): validates, diffs, honours
   // dry_run and expected_version, retries lost races when no version was expected.
-  HttpResponse write_config(const ConfigWrite& w);
+  HttpResponse write_config(const Call& c, const ConfigWrite& w);
 
-  // Learned of a (possibly) new revision: wake the long polls it answers.
-  void update_revision(Revision r);
-  void refresh_revision();  // reads the store's revision, then update_revision
+  // Learned of a (possibly) new revision: wake the long polls it answers, now or, with `defer`,
+  // by handing them to the caller (see Wakeup).
+  void update_revision(Revision r, Wakeups* defer = nullptr);
+  // Reads the store's revision, then update_revision.
+  void refresh_revision(Wakeups* defer = nullptr);
+  void answer_waiters(Revision rev, std::vector<Waiter>& waiters);
   std::shared_ptr<const std::string> config_body(Revision r);
   void note_gateway(const std::string& id, const std::string& city, const std::string& zone,
                     int64_t now);
@@ -156,6 +173,7 @@ class Api final : public Handler {
   Auth& auth_;
   ApiOptions options_;
   NowMs now_ms_;
+  Runner runner_;
   observability::Registry metrics_;
 
   mutable std::mutex mu_;

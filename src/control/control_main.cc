@@ -2,7 +2,9 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -32,6 +34,29 @@ int64_t wall_ms() {
 
 int64_t to_ms(core::Duration d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
+// Every watching gateway holds a connection (a parked long poll), so 1,000 gateways need more
+// descriptors than the soft limit many systems start processes with (1024). Like Go's runtime
+// and nginx's worker_rlimit_nofile, take what the hard limit allows. Returns the limit in force.
+rlim_t raise_open_file_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  // An unlimited hard limit is not a valid soft one for RLIMIT_NOFILE (fs.nr_open caps it).
+  constexpr rlim_t kCap = rlim_t{1} << 20;
+  const rlim_t want = rl.rlim_max == RLIM_INFINITY ? std::max(rl.rlim_cur, kCap) : rl.rlim_max;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+    rlimit raised{want, rl.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      core::log_info("control: open file limit raised from {} to {}", rl.rlim_cur, want);
+      return want;
+    }
+    core::log_warn(
+        "control: cannot raise the open file limit above {}: each watching gateway "
+        "holds one",
+        rl.rlim_cur);
+  }
+  return rl.rlim_cur;
 }
 
 // Runs Api::tick() on its own thread, so store work of the sweep and the revision poll never
@@ -90,6 +115,8 @@ int run_control(const std::string& config_path) {
     ~RestoreMask() { pthread_sigmask(SIG_SETMASK, &mask, nullptr); }
   } restore{previous};
 
+  const rlim_t open_files = raise_open_file_limit();
+
   std::unique_ptr<Store> store;
   try {
     store = Store::open(cfg.store);
@@ -131,11 +158,12 @@ int run_control(const std::string& config_path) {
     std::fprintf(stderr, "sluice control: %s\n", e.what());
     return 1;
   }
+  api.set_runner([&server](std::function<void()> fn) { server->post(std::move(fn)); });
   server->start();
   Ticker ticker(api);
-  core::log_info("control: listening on {}://{}:{} (store {}, config {})",
+  core::log_info("control: listening on {}://{}:{} (store {}, config {}, open file limit {})",
                  cfg.tls ? "https" : "http", cfg.listen.host, server->port(), store->location(),
-                 api.current_version());
+                 api.current_version(), open_files);
 
   int sig = 0;
   while (sigwait(&signals, &sig) != 0) {

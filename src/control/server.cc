@@ -45,7 +45,16 @@ struct Server::Impl {
   Handler& handler;
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
+  // The acceptor, its retry timer and their state are used on this strand only.
+  asio::strand<asio::io_context::executor_type> accept_strand;
   tcp::acceptor acceptor;
+  asio::steady_timer accept_timer;
+  // Pause before the next accept after a failure, doubled per failure in a row (0: none).
+  // Out of descriptors (EMFILE), the connection stays in the backlog and an immediate retry fails
+  // again: without a pause the accept loop spins a core and logs each failure (2.7 million lines
+  // in 20 s with 1,000 watchers and a limit of 512). Go's net/http pauses the same way.
+  std::chrono::milliseconds accept_delay{0};
+  uint64_t accept_failures = 0;  // in a row
   std::unique_ptr<asio::ssl::context> tls;
   std::vector<std::thread> threads;
   uint16_t port = 0;
@@ -58,9 +67,15 @@ struct Server::Impl {
   std::atomic<bool> stopping{false};
 
   Impl(const ServerOptions& o, Handler& h)
-      : options(o), handler(h), work(asio::make_work_guard(io)), acceptor(io) {}
+      : options(o),
+        handler(h),
+        work(asio::make_work_guard(io)),
+        accept_strand(asio::make_strand(io)),
+        acceptor(accept_strand),
+        accept_timer(accept_strand) {}
 
   void accept();
+  void accept_failed(const asio::error_code& ec);
 
   void add(SessionBase* s, std::weak_ptr<SessionBase> w) {
     std::lock_guard lock(mu);
@@ -70,6 +85,10 @@ struct Server::Impl {
     std::lock_guard lock(mu);
     sessions.erase(s);
     cv.notify_all();
+  }
+  size_t connections_open() const {
+    std::lock_guard lock(mu);
+    return sessions.size();
   }
 };
 
@@ -350,7 +369,17 @@ void Server::Impl::accept() {
   acceptor.async_accept(asio::make_strand(io), [this](const asio::error_code& ec,
                                                       tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-    if (!ec && !stopping.load()) {
+    if (ec) {
+      accept_failed(ec);
+      return;
+    }
+    if (accept_failures > 0) {
+      core::log_info("control: accepting connections again after {} failed attempt{}",
+                     accept_failures, accept_failures == 1 ? "" : "s");
+      accept_failures = 0;
+      accept_delay = std::chrono::milliseconds(0);
+    }
+    if (!stopping.load()) {
       asio::error_code pe;
       auto remote = socket.remote_endpoint(pe);
       std::string peer =
@@ -367,9 +396,22 @@ void Server::Impl::accept() {
         add(s.get(), s);
         s->start();
       }
-    } else if (ec) {
-      core::log_warn("control: accept failed: {}", ec.message());
     }
+    accept();
+  });
+}
+
+void Server::Impl::accept_failed(const asio::error_code& ec) {
+  constexpr std::chrono::milliseconds kFirstDelay{5}, kMaxDelay{1000};
+  accept_delay = accept_delay.count() == 0 ? kFirstDelay : std::min(2 * accept_delay, kMaxDelay);
+  // The first failure of a run, then one line per second at most.
+  if (accept_failures++ == 0 || accept_delay == kMaxDelay) {
+    core::log_warn("control: accept failed: {} ({} connections open); retrying in {} ms",
+                   ec.message(), connections_open(), accept_delay.count());
+  }
+  accept_timer.expires_after(accept_delay);
+  accept_timer.async_wait([this](const asio::error_code& e) {
+    if (e || !acceptor.is_open()) return;
     accept();
   });
 }
@@ -418,6 +460,10 @@ size_t Server::connections() const {
   return impl_->sessions.size();
 }
 
+void Server::post(std::function<void()> fn) {
+  asio::post(impl_->io, std::move(fn));
+}
+
 void Server::start() {
   Impl& m = *impl_;
   if (m.started) return;
@@ -433,9 +479,10 @@ void Server::stop(core::Duration grace) {
   m.stopped = true;
   m.stopping = true;
   if (!m.started) return;
-  asio::post(m.io, [&m] {
+  asio::post(m.accept_strand, [&m] {
     asio::error_code ignored;
     m.acceptor.close(ignored);
+    m.accept_timer.cancel();
   });
   // Collected first: the last reference to a session may drop here, and its destructor takes
   // the lock.

@@ -77,6 +77,8 @@ class Server {
   // `grace`), then closes the rest and joins the threads. Idempotent.
   void stop(core::Duration grace = 2s);
   size_t connections() const;
+  // Runs `fn` on one of the server's threads, outside any connection's strand.
+  void post(std::function<void()> fn);
 
   struct Impl;  // implementation detail (server.cc); public so its connections can name it
 

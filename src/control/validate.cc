@@ -111,7 +111,9 @@ OrderedJson build_sections(const Sections& s, const std::vector<Instance>* insta
           endpoints.push_back(std::move(ep));
         }
       }
-      if (endpoints.empty()) endpoints = placeholder_endpoints();
+      // Validation (no registry at hand) uses a placeholder; a gateway is pushed the empty list,
+      // which it accepts from a control plane and answers with 503 until an instance registers.
+      if (endpoints.empty() && instances == nullptr) endpoints = placeholder_endpoints();
       // Keep the spec's key order but put the endpoints right after the name, as files do.
       OrderedJson ordered = OrderedJson::object();
       ordered["name"] = e["name"];

@@ -13,10 +13,10 @@
 
 namespace sluice::control {
 
-// Stand-in endpoint of a registry-backed service: during validation (so a service may be applied
-// before any instance registers), and in the pushed config while no instance is alive (the
-// gateway's loader requires at least one endpoint; nothing listens on port 1, so requests fail
-// fast with 502/503 instead of the whole config being refused).
+// Stand-in endpoint of a registry-backed service during validation, so a service may be applied
+// before any instance registers (the loader requires endpoints in a file). In the pushed config a
+// service with no alive instance has an empty endpoint list, which a gateway accepts from a
+// control plane and answers with 503 until an instance registers.
 inline constexpr const char* kPlaceholderEndpoint = "127.0.0.1:1";
 
 // Routes are matched first to last; resources have no order, so a route may carry `spec.order`
@@ -29,7 +29,7 @@ std::vector<std::string> validate_resources(const std::vector<Resource>& resourc
 
 // The resource sections as the gateway file writes them: {"services", "routes", "rate_limits"}
 // and "units" when present. A service without `endpoints` gets the alive registry instances of
-// its name (sorted by id, duplicate addresses dropped), or the placeholder when there are none.
+// its name (sorted by id, duplicate addresses dropped), or none (an empty list).
 // `instances` must already be filtered to the alive ones. Assumes a set that passed validation;
 // resources it cannot place are skipped.
 nlohmann::ordered_json gateway_sections(const std::vector<Resource>& resources,

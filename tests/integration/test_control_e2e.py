@@ -152,10 +152,16 @@ class ControlPlaneEndToEndTest(SluiceTestCase):
         events = self.cp.call("GET", "/v1/events").json()
         self.assertTrue(any(e["kind"] == "instance_expired" and doomed.address in
                             json.dumps(e["detail"]) for e in events), events)
-        # A clean stop deregisters at once (no TTL wait).
+        # A clean stop deregisters at once (no TTL wait); with no instance left, the service
+        # has no endpoints and the gateway answers 503 (the rest of its config is untouched).
         keep.signal(signal.SIGTERM)
         keep.wait(5)
         self.assertEqual(self.instances("pay"), [])
+        wait_until(lambda: self.endpoint_addresses(gw, "pay") == [], 5,
+                   message="no endpoints pushed")
+        r = http_request(gw.address, "GET", "/pay/x")
+        self.assertEqual(r.status, 503, r)
+        self.assertIn("no upstream endpoint available", r.json()["error"])
 
     def test_gateways_serve_without_the_control_plane_and_restart_from_cache(self):
         s = self.sample("accounts", "a")

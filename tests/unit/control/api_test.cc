@@ -340,8 +340,8 @@ TEST_F(ApiTest, GatewayConfigAnswersAtOnceWhenBehind) {
   ASSERT_EQ(r.status(), 200);
   Json j = r.json();
   EXPECT_EQ(j["version"], "1.0");
-  // No instance yet: the placeholder keeps the config loadable.
-  EXPECT_EQ(j["config"]["services"][0]["endpoints"][0]["address"], kPlaceholderEndpoint);
+  // No instance yet: no endpoints (the gateway answers 503 until one registers).
+  EXPECT_EQ(j["config"]["services"][0]["endpoints"], Json::array());
   EXPECT_EQ(j["config"]["routes"][0]["service"], "payments");
   EXPECT_FALSE(j["config"].contains("node"));
 }
@@ -379,7 +379,28 @@ TEST_F(ApiTest, LongPollWakesOnRegistryAndConfigChanges) {
   api_.tick();
   ASSERT_TRUE(third.answered());
   EXPECT_EQ(third.json()["version"], "2.2");
-  EXPECT_EQ(third.json()["config"]["services"][0]["endpoints"][0]["address"], kPlaceholderEndpoint);
+  EXPECT_EQ(third.json()["config"]["services"][0]["endpoints"], Json::array());
+}
+
+// A write's own answer goes out before the long polls it wakes (with a server they run on its
+// thread pool afterwards), so 1,000 watching gateways do not delay the writer.
+TEST_F(ApiTest, AWriteIsAnsweredBeforeTheWatchersItWakes) {
+  std::vector<std::function<void()>> deferred;
+  api_.set_runner([&](std::function<void()> fn) { deferred.push_back(std::move(fn)); });
+  ASSERT_EQ(apply({static_service("payments", "127.0.0.1:9201")}).status(), 200);
+  for (auto& fn : deferred) fn();
+  deferred.clear();
+  const std::string v = api_.current_version();
+  Pending parked = send("GET", "/v1/gateway-config?after=" + v + "&wait=30s", {}, "viewer");
+  ASSERT_FALSE(parked.answered());
+  Pending write = apply({route("pay", "/pay", "payments")});
+  ASSERT_TRUE(write.answered());
+  EXPECT_EQ(write.status(), 200);
+  EXPECT_FALSE(parked.answered());  // not yet: handed to the runner
+  ASSERT_FALSE(deferred.empty());
+  for (auto& fn : deferred) fn();
+  ASSERT_TRUE(parked.answered());
+  EXPECT_EQ(parked.json()["config_version"], 2);
 }
 
 TEST_F(ApiTest, LongPollTimesOutWith304) {

@@ -306,13 +306,12 @@ bool postgres_required() {
   return false;
 }
 
-#define REQUIRE_POSTGRES(server)                                           \
-  do {                                                                     \
-    std::string why_not;                                                   \
-    server = PostgresServer::get(&why_not);                                \
-    if (why_not.rfind("skip: ", 0) == 0 && !postgres_required())          \
-      GTEST_SKIP() << why_not;                                             \
-    ASSERT_NE(server, nullptr) << "PostgreSQL for the tests: " << why_not; \
+#define REQUIRE_POSTGRES(server)                                                          \
+  do {                                                                                    \
+    std::string why_not;                                                                  \
+    server = PostgresServer::get(&why_not);                                               \
+    if (why_not.rfind("skip: ", 0) == 0 && !postgres_required()) GTEST_SKIP() << why_not; \
+    ASSERT_NE(server, nullptr) << "PostgreSQL for the tests: " << why_not;                \
   } while (0)
 
 // --- the suite ---------------------------------------------------------------------------------
