@@ -782,6 +782,21 @@ TEST(ControlPlane, ErrorsInPushedSectionsNameThePushedConfig) {
   EXPECT_TRUE(HasError(r, 1, "listeners", "unknown key")) << dump(r);
 }
 
+// A registry-backed service with no instance registered is pushed with no endpoints; a file may
+// not do that.
+TEST(ControlPlane, OnlyAPushedServiceMayHaveNoEndpoints) {
+  ControlPlaneDir d;
+  std::string local = "listeners: [{name: public, address: 127.0.0.1:8080}]\n" + d.section();
+  LoadResult r = load_with_pushed(local, "gw.yaml", R"({"services": [{"name": "pay",
+      "endpoints": []}], "routes": [{"name": "pay", "service": "pay"}]})",
+                                  "control plane config 1.0");
+  ASSERT_TRUE(r.ok()) << dump(r);
+  EXPECT_TRUE(r.config->services[0].endpoints.empty());
+  r = load_with(R"(services: [{name: pay, endpoints: []}]
+)");
+  EXPECT_TRUE(HasError(r, 2, "services[0].endpoints", "at least one endpoint is required"));
+}
+
 TEST(ControlPlane, ALocalFileWithPushedSectionsIsRefusedWhenMerging) {
   ControlPlaneDir d;
   std::string local =
