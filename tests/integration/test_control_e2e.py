@@ -343,6 +343,35 @@ class ControlPlaneEndToEndTest(SluiceTestCase):
         self.assertEqual(units["spec"]["owners"], {"a": [], "b": "0-99"})
         self.assertEqual(gw_b.admin_get("/units").json()["owners"], {"b": "0-99"})
 
+    def test_failover_and_health_events(self):
+        local = self.sample("accounts", "a")
+        remote = self.sample("accounts", "b")
+        self.wait_registered("accounts", 2)
+        self.apply(service_resource("accounts", health_check={
+                       "interval": "100ms", "unhealthy_threshold": 2, "healthy_threshold": 1},
+                       locality={"prefer": "same_city"}),
+                   route_resource("acc", "accounts", "/acc"))
+        gw = self.gateway("gw-a", "a")
+        wait_until(lambda: self.served_by(gw, "/acc/1") == f"accounts@{local.address}", 5,
+                   message="served in city a")
+        local.faults(healthy=False)
+        wait_until(lambda: self.served_by(gw, "/acc/1") == f"accounts@{remote.address}", 5,
+                   message="failed over to city b")
+
+        def kinds():
+            return [(e["kind"], e["subject"]) for e in self.cp.call("GET", "/v1/events").json()
+                    if e["source"] == "gw-a"]
+        wait_until(lambda: ("failover", "service/accounts") in kinds(), 5,
+                   message="failover event")
+        self.assertIn(("endpoint_unhealthy", f"accounts/{local.address}"), kinds())
+        failover = [e for e in self.cp.call("GET", "/v1/events").json()
+                    if e["kind"] == "failover"][0]
+        self.assertEqual(failover["detail"]["to"], ["b"])
+        local.faults(healthy=True)
+        wait_until(lambda: ("failover_ended", "service/accounts") in kinds(), 5,
+                   message="failover_ended event")
+        self.assertIn(("endpoint_restored", f"accounts/{local.address}"), kinds())
+
     def test_bad_control_plane_settings_are_clear_errors(self):
         # The sample service: a bad URL and a missing token file stop it at once (exit 2).
         for extra, text in ((["--control-plane", "ftp://x", "--token-file", self.cp.token_file],
