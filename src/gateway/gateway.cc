@@ -78,6 +78,8 @@ Gateway::Gateway(std::string config_path, std::shared_ptr<const config::GatewayC
   if (!shared_.access_sink) throw std::runtime_error(error);
   governance_ = std::make_unique<Governance>(shared_.registry, config_->node.id);
   std::vector<std::string> errors;
+  // From here on, series belong to the config version that declares them (sweep_metrics).
+  shared_.registry.set_epoch(version_.load());
   snapshot_ = build_snapshot(config_, version_.load(), shared_.registry, *governance_, errors);
   if (!snapshot_) {
     std::string all;
@@ -107,6 +109,7 @@ void Gateway::schedule_tick() {
   tick_timer_.async_wait([this](const asio::error_code& ec) {
     if (ec) return;
     governance_->tick();
+    sweep_metrics();
     schedule_tick();
   });
 }
@@ -249,6 +252,7 @@ ReloadResult Gateway::install(config::LoadResult loaded, const std::string& what
   }
   std::shared_ptr<const Snapshot> snap;
   if (result.errors.empty()) {
+    shared_.registry.set_epoch(version_.load() + 1);
     snap = build_snapshot(loaded.config, version_.load() + 1, shared_.registry, *governance_,
                           result.errors);
   }
@@ -264,6 +268,7 @@ ReloadResult Gateway::install(config::LoadResult loaded, const std::string& what
   bool units_changed = !(loaded.config->units == config_->units);
   {
     std::lock_guard lock(snapshot_mu_);
+    retired_.push_back(snapshot_);
     snapshot_ = snap;
     config_ = loaded.config;
   }
@@ -281,6 +286,22 @@ ReloadResult Gateway::install(config::LoadResult loaded, const std::string& what
   result.ok = true;
   result.version = snap->version;
   return result;
+}
+
+void Gateway::sweep_metrics() {
+  uint64_t keep_from = version_.load();
+  std::erase_if(retired_, [](const std::weak_ptr<const Snapshot>& w) { return w.expired(); });
+  for (const auto& w : retired_) {
+    if (auto s = w.lock()) keep_from = std::min(keep_from, s->version);
+  }
+  if (keep_from <= swept_below_) return;
+  // A removed endpoint's, route's or rule's series (and the state its gauges read) go with the
+  // last snapshot that used them; those of a version that failed to build were never used.
+  size_t removed = shared_.registry.sweep(keep_from);
+  swept_below_ = keep_from;
+  if (removed > 0) {
+    core::log_info("metrics: {} series of config versions before {} removed", removed, keep_from);
+  }
 }
 
 void Gateway::begin_drain(const char* why) {

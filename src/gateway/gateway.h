@@ -78,6 +78,8 @@ class Gateway {
   void schedule_tick();
   void push_units(std::shared_ptr<const router::UnitTable> table);
   ReloadResult install(config::LoadResult loaded, const std::string& what);
+  // Deletes the metric series of config versions no snapshot uses any more (once a second).
+  void sweep_metrics();
 
   std::string config_path_;
   std::string local_text_;  // the local file as last loaded
@@ -90,6 +92,10 @@ class Gateway {
   std::unique_ptr<ControlLink> link_;
   std::shared_ptr<const Snapshot> snapshot_;
   mutable std::mutex snapshot_mu_;
+  // Snapshots replaced by a reload, while requests may still use them; and the config version
+  // below which every metric series has been swept.
+  std::vector<std::weak_ptr<const Snapshot>> retired_;
+  uint64_t swept_below_ = 0;
   GatewayShared shared_;
   asio::io_context io_;
   asio::signal_set signals_;

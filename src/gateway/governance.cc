@@ -304,19 +304,22 @@ void Governance::ensure_quota_client(const config::GatewayConfig& config) {
   o.gateways_hint = config.redis.gateways;
   quota_ = std::make_unique<governance::QuotaClient>(o);
   redis_cfg_ = config.redis;
-  auto* q = quota_.get();
-  registry_.gauge_fn("sluice_redis_up",
-                     "1 while Redis answers cluster quota calls within redis.timeout.",
-                     [q] { return q->healthy() ? 1.0 : 0.0; });
-  registry_.gauge_fn("sluice_ratelimit_cluster_gateways",
-                     "Gateways sharing cluster-scope limits, as seen through Redis.",
-                     [q] { return static_cast<double>(q->gateways()); });
   if (started_) quota_->start();
 }
 
 std::shared_ptr<const GovernanceSnapshot> Governance::build(
     const config::GatewayConfig& config, const std::vector<ServiceInfo>& services) {
   ensure_quota_client(config);
+  // Declared with every build, like every series a config uses (Registry::sweep drops the
+  // rest); the client lives as long as this object.
+  if (auto* q = quota_.get()) {
+    registry_.gauge_fn("sluice_redis_up",
+                       "1 while Redis answers cluster quota calls within redis.timeout.",
+                       [q] { return q->healthy() ? 1.0 : 0.0; });
+    registry_.gauge_fn("sluice_ratelimit_cluster_gateways",
+                       "Gateways sharing cluster-scope limits, as seen through Redis.",
+                       [q] { return static_cast<double>(q->gateways()); });
+  }
   auto gov = std::make_shared<GovernanceSnapshot>();
   gov->redis_on_error = config.redis.on_error;
 

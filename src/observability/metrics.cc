@@ -447,6 +447,7 @@ const char* type_name(Type t) {
 
 struct Series {
   std::vector<std::string> label_values;  // in the family's key order
+  uint64_t epoch = 0;                     // last stamped (Registry::set_epoch); 0 = for good
   std::unique_ptr<Counter> counter;
   std::unique_ptr<Gauge> gauge;
   std::unique_ptr<Histogram> histogram;
@@ -494,6 +495,7 @@ struct Registry::Impl {
   mutable std::mutex mu;
   std::map<std::string, Family, std::less<>> families;  // sorted by name for exposition
   bool process_registered = false;
+  uint64_t epoch = 0;  // stamped on series touched from now on (0: before the first set_epoch)
 
   Series& get(std::string_view raw_name, std::string_view help, Type type, bool callback,
               const Labels& labels, const std::vector<double>* buckets);
@@ -566,9 +568,13 @@ Series& Registry::Impl::get(std::string_view raw_name, std::string_view help, Ty
   }
 
   auto s = f.index.find(values);
-  if (s != f.index.end()) return *s->second;
+  if (s != f.index.end()) {
+    if (s->second->epoch != 0) s->second->epoch = epoch;
+    return *s->second;
+  }
   auto series = std::make_unique<Series>();
   series->label_values = values;
+  series->epoch = epoch;
   switch (type) {
     case Type::kCounter:
       if (!callback) series->counter = std::make_unique<Counter>();
@@ -588,6 +594,31 @@ Series& Registry::Impl::get(std::string_view raw_name, std::string_view help, Ty
 
 Registry::Registry() : impl_(std::make_unique<Impl>()) {}
 Registry::~Registry() = default;
+
+void Registry::set_epoch(uint64_t epoch) {
+  std::lock_guard lock(impl_->mu);
+  impl_->epoch = epoch;
+}
+
+size_t Registry::sweep(uint64_t keep_from) {
+  std::lock_guard lock(impl_->mu);
+  size_t removed = 0;
+  for (auto it = impl_->families.begin(); it != impl_->families.end();) {
+    Family& f = it->second;
+    auto stale = [&](const std::unique_ptr<Series>& s) {
+      return s->epoch != 0 && s->epoch < keep_from;
+    };
+    for (const auto& s : f.series) {
+      if (stale(s)) f.index.erase(s->label_values);
+    }
+    const size_t before = f.series.size();
+    f.series.erase(std::remove_if(f.series.begin(), f.series.end(), stale), f.series.end());
+    removed += before - f.series.size();
+    // A family left without series goes too (it is declared again with its next series).
+    it = f.series.empty() && before > 0 ? impl_->families.erase(it) : std::next(it);
+  }
+  return removed;
+}
 
 Counter& Registry::counter(std::string_view name, std::string_view help, const Labels& labels) {
   return *impl_->get(name, help, Type::kCounter, false, labels, nullptr).counter;

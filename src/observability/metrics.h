@@ -105,6 +105,15 @@ class Registry {
   // Adds the standard process_* families (start time, CPU seconds, resident and virtual
   // memory, open and max fds), read from /proc/self at scrape time. Idempotent.
   void register_process_metrics();
+  // Series that belong to one config version, so that a reload can drop what the new config no
+  // longer has (a removed endpoint, route or rule) instead of keeping it, and its memory, for the
+  // life of the process. Series declared before the first set_epoch() (process-wide ones) are
+  // kept for good; after it, every get-or-create (and fn registration) stamps the series with
+  // the current epoch. sweep(keep_from) deletes the series last stamped before `keep_from`:
+  // the caller must know that nothing holds them any more (no config version older than
+  // `keep_from` is still in use). Returns how many were deleted.
+  void set_epoch(uint64_t epoch);
+  size_t sweep(uint64_t keep_from);
   // Prometheus text exposition format 0.0.4; passes `promtool check metrics`. Families are
   // sorted by name, series within a family in creation order.
   std::string expose() const;

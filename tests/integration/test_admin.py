@@ -236,6 +236,36 @@ class ReloadTest(SluiceTestCase):
         self.assertGreater(versions[1], versions[0])
         self.assertEqual(self.reloads("success") - ok0, 2)
 
+    def test_reload_drops_the_series_of_what_it_removed(self):
+        # reload-a gets a second endpoint (reload-b's sample), then loses it again.
+        two = dict(self.base, services=[service("reload-a", self.a.address, self.b.address),
+                                        self.services[1]],
+                   routes=[route("v1", "reload-a", path_prefix="/v1"),
+                           route("v9", "reload-b", path_prefix="/v9")])
+        self.gw.write_config(two)
+        self.assertEqual(self.gw.reload().status, 200)
+        for i in range(20):
+            self.assertEqual(http_request(self.gw.address, "GET", f"/v1/{i}").status, 200)
+        self.assertEqual(http_request(self.gw.address, "GET", "/v9/x").status, 200)
+
+        def served(endpoint):
+            return self.gw.metric("sluice_upstream_requests_total", service="reload-a",
+                                  endpoint=endpoint)
+        kept = served(self.a.address)
+        self.assertGreater(kept, 0)
+        self.assertGreater(served(self.b.address), 0)
+        self.gw.write_config(self.base)  # route v9 and reload-a's second endpoint are gone
+        self.assertEqual(self.gw.reload().status, 200)
+
+        def gone():
+            text = self.gw.metrics_text()
+            return ('route="v9"' not in text and
+                    f'service="reload-a",endpoint="{self.b.address}"' not in text)
+        wait_until(gone, 5, message="series of the removed endpoint and route dropped")
+        # What stayed keeps its counts (no reset), and the exposition still passes promtool.
+        self.assertEqual(served(self.a.address), kept)
+        self.assertIn("sluice_config_reloads_total", self.gw.metrics_text())
+
     def test_reload_cannot_switch_to_a_control_plane(self):
         token = os.path.join(self.dir, "cp.token")
         with open(token, "w") as f:

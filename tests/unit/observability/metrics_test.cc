@@ -164,6 +164,36 @@ TEST(RegistryTest, GetOrCreateReturnsStableObjects) {
   EXPECT_EQ(&h1, &h2);
 }
 
+// A reload drops the series the new config no longer declares; those declared before the first
+// epoch (process-wide) stay, and a series declared again keeps its value.
+TEST(RegistryTest, SweepDropsSeriesOfOldEpochsOnly) {
+  Registry reg;
+  Counter& global = reg.counter("reloads_total", "Reloads.");
+  global.inc(3);
+  reg.set_epoch(1);
+  Counter& kept = reg.counter("requests_total", "Requests.", {{"endpoint", "a"}});
+  reg.counter("requests_total", "Requests.", {{"endpoint", "b"}}).inc();
+  reg.gauge_fn("up", "Up.", [] { return 1.0; }, {{"endpoint", "b"}});
+  kept.inc(5);
+  // Version 2 keeps endpoint a only.
+  reg.set_epoch(2);
+  EXPECT_EQ(&reg.counter("requests_total", "Requests.", {{"endpoint", "a"}}), &kept);
+  EXPECT_EQ(reg.sweep(1), 0u);  // nothing is older than 1
+  std::string before = reg.expose();
+  EXPECT_NE(before.find("endpoint=\"b\""), std::string::npos);
+  EXPECT_EQ(reg.sweep(2), 2u);  // requests_total{b} and up{b}
+  std::string after = reg.expose();
+  EXPECT_EQ(after.find("endpoint=\"b\""), std::string::npos) << after;
+  EXPECT_EQ(after.find("# TYPE up "), std::string::npos) << after;  // the family went too
+  EXPECT_NE(after.find("requests_total{endpoint=\"a\"} 5"), std::string::npos) << after;
+  EXPECT_NE(after.find("reloads_total 3"), std::string::npos) << after;
+  EXPECT_EQ(reg.sweep(100), 1u);  // a's last epoch is 2; reloads_total is for good
+  EXPECT_NE(reg.expose().find("reloads_total 3"), std::string::npos);
+  // A family that went can be declared again.
+  reg.gauge_fn("up", "Up.", [] { return 0.0; }, {{"endpoint", "c"}});
+  EXPECT_NE(reg.expose().find("up{endpoint=\"c\"} 0"), std::string::npos);
+}
+
 TEST(RegistryTest, RejectsMismatchesWithinAFamily) {
   Registry r;
   r.counter("sluice_a_total", "A.", {{"x", "1"}});
