@@ -83,6 +83,16 @@ class ControlLoader {
         v.error(diag_, "sqlite: needs a file, such as sqlite:///var/lib/sluice/control.db");
         return;
       }
+      // The database file is created on first start; its directory must be there (as for the
+      // admin token file), or SQLite only says "unable to open database file".
+      if (rest != ":memory:") {
+        std::filesystem::path dir = std::filesystem::path(std::string(rest)).parent_path();
+        std::error_code ec;
+        if (!dir.empty() && !std::filesystem::is_directory(dir, ec)) {
+          v.error(diag_, fmt::format("directory {} does not exist", dir.string()));
+          return;
+        }
+      }
     } else if (url.starts_with("postgres://") || url.starts_with("postgresql://")) {
       if (url.find("://") + 3 == url.size()) {
         v.error(diag_, "postgres:// needs at least a host or database");

@@ -131,6 +131,22 @@ class ControlPlaneTest(SluiceTestCase):
         got = self.cp.call("GET", "/v1/resources/service/accounts").json()
         self.assertEqual(got["spec"]["endpoints"][0]["address"], "127.0.0.1:9101")
 
+    def test_bad_control_yaml_lists_every_error(self):
+        path = os.path.join(self.dir, "bad.yaml")
+        with open(path, "w") as f:
+            f.write("listen: 127.0.0.1:notaport\n"
+                    "store: sqlite:///nonexistent-dir/control.db\n"
+                    "auth: {admin_token_file: /nonexistent-dir/admin.token}\n"
+                    "colour: blue\n")
+        p = subprocess.run([BIN, "control", "--config", path], capture_output=True, text=True,
+                           timeout=20, stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        for line, text in ((1, "listen"), (2, "store: directory /nonexistent-dir does not exist"),
+                           (3, "auth.admin_token_file: directory /nonexistent-dir does not exist"),
+                           (4, "colour: unknown key")):
+            self.assertIn(f"{path}:{line}: {text}", p.stderr)
+        self.assertFalse(os.path.exists("/nonexistent-dir"))
+
     def test_registry_ttl_and_long_poll(self):
         r = self.cp.call("POST", "/v1/apply", {"reason": "registry-backed", "resources": [
             svc("pay"), rt("pay", "pay", "/pay")]})
