@@ -1002,7 +1002,7 @@ std::optional<HttpResponse> Api::get_gateway_config(const Call& c, Respond& resp
   auto body = config_body(rev);
   polls_answered_->inc();
   HttpResponse r;
-  r.body = *body;
+  r.shared_body = std::move(body);
   r.headers.emplace_back("X-Sluice-Version", version_string(rev));
   return r;
 }
@@ -1082,7 +1082,7 @@ void Api::answer_waiters(Revision rev, std::vector<Waiter>& waiters) {
   for (Waiter& w : waiters) {
     polls_answered_->inc();
     HttpResponse resp;
-    resp.body = *body;
+    resp.shared_body = body;  // one text for every waiter
     resp.headers.emplace_back("X-Sluice-Version", version);
     w.respond(std::move(resp));
   }

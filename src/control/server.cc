@@ -311,17 +311,26 @@ class Session final : public SessionBase,
     http::append_status_line(out_, resp.status);
     for (const auto& [name, value] : resp.headers) http::append_header(out_, name, value);
     const bool body = has_body(resp.status, method_);
+    const std::string& content = resp.shared_body ? *resp.shared_body : resp.body;
     if (resp.status != 304 && resp.status != 204) {
       if (!resp.content_type.empty()) http::append_header(out_, "Content-Type", resp.content_type);
-      http::append_header(out_, "Content-Length", static_cast<uint64_t>(resp.body.size()));
+      http::append_header(out_, "Content-Length", static_cast<uint64_t>(content.size()));
     }
     http::append_header(out_, "Cache-Control", "no-store");
     if (close_after) out_.append("Connection: close\r\n");
     out_.append("\r\n");
-    if (body) out_.append(resp.body);
+    out_shared_.reset();
+    if (body && resp.shared_body) {
+      out_shared_ = std::move(resp.shared_body);  // kept until written
+    } else if (body) {
+      out_.append(resp.body);
+    }
+    std::array<asio::const_buffer, 2> buffers = {
+        asio::buffer(out_), out_shared_ ? asio::buffer(*out_shared_) : asio::const_buffer()};
     asio::async_write(
-        stream_, asio::buffer(out_),
+        stream_, buffers,
         [self = this->shared_from_this(), close_after](const asio::error_code& ec, size_t) {
+          self->out_shared_.reset();
           if (ec || close_after) {
             self->close();
             return;
@@ -352,6 +361,7 @@ class Session final : public SessionBase,
   std::array<char, 16384> buf_;
   std::string pending_;  // received, not yet parsed (pipelined requests wait here)
   std::string out_;
+  std::shared_ptr<const std::string> out_shared_;  // the shared body being written, if any
   HttpRequest request_;
   std::string method_;
   std::shared_ptr<Session> self_;  // set while a request waits for its answer

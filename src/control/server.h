@@ -34,6 +34,9 @@ struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;  // not sent for HEAD, 204 and 304
+  // Instead of `body` when set: one text sent to many (the config body to every woken gateway),
+  // written from where it is, never copied per answer.
+  std::shared_ptr<const std::string> shared_body;
   std::vector<std::pair<std::string, std::string>> headers;
 };
 

@@ -20,7 +20,10 @@ struct Pending {
   bool answered() const { return slot->has_value(); }
   const HttpResponse& get() const { return **slot; }
   int status() const { return (*slot)->status; }
-  Json json() const { return Json::parse((*slot)->body); }
+  const std::string& body() const {
+    return (*slot)->shared_body ? *(*slot)->shared_body : (*slot)->body;
+  }
+  Json json() const { return Json::parse(body()); }
 };
 
 class ApiTest : public ::testing::Test {
@@ -401,6 +404,20 @@ TEST_F(ApiTest, AWriteIsAnsweredBeforeTheWatchersItWakes) {
   for (auto& fn : deferred) fn();
   ASSERT_TRUE(parked.answered());
   EXPECT_EQ(parked.json()["config_version"], 2);
+}
+
+// Every waiter woken by one change is answered with the same text, not a copy each (the config
+// of a large registry is hundreds of KB, and a control plane has 1,000 gateways parked).
+TEST_F(ApiTest, WokenWaitersShareOneBody) {
+  ASSERT_EQ(apply({static_service("payments", "127.0.0.1:9201")}).status(), 200);
+  const std::string v = api_.current_version();
+  Pending a = send("GET", "/v1/gateway-config?gateway=a&after=" + v + "&wait=30s", {}, "viewer");
+  Pending b = send("GET", "/v1/gateway-config?gateway=b&after=" + v + "&wait=30s", {}, "viewer");
+  ASSERT_EQ(apply({route("pay", "/pay", "payments")}).status(), 200);
+  ASSERT_TRUE(a.answered() && b.answered());
+  ASSERT_TRUE(a.get().shared_body && b.get().shared_body);
+  EXPECT_EQ(a.get().shared_body.get(), b.get().shared_body.get());
+  EXPECT_EQ(a.json()["config"]["routes"][0]["name"], "pay");
 }
 
 TEST_F(ApiTest, LongPollTimesOutWith304) {
