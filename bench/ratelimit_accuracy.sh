@@ -17,9 +17,8 @@ usage() {
   cat <<EOF
 usage: bench/ratelimit_accuracy.sh [options]
 
-  --duration SEC      measured seconds per run (default 30: a sliding window admits in bursts
-                      once per window under overload, so a short interval that is not a whole
-                      number of windows over- or under-counts by up to a few percent)
+  --duration SEC      measured seconds per run (default 10), counted exactly from the gateways'
+                      access logs (request start times) from the first /metrics read on
   --warmup SEC        seconds of load before the measured interval starts (default 2)
   --limit N           the rule's limit in requests per 1s (default 1000)
   --burst N           token bucket burst (default 10; small, so that it does not count)
@@ -45,7 +44,7 @@ EOF
 # ---------------------------------------------------------------------------------------------
 # options
 
-DURATION=30
+DURATION=10
 WARMUP=2
 LIMIT=1000
 BURST=10
@@ -259,7 +258,7 @@ start_gateways() {
     admin=$(free_port)
     render "$CONF/sluice-ratelimit.yaml.in" "$dir/$id.yaml" NODE_ID="$id" LISTEN_PORT="$port" \
       ADMIN_PORT="$admin" BACKEND_PORT="$BACKEND_PORT" RULE="$rule" LIMIT="$limit_spec" \
-      ALGORITHM="$alg" SCOPE="$scope" REDIS="$redis_line"
+      ALGORITHM="$alg" SCOPE="$scope" REDIS="$redis_line" ACCESS_LOG="$dir/$id.access.log"
     spawn "$dir/$id.log" "$SLUICE_BIN" gateway --config "$dir/$id.yaml"
     GW_PIDS+=("$SPAWNED_PID"); GW_ADMIN+=("$admin"); GW_PORTS+=("$port")
   done
@@ -323,7 +322,7 @@ run_case() {
     wrk_outs+=("wrk_out$g=$dir/wrk-$g.txt")
   done
   pause "$WARMUP"
-  local t0 t1 a0 r0 f0 a1 r1 f1 pid rem counts alive=1
+  local t0 t1 a0 r0 f0 a1 r1 f1 la lr pid rem counts alive=1
   scrape "$dir" before
   t0=$SCRAPE_US
   # Sleep until DURATION after the first read, whatever the read took.
@@ -346,7 +345,11 @@ run_case() {
   read -r a0 r0 f0 <<<"$counts"
   counts=$(python3 "$LIB/ratelimit_acc.py" counters "$rule" "$dir"/metrics-after-*.txt)
   read -r a1 r1 f1 <<<"$counts"
+  # The same over exactly DURATION seconds from the first read, by the access logs' request times.
+  counts=$(python3 "$LIB/ratelimit_acc.py" logcount "$t0" "$DURATION" "$dir"/gw-*.access.log)
+  read -r la lr <<<"$counts"
   python3 "$LIB/ratelimit_acc.py" record "$RESULTS" scope="$scope" algorithm="$alg" limit="$LIMIT" \
+    log_allowed="$la" log_rejected="$lr" duration="$DURATION" \
     gateways="$n" round="$round" t0="$((t0 / 1000000)).$(printf '%06d' $((t0 % 1000000)))" \
     t1="$((t1 / 1000000)).$(printf '%06d' $((t1 % 1000000)))" a0="$a0" a1="$a1" r0="$r0" r1="$r1" \
     f0="$f0" f1="$f1" "${wrk_outs[@]}"
