@@ -82,6 +82,13 @@ using u128 = unsigned __int128;
 // the oldest weighted by the part of it still inside the last kSubWindows sub-windows. In units
 // of 1/s request, so that the estimate stays exact in integers; the 128 bits hold any count
 // (< 2^36) times any s (< 2^63).
+// The most requests kRing consecutive sub-windows may hold: L and one sub-window's share more.
+// Without it the weighted estimate alone lets up to 2L - 1 pass in one window (L at the very end
+// of a sub-window, L - 1 more as it fades out 0.9 windows later).
+constexpr uint64_t cap(uint64_t quota) {
+  return quota + (quota + RateLimiter::kSubWindows - 1) / RateLimiter::kSubWindows;
+}
+
 struct WindowCount {
   uint64_t full = 0;    // sub-windows c - kSubWindows + 1 .. c
   uint64_t oldest = 0;  // sub-window c - kSubWindows
@@ -103,6 +110,9 @@ struct WindowCount {
   // Does one more request fit under `quota`? (estimate + 1 <= quota, as the cluster script's
   // floor(limit - estimate) >= 1.) The weight is in [1/s, 1]: most decisions need no product.
   bool fits(uint64_t quota, int64_t sub) const {
+    // The cap: the kRing sub-windows counted in full hold at most cap(quota), which bounds any
+    // interval of one window (it touches at most kRing sub-windows).
+    if (full + oldest + 1 > cap(quota)) return false;
     if (full + oldest < quota) return true;
     if (full >= quota) return false;
     return scaled(sub) + static_cast<uint64_t>(sub) <=
@@ -416,6 +426,8 @@ RateDecision RateLimiter::window_decision(const uint32_t* counts, int64_t c, con
   // Requests that would pass right now, floor(L - estimate): each needs estimate + 1 <= L.
   const uint64_t used = wc.oldest == 0 ? wc.full : wc.ceiling(p.sub);
   d.remaining = used < p.quota ? p.quota - used : 0;
+  const uint64_t all = wc.full + wc.oldest;
+  d.remaining = std::min<uint64_t>(d.remaining, all < cap(p.quota) ? cap(p.quota) - all : 0);
   // Sub-window j counts in full until sub-window j + kSubWindows begins and then fades out over
   // one more sub-window: it has no weight left from (j + kRing) * s on.
   for (int64_t j = c; j > c - kRing; --j) {
@@ -441,6 +453,15 @@ RateDecision RateLimiter::window_decision(const uint32_t* counts, int64_t c, con
                                                      room, static_cast<uint64_t>(p.sub), oldest));
       d.retry_after = nanoseconds(std::max<int64_t>(0, (c + k) * p.sub + e - now));
       break;
+    }
+    // The cap: at the start of sub-window c + k the k oldest of the kRing have left.
+    uint64_t all_k = wc.full + wc.oldest;
+    for (int64_t k = 0; k <= kRing && all_k + 1 > cap(p.quota); ++k) {
+      all_k -= counts[ring(c + k - kSubWindows)];
+      if (all_k + 1 <= cap(p.quota)) {
+        d.retry_after =
+            std::max(d.retry_after, nanoseconds(std::max<int64_t>(0, (c + k + 1) * p.sub - now)));
+      }
     }
   }
   return d;

@@ -43,28 +43,25 @@ struct RateTicket {
 // sub-window c, the count of the last W is estimated as sub-windows c - kSubWindows + 1 .. c in
 // full plus sub-window c - kSubWindows weighted by the share of it still inside, (s - e) / s:
 // the estimate of the cluster scope's script, on sub-windows of P / kSubWindows instead of whole
-// windows. A request passes iff estimate + 1 <= L. Exact consequences (requests placed at the
-// `now` they were decided at):
+// windows. A request passes iff estimate + 1 <= L and the kSubWindows + 1 sub-windows
+// c - kSubWindows .. c, counted in full, hold at most cap = L + ceil(L / kSubWindows) with it.
+// Exact consequences (requests placed at the `now` they were decided at):
 //  - Any kSubWindows consecutive sub-windows hold at most L requests (the last one to pass saw
 //    them all in full). So any interval of up to (kSubWindows - 1) * s (0.9 P) holds at most L:
 //    the 2L burst of a fixed window at its edge cannot happen.
-//  - An interval of length P (or W) holds more than L only if it touches kSubWindows + 1
-//    sub-windows and some requests of the first one; n_first and n_last being the requests of
-//    its first and last sub-window, it then holds at most L - 1 + n_first and at most
-//    L + n_last. So at most 2L - 1, and at most L + L / kSubWindows for traffic that never puts
-//    more than L / kSubWindows in one sub-window. 2L - 1 happens (when s >= 2L ns): L at the
-//    very end of a sub-window, then L - 1 more over the sub-window that starts
-//    (kSubWindows - 1) * s later (the weighting assumes the oldest sub-window's requests came
-//    evenly; the unit test WorstCaseIsTwiceTheLimitMinusOne builds it).
-//  - Under steady overload the estimate stays at L and L pass per W (the cluster scope's rate;
-//    a ring that counted the oldest sub-window in full gave L per P + s, -9%). A sub-window's
-//    quota comes back, evenly, over the sub-window that starts W after it: a burst of L is
-//    admitted again W later, so under overload the shape of the first W repeats.
-// Decision: limit = L; remaining = floor(L - estimate) after this one (what would pass right
-// now); reset = until the estimate is 0 (the newest non-empty sub-window j has faded out, at
-// (j + kSubWindows + 1) * s); retry_after (rejected) = until, if nothing else passes meanwhile,
-// estimate + 1 <= L again (exact to the ns). refund decrements the sub-window it incremented,
-// if that one still counts (in full or weighted).
+//  - Any interval of length W touches at most kSubWindows + 1 sub-windows, which the last request
+//    to pass in it saw in full: at most cap (L + L / 10) requests. Without the cap the weighting
+//    alone would allow 2L - 1 (L at the very end of a sub-window, L - 1 more as its weight fades
+//    out 0.9 W later; the unit test AtMostTheCapInAnyWindow builds it).
+//  - Under steady overload both conditions hold with L per W (the cluster scope's rate; a ring
+//    that counted the oldest sub-window in full gave L per P + s, -9%): the estimate stays at L,
+//    and evenly spread sub-windows of L / kSubWindows sum to the cap. After a burst the cap spreads
+//    the returning quota out instead of repeating the burst W later.
+// Decision: limit = L; remaining = what would pass right now after this one (floor(L - estimate),
+// at most cap - the full count); reset = until the estimate is 0 (the newest non-empty
+// sub-window j has faded out, at (j + kSubWindows + 1) * s); retry_after (rejected) = until, if
+// nothing else passes meanwhile, both conditions hold again (exact to the ns). refund
+// decrements the sub-window it incremented, if that one still counts (in full or weighted).
 //
 // concurrency: at most L acquired and not yet released per key (P and burst unused).
 // Decision: limit = L; remaining = L - in flight; reset and retry_after 0 (unknown: depends on

@@ -155,9 +155,11 @@ TEST(RateLimiterSlidingWindow, NoDoubleBurstAtTheWindowEdge) {
   EXPECT_EQ(allowed(rl, "k", at(11s + 900ms), 5), 0);
   EXPECT_EQ(allowed(rl, "k", at(11s + 910ms - 1ns), 5), 0);
   EXPECT_EQ(allowed(rl, "k", at(11s + 910ms), 5), 1);
-  EXPECT_EQ(allowed(rl, "k", at(11s + 950ms), 20), 4);  // weighs 5: 5 + 1 + 4 = 10
-  // Sub-window 109 has faded out; the 5 of sub-window 119 count in full.
-  EXPECT_EQ(allowed(rl, "k", at(12s), 20), 5);
+  // At 11.95s it weighs 5 and the estimate would let 4 more pass, but sub-windows 109..119 hold
+  // 11, the cap (L + L / 10): none until sub-window 109 has left at 12.0s.
+  EXPECT_EQ(allowed(rl, "k", at(11s + 950ms), 20), 0);
+  // Sub-window 109 has left; the 1 of sub-window 119 counts in full.
+  EXPECT_EQ(allowed(rl, "k", at(12s), 20), 9);
 }
 
 TEST(RateLimiterSlidingWindow, DecisionValuesAndPartialExpiry) {
@@ -178,23 +180,24 @@ TEST(RateLimiterSlidingWindow, DecisionValuesAndPartialExpiry) {
   EXPECT_EQ(d.retry_after, 951ms);  // at 11.001s it weighs 99
   EXPECT_EQ(allowed(rl, "k", at(11s), 5), 0);
   EXPECT_EQ(allowed(rl, "k", at(11s + 1ms - 1ns), 5), 0);  // weighs 99.000001
-  // At 11.05s it weighs 0.5: 50 more.
-  EXPECT_EQ(allowed(rl, "k", at(11s + 50ms), 200), 50);
+  // At 11.05s it weighs 0.5 and the estimate would let 50 more pass; the cap (110 in the 11
+  // sub-windows 100..110) lets 10.
+  EXPECT_EQ(allowed(rl, "k", at(11s + 50ms), 200), 10);
   d = take(rl, "k", at(11s + 50ms));
   EXPECT_FALSE(d.allowed);
   EXPECT_EQ(d.remaining, 0u);
-  EXPECT_EQ(d.retry_after, 1ms);      // 49 + 50 at 11.051s
-  EXPECT_EQ(d.reset, 1050ms);         // sub-window 110 fades out by 12.1s
-  d = take(rl, "k", at(11s + 80ms));  // weighs 20: 20 + 50 + 1
+  EXPECT_EQ(d.retry_after, 50ms);  // sub-window 100 leaves the 11 at 11.1s
+  EXPECT_EQ(d.reset, 1050ms);      // sub-window 110 fades out by 12.1s
+  EXPECT_FALSE(take(rl, "k", at(11s + 100ms - 1ns)).allowed);
+  // Sub-window 100 has left: the 10 of sub-window 110 count in full, 90 more fit.
+  d = take(rl, "k", at(11s + 100ms));
   EXPECT_TRUE(d.allowed);
-  EXPECT_EQ(d.remaining, 29u);
-  EXPECT_EQ(d.reset, 1020ms);
-  EXPECT_EQ(allowed(rl, "k", at(11s + 80ms), 100), 29);
-  // Sub-window 100 has faded out: the 80 of sub-window 110 count in full.
-  EXPECT_EQ(allowed(rl, "k", at(11s + 100ms), 100), 20);
-  // A fractional estimate: at 12.0s + 33.3ms sub-window 110 weighs 80 * 2/3 = 53.3; with the 20
-  // of sub-window 111, 26 more fit (99.3).
-  EXPECT_EQ(allowed(rl, "k", at(12s + 33'333'334ns), 100), 26);
+  EXPECT_EQ(d.remaining, 89u);
+  EXPECT_EQ(d.reset, 1100ms);  // sub-window 111 fades out by 12.2s
+  EXPECT_EQ(allowed(rl, "k", at(11s + 100ms), 100), 89);
+  // A fractional estimate: at 12.0s + 33.3ms sub-window 110 weighs 10 * 2/3 = 6.67; with the 90
+  // of sub-window 111, 3 more fit (99.67).
+  EXPECT_EQ(allowed(rl, "k", at(12s + 33'333'334ns), 100), 3);
 }
 
 TEST(RateLimiterSlidingWindow, RetryAfterIsExact) {
@@ -276,17 +279,18 @@ TEST(RateLimiterSlidingWindow, AtMostTheLimitInNineTenthsOfTheWindow) {
     }
   }
   EXPECT_EQ(most_in_any(passed, 900ms), 10u);
-  EXPECT_LE(most_in_any(passed, 1s), 19u);  // 2L - 1 (12 here)
+  EXPECT_LE(most_in_any(passed, 1s), 11u);  // the cap, L + L / 10
   // Each of the 20 aligned seconds holds at most 10. Quota that comes back between two bursts
   // waits for the next one, so a little less passes (190 here).
   EXPECT_GE(passed.size(), 185u);
   EXPECT_LE(passed.size(), 200u);
 }
 
-TEST(RateLimiterSlidingWindow, WorstCaseIsTwiceTheLimitMinusOne) {
+TEST(RateLimiterSlidingWindow, AtMostTheCapInAnyWindow) {
   // 100 per 1s. 100 in the last ns of sub-window 100 (ends at 10.1s); the estimate takes them as
-  // spread over [10.0s, 10.1s), so over sub-window 110 their weight fades to 2/1e8 at 11.1s -
-  // 2ns, while they are still inside the second that ends then.
+  // spread over [10.0s, 10.1s), so over sub-window 110 their weight fades out while they are
+  // still inside the second that ends at 11.1s: the estimate alone would let 99 more pass in that
+  // second (199). The cap, 110 in any 11 sub-windows, lets 10.
   RateLimiter rl(opts(RateAlgorithm::kSlidingWindow, 100, 1s));
   std::vector<nanoseconds> passed;
   auto attempt = [&](nanoseconds t, int n) {
@@ -297,8 +301,8 @@ TEST(RateLimiterSlidingWindow, WorstCaseIsTwiceTheLimitMinusOne) {
   attempt(10s + 100ms - 1ns, 200);
   for (nanoseconds t = 11s; t < 11s + 100ms; t += 100us) attempt(t, 2);
   attempt(11s + 100ms - 2ns, 5);
-  ASSERT_EQ(passed.size(), 199u);
-  EXPECT_EQ(most_in_any(passed, 1s), 199u);  // (11.1s - 2ns - 1s, 11.1s - 2ns]: all of them
+  ASSERT_EQ(passed.size(), 110u);
+  EXPECT_EQ(most_in_any(passed, 1s), 110u);
   EXPECT_EQ(most_in_any(passed, 900ms), 100u);
 
   // The bound holds against random adversarial traffic: bursts of random size, often in the
@@ -318,28 +322,29 @@ TEST(RateLimiterSlidingWindow, WorstCaseIsTwiceTheLimitMinusOne) {
         if (take(r2, "k", at(t)).allowed) p2.push_back(t);
       }
     }
-    EXPECT_LE(most_in_any(p2, 1s), 199u) << seed;
+    EXPECT_LE(most_in_any(p2, 1s), 110u) << seed;
     EXPECT_LE(most_in_any(p2, 900ms), 100u) << seed;
   }
 }
 
 TEST(RateLimiterSlidingWindow, LongPeriodsStayExact) {
-  // 5e6 per 24h: sub-windows of 2.4h, so oldest * elapsed needs more than 64 bits.
+  // 5e6 per 24h: sub-windows of 2.4h, so oldest * (s - e) needs more than 64 bits.
   RateLimiter rl(opts(RateAlgorithm::kSlidingWindow, 5'000'000, 24h));
   const nanoseconds s = nanoseconds(24h) / 10;
-  EXPECT_EQ(allowed(rl, "k", at(10s), 5'000'001), 5'000'000);  // sub-window 0
-  // Half-way through sub-window 10, sub-window 0 weighs 2.5e6.
-  const MonoTime half = at(10 * s + s / 2);
-  RateDecision d = take(rl, "k", half);
+  EXPECT_EQ(allowed(rl, "k", at(10s), 4'000'000), 4'000'000);  // sub-window 0
+  // A tenth into sub-window 10, sub-window 0 weighs 3.6e6: 1.4e6 more fit (the cap, 5.5e6 in
+  // 11 sub-windows, would allow 1.5e6).
+  const MonoTime tenth = at(10 * s + s / 10);
+  RateDecision d = take(rl, "k", tenth);
   EXPECT_TRUE(d.allowed);
-  EXPECT_EQ(d.remaining, 2'499'999u);
-  EXPECT_EQ(allowed(rl, "k", half, 3'000'000), 2'499'999);
-  d = take(rl, "k", half);
+  EXPECT_EQ(d.remaining, 1'399'999u);
+  EXPECT_EQ(allowed(rl, "k", tenth, 2'000'000), 1'399'999);
+  d = take(rl, "k", tenth);
   EXPECT_FALSE(d.allowed);
-  EXPECT_EQ(d.retry_after, 1728us);  // s / L: one request's worth of sub-window 0 fades out
-  EXPECT_EQ(d.reset, 21 * s - (10 * s + s / 2));  // sub-window 10 has faded out at 21 s
-  EXPECT_EQ(allowed(rl, "k", half + 1728us - 1ns, 5), 0);
-  EXPECT_EQ(allowed(rl, "k", half + 1728us, 5), 1);
+  EXPECT_EQ(d.retry_after, 2160us);  // s / 4e6: one request's worth of sub-window 0 fades out
+  EXPECT_EQ(d.reset, 21 * s - (10 * s + s / 10));  // sub-window 10 has faded out at 21 s
+  EXPECT_EQ(allowed(rl, "k", tenth + 2160us - 1ns, 5), 0);
+  EXPECT_EQ(allowed(rl, "k", tenth + 2160us, 5), 1);
 }
 
 TEST(RateLimiterSlidingWindow, RefundDecrementsItsSubWindow) {
@@ -363,10 +368,11 @@ TEST(RateLimiterSlidingWindow, RefundDecrementsItsSubWindow) {
   ASSERT_TRUE(take(rl3, "k", at(10s), &a).allowed);
   ASSERT_TRUE(take(rl3, "k", at(10s), &b).allowed);
   EXPECT_EQ(allowed(rl3, "k", at(10s), 200), 98);
-  EXPECT_EQ(allowed(rl3, "k", at(11s + 50ms), 200), 50);  // weighs 0.5
+  // It weighs 0.5 (the estimate would let 50 pass), and the cap lets 10 (110 in 11 sub-windows).
+  EXPECT_EQ(allowed(rl3, "k", at(11s + 50ms), 200), 10);
   rl3.refund(a, at(11s + 50ms));
   rl3.refund(b, at(11s + 50ms));
-  EXPECT_EQ(allowed(rl3, "k", at(11s + 50ms), 5), 1);  // 98 * 0.5 + 50 = 99
+  EXPECT_EQ(allowed(rl3, "k", at(11s + 50ms), 5), 2);  // two places free under the cap
 }
 
 // ---- concurrency ----
@@ -507,8 +513,9 @@ TEST(RateLimiterKeys, SlidingWindowHotKeySurvivesAFlood) {
   RateLimiter rl(opts(RateAlgorithm::kSlidingWindow, 10, 1s, 0, 1000));
   int burst = 0;
   // The burst at t0 - 1ms (sub-window 9.9s) counts in full until t0 + 900ms, then weighs
-  // (100ms - e) / 100ms: one more passes at t0 + 910ms, 920ms, ..., 990ms.
-  EXPECT_EQ(flood(rl, true, &burst), 9);
+  // (100ms - e) / 100ms: one more passes at t0 + 910ms; then the cap (11 in 11 sub-windows)
+  // holds until sub-window 9.9s has left at t0 + 1s.
+  EXPECT_EQ(flood(rl, true, &burst), 1);
   EXPECT_EQ(burst, 10);
   EXPECT_EQ(rl.key_count(), rl.capacity());
   EXPECT_GE(rl.evictions(), 1'000'000u - 1000u);
