@@ -952,7 +952,7 @@ int run_ctl(const std::vector<std::string>& args) {
   if (o.output == "yml") o.output = "yaml";
 
   // The optional config file: server and token_file.
-  std::string file_server, file_token_file;
+  std::string file_server, file_token_file, file_ca_file;
   std::string cfg = config_path();
   if (!cfg.empty()) {
     std::ifstream probe(cfg);
@@ -966,8 +966,11 @@ int run_ctl(const std::vector<std::string>& args) {
               file_server = kv.second.Scalar();
             } else if (key == "token_file" && kv.second.IsScalar()) {
               file_token_file = kv.second.Scalar();
+            } else if (key == "ca_file" && kv.second.IsScalar()) {
+              file_ca_file = kv.second.Scalar();
             } else {
-              std::fprintf(stderr, "sluice ctl: %s:%d: %s: unknown key (server, token_file)\n",
+              std::fprintf(stderr,
+                           "sluice ctl: %s:%d: %s: unknown key (server, token_file, ca_file)\n",
                            cfg.c_str(), kv.first.Mark().line + 1, key.c_str());
               return kUsage;
             }
@@ -997,6 +1000,13 @@ int run_ctl(const std::vector<std::string>& args) {
   auto server = control::parse_server_url(url, &error);
   if (!server) return usage_error(error);
   c.server = *server;
+  auto home_path = [](std::string p) {
+    if (p.rfind("~/", 0) == 0) {
+      if (const char* h = std::getenv("HOME")) p = std::string(h) + p.substr(1);
+    }
+    return p;
+  };
+  if (o.ca_file.empty() && !file_ca_file.empty()) o.ca_file = home_path(file_ca_file);
 
   auto read_token = [&](const std::string& path, const std::string& source) -> bool {
     std::string text;
@@ -1018,11 +1028,7 @@ int run_ctl(const std::vector<std::string>& args) {
     c.token = trim(t);
     c.token_source = "SLUICE_TOKEN";
   } else if (!file_token_file.empty()) {
-    std::string p = file_token_file;
-    if (p.rfind("~/", 0) == 0) {
-      if (const char* h = std::getenv("HOME")) p = std::string(h) + p.substr(1);
-    }
-    if (!read_token(p, cfg)) return kUsage;
+    if (!read_token(home_path(file_token_file), cfg)) return kUsage;
   }
 
   try {

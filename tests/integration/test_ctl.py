@@ -256,6 +256,7 @@ class CtlOverHttpsTest(SluiceTestCase):
         cp = self.start(Control(self.dir, tls=(cert, key)))
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
         env["HOME"] = self.dir
+        env.pop("XDG_CONFIG_HOME", None)
 
         def ctl(*args):
             p = subprocess.run([BIN, "ctl", "--server", cp.url, "--token-file", cp.token_file,
@@ -274,6 +275,14 @@ class CtlOverHttpsTest(SluiceTestCase):
         self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
         self.assertIn("cannot reach control plane", p.stderr)
         self.assertIn("use https://", p.stderr)
+        # The certificate from the config file.
+        cfg = os.path.join(self.dir, ".config", "sluice")
+        os.makedirs(cfg)
+        with open(os.path.join(cfg, "ctl.yaml"), "w") as f:
+            f.write(f"server: {cp.url}\ntoken_file: {cp.token_file}\nca_file: {cert}\n")
+        p = subprocess.run([BIN, "ctl", "get", "services"], capture_output=True, text=True,
+                           timeout=30, env=env)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
 
 if __name__ == "__main__":
