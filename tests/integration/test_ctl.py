@@ -221,6 +221,7 @@ class CtlTest(SluiceTestCase):
             f.write(f"server: http://{self.cp.address}\ntoken_file: {self.cp.token_file}\n")
         e = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
         e["HOME"] = self.home
+        e.pop("XDG_CONFIG_HOME", None)
         p = subprocess.run([BIN, "ctl", "get", "services"], capture_output=True, text=True,
                            timeout=30, env=e)
         self.assertEqual(p.returncode, 0, p.stderr)
