@@ -208,21 +208,11 @@ echo "proxy_bench: configs and logs in $TMP"
 
 PIDS=()
 OK=0
+# shellcheck disable=SC2034  # the messages of lib/procs.sh use it
+NAME=proxy_bench
+# shellcheck source-path=SCRIPTDIR source=lib/procs.sh
+source "$LIB/procs.sh"
 WRK_PID=""
-
-stop_pid() {
-  local pid=$1 i
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  local keep=() p
-  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
 
 cleanup() {
   local pid
@@ -256,25 +246,6 @@ run_wrk() {
   wait "$WRK_PID" || rc=$?
   WRK_PID=""
   return "$rc"
-}
-
-free_port() { python3 "$LIB/benchlib.py" ports 1; }
-
-# wait_http URL PID LOG [SECONDS]: until URL answers 2xx; fails early when PID exits.
-wait_http() {
-  local url=$1 pid=$2 log=$3 secs=${4:-15} i
-  for ((i = 0; i < secs * 20; i++)); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "proxy_bench: process $pid exited before $url answered; last lines of $log:" >&2
-      tail -n 20 "$log" >&2 || true
-      return 1
-    fi
-    curl -sf -o /dev/null --max-time 1 "$url" && return 0
-    sleep 0.05
-  done
-  echo "proxy_bench: $url did not answer within ${secs}s; last lines of $log:" >&2
-  tail -n 20 "$log" >&2 || true
-  return 1
 }
 
 # check_body URL BYTES: the response body has exactly BYTES bytes.
@@ -323,14 +294,6 @@ cpu_stat() {
     fi
   done </proc/stat
   echo "0 0"
-}
-
-render() { # TEMPLATE OUT KEY=VALUE...
-  local tmpl=$1 out=$2 args=() kv
-  shift 2
-  for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
-  sed "${args[@]}" "$tmpl" >"$out"
-  if grep -q '@[A-Z_0-9]*@' "$out"; then die "unfilled placeholder in $out"; fi
 }
 
 BODY_128=$(head -c 128 /dev/zero | tr '\0' 'x')
