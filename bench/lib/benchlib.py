@@ -52,12 +52,12 @@ def cmd_ports(argv):
 # ---------------------------------------------------------------------------------------------
 # recording
 
-def kv(argv):
+def kv(argv, prog="benchlib"):
     out = {}
     for a in argv:
         k, sep, v = a.partition("=")
         if not sep:
-            raise SystemExit(f"benchlib: expected key=value, got {a!r}")
+            raise SystemExit(f"{prog}: expected key=value, got {a!r}")
         out[k] = v
     return out
 

@@ -21,6 +21,8 @@ import json
 import re
 import sys
 
+from benchlib import kv, read_meta  # same directory
+
 # Targets from issue 3: admitted within this many % of the limit.
 TARGET_PCT = {"node": 1.0, "cluster": 5.0}
 
@@ -86,19 +88,9 @@ def cmd_logcount(argv):
     return 0
 
 
-def kv(argv):
-    out = {}
-    for a in argv:
-        k, sep, v = a.partition("=")
-        if not sep:
-            raise SystemExit(f"ratelimit_acc: expected key=value, got {a!r}")
-        out[k] = v
-    return out
-
-
 def cmd_record(argv):
     """k=v: scope algorithm limit gateways t0 t1 a0 a1 r0 r1 f0 f1 [wrk_out=FILE...]"""
-    results, a = argv[0], kv(argv[1:])
+    results, a = argv[0], kv(argv[1:], "ratelimit_acc")
     between_scrapes = float(a["t1"]) - float(a["t0"])
     elapsed = float(a["duration"])
     admitted = int(a["log_allowed"])
@@ -136,16 +128,6 @@ def cmd_record(argv):
           f" {between_scrapes:.3f} s; fallback {rec['fallback']}, socket errors {errs})"
           f"  {'PASS' if rec['pass'] else 'FAIL'}", flush=True)
     return 0
-
-
-def read_meta(path):
-    meta = {}
-    with open(path) as f:
-        for line in f:
-            k, sep, v = line.rstrip("\n").partition("=")
-            if sep:
-                meta[k] = v
-    return meta
 
 
 def cmd_report(argv):
