@@ -510,6 +510,18 @@ app_codes() {
   echo "${out[*]}"
 }
 
+check_app_codes() { # EXPECTED WHEN WHY: 4 calls of one app through each gateway
+  local gw codes
+  for gw in "$GW_A" "$GW_B"; do
+    codes=$(app_codes "$gw")
+    if [ "$codes" = "$1" ]; then
+      ok "$2: 4 calls of one app through $gw -> $codes ($3)"
+    else
+      fail "$2: 4 calls of one app through $gw -> $codes, expected $1"
+    fi
+  done
+}
+
 echo
 echo "Checking:"
 
@@ -716,14 +728,7 @@ if [ "$CP" = 1 ]; then
     fail "sluice ctl apply -f $CHANGE -> rc $CTL_RC: $CTL_OUT"
   fi
   payments_path_everywhere /v2/payments/7 "version $((base + 1))"
-  for gw in "$GW_A" "$GW_B"; do
-    codes=$(app_codes "$gw")
-    if [ "$codes" = "200 200 200 429" ]; then
-      ok "version $((base + 1)): 4 calls of one app through $gw -> $codes (rate limit payments-per-app)"
-    else
-      fail "version $((base + 1)): 4 calls of one app through $gw -> $codes, expected 200 200 200 429"
-    fi
-  done
+  check_app_codes "200 200 200 429" "version $((base + 1))" "rate limit payments-per-app"
   check_gateways "version $((base + 1))"
   ctl rollback 1 --reason "back to version 1"
   if [ "$CTL_RC" = 0 ] && grep -q "rolled back to version 1: now version $((base + 2))" <<<"$CTL_OUT"; then
@@ -732,14 +737,7 @@ if [ "$CP" = 1 ]; then
     fail "sluice ctl rollback 1 -> rc $CTL_RC: $CTL_OUT"
   fi
   payments_path_everywhere /payments/7 "after the rollback"
-  for gw in "$GW_A" "$GW_B"; do
-    codes=$(app_codes "$gw")
-    if [ "$codes" = "200 200 200 200" ]; then
-      ok "after the rollback: 4 calls of one app through $gw -> $codes (no rate limit)"
-    else
-      fail "after the rollback: 4 calls of one app through $gw -> $codes, expected 200 200 200 200"
-    fi
-  done
+  check_app_codes "200 200 200 200" "after the rollback" "no rate limit"
   check_gateways "after the rollback"
   ctl versions
   got=$(awk 'NR > 1 {print $1}' <<<"$CTL_OUT" | tr '\n' ' ')
