@@ -1009,17 +1009,13 @@ int run_ctl(const std::vector<std::string>& args) {
   if (o.ca_file.empty() && !file_ca_file.empty()) o.ca_file = home_path(file_ca_file);
 
   auto read_token = [&](const std::string& path, const std::string& source) -> bool {
-    std::string text;
-    if (!read_file(path, &text, &error)) {
+    auto token = control::read_token_file(path, &error);
+    if (!token) {
       std::fprintf(stderr, "sluice ctl: token file (%s): %s\n", source.c_str(), error.c_str());
       return false;
     }
-    c.token = trim(text);
+    c.token = std::move(*token);
     c.token_source = path;
-    if (c.token.empty()) {
-      std::fprintf(stderr, "sluice ctl: token file %s is empty\n", path.c_str());
-      return false;
-    }
     return true;
   };
   if (!o.token_file_flag.empty()) {
