@@ -59,15 +59,11 @@ std::string join_errors(const std::vector<std::string>& errors, size_t max) {
   return out;
 }
 
-std::string query_value(const std::string& s) {
-  return control::url_encode(s);
-}
-
 std::string config_path(const config::Node& node, const std::string& after, core::Duration wait) {
-  std::string p = "/v1/gateway-config?gateway=" + query_value(node.id);
-  if (!node.city.empty()) p += "&city=" + query_value(node.city);
-  if (!node.zone.empty()) p += "&zone=" + query_value(node.zone);
-  if (!after.empty()) p += "&after=" + query_value(after);
+  std::string p = "/v1/gateway-config?gateway=" + control::url_encode(node.id);
+  if (!node.city.empty()) p += "&city=" + control::url_encode(node.city);
+  if (!node.zone.empty()) p += "&zone=" + control::url_encode(node.zone);
+  if (!after.empty()) p += "&after=" + control::url_encode(after);
   p += "&wait=" +
        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(wait).count()) + "ms";
   return p;

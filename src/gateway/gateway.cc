@@ -185,6 +185,7 @@ int Gateway::run() {
                    pushed_ ? "config " + pushed_->version + " from " + boot_->source
                            : std::string("no config yet"));
     link_->start(pushed_ ? pushed_->version : "", boot_->refused, boot_->refused_errors);
+    boot_.reset();  // its config (perhaps replaced since) is not needed any more
   }
   io_.run();
   if (link_) link_->stop();

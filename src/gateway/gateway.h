@@ -88,7 +88,7 @@ class Gateway {
   bool control_plane_ = false;
   std::atomic<bool> has_pushed_{false};
   std::optional<PushedConfig> pushed_;
-  std::optional<Bootstrap> boot_;
+  std::optional<Bootstrap> boot_;  // what the control-plane link starts from; dropped after
   std::unique_ptr<ControlLink> link_;
   std::shared_ptr<const Snapshot> snapshot_;
   mutable std::mutex snapshot_mu_;
