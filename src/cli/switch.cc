@@ -1,10 +1,5 @@
 #include "cli/switch.h"
 
-#include <asio/connect.hpp>
-#include <asio/io_context.hpp>
-#include <asio/ip/tcp.hpp>
-#include <asio/read.hpp>
-#include <asio/write.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -17,60 +12,24 @@ namespace sluice::cli {
 
 namespace {
 
-struct Reply {
-  int status = 0;
-  std::string body;
-  std::string error;  // transport or protocol problem; status 0
-};
+using Reply = control::HttpReply;
 
-// One POST to an admin listener (which answers and closes: Connection: close).
+// One POST to a gateway's admin listener.
 Reply post(const std::string& admin, const std::string& path, const std::string& body,
            double timeout_seconds) {
-  Reply r;
+  std::string error;
   auto hp = core::parse_host_port(admin);
-  if (!hp) {
+  auto server = hp ? control::parse_server_url(admin, &error) : std::nullopt;
+  if (!server) {
+    Reply r;
     r.error = "not a host:port: '" + admin + "'";
     return r;
   }
-  try {
-    asio::io_context io;
-    asio::ip::tcp::resolver resolver(io);
-    asio::ip::tcp::socket socket(io);
-    auto endpoints = resolver.resolve(hp->host, std::to_string(hp->port));
-    asio::connect(socket, endpoints);
-    timeval tv{
-        static_cast<time_t>(timeout_seconds),
-        static_cast<suseconds_t>((timeout_seconds - static_cast<time_t>(timeout_seconds)) * 1e6)};
-    setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string req =
-        "POST " + path + " HTTP/1.1\r\nHost: " + admin +
-        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-        "\r\nConnection: close\r\n\r\n" + body;
-    asio::write(socket, asio::buffer(req));
-    std::string resp;
-    asio::error_code ec;
-    char buf[4096];
-    for (;;) {
-      size_t n = socket.read_some(asio::buffer(buf), ec);
-      resp.append(buf, n);
-      if (ec) break;
-    }
-    if (ec != asio::error::eof && resp.empty()) {
-      r.error = ec.message();
-      return r;
-    }
-    auto sp = resp.find(' ');
-    auto end = resp.find("\r\n\r\n");
-    if (resp.compare(0, 5, "HTTP/") != 0 || sp == std::string::npos || end == std::string::npos) {
-      r.error = "not an HTTP response";
-      return r;
-    }
-    r.status = std::atoi(resp.c_str() + sp + 1);
-    r.body = resp.substr(end + 4);
-  } catch (const std::exception& e) {
-    r.error = e.what();
-  }
-  return r;
+  control::HttpOptions options;
+  options.connect_timeout = options.io_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
+  options.user_agent = "sluice-switch";
+  return control::http_call(*server, "", "POST", path, &body, options);
 }
 
 std::string describe(const Reply& r) {
