@@ -12,7 +12,7 @@ packages=(
   libsqlite3-dev libpq-dev
   # tests, demo and benchmarks
   python3 curl prometheus nginx-light haproxy wrk procps util-linux redis-server
-  postgresql
+  postgresql openssl
 )
 
 missing=()
