@@ -254,6 +254,8 @@ Connection::Action Connection::dispatch() {
       auto s = shared_.stats();
       scratch_ = R"({"requests":)";
       append_dec(scratch_, s.requests);
+      scratch_.append(R"(,"health_checks":)");
+      append_dec(scratch_, s.health_checks);
       scratch_.append(R"(,"connections":)");
       append_dec(scratch_, s.connections);
       scratch_.append(R"(,"active_connections":)");
@@ -418,7 +420,12 @@ asio::awaitable<void> Connection::run(std::shared_ptr<Connection> self) {
       break;
     }
 
-    worker_.count_request();
+    switch (route_.endpoint) {
+      case Endpoint::kHealthz: worker_.count_health_check(); break;
+      case Endpoint::kStats:
+      case Endpoint::kFaults: break;  // the test's or operator's own calls: not traffic
+      default: worker_.count_request();
+    }
     Action action = dispatch();
     if (action == Action::kWait) {
       if (!co_await flush()) break;

@@ -29,6 +29,7 @@ SharedState::Stats SharedState::stats() const {
   Stats s;
   for (const Worker* w : workers) {
     s.requests += w->requests();
+    s.health_checks += w->health_checks();
     s.connections += w->connections();
     s.active_connections += w->active();
   }

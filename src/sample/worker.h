@@ -29,7 +29,7 @@ struct SharedState {
   std::vector<Worker*> workers;  // for /_sample/stats
 
   struct Stats {
-    uint64_t requests = 0, connections = 0, active_connections = 0;
+    uint64_t requests = 0, health_checks = 0, connections = 0, active_connections = 0;
   };
   Stats stats() const;
 };
@@ -55,12 +55,15 @@ class Worker {
   SharedState& shared() { return shared_; }
 
   // Worker-thread only (single writer, so plain load/store instead of read-modify-write).
+  // Requests other than /healthz, /_sample/stats and /_sample/faults.
   void count_request() { bump(requests_); }
+  void count_health_check() { bump(health_checks_); }
   bool inject_error(double rate);  // true for a fraction `rate` of calls
   void add(Connection* c);
   void remove(Connection* c);
 
   uint64_t requests() const { return requests_.load(std::memory_order_relaxed); }
+  uint64_t health_checks() const { return health_checks_.load(std::memory_order_relaxed); }
   uint64_t connections() const { return connections_.load(std::memory_order_relaxed); }
   uint64_t active() const { return active_.load(std::memory_order_relaxed); }
 
@@ -74,6 +77,7 @@ class Worker {
   SharedState& shared_;
   // Counters read by other workers' /_sample/stats: each on its own cache line.
   alignas(64) std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> health_checks_{0};
   alignas(64) std::atomic<uint64_t> connections_{0};
   std::atomic<uint64_t> active_{0};
   alignas(64) uint64_t rng_;

@@ -591,8 +591,6 @@ class Sample(Proc):
             wait_until(ready, timeout, message=f"{self.name} /healthz")
         except AssertionError as e:
             raise AssertionError(f"{e}\n{self.tail()}") from None
-        a = self.requests()
-        self._overhead = self.requests() - a
         return self
 
     def stats(self):
@@ -602,16 +600,14 @@ class Sample(Proc):
         return r.json()
 
     def requests(self):
+        """Traffic served: every request but /healthz, /_sample/stats and /_sample/faults."""
         return int(self.stats()["requests"])
 
-    def stats_overhead(self):
-        """How much one GET /_sample/stats adds to "requests" itself (0 or 1); measured in
-        wait_ready while nothing else talks to the sample."""
-        return self._overhead
+    def health_checks(self):
+        return int(self.stats()["health_checks"])
 
     def requests_since(self, before):
-        """Requests served since requests() returned `before`, not counting the stats calls."""
-        return self.requests() - before - self._overhead
+        return self.requests() - before
 
     def faults(self, **kw):
         r = http_request(self.address, "POST", "/_sample/faults", body=json.dumps(kw).encode(),

@@ -136,6 +136,9 @@ class HealthCheckTest(SluiceTestCase):
         b.faults(healthy=False)
         wait_until(lambda: gw.metric("sluice_endpoint_available", service="hc",
                                      endpoint=b.address) == 0, 5, message="b out of rotation")
+        # The checks go on while b is out (that is how it comes back), and they are not traffic.
+        checks_b = b.health_checks()
+        wait_until(lambda: b.health_checks() > checks_b, 5, message="b still checked")
         before_a, before_b = a.requests(), b.requests()
         for i in range(20):
             self.assertEqual(http_request(gw.address, "GET", f"/x{i}").status, 200)
