@@ -1,10 +1,10 @@
 #include "gateway/connection.h"
 
-#include <asio/connect.hpp>
-#include <asio/post.hpp>
-#include <asio/write.hpp>
-
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+
+#include <cerrno>
 
 #include <fmt/format.h>
 
@@ -101,21 +101,22 @@ http::ParserLimits parser_limits(const config::Limits& l) {
 
 }  // namespace
 
-Connection::Connection(Worker& worker, asio::ip::tcp::socket socket, size_t listener,
-                       const asio::ip::tcp::endpoint& peer)
+Connection::Connection(Worker& worker, int fd, size_t listener, const sockaddr_storage& peer)
     : worker_(worker),
-      socket_(std::move(socket)),
+      socket_(worker.loop(), fd),
       listener_(listener),
       parser_(http::Parser::Kind::kRequest, *this,
               parser_limits(worker.services()->snapshot->config->limits)),
       response_parser_(http::Parser::Kind::kResponse, response_sink_) {
   response_sink_.c = this;
-  client_ip_ = peer.address().to_string();
-  asio::error_code ec;
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-  // Non-blocking for the direct reads of large bodies (on_downstream_data); asio's own
-  // operations would set it on first use anyway, so this costs no extra syscall.
-  socket_.non_blocking(true, ec);
+  char ip[INET6_ADDRSTRLEN] = "";
+  if (peer.ss_family == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(peer).sin_addr, ip, sizeof ip);
+  } else if (peer.ss_family == AF_INET6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(peer).sin6_addr, ip, sizeof ip);
+  }
+  client_ip_ = ip;
+  socket_.set_no_delay();  // accept4 made it non-blocking already
   GatewayShared& shared = worker_.shared();
   shared.listener_metrics[listener_].active->add(1);
   shared.listener_metrics[listener_].total->inc();
@@ -151,17 +152,17 @@ bool Connection::want_downstream_read() const {
 void Connection::read_downstream() {
   if (ds_reading_ || !want_downstream_read()) return;
   ds_reading_ = true;
-  socket_.async_read_some(asio::buffer(rbuf_),
-                          [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+  socket_.async_read_some(rbuf_.data(), rbuf_.size(),
+                          [self = shared_from_this()](int err, size_t n) {
                             self->ds_reading_ = false;
-                            if (self->closed_ || ec == asio::error::operation_aborted) return;
+                            if (self->closed_ || err == ECANCELED) return;
                             self->worker_.refresh_now();
-                            self->on_downstream_data(ec, n);
+                            self->on_downstream_data(err, n);
                           });
 }
 
-void Connection::on_downstream_data(const asio::error_code& ec, size_t n) {
-  if (ec || n == 0) {
+void Connection::on_downstream_data(int err, size_t n) {
+  if (err != 0 || n == 0) {
     on_client_gone();
     return;
   }
@@ -173,15 +174,15 @@ void Connection::on_downstream_data(const asio::error_code& ec, size_t n) {
   // pieces through the worker's scratch buffer until the socket is empty or we must stop.
   bool more = n == rbuf_.size();
   while (more && want_downstream_read()) {
-    asio::error_code rec;
-    size_t got = socket_.read_some(asio::buffer(worker_.scratch(), worker_.scratch_size()), rec);
-    if (rec == asio::error::would_block || rec == asio::error::try_again) break;
-    if (rec || got == 0) {
+    int rerr = 0;
+    ssize_t got = socket_.read_some(worker_.scratch(), worker_.scratch_size(), rerr);
+    if (got < 0 && rerr == EAGAIN) break;
+    if (got <= 0) {
       on_client_gone();
       return;
     }
-    feed(worker_.scratch(), got);
-    more = got == worker_.scratch_size();
+    feed(worker_.scratch(), static_cast<size_t>(got));
+    more = static_cast<size_t>(got) == worker_.scratch_size();
   }
   read_downstream();
 }
@@ -609,27 +610,26 @@ void Connection::start_attempt() {
     return;
   }
   pending_held_ = true;
-  upstream_ = std::make_shared<UpstreamConnection>(worker_.io(), ep.address);
+  upstream_ = std::make_shared<UpstreamConnection>(worker_.loop(), ep.address);
   set_deadline(Deadline::kConnect, si.cfg->timeouts.connect);
-  upstream_->socket().async_connect(ep.resolved,
-                                    [self = shared_from_this(), gen](const asio::error_code& ec) {
-                                      self->on_connected(ec, gen);
+  upstream_->socket().async_connect(ep.resolved.data(), static_cast<socklen_t>(ep.resolved.size()),
+                                    [self = shared_from_this(), gen](int err, size_t) {
+                                      self->on_connected(err, gen);
                                     });
 }
 
-void Connection::on_connected(const asio::error_code& ec, uint64_t gen) {
+void Connection::on_connected(int err, uint64_t gen) {
   if (gen != attempt_gen_ || closed_ || !upstream_) return;
   worker_.refresh_now();
   if (pending_held_) {
     pending_held_ = false;
     services_->snapshot->governance->services[service_index_].breaker->release_pending();
   }
-  if (ec) {
+  if (err != 0) {
     on_upstream_failure(UpstreamErrorKind::kConnectFailure, "upstream connect failed");
     return;
   }
-  asio::error_code ignored;
-  upstream_->socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+  upstream_->socket().set_no_delay();
   upstream_ready();
 }
 
@@ -648,13 +648,12 @@ void Connection::flush_upstream() {
   up_wbuf_.swap(up_out_);
   up_writing_ = true;
   uint64_t gen = attempt_gen_;
-  asio::async_write(
-      upstream_->socket(), asio::buffer(up_wbuf_),
-      [self = shared_from_this(), gen](const asio::error_code& ec, size_t) {
+  upstream_->socket().async_write(
+      up_wbuf_.data(), up_wbuf_.size(), [self = shared_from_this(), gen](int err, size_t) {
         if (gen != self->attempt_gen_ || self->closed_) return;
         self->up_writing_ = false;
         self->worker_.refresh_now();
-        if (ec) {
+        if (err != 0) {
           // The response may already be complete (an early answer); otherwise
           // the attempt failed.
           if (!self->resp_done_) {
@@ -680,12 +679,12 @@ void Connection::read_upstream() {
   if (upstream_ && up_connected_ && !resp_done_ && !ds_writing_ && !closed_) upstream_->read();
 }
 
-void Connection::on_upstream_data(const asio::error_code& ec, const char* data, size_t n) {
-  if (closed_ || !upstream_ || ec == asio::error::operation_aborted) return;
+void Connection::on_upstream_data(int err, const char* data, size_t n) {
+  if (closed_ || !upstream_ || err == ECANCELED) return;
   auto keep = shared_from_this();  // the upstream's handler holds no reference to this
   worker_.refresh_now();
-  if (ec || n == 0) {
-    if (!ec && response_parser_.in_message() &&
+  if (err != 0 || n == 0) {
+    if (err == 0 && response_parser_.in_message() &&
         response_parser_.finish() == http::Parser::Status::kComplete) {
       // A response delimited by the connection closing ends here.
       resp_keep_alive_ = false;
@@ -1004,12 +1003,12 @@ void Connection::flush_downstream() {
   ds_wbuf_.swap(ds_out_);
   ds_writing_ = true;
   ds_write_started_ = worker_.now();
-  asio::async_write(socket_, asio::buffer(ds_wbuf_),
-                    [self = shared_from_this()](const asio::error_code& ec, size_t) {
+  socket_.async_write(ds_wbuf_.data(), ds_wbuf_.size(),
+                      [self = shared_from_this()](int err, size_t) {
                       self->ds_writing_ = false;
                       if (self->closed_) return;
                       self->worker_.refresh_now();
-                      if (ec) {
+                      if (err != 0) {
                         self->abort_request();
                         self->close();
                         return;
@@ -1186,7 +1185,7 @@ void Connection::drain() {
   // A request that has already arrived is answered rather than cut off; only a connection
   // with nothing to read is closed right away.
   char probe;
-  ssize_t n = ::recv(socket_.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+  ssize_t n = ::recv(socket_.fd(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n > 0) {
     read_downstream();
     return;
@@ -1198,12 +1197,11 @@ void Connection::close() {
   if (closed_) return;
   closed_ = true;
   discard_upstream();
-  asio::error_code ignored;
-  socket_.close(ignored);
+  socket_.close();
   worker_.unlink(this);
   // The worker's list held this connection alive; let go of it after the current handler, since
   // callers may still touch members when close() returns.
-  asio::post(worker_.io(), [self = std::move(self_)] {});
+  worker_.loop().defer([self = std::move(self_)] {});
 }
 
 }  // namespace sluice::gateway

@@ -5,7 +5,7 @@
 // them is complete).
 #pragma once
 
-#include <asio/ip/tcp.hpp>
+#include <sys/socket.h>
 
 #include <array>
 #include <chrono>
@@ -29,8 +29,8 @@ class Connection final : public std::enable_shared_from_this<Connection>,
                          public http::MessageSink,
                          public UpstreamUser {
  public:
-  Connection(Worker& worker, asio::ip::tcp::socket socket, size_t listener,
-             const asio::ip::tcp::endpoint& peer);
+  // Takes over `fd`, an accepted non-blocking socket.
+  Connection(Worker& worker, int fd, size_t listener, const sockaddr_storage& peer);
   ~Connection() override;
 
   void start();
@@ -58,7 +58,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
 
   // Downstream reading and request parsing.
   void read_downstream();
-  void on_downstream_data(const asio::error_code& ec, size_t n);
+  void on_downstream_data(int err, size_t n);
   bool want_downstream_read() const;
   void feed(const char* data, size_t len);
   void process_pending();
@@ -70,10 +70,10 @@ class Connection final : public std::enable_shared_from_this<Connection>,
 
   // Upstream.
   void start_attempt();
-  void on_connected(const asio::error_code& ec, uint64_t gen);
+  void on_connected(int err, uint64_t gen);
   void upstream_ready();
   void flush_upstream();
-  void on_upstream_data(const asio::error_code& ec, const char* data, size_t n) override;
+  void on_upstream_data(int err, const char* data, size_t n) override;
   void read_upstream();
   void on_upstream_failure(UpstreamErrorKind kind, const char* what);
   // Whether another attempt may be made after a failure of kind `on_flag` (config::RetryOn).
@@ -123,7 +123,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
 
   Worker& worker_;
   std::shared_ptr<Connection> self_;  // alive while open (the worker's list owns it)
-  asio::ip::tcp::socket socket_;
+  Stream socket_;
   size_t listener_;
   std::string client_ip_;
   http::Parser parser_;

@@ -1,28 +1,27 @@
 #include "gateway/upstream_pool.h"
 
+#include <cerrno>
+
 namespace sluice::gateway {
 
 void UpstreamConnection::read() {
   if (reading_ || !socket_.is_open()) return;
   reading_ = true;
-  socket_.async_read_some(asio::buffer(buf_.get(), kReadBufferBytes),
-                          [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+  socket_.async_read_some(buf_.get(), kReadBufferBytes,
+                          [self = shared_from_this()](int err, size_t n) {
                             self->reading_ = false;
                             if (self->user_) {
-                              self->user_->on_upstream_data(ec, self->buf_.get(), n);
+                              self->user_->on_upstream_data(err, self->buf_.get(), n);
                               return;
                             }
-                            if (ec == asio::error::operation_aborted) return;
+                            if (err == ECANCELED) return;
                             // Idle: the upstream closed, failed, or sent bytes nobody asked for.
                             if (self->pool_) self->pool_->remove(self.get());
                             self->close();
                           });
 }
 
-void UpstreamConnection::close() {
-  asio::error_code ignored;
-  if (socket_.is_open()) socket_.close(ignored);
-}
+void UpstreamConnection::close() { socket_.close(); }
 
 std::shared_ptr<UpstreamConnection> UpstreamPool::take(const std::string& key) {
   auto it = idle_.find(key);

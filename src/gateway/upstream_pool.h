@@ -3,9 +3,6 @@
 // bytes nobody asked for) is noticed and the connection dropped before it could be reused.
 #pragma once
 
-#include <asio/io_context.hpp>
-#include <asio/ip/tcp.hpp>
-
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -14,34 +11,34 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "gateway/event_loop.h"
 
 namespace sluice::gateway {
 
 class UpstreamPool;
 
-// Who is given what an upstream connection in use reads (or its error; n == 0 is EOF).
+// Who is given what an upstream connection in use reads (or its errno; n == 0 is EOF).
 class UpstreamUser {
  public:
   virtual ~UpstreamUser() = default;
-  virtual void on_upstream_data(const asio::error_code& ec, const char* data, size_t n) = 0;
+  virtual void on_upstream_data(int err, const char* data, size_t n) = 0;
 };
 
 class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnection> {
  public:
   static constexpr size_t kReadBufferBytes = 16 * 1024;
 
-  UpstreamConnection(asio::io_context& io, std::string key)
-      : socket_(io), key_(std::move(key)), buf_(new char[kReadBufferBytes]) {}
+  UpstreamConnection(EventLoop& loop, std::string key)
+      : socket_(loop), key_(std::move(key)), buf_(new char[kReadBufferBytes]) {}
 
-  asio::ip::tcp::socket& socket() { return socket_; }
+  Stream& socket() { return socket_; }
   const std::string& key() const { return key_; }
   bool reused() const { return requests_ > 0; }
   void count_request() { ++requests_; }
 
   // Arms a read unless one is armed. What it reads goes to the attached user; while idle in a
   // pool, anything read (or EOF) makes the connection unusable: it leaves the pool and closes.
-  // Asio's speculative reads make this cheap: after a read that drained the socket the next one
-  // goes straight to epoll, with no extra syscall.
+  // Cheap: a read armed on a socket that was drained waits for epoll, with no syscall.
   void read();
   bool reading() const { return reading_; }
 
@@ -55,7 +52,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
 
  private:
   friend class UpstreamPool;
-  asio::ip::tcp::socket socket_;
+  Stream socket_;
   std::string key_;
   UpstreamUser* user_ = nullptr;
   UpstreamPool* pool_ = nullptr;  // set while idle in a pool

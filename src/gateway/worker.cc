@@ -1,6 +1,17 @@
 #include "gateway/worker.h"
 
-#include <asio/post.hpp>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <asio/ip/address.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include <fmt/format.h>
 
 #include "core/log.h"
 #include "gateway/connection.h"
@@ -16,44 +27,62 @@ constexpr size_t kScratchBytes = 64 * 1024;
 Worker::Worker(GatewayShared& shared, unsigned index)
     : shared_(shared),
       index_(index),
-      // Only this worker's thread does I/O on its sockets (other threads only post), so the
-      // reactor can skip its per-descriptor locking.
-      io_(ASIO_CONCURRENCY_HINT_UNSAFE_IO),
-      sweep_timer_(io_),
       scratch_(kScratchBytes) {
   access_log_ = std::make_unique<observability::AccessLogger>(shared_.access_sink);
   now_ = std::chrono::steady_clock::now();
 }
 
 Worker::~Worker() {
-  stop();
-  join();
+  if (thread_.joinable()) {
+    stop();
+    join();
+  }
+  close_listeners();
 }
 
 void Worker::open_listeners() {
   for (const auto& l : shared_.listeners) {
-    auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(io_);
     asio::ip::tcp::endpoint ep(asio::ip::make_address(l.address.host), l.address.port);
-    acceptor->open(ep.protocol());
-    acceptor->set_option(asio::ip::tcp::acceptor::reuse_address(true));
+    auto fail = [&](const char* what) {
+      throw std::system_error(errno, std::generic_category(),
+                              fmt::format("listener {} ({}:{}): {}", l.name, l.address.host,
+                                          l.address.port, what));
+    };
+    auto listener = std::make_unique<Listener>();
+    listener->worker = this;
+    listener->index = listeners_.size();
+    listener->fd = ::socket(ep.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (listener->fd < 0) fail("socket");
+    listeners_.push_back(std::move(listener));  // closed by close_listeners from here on
+    int fd = listeners_.back()->fd;
     int one = 1;
-    if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-      throw std::system_error(errno, std::generic_category(), "SO_REUSEPORT");
+    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) fail("SO_REUSEADDR");
+    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) fail("SO_REUSEPORT");
+    if (::bind(fd, ep.data(), static_cast<socklen_t>(ep.size())) != 0) fail("bind");
+    if (::listen(fd, SOMAXCONN) != 0) fail("listen");
+    if (int err = loop_.add(fd, listeners_.back().get()); err != 0) {
+      errno = err;
+      fail("epoll_ctl");
     }
-    acceptor->bind(ep);
-    acceptor->listen(asio::socket_base::max_listen_connections);
-    acceptors_.push_back(std::move(acceptor));
-    peers_.emplace_back();
+  }
+}
+
+void Worker::close_listeners() {
+  for (auto& l : listeners_) {
+    if (l->fd >= 0) {
+      loop_.forget(l.get());
+      ::close(l->fd);
+      l->fd = -1;
+    }
   }
 }
 
 void Worker::start(std::shared_ptr<const Snapshot> snapshot) {
   apply(std::move(snapshot));
-  for (size_t i = 0; i < acceptors_.size(); ++i) accept(i);
-  schedule_sweep();
+  loop_.every(kSweepInterval, [this] { sweep(); });
   thread_ = std::thread([this] {
     observability::set_thread_slot(index_);
-    io_.run();
+    loop_.run();
     access_log_->flush();
   });
 }
@@ -83,7 +112,7 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {
   if (!thread_.joinable()) {
     swap();  // not started yet: the caller's thread owns the worker
   } else {
-    asio::post(io_, std::move(swap));
+    loop_.post(std::move(swap));
   }
 }
 
@@ -92,7 +121,7 @@ void Worker::apply_units(std::shared_ptr<const router::UnitTable> units) {
     units_ = std::move(units);  // not started yet: the caller's thread owns the worker
     return;
   }
-  asio::post(io_, [this, units = std::move(units)]() {
+  loop_.post([this, units = std::move(units)]() {
     units_ = units;
     for (Connection* c = connections_; c;) {
       Connection* next = c->next;
@@ -103,27 +132,40 @@ void Worker::apply_units(std::shared_ptr<const router::UnitTable> units) {
   });
 }
 
-void Worker::accept(size_t listener) {
-  // The peer address comes with accept(2) itself: no getpeername per connection.
-  acceptors_[listener]->async_accept(
-      peers_[listener], [this, listener](const asio::error_code& ec, asio::ip::tcp::socket socket) {
-        if (ec == asio::error::operation_aborted || draining_ || stopped_) return;
-        if (!ec) {
-          refresh_now();
-          if (shared_.connections.load(std::memory_order_relaxed) >= shared_.max_connections) {
-            shared_.reject(RejectReason::kTooManyConnections);
-            asio::error_code ignored;
-            socket.close(ignored);
-          } else {
-            auto conn =
-                std::make_shared<Connection>(*this, std::move(socket), listener, peers_[listener]);
-            conn->start();
-          }
-        } else if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {
-          core::log_warn("worker {}: accept failed: {}", index_, ec.message());
+void Worker::Listener::on_io(uint32_t) { worker->accept(*this); }
+
+void Worker::accept(Listener& l) {
+  if (draining_ || stopped_ || l.fd < 0) return;
+  refresh_now();
+  for (;;) {
+    // The peer address comes with accept4 itself: no getpeername per connection.
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    int fd = ::accept4(l.fd, reinterpret_cast<sockaddr*>(&peer), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // What waits stays in the backlog; with no new edge to come, the sweep tries again.
+        if (!accept_paused_) {
+          core::log_warn("worker {}: accept failed: {}", index_, std::strerror(errno));
         }
-        accept(listener);
-      });
+        accept_paused_ = true;
+        return;
+      }
+      core::log_warn("worker {}: accept failed: {}", index_, std::strerror(errno));
+      return;
+    }
+    accept_paused_ = false;
+    if (shared_.connections.load(std::memory_order_relaxed) >= shared_.max_connections) {
+      shared_.reject(RejectReason::kTooManyConnections);
+      ::close(fd);
+      continue;
+    }
+    auto conn = std::make_shared<Connection>(*this, fd, l.index, peer);
+    conn->start();
+  }
 }
 
 void Worker::link(Connection* c) {
@@ -144,17 +186,12 @@ void Worker::unlink(Connection* c) {
   shared_.connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void Worker::schedule_sweep() {
-  sweep_timer_.expires_after(kSweepInterval);
-  sweep_timer_.async_wait([this](const asio::error_code& ec) {
-    if (ec || stopped_) return;
-    sweep();
-    schedule_sweep();
-  });
-}
-
 void Worker::sweep() {
+  if (stopped_) return;
   core::MonoTime now = refresh_now();
+  if (accept_paused_) {
+    for (auto& l : listeners_) accept(*l);
+  }
   // on_tick may close a connection, which unlinks it: hold it and read `next` first.
   for (Connection* c = connections_; c;) {
     Connection* next = c->next;
@@ -168,10 +205,9 @@ void Worker::sweep() {
 }
 
 void Worker::begin_drain() {
-  asio::post(io_, [this] {
+  loop_.post([this] {
     draining_ = true;
-    asio::error_code ignored;
-    for (auto& a : acceptors_) a->close(ignored);
+    close_listeners();
     for (Connection* c = connections_; c;) {
       Connection* next = c->next;
       auto keep = c->shared_from_this();
@@ -182,11 +218,10 @@ void Worker::begin_drain() {
 }
 
 void Worker::stop() {
-  asio::post(io_, [this] {
+  loop_.post([this] {
     stopped_ = true;
-    asio::error_code ignored;
-    for (auto& a : acceptors_) a->close(ignored);
-    sweep_timer_.cancel();
+    close_listeners();
+    loop_.cancel_timers();
     for (Connection* c = connections_; c;) {
       Connection* next = c->next;
       auto keep = c->shared_from_this();
@@ -195,6 +230,7 @@ void Worker::stop() {
     }
     pool_.close_all();
     access_log_->flush();
+    loop_.stop();
   });
 }
 

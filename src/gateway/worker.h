@@ -2,15 +2,12 @@
 // pools and load-balancer state. Nothing here is shared with other workers on the request path.
 #pragma once
 
-#include <asio/io_context.hpp>
-#include <asio/ip/tcp.hpp>
-#include <asio/steady_timer.hpp>
-
 #include <atomic>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "gateway/event_loop.h"
 #include "gateway/snapshot.h"
 #include "gateway/upstream_pool.h"
 #include "observability/access_log.h"
@@ -56,7 +53,7 @@ class Worker {
   size_t idle_upstream_count() const { return idle_upstreams_.load(std::memory_order_relaxed); }
 
   // Used by connections (worker thread only).
-  asio::io_context& io() { return io_; }
+  EventLoop& loop() { return loop_; }
   GatewayShared& shared() { return shared_; }
   unsigned index() const { return index_; }
   const std::shared_ptr<WorkerServices>& services() const { return services_; }
@@ -75,16 +72,23 @@ class Worker {
   void unlink(Connection* c);
 
  private:
-  void accept(size_t listener);
-  void schedule_sweep();
+  // A listening socket of this worker.
+  struct Listener final : IoWatcher {
+    Worker* worker = nullptr;
+    size_t index = 0;
+    int fd = -1;
+    void on_io(uint32_t events) override;
+  };
+  // Accepts what is waiting on a listener (all of it: the socket is edge-triggered).
+  void accept(Listener& l);
+  void close_listeners();
   void sweep();
 
   GatewayShared& shared_;
   unsigned index_;
-  asio::io_context io_;
-  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
-  std::vector<asio::ip::tcp::endpoint> peers_;  // per acceptor: the peer of the accept in progress
-  asio::steady_timer sweep_timer_;
+  EventLoop loop_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  bool accept_paused_ = false;  // out of file descriptors: retried by the sweep
   std::shared_ptr<WorkerServices> services_;
   std::shared_ptr<const router::UnitTable> units_;
   std::vector<uint8_t> available_;
