@@ -851,7 +851,9 @@ class FakeUpstream:
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
+        # A deep accept queue: the accept loop is a Python thread that a loaded machine may not
+        # run for a while, and a full queue drops SYNs (the gateway then sees a connect timeout).
+        self.listener.listen(1024)
         self.address = addr(self.listener.getsockname()[1])
         self.requests = 0
         self.connections = 0

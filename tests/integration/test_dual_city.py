@@ -124,24 +124,43 @@ class DualCityTest(SluiceTestCase):
         body = r.json()
         self.assertEqual(body["path"], "/accounts/x")
 
+    def catalog_a_available(self):
+        """Number of city a's catalog endpoints in rotation at gateway a."""
+        gw = self.gws["a"]
+        return sum(int(gw.metric("sluice_endpoint_available", service="catalog",
+                                 endpoint=self.samples[f"catalog-a{i}"].address))
+                   for i in (1, 2))
+
+    def results_after(self, load, mark, count, timeout=10):
+        """The load's results from index `mark` on, once there are at least `count` of them."""
+        wait_until(lambda: len(load.results) >= mark + count, timeout,
+                   message=f"{count} more requests of the load")
+        return load.results[mark:]
+
     def test_city_outage_of_a_service_fails_over_with_no_failed_requests(self):
         with Load(self.gws["a"].address, "/catalog/steady") as load:
-            time.sleep(0.5)
+            wait_until(lambda: len(load.results) >= 5, 10, message="load running")
             for n in (1, 2):
                 self.samples[f"catalog-a{n}"].kill()
-            time.sleep(1.5)
-            moved = len(load.results)
-            time.sleep(0.5)
-            after_kill = load.results[moved:]
-            self.assertTrue(after_kill and all(c == "b" for s, c in after_kill),
-                            after_kill[:10])
+            # Once the health checks took both out of rotation, traffic is in city b only. (Until
+            # then a request may still be tried on a dead instance; its retry goes to city b.)
+            wait_until(lambda: self.catalog_a_available() == 0, 10,
+                       message="city a's catalog instances out of rotation at gateway a")
+            # +1: the request in flight when the metric was read may have been routed before.
+            after_kill = self.results_after(load, len(load.results) + 1, 10)
+            self.assertTrue(all(c == "b" for s, c in after_kill), after_kill[:10])
             for n in (1, 2):  # city a's instances come back on the same ports
                 old = self.samples[f"catalog-a{n}"]
                 self.samples[f"catalog-a{n}"] = self.sample(
                     "catalog", city="a", zone="a1", port=old.port,
                     extra_args=("--instance", f"catalog-a{n}"))
-            wait_until(lambda: load.results and load.results[-1][1] == "a", 5,
-                       message="traffic back in city a")
+            # With one of the two back, city a keeps only part of the traffic (its available share
+            # is under failover_threshold); with both back, all of it.
+            wait_until(lambda: self.catalog_a_available() == 2, 10,
+                       message="both of city a's catalog instances back in rotation")
+            after_return = self.results_after(load, len(load.results) + 1, 10)
+            self.assertTrue(all(c == "a" for s, c in after_return),
+                            f"traffic not back in city a: {after_return[:10]}")
         self.assertEqual(load.failed(), [], "no request may fail during the failover")
         cities = [c for _, c in load.results]
         self.assertIn("b", cities)

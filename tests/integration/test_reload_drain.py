@@ -113,8 +113,10 @@ class DrainTest(SluiceTestCase):
         })
         return up, gw
 
-    def in_flight(self, gw, n, path):
-        """Starts n requests (one connection each) and returns (threads, results)."""
+    def in_flight(self, gw, up, n, path):
+        """Starts n requests (one connection each), waits until the upstream has all of them, and
+        returns (threads, results)."""
+        before = up.requests()
         results = [None] * n
         started = threading.Barrier(n + 1)
 
@@ -131,8 +133,19 @@ class DrainTest(SluiceTestCase):
         for t in threads:
             t.start()
         started.wait(5)
-        time.sleep(0.3)  # let the gateway forward them
+        # In flight means forwarded: a request still unread in the gateway's accept queue or
+        # socket when the drain starts is not one the drain has to finish.
+        wait_until(lambda: up.requests_since(before) >= n, 10,
+                   message=f"{n} requests forwarded to the upstream")
         return threads, results
+
+    @staticmethod
+    def connect_refused(address):
+        try:
+            socket.create_connection(split_addr(address), timeout=2).close()
+        except (ConnectionRefusedError, ConnectionResetError):
+            return True
+        return False
 
     def assertRefused(self, address):
         host, port = split_addr(address)
@@ -154,10 +167,15 @@ class DrainTest(SluiceTestCase):
 
     def test_sigterm_drains_in_flight_and_exits_0(self):
         up, gw = self.start_pair()
-        threads, results = self.in_flight(gw, 5, "/_sample/delay/1500")
+        threads, results = self.in_flight(gw, up, 5, "/_sample/delay/1500")
         t0 = time.monotonic()
         gw.signal(signal.SIGTERM)
-        time.sleep(0.2)
+        # The workers close their listeners when they get to the drain; until then a new
+        # connection may still be accepted (and a request on it answered). Connect only, without
+        # a request, until that happened; the in-flight requests keep the gateway alive meanwhile.
+        wait_until(lambda: self.connect_refused(gw.address), 5,
+                   message="listener closed after SIGTERM")
+        self.assertTrue(gw.alive(), "the gateway exited before its in-flight requests ended")
         self.assertRefused(gw.address)
         r = http_request(gw.admin, "GET", "/ready", timeout=2) if gw.alive() else None
         if r is not None:
@@ -197,8 +215,10 @@ class DrainTest(SluiceTestCase):
         up, gw = self.start_pair()
         with RawConn(gw.address, timeout=10) as c:
             self.assertEqual(c.request("GET", "/first").status, 200)
+            before = up.requests()
             c.send(b"GET /_sample/delay/800 HTTP/1.1\r\nHost: t\r\n\r\n")
-            time.sleep(0.2)
+            wait_until(lambda: up.requests_since(before) >= 1, 10,
+                       message="the delayed request forwarded to the upstream")
             gw.signal(signal.SIGTERM)
             r = c.read_response()
             self.assertEqual(r.status, 200, r)
@@ -208,7 +228,7 @@ class DrainTest(SluiceTestCase):
 
     def test_drain_timeout_bounds_exit(self):
         up, gw = self.start_pair(drain_timeout="1s")
-        threads, results = self.in_flight(gw, 2, "/_sample/delay/8000")
+        threads, results = self.in_flight(gw, up, 2, "/_sample/delay/8000")
         t0 = time.monotonic()
         gw.signal(signal.SIGTERM)
         rc = gw.wait(6)
@@ -220,7 +240,7 @@ class DrainTest(SluiceTestCase):
 
     def test_post_drain(self):
         up, gw = self.start_pair()
-        threads, results = self.in_flight(gw, 2, "/_sample/delay/1000")
+        threads, results = self.in_flight(gw, up, 2, "/_sample/delay/1000")
         r = http_request(gw.admin, "POST", "/drain", body=b"")
         self.assertEqual(r.status, 202, r)
         rc = gw.wait(8)
