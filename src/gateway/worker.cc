@@ -44,7 +44,8 @@ void Worker::open_listeners() {
   for (const auto& l : shared_.listeners) {
     asio::ip::tcp::endpoint ep(asio::ip::make_address(l.address.host), l.address.port);
     auto fail = [&](const char* what) {
-      throw std::system_error(errno, std::generic_category(),
+      int err = errno;  // before anything else can change it
+      throw std::system_error(err, std::generic_category(),
                               fmt::format("listener {} ({}:{}): {}", l.name, l.address.host,
                                           l.address.port, what));
     };

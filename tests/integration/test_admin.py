@@ -296,6 +296,22 @@ class ValidateCliTest(SluiceTestCase):
             "routes": [route("r", "s", path_prefix="/")],
         }
 
+    def test_listener_port_taken_is_a_clear_start_error(self):
+        import socket
+        taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # no SO_REUSEPORT: excludes
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        cfg = self.valid_config()
+        cfg["listeners"][0]["address"] = addr(port)
+        path = self.write(to_yaml(cfg))
+        r = subprocess.run([BIN, "gateway", "--config", path], capture_output=True, text=True,
+                           timeout=20)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"cannot start: listener public (127.0.0.1:{port}): bind: ", r.stderr)
+        self.assertIn("in use", r.stderr)
+
     def test_valid_config_ok(self):
         path = self.write(to_yaml(self.valid_config()))
         rc, out, err = validate(path)
