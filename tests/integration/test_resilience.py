@@ -59,7 +59,7 @@ class BreakerTest(SluiceTestCase):
             "workers": 1,
             "services": [service(
                 "probe", s.address, retry={"attempts": 0},
-                circuit_breaker={"min_requests": 4, "error_ratio": 0.5, "open_duration": "500ms",
+                circuit_breaker={"min_requests": 4, "error_ratio": 0.5, "open_duration": "1s",
                                  "max_open_duration": "10s", "half_open_probes": 2})],
             "routes": [route("probe", "probe")],
         })
@@ -68,12 +68,13 @@ class BreakerTest(SluiceTestCase):
             http_request(gw.address, "GET", "/x")
         r = http_request(gw.address, "GET", "/x")
         self.assertEqual(self.assertGatewayError(r, 503)["code"], "CIRCUIT_OPEN")
-        time.sleep(0.6)
+        time.sleep(1.1)
         self.assertEqual(http_request(gw.address, "GET", "/probe").status, 500)  # probe fails
-        # Open again, now for twice as long (1 s): still open after 0.6 s.
-        time.sleep(0.6)
+        # Open again, now for twice as long (2 s): still open after 1.3 s, longer than the first
+        # open period (0.7 s of slack for a loaded machine).
+        time.sleep(1.3)
         r = http_request(gw.address, "GET", "/x")
-        self.assertEqual(r.status, 503)
+        self.assertEqual(self.assertGatewayError(r, 503)["code"], "CIRCUIT_OPEN")
         self.assertEqual(gw.metric("sluice_circuit_breaker_opened_total", service="probe"), 2)
 
 
