@@ -37,6 +37,8 @@ bench: build
 	bench/ratelimit_accuracy.sh --sluice $(BUILD)/sluice
 	bench/control_bench.py --sluice $(BUILD)/sluice
 	bench/proxy_bench.sh
+	@if command -v perf >/dev/null; then bench/syscall_count.sh --sluice $(BUILD)/sluice; \
+	 else echo "bench: no perf (Debian: linux-perf): syscall counts not measured"; fi
 
 # Dual-city drill (docs/operations.md): e.g. make drill DRILL_ARGS='--kill-gateway --json'
 drill: build
