@@ -116,7 +116,8 @@ Connection::Connection(Worker& worker, int fd, size_t listener, const sockaddr_s
     ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(peer).sin6_addr, ip, sizeof ip);
   }
   client_ip_ = ip;
-  socket_.set_no_delay();  // accept4 made it non-blocking already
+  // Nothing to set on the socket: accept4 made it non-blocking, and TCP_NODELAY comes from the
+  // listener (Worker::open_listeners).
   GatewayShared& shared = worker_.shared();
   shared.listener_metrics[listener_].active->add(1);
   shared.listener_metrics[listener_].total->inc();
