@@ -613,10 +613,9 @@ void Connection::start_attempt() {
   pending_held_ = true;
   upstream_ = std::make_shared<UpstreamConnection>(worker_.loop(), ep.address);
   set_deadline(Deadline::kConnect, si.cfg->timeouts.connect);
-  upstream_->socket().async_connect(ep.resolved.data(), static_cast<socklen_t>(ep.resolved.size()),
-                                    [self = shared_from_this(), gen](int err, size_t) {
-                                      self->on_connected(err, gen);
-                                    });
+  upstream_->socket().async_connect(
+      ep.resolved.data(), static_cast<socklen_t>(ep.resolved.size()),
+      [self = shared_from_this(), gen](int err, size_t) { self->on_connected(err, gen); });
 }
 
 void Connection::on_connected(int err, uint64_t gen) {
@@ -1006,25 +1005,25 @@ void Connection::flush_downstream() {
   ds_write_started_ = worker_.now();
   socket_.async_write(ds_wbuf_.data(), ds_wbuf_.size(),
                       [self = shared_from_this()](int err, size_t) {
-                      self->ds_writing_ = false;
-                      if (self->closed_) return;
-                      self->worker_.refresh_now();
-                      if (err != 0) {
-                        self->abort_request();
-                        self->close();
-                        return;
-                      }
-                      self->ds_wbuf_.clear();
-                      if (!self->ds_out_.empty()) {
-                        self->flush_downstream();
-                      } else if (self->resp_done_ && self->in_request_) {
-                        self->finish_request();
-                      } else if (self->closing_ && !self->in_request_) {
-                        self->close();
-                      } else {
-                        self->read_upstream();
-                      }
-                    });
+                        self->ds_writing_ = false;
+                        if (self->closed_) return;
+                        self->worker_.refresh_now();
+                        if (err != 0) {
+                          self->abort_request();
+                          self->close();
+                          return;
+                        }
+                        self->ds_wbuf_.clear();
+                        if (!self->ds_out_.empty()) {
+                          self->flush_downstream();
+                        } else if (self->resp_done_ && self->in_request_) {
+                          self->finish_request();
+                        } else if (self->closing_ && !self->in_request_) {
+                          self->close();
+                        } else {
+                          self->read_upstream();
+                        }
+                      });
 }
 
 void Connection::finish_request() {

@@ -122,8 +122,7 @@ int EventLoop::wait_ms() const {
   for (const Timer& t : timers_) next = std::min(next, t.next);
   if (next <= now) return 0;
   // Round up: waking early would only wait again.
-  return static_cast<int>(
-      std::chrono::ceil<std::chrono::milliseconds>(next - now).count());
+  return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(next - now).count());
 }
 
 void EventLoop::run_timers() {

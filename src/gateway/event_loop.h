@@ -133,7 +133,7 @@ class Stream final : public IoWatcher {
   int fd_ = -1;
   bool readable_ = false;  // a read may find data (epoll said so, or the last read filled up)
   bool writable_ = true;
-  bool eof_ = false;  // the peer shut down (or an error): reads never wait again
+  bool eof_ = false;       // the peer shut down (or an error): reads never wait again
   bool* alive_ = nullptr;  // set by on_io while it runs: cleared by the destructor
   char* rbuf_ = nullptr;
   size_t rlen_ = 0;

@@ -21,7 +21,9 @@ void UpstreamConnection::read() {
                           });
 }
 
-void UpstreamConnection::close() { socket_.close(); }
+void UpstreamConnection::close() {
+  socket_.close();
+}
 
 std::shared_ptr<UpstreamConnection> UpstreamPool::take(const std::string& key) {
   auto it = idle_.find(key);

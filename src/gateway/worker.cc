@@ -26,9 +26,7 @@ constexpr size_t kScratchBytes = 64 * 1024;
 }  // namespace
 
 Worker::Worker(GatewayShared& shared, unsigned index)
-    : shared_(shared),
-      index_(index),
-      scratch_(kScratchBytes) {
+    : shared_(shared), index_(index), scratch_(kScratchBytes) {
   access_log_ = std::make_unique<observability::AccessLogger>(shared_.access_sink);
   now_ = std::chrono::steady_clock::now();
 }
@@ -46,9 +44,9 @@ void Worker::open_listeners() {
     asio::ip::tcp::endpoint ep(asio::ip::make_address(l.address.host), l.address.port);
     auto fail = [&](const char* what) {
       int err = errno;  // before anything else can change it
-      throw std::system_error(err, std::generic_category(),
-                              fmt::format("listener {} ({}:{}): {}", l.name, l.address.host,
-                                          l.address.port, what));
+      throw std::system_error(
+          err, std::generic_category(),
+          fmt::format("listener {} ({}:{}): {}", l.name, l.address.host, l.address.port, what));
     };
     auto listener = std::make_unique<Listener>();
     listener->worker = this;
@@ -136,7 +134,9 @@ void Worker::apply_units(std::shared_ptr<const router::UnitTable> units) {
   });
 }
 
-void Worker::Listener::on_io(uint32_t) { worker->accept(*this); }
+void Worker::Listener::on_io(uint32_t) {
+  worker->accept(*this);
+}
 
 void Worker::accept(Listener& l) {
   if (draining_ || stopped_ || l.fd < 0) return;
@@ -145,8 +145,8 @@ void Worker::accept(Listener& l) {
     // The peer address comes with accept4 itself: no getpeername per connection.
     sockaddr_storage peer{};
     socklen_t len = sizeof peer;
-    int fd = ::accept4(l.fd, reinterpret_cast<sockaddr*>(&peer), &len,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd =
+        ::accept4(l.fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;

@@ -421,10 +421,14 @@ asio::awaitable<void> Connection::run(std::shared_ptr<Connection> self) {
     }
 
     switch (route_.endpoint) {
-      case Endpoint::kHealthz: worker_.count_health_check(); break;
+      case Endpoint::kHealthz:
+        worker_.count_health_check();
+        break;
       case Endpoint::kStats:
-      case Endpoint::kFaults: break;  // the test's or operator's own calls: not traffic
-      default: worker_.count_request();
+      case Endpoint::kFaults:
+        break;  // the test's or operator's own calls: not traffic
+      default:
+        worker_.count_request();
     }
     Action action = dispatch();
     if (action == Action::kWait) {
