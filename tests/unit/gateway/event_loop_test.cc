@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -111,6 +112,32 @@ TEST(EventLoopTest, TimerRepeatsUntilCancelled) {
   loop.run();
   EXPECT_EQ(ticks, 3);
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(15));
+}
+
+TEST(StreamTest, AcceptedSocketsInheritNoDelayFromTheListener) {
+  // Worker::open_listeners sets TCP_NODELAY once on the listener and relies on this (Linux)
+  // instead of a setsockopt per accepted connection.
+  int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  ASSERT_EQ(::setsockopt(l, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(l, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(l, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ASSERT_EQ(::listen(l, 1), 0);
+  int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  int a = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(a, 0);
+  int value = 0;
+  socklen_t vlen = sizeof value;
+  ASSERT_EQ(::getsockopt(a, IPPROTO_TCP, TCP_NODELAY, &value, &vlen), 0);
+  EXPECT_NE(value, 0);
+  ::close(a);
+  ::close(c);
+  ::close(l);
 }
 
 TEST(StreamTest, ConnectRefusedReportsTheError) {
