@@ -33,6 +33,7 @@ class TestListener {
   ~TestListener() { ::close(fd_); }
   const sockaddr* addr() const { return reinterpret_cast<const sockaddr*>(&addr_); }
   socklen_t len() const { return sizeof addr_; }
+  int fd() const { return fd_; }
   int accept() { return ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC); }
   // A port nothing listens on: this listener's, once closed.
   void close() {
@@ -117,27 +118,19 @@ TEST(EventLoopTest, TimerRepeatsUntilCancelled) {
 TEST(StreamTest, AcceptedSocketsInheritNoDelayFromTheListener) {
   // Worker::open_listeners sets TCP_NODELAY once on the listener and relies on this (Linux)
   // instead of a setsockopt per accepted connection.
-  int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  TestListener l;
   int one = 1;
-  ASSERT_EQ(::setsockopt(l, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(l, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::getsockname(l, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  ASSERT_EQ(::listen(l, 1), 0);
+  ASSERT_EQ(::setsockopt(l.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
   int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_EQ(::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  int a = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_EQ(::connect(c, l.addr(), l.len()), 0);
+  int a = l.accept();
   ASSERT_GE(a, 0);
   int value = 0;
-  socklen_t vlen = sizeof value;
-  ASSERT_EQ(::getsockopt(a, IPPROTO_TCP, TCP_NODELAY, &value, &vlen), 0);
+  socklen_t len = sizeof value;
+  ASSERT_EQ(::getsockopt(a, IPPROTO_TCP, TCP_NODELAY, &value, &len), 0);
   EXPECT_NE(value, 0);
   ::close(a);
   ::close(c);
-  ::close(l);
 }
 
 TEST(StreamTest, ConnectRefusedReportsTheError) {
