@@ -181,6 +181,7 @@ if [ $((IDLE_CONNS + 1024)) -gt "$NOFILE" ]; then
   echo "proxy_bench: warning: open-file limit $NOFILE; idle scenario reduced to $((NOFILE - 1024)) connections" >&2
   IDLE_CONNS=$((NOFILE - 1024))
 fi
+HAPROXY_MAXCONN=$((IDLE_CONNS + 512))
 CLK_TCK=$(getconf CLK_TCK)
 
 # "busy total" ticks of all CPUs since boot.
@@ -227,15 +228,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "proxy_bench: interrupted" >&2; exit 130' INT TERM
 
-# spawn CPU LOG CMD... -> SPAWNED_PID
-spawn() {
-  local cpu=$1 log=$2
-  shift 2
-  setsid taskset -c "$cpu" "$@" >"$log" 2>&1 </dev/null &
-  SPAWNED_PID=$!
-  PIDS+=("$SPAWNED_PID")
-}
-
 # run_wrk OUT ARGS...: wrk on the load CPU, in the background so that a signal to this script
 # is handled at once rather than when wrk finishes.
 run_wrk() {
@@ -246,13 +238,6 @@ run_wrk() {
   wait "$WRK_PID" || rc=$?
   WRK_PID=""
   return "$rc"
-}
-
-# check_body URL BYTES: the response body has exactly BYTES bytes.
-check_body() {
-  local got
-  got=$(curl -sf --max-time 5 "$1" | wc -c) || got=error
-  [ "$got" = "$2" ] || { echo "proxy_bench: $1 returned $got bytes, expected $2" >&2; return 1; }
 }
 
 # The process and its descendants (nginx: master + worker).
@@ -337,51 +322,6 @@ PROXY_PID=""
 PROXY_PORT=""
 PROXY_DIR=""
 SKIP_REASON=""
-
-# start_proxy NAME KEEPALIVE: starts it on the proxy CPU; sets PROXY_PID/PORT/DIR, or SKIP_REASON.
-start_proxy() {
-  local name=$1 keepalive=$2 ready_url log
-  RUN_SEQ=$((RUN_SEQ + 1))
-  PROXY_DIR=$TMP/run-$RUN_SEQ-$name
-  mkdir -p "$PROXY_DIR"
-  PROXY_PORT=$(free_port)
-  log=$PROXY_DIR/stdout.log
-  ready_url="http://127.0.0.1:$PROXY_PORT/_sample/bytes?n=128"
-  case $name in
-    nginx)
-      render "$CONF/nginx-proxy.conf.in" "$PROXY_DIR/nginx.conf" TMP="$PROXY_DIR" LISTEN_PORT="$PROXY_PORT" \
-        BACKEND_PORT="$BACKEND_PORT" KEEPALIVE="$keepalive" NOFILE="$NOFILE" WORKER_CONNECTIONS=$((NOFILE - 64))
-      spawn "$PROXY_CPU" "$log" nginx -p "$PROXY_DIR" -e "$PROXY_DIR/error.log" -c "$PROXY_DIR/nginx.conf"
-      ;;
-    haproxy)
-      render "$CONF/haproxy.cfg.in" "$PROXY_DIR/haproxy.cfg" TMP="$PROXY_DIR" LISTEN_PORT="$PROXY_PORT" \
-        BACKEND_PORT="$BACKEND_PORT" MAXCONN=$((IDLE_CONNS + 512))
-      spawn "$PROXY_CPU" "$log" haproxy -db -f "$PROXY_DIR/haproxy.cfg"
-      ;;
-    sluice|sluice-gov|sluice-dc)
-      local admin_port tmpl=$CONF/sluice-gateway.yaml.in
-      [ "$name" = sluice-gov ] && tmpl=$CONF/sluice-gateway-gov.yaml.in
-      [ "$name" = sluice-dc ] && tmpl=$CONF/sluice-gateway-dc.yaml.in
-      admin_port=$(free_port)
-      render "$tmpl" "$PROXY_DIR/gateway.yaml" LISTEN_PORT="$PROXY_PORT" \
-        ADMIN_PORT="$admin_port" BACKEND_PORT="$BACKEND_PORT" KEEPALIVE="$keepalive"
-      spawn "$PROXY_CPU" "$log" "$SLUICE_BIN" gateway --config "$PROXY_DIR/gateway.yaml"
-      if ! wait_http "http://127.0.0.1:$admin_port/ready" "$SPAWNED_PID" "$log"; then
-        stop_pid "$SPAWNED_PID"
-        SKIP_REASON="failed to start (see $log)"
-        return 1
-      fi
-      ;;
-  esac
-  PROXY_PID=$SPAWNED_PID
-  if ! wait_http "$ready_url" "$PROXY_PID" "$log" ||
-    ! check_body "$ready_url" 128 || ! check_body "http://127.0.0.1:$PROXY_PORT/_sample/bytes?n=4096" 4096; then
-    stop_pid "$PROXY_PID"
-    SKIP_REASON="failed to start or to proxy correctly (see $PROXY_DIR)"
-    return 1
-  fi
-  return 0
-}
 
 # ---------------------------------------------------------------------------------------------
 # scenarios

@@ -148,15 +148,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "ratelimit_accuracy: interrupted" >&2; exit 130' INT TERM
 
-# spawn LOG CMD... -> SPAWNED_PID
-spawn() {
-  local log=$1
-  shift
-  setsid "$@" >"$log" 2>&1 </dev/null &
-  SPAWNED_PID=$!
-  PIDS+=("$SPAWNED_PID")
-}
-
 # pause SECONDS: sleep in the background, so that a signal to this script is handled at once.
 pause() {
   sleep "$1" &
@@ -172,7 +163,7 @@ metric_value() {
 # backend and redis
 
 BACKEND_PORT=$(free_port)
-spawn "$TMP/backend.log" "$SLUICE_BIN" sample-service --listen "127.0.0.1:$BACKEND_PORT" \
+spawn all "$TMP/backend.log" "$SLUICE_BIN" sample-service --listen "127.0.0.1:$BACKEND_PORT" \
   --name bench --city a --workers 1
 wait_http "http://127.0.0.1:$BACKEND_PORT/healthz" "$SPAWNED_PID" "$TMP/backend.log" ||
   die "sample-service did not start"
@@ -181,7 +172,7 @@ echo "ratelimit_accuracy: backend (sample-service) on 127.0.0.1:$BACKEND_PORT"
 REDIS_PORT=""
 if [ "$NEED_REDIS" = 1 ]; then
   REDIS_PORT=$(free_port)
-  spawn "$TMP/redis.log" "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+  spawn all "$TMP/redis.log" "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
     --appendonly no --dir "$TMP"
   REDIS_PID=$SPAWNED_PID
   for ((i = 0; i < 100; i++)); do
@@ -222,7 +213,7 @@ start_gateways() {
     render "$CONF/sluice-ratelimit.yaml.in" "$dir/$id.yaml" NODE_ID="$id" LISTEN_PORT="$port" \
       ADMIN_PORT="$admin" BACKEND_PORT="$BACKEND_PORT" RULE="$rule" LIMIT="$limit_spec" \
       ALGORITHM="$alg" SCOPE="$scope" REDIS="$redis_line" ACCESS_LOG="$dir/$id.access.log"
-    spawn "$dir/$id.log" "$SLUICE_BIN" gateway --config "$dir/$id.yaml"
+    spawn all "$dir/$id.log" "$SLUICE_BIN" gateway --config "$dir/$id.yaml"
     GW_PIDS+=("$SPAWNED_PID"); GW_ADMIN+=("$admin"); GW_PORTS+=("$port")
   done
   for ((g = 0; g < n; g++)); do

@@ -13,7 +13,7 @@ NAME=syscall_count
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LIB=$ROOT/bench/lib
 CONF=$ROOT/bench/conf
-SLUICE=${SLUICE_BIN:-$ROOT/build/sluice}
+SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
 CONNS=64
 DURATION=3
 PROXIES=sluice,nginx,haproxy
@@ -22,7 +22,7 @@ PIDS=()
 die() { echo "$NAME: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
-    --sluice) SLUICE=$2; shift 2 ;;
+    --sluice) SLUICE_BIN=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --proxies) PROXIES=$2; shift 2 ;;
@@ -32,8 +32,8 @@ while [ $# -gt 0 ]; do
 done
 command -v perf >/dev/null || die "perf not found (apt-get install linux-perf)"
 command -v wrk >/dev/null || die "wrk not found (scripts/install-deps.sh installs it)"
-[ -x "$SLUICE" ] || die "no sluice binary at $SLUICE (make build)"
-# shellcheck source=lib/procs.sh
+[ -x "$SLUICE_BIN" ] || die "no sluice binary at $SLUICE_BIN (make build)"
+# shellcheck source-path=SCRIPTDIR source=lib/procs.sh
 source "$LIB/procs.sh"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-syscalls.XXXXXX")
@@ -44,11 +44,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# What start_proxy (lib/procs.sh) needs: the proxies run as in proxy_bench.sh.
+PROXY_CPU=1
+NOFILE=$(ulimit -n)
+[ "$NOFILE" = unlimited ] && NOFILE=1048576
+HAPROXY_MAXCONN=4096
 BACKEND_PORT=$(free_port)
-setsid taskset -c 0 "$SLUICE" sample-service --listen "127.0.0.1:$BACKEND_PORT" --name b --city a \
-  --workers 1 >"$TMP/backend.log" 2>&1 &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$BACKEND_PORT/healthz" "${PIDS[-1]}" "$TMP/backend.log"
+spawn 0 "$TMP/backend.log" "$SLUICE_BIN" sample-service --listen "127.0.0.1:$BACKEND_PORT" \
+  --name b --city a --workers 1
+wait_http "http://127.0.0.1:$BACKEND_PORT/healthz" "$SPAWNED_PID" "$TMP/backend.log"
 
 EVENTS=(recvfrom sendto read write readv writev epoll_wait epoll_pwait epoll_ctl io_uring_enter)
 printf '%-8s %9s' proxy "req/s"
@@ -57,36 +61,15 @@ echo "   (per request)"
 
 IFS=, read -r -a LIST <<<"$PROXIES"
 for proxy in "${LIST[@]}"; do
-  port=$(free_port)
-  dir=$TMP/$proxy
-  mkdir -p "$dir"
-  case $proxy in
-    sluice)
-      render "$CONF/sluice-gateway.yaml.in" "$dir/gateway.yaml" LISTEN_PORT="$port" \
-        ADMIN_PORT="$(free_port)" BACKEND_PORT="$BACKEND_PORT" KEEPALIVE="$CONNS"
-      setsid taskset -c 1 "$SLUICE" gateway --config "$dir/gateway.yaml" >"$dir/log" 2>&1 &
-      ;;
-    nginx)
-      render "$CONF/nginx-proxy.conf.in" "$dir/nginx.conf" TMP="$dir" LISTEN_PORT="$port" \
-        BACKEND_PORT="$BACKEND_PORT" KEEPALIVE="$CONNS" NOFILE=4096 WORKER_CONNECTIONS=4000
-      setsid taskset -c 1 nginx -c "$dir/nginx.conf" -p "$dir" >"$dir/log" 2>&1 &
-      ;;
-    haproxy)
-      render "$CONF/haproxy.cfg.in" "$dir/haproxy.cfg" TMP="$dir" LISTEN_PORT="$port" \
-        BACKEND_PORT="$BACKEND_PORT" MAXCONN=4000
-      setsid taskset -c 1 haproxy -f "$dir/haproxy.cfg" >"$dir/log" 2>&1 &
-      ;;
-    *) die "unknown proxy $proxy" ;;
-  esac
-  PIDS+=($!)
-  pid=${PIDS[-1]}
-  url="http://127.0.0.1:$port/_sample/bytes?n=128"
-  wait_http "$url" "$pid" "$dir/log"
+  start_proxy "$proxy" "$CONNS" || die "$proxy: $SKIP_REASON"
+  pid=$PROXY_PID
+  dir=$PROXY_DIR
+  url="http://127.0.0.1:$PROXY_PORT/_sample/bytes?n=128"
   # The process that does the work: the worker a master started (nginx), else the one started.
   target=$(pgrep -P "$pid" | head -1 || true)
   [ -n "$target" ] || target=$pid
   taskset -c 0 wrk -t1 -c"$CONNS" -d2 "$url" >/dev/null  # warm-up
-  args=(-x, -e raw_syscalls:sys_enter)
+  args=(-x "," -e raw_syscalls:sys_enter)
   for e in "${EVENTS[@]}"; do args+=(-e "syscalls:sys_enter_$e"); done
   args+=(-e syscalls:sys_exit_recvfrom --filter 'ret == -11' -e syscalls:sys_exit_read --filter 'ret == -11')
   taskset -c 0 wrk -t1 -c"$CONNS" -d$((DURATION + 2)) "$url" >"$dir/wrk.txt" &
@@ -113,7 +96,7 @@ for line in open(path):
 reqs = rps * duration
 listed = [counts.get(e, 0) for e in events]
 total = counts.get("total", 0)
-row = [total] + listed + [total - sum(listed), eagain]
+row = [total] + listed + [max(total - sum(listed), 0.0), eagain]
 print(f"{proxy:<8} {rps:9.0f}" + "".join(f" {v / reqs:9.2f}" for v in row))
 EOF
   stop_pid "$pid"

@@ -1,7 +1,7 @@
-# Process and file helpers shared by bench/proxy_bench.sh and bench/ratelimit_accuracy.sh
-# (sourced, not run). The sourcing script defines NAME (its name, for messages), LIB, the PIDS
-# array of its children (each started with setsid, so that its whole process group can be
-# stopped) and die().
+# Process and file helpers shared by the bench/*.sh scripts (sourced, not run). The sourcing
+# script defines NAME (its name, for messages), LIB, the PIDS array of its children (each started
+# with setsid, so that its whole process group can be stopped) and die(). start_proxy also needs
+# TMP, CONF, SLUICE_BIN, BACKEND_PORT, PROXY_CPU, NOFILE and HAPROXY_MAXCONN.
 # shellcheck shell=bash
 
 # stop_pid PID: SIGTERM to its process group, up to 5 s, then SIGKILL; forgets it in PIDS.
@@ -44,4 +44,66 @@ render() { # TEMPLATE OUT KEY=VALUE...
   for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
   sed "${args[@]}" "$tmpl" >"$out"
   if grep -q '@[A-Z_0-9]*@' "$out"; then die "unfilled placeholder in $out"; fi
+}
+
+# spawn CPU LOG CMD... -> SPAWNED_PID; CPU "all" = not pinned.
+spawn() {
+  local cpu=$1 log=$2 pin=()
+  shift 2
+  [ "$cpu" = all ] || pin=(taskset -c "$cpu")
+  setsid "${pin[@]}" "$@" >"$log" 2>&1 </dev/null &
+  SPAWNED_PID=$!
+  PIDS+=("$SPAWNED_PID")
+}
+
+# check_body URL BYTES: the response body has exactly BYTES bytes.
+check_body() {
+  local got
+  got=$(curl -sf --max-time 5 "$1" | wc -c) || got=error
+  [ "$got" = "$2" ] || { echo "$NAME: $1 returned $got bytes, expected $2" >&2; return 1; }
+}
+
+# start_proxy NAME KEEPALIVE: starts it on the proxy CPU; sets PROXY_PID/PORT/DIR, or SKIP_REASON.
+start_proxy() {
+  local name=$1 keepalive=$2 ready_url log
+  RUN_SEQ=$((${RUN_SEQ:-0} + 1))
+  PROXY_DIR=$TMP/run-$RUN_SEQ-$name
+  mkdir -p "$PROXY_DIR"
+  PROXY_PORT=$(free_port)
+  log=$PROXY_DIR/stdout.log
+  ready_url="http://127.0.0.1:$PROXY_PORT/_sample/bytes?n=128"
+  case $name in
+    nginx)
+      render "$CONF/nginx-proxy.conf.in" "$PROXY_DIR/nginx.conf" TMP="$PROXY_DIR" LISTEN_PORT="$PROXY_PORT" \
+        BACKEND_PORT="$BACKEND_PORT" KEEPALIVE="$keepalive" NOFILE="$NOFILE" WORKER_CONNECTIONS=$((NOFILE - 64))
+      spawn "$PROXY_CPU" "$log" nginx -p "$PROXY_DIR" -e "$PROXY_DIR/error.log" -c "$PROXY_DIR/nginx.conf"
+      ;;
+    haproxy)
+      render "$CONF/haproxy.cfg.in" "$PROXY_DIR/haproxy.cfg" TMP="$PROXY_DIR" LISTEN_PORT="$PROXY_PORT" \
+        BACKEND_PORT="$BACKEND_PORT" MAXCONN="$HAPROXY_MAXCONN"
+      spawn "$PROXY_CPU" "$log" haproxy -db -f "$PROXY_DIR/haproxy.cfg"
+      ;;
+    sluice|sluice-gov|sluice-dc)
+      local admin_port tmpl=$CONF/sluice-gateway.yaml.in
+      [ "$name" = sluice-gov ] && tmpl=$CONF/sluice-gateway-gov.yaml.in
+      [ "$name" = sluice-dc ] && tmpl=$CONF/sluice-gateway-dc.yaml.in
+      admin_port=$(free_port)
+      render "$tmpl" "$PROXY_DIR/gateway.yaml" LISTEN_PORT="$PROXY_PORT" \
+        ADMIN_PORT="$admin_port" BACKEND_PORT="$BACKEND_PORT" KEEPALIVE="$keepalive"
+      spawn "$PROXY_CPU" "$log" "$SLUICE_BIN" gateway --config "$PROXY_DIR/gateway.yaml"
+      if ! wait_http "http://127.0.0.1:$admin_port/ready" "$SPAWNED_PID" "$log"; then
+        stop_pid "$SPAWNED_PID"
+        SKIP_REASON="failed to start (see $log)"
+        return 1
+      fi
+      ;;
+  esac
+  PROXY_PID=$SPAWNED_PID
+  if ! wait_http "$ready_url" "$PROXY_PID" "$log" ||
+    ! check_body "$ready_url" 128 || ! check_body "http://127.0.0.1:$PROXY_PORT/_sample/bytes?n=4096" 4096; then
+    stop_pid "$PROXY_PID"
+    SKIP_REASON="failed to start or to proxy correctly (see $PROXY_DIR)"
+    return 1
+  fi
+  return 0
 }
