@@ -156,7 +156,7 @@ enum class Mode { kEnforce, kShadow };
 // Which endpoints of a service a gateway prefers, by its own node.city / node.zone.
 struct Locality {
   enum class Prefer { kNone, kSameCity, kSameZone };
-  bool configured = false;  // present in the file (the defaults apply either way)
+  bool configured = false;            // present in the file (the defaults apply either way)
   Prefer prefer = Prefer::kSameCity;  // none: all endpoints alike; same_zone: zone, then city
   // While this share (by weight) of the preferred tier is available, all traffic stays there;
   // below it, tier k keeps available_share/threshold of the traffic and the rest spills on
@@ -316,9 +316,9 @@ struct Units {
   bool enabled = false;  // present in the file
   enum class KeySource { kHeader, kQuery, kPathSegment };
   KeySource key_source = KeySource::kHeader;
-  std::string key_name;       // header (lower-case) or query parameter
-  uint32_t key_segment = 0;   // path_segment:N, 1-based ("/users/42/x": segment 2 is "42")
-  uint32_t shards = 100;      // 1..100000
+  std::string key_name;           // header (lower-case) or query parameter
+  uint32_t key_segment = 0;       // path_segment:N, 1-based ("/users/42/x": segment 2 is "42")
+  uint32_t shards = 100;          // 1..100000
   std::vector<UnitOwner> owners;  // every shard owned by exactly one city
   std::vector<UnitPeer> peers;    // optional; a city without a peer cannot be forwarded to
   bool protect = true;            // refuse requests for shards this city does not own (no peer)
@@ -339,8 +339,8 @@ struct ControlPlane {
   bool enabled = false;  // present in the file
   std::string address;   // http://host:port or https://host:port, optionally with a path prefix
   std::string token_file;
-  std::string cache_dir;  // the last applied config is kept here (config.json)
-  std::string ca_file;    // https: trust these certificates instead of the system's
+  std::string cache_dir;          // the last applied config is kept here (config.json)
+  std::string ca_file;            // https: trust these certificates instead of the system's
   Duration poll_wait = 30s;       // how long one long poll may be parked at the control plane
   Duration report_interval = 5s;  // stats snapshots and events
   bool operator==(const ControlPlane&) const = default;
@@ -349,7 +349,8 @@ struct ControlPlane {
 struct GatewayConfig {
   std::string source_file;
   Node node;
-  uint32_t workers = 1;  // 0 in the file = one per core, resolved at load
+  uint32_t workers = 1;             // 0 in the file = one per core, resolved at load
+  std::string io_backend = "auto";  // auto | io_uring | epoll: what the workers' loops run on
   std::vector<Listener> listeners;
   Admin admin;
   Limits limits;

@@ -42,6 +42,7 @@ constexpr std::array<std::string_view, 3> kLbPolicies = {"round_robin", "least_r
                                                          "ring_hash"};
 constexpr std::array<std::string_view, 2> kServiceKinds = {"global", "unit"};
 constexpr std::array<std::string_view, 1> kLogFormats = {"json"};
+constexpr std::array<std::string_view, 3> kIoBackends = {"auto", "io_uring", "epoll"};
 // The sections a control plane pushes (docs/control-plane.md); the rest of a file stays local.
 constexpr std::array<std::string_view, 4> kPushedSections = {"services", "routes", "rate_limits",
                                                              "units"};
@@ -487,9 +488,10 @@ class SchemaLoader {
       : diag_(diag), config_(config), pushed_(pushed) {}
 
   void load(const Value& root) {
-    MapReader top(diag_, root,
-                  {"node", "workers", "listeners", "admin", "limits", "access_log", "services",
-                   "routes", "rate_limits", "redis", "overload", "units", "control_plane"});
+    MapReader top(
+        diag_, root,
+        {"node", "workers", "io_backend", "listeners", "admin", "limits", "access_log", "services",
+         "routes", "rate_limits", "redis", "overload", "units", "control_plane"});
     if (!top.is_map()) return;
     if (const Value* v = top.get("control_plane")) load_control_plane(*v);
     if (config_.control_plane.enabled && !pushed_) {
@@ -601,6 +603,9 @@ class SchemaLoader {
     if (config_.workers == 0) {
       unsigned cores = std::thread::hardware_concurrency();
       config_.workers = std::clamp<uint32_t>(cores, 1, kMaxWorkers);
+    }
+    if (const Value* v = top.get("io_backend")) {
+      if (auto i = read_enum(diag_, *v, kIoBackends)) config_.io_backend = kIoBackends[*i];
     }
   }
 
@@ -1909,6 +1914,7 @@ std::string to_json(const GatewayConfig& config) {
   Json j;
   j["node"] = {{"id", config.node.id}, {"city", config.node.city}, {"zone", config.node.zone}};
   j["workers"] = config.workers;
+  j["io_backend"] = config.io_backend;
   j["listeners"] = Json::array();
   for (const auto& l : config.listeners) {
     j["listeners"].push_back({{"name", l.name}, {"address", l.address.to_string()}});

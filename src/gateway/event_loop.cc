@@ -5,10 +5,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <system_error>
 
 #include "core/log.h"
+#include "gateway/event_loop_uring.h"
 
 namespace sluice::gateway {
 
@@ -16,16 +19,43 @@ namespace {
 constexpr int kMaxEvents = 256;
 }  // namespace
 
-EventLoop::EventLoop() : events_(kMaxEvents) {
-  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
-  if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
-  event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (event_fd_ < 0) {
-    int err = errno;
-    ::close(epoll_fd_);
-    throw std::system_error(err, std::generic_category(), "eventfd");
+std::string_view to_string(IoBackend b) {
+  switch (b) {
+    case IoBackend::kAuto:
+      return "auto";
+    case IoBackend::kEpoll:
+      return "epoll";
+    case IoBackend::kUring:
+      return "io_uring";
   }
+  return "?";
+}
+
+EventLoop::EventLoop(IoBackend backend) : events_(kMaxEvents) {
+  event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (event_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
   wakeup_.loop = this;
+  if (backend != IoBackend::kEpoll) {
+    uring_ = Uring::open(fallback_reason_);
+    if (!uring_ && backend == IoBackend::kUring) {
+      ::close(event_fd_);
+      throw std::system_error(ENOSYS, std::generic_category(), fallback_reason_);
+    }
+    if (backend == IoBackend::kUring) fallback_reason_.clear();
+  }
+  if (uring_) {
+    if (int err = uring_->watch(event_fd_, &wakeup_); err != 0) {
+      ::close(event_fd_);
+      throw std::system_error(err, std::generic_category(), "io_uring poll(eventfd)");
+    }
+    return;
+  }
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) {
+    int err = errno;
+    ::close(event_fd_);
+    throw std::system_error(err, std::generic_category(), "epoll_create1");
+  }
   epoll_event ev{};
   ev.events = EPOLLIN;  // level-triggered: read until drained, and nothing is missed
   ev.data.ptr = static_cast<IoWatcher*>(&wakeup_);
@@ -40,12 +70,24 @@ EventLoop::EventLoop() : events_(kMaxEvents) {
 EventLoop::~EventLoop() {
   // Left only if the loop never ran again after streams were closed: destroying a task may
   // close another stream, which defers more.
-  while (!tasks_.empty()) {
-    std::vector<Task> tasks;
-    tasks.swap(tasks_);
+  auto drop_tasks = [this] {
+    while (!tasks_.empty()) {
+      std::vector<Task> tasks;
+      tasks.swap(tasks_);
+    }
+  };
+  drop_tasks();
+  if (uring_) {
+    uring_->shutdown();
+    drop_tasks();
+    uring_.reset();
   }
   ::close(event_fd_);
-  ::close(epoll_fd_);
+  if (epoll_fd_ >= 0) ::close(epoll_fd_);
+}
+
+int EventLoop::socket_flags() const {
+  return uring_ ? SOCK_CLOEXEC : SOCK_NONBLOCK | SOCK_CLOEXEC;
 }
 
 void EventLoop::Wakeup::on_io(uint32_t) {
@@ -87,6 +129,7 @@ void EventLoop::every(std::chrono::nanoseconds interval, std::function<void()> f
 }
 
 int EventLoop::add(int fd, IoWatcher* w) {
+  if (uring_) return uring_->watch(fd, w);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.ptr = w;
@@ -94,6 +137,10 @@ int EventLoop::add(int fd, IoWatcher* w) {
 }
 
 void EventLoop::forget(IoWatcher* w) {
+  if (uring_) {
+    uring_->forget(w);
+    return;
+  }
   for (int i = 0; i < batch_size_; ++i) {
     if (events_[i].data.ptr == w) events_[i].data.ptr = nullptr;
   }
@@ -137,6 +184,14 @@ void EventLoop::run_timers() {
 }
 
 void EventLoop::run() {
+  if (uring_) {
+    run_uring();
+  } else {
+    run_epoll();
+  }
+}
+
+void EventLoop::run_epoll() {
   while (!stopping_) {
     int n = ::epoll_wait(epoll_fd_, events_.data(), kMaxEvents, wait_ms());
     if (n < 0) {
@@ -159,7 +214,7 @@ void EventLoop::run() {
 }
 
 Stream::Stream(EventLoop& loop, int fd) : loop_(loop), fd_(fd) {
-  if (fd_ >= 0 && loop_.add(fd_, this) != 0) {
+  if (fd_ >= 0 && !loop_.uring_ && loop_.add(fd_, this) != 0) {
     ::close(fd_);
     fd_ = -1;
   }
@@ -177,6 +232,10 @@ void Stream::set_no_delay() {
 
 void Stream::close() {
   if (fd_ < 0) return;
+  if (loop_.uring_) {
+    close_uring();
+    return;
+  }
   loop_.forget(this);
   ::close(fd_);  // also leaves the epoll set (never duplicated)
   fd_ = -1;
@@ -191,9 +250,25 @@ void Stream::close() {
 
 void Stream::async_connect(const sockaddr* addr, socklen_t len, IoHandler h) {
   close();
-  int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = ::socket(addr->sa_family, SOCK_STREAM | loop_.socket_flags(), 0);
   if (fd < 0) {
     loop_.defer(std::move(h), errno, 0);
+    return;
+  }
+  if (auto* u = loop_.uring_.get()) {
+    io_uring_sqe* sqe;
+    UringOp* op = u->start(UringOp::Kind::kConnect, this, std::move(h), sqe);
+    if (!op) {
+      ::close(fd);
+      loop_.defer(std::move(h), ENOBUFS, 0);
+      return;
+    }
+    std::memcpy(&op->addr, addr, std::min<size_t>(len, sizeof op->addr));
+    op->addr_len = len;
+    op->fd = fd;
+    io_uring_prep_connect(sqe, fd, reinterpret_cast<const sockaddr*>(&op->addr), len);
+    fd_ = fd;
+    connect_op_ = op;
     return;
   }
   int rc = ::connect(fd, addr, len);
@@ -240,6 +315,12 @@ ssize_t Stream::read_some(char* buf, size_t len, int& err) {
     err = EBADF;
     return -1;
   }
+  if (loop_.uring_) {
+    // No readiness is tracked here: ask the socket, without waiting.
+    ssize_t n = ::recv(fd_, buf, len, MSG_DONTWAIT);
+    if (n < 0) err = errno == EWOULDBLOCK ? EAGAIN : errno;
+    return n;
+  }
   if (!readable_) {
     err = EAGAIN;
     return -1;
@@ -250,6 +331,16 @@ ssize_t Stream::read_some(char* buf, size_t len, int& err) {
 void Stream::async_read_some(char* buf, size_t len, IoHandler h) {
   if (fd_ < 0) {
     loop_.defer(std::move(h), EBADF, 0);
+    return;
+  }
+  if (auto* u = loop_.uring_.get()) {
+    io_uring_sqe* sqe;
+    read_op_ = u->start(UringOp::Kind::kRead, this, std::move(h), sqe);
+    if (!read_op_) {
+      loop_.defer(std::move(h), ENOBUFS, 0);
+      return;
+    }
+    io_uring_prep_recv(sqe, fd_, buf, len, 0);
     return;
   }
   if (readable_) {
@@ -286,6 +377,18 @@ bool Stream::send_pending(int& err) {
 void Stream::async_write(const char* data, size_t len, IoHandler h) {
   if (fd_ < 0) {
     loop_.defer(std::move(h), EBADF, 0);
+    return;
+  }
+  if (auto* u = loop_.uring_.get()) {
+    io_uring_sqe* sqe;
+    write_op_ = u->start(UringOp::Kind::kWrite, this, std::move(h), sqe);
+    if (!write_op_) {
+      loop_.defer(std::move(h), ENOBUFS, 0);
+      return;
+    }
+    write_op_->data = data;
+    write_op_->len = len;
+    io_uring_prep_send(sqe, fd_, data, len, MSG_NOSIGNAL);
     return;
   }
   wdata_ = data;

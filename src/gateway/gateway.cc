@@ -24,6 +24,7 @@ std::vector<std::string> restart_only_changes(const config::GatewayConfig& a,
   std::vector<std::string> out;
   const char* why = ": cannot change on reload; restart the gateway to apply";
   if (a.workers != b.workers) out.push_back(std::string("workers") + why);
+  if (a.io_backend != b.io_backend) out.push_back(std::string("io_backend") + why);
   bool listeners_same = a.listeners.size() == b.listeners.size();
   for (size_t i = 0; listeners_same && i < a.listeners.size(); ++i) {
     listeners_same = a.listeners[i].name == b.listeners[i].name &&
@@ -68,6 +69,9 @@ Gateway::Gateway(std::string config_path, std::shared_ptr<const config::GatewayC
       tick_timer_(io_) {
   shared_.listeners = config_->listeners;
   shared_.workers = config_->workers;
+  shared_.io_backend = config_->io_backend == "epoll"      ? IoBackend::kEpoll
+                       : config_->io_backend == "io_uring" ? IoBackend::kUring
+                                                           : IoBackend::kAuto;
   shared_.max_connections = config_->limits.max_connections;
   shared_.node_id = config_->node.id;
   declare_metrics();
@@ -177,9 +181,13 @@ int Gateway::run() {
   started_ = true;
   std::string addrs;
   for (const auto& l : config_->listeners) addrs += " " + l.name + "=" + l.address.to_string();
-  core::log_info("sluice gateway {} started: {} worker(s), listeners:{}{}", config_->node.id,
-                 config_->workers, addrs,
-                 config_->admin.enabled ? ", admin=" + config_->admin.address.to_string() : "");
+  const EventLoop& loop = workers_.front()->loop();
+  core::log_info(
+      "sluice gateway {} started: {} worker(s) on {}{}, listeners:{}{}", config_->node.id,
+      config_->workers, to_string(loop.backend()),
+      loop.fallback_reason().empty() ? ""
+                                     : " (io_uring unavailable: " + loop.fallback_reason() + ")",
+      addrs, config_->admin.enabled ? ", admin=" + config_->admin.address.to_string() : "");
   if (link_) {
     core::log_info("control plane {}: {}", config_->control_plane.address,
                    pushed_ ? "config " + pushed_->version + " from " + boot_->source
@@ -452,6 +460,7 @@ std::string Gateway::stats_json() const {
   j["uptime_seconds"] = uptime_seconds();
   j["draining"] = draining_.load();
   j["workers"] = workers_.size();
+  if (!workers_.empty()) j["io_backend"] = to_string(workers_.front()->loop().backend());
   size_t conns = 0, idle_up = 0;
   for (const auto& w : workers_) {
     conns += w->connection_count();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "gateway/event_loop.h"
 #include "observability/access_log.h"
 #include "observability/metrics.h"
 
@@ -40,6 +41,7 @@ struct GatewayShared {
   std::atomic<size_t> connections{0};
   size_t max_connections = 100000;
   unsigned workers = 1;
+  IoBackend io_backend = IoBackend::kAuto;
   std::string node_id;
 
   void reject(RejectReason r) { rejected[static_cast<size_t>(r)]->inc(); }

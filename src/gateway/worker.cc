@@ -26,7 +26,7 @@ constexpr size_t kScratchBytes = 64 * 1024;
 }  // namespace
 
 Worker::Worker(GatewayShared& shared, unsigned index)
-    : shared_(shared), index_(index), scratch_(kScratchBytes) {
+    : shared_(shared), index_(index), loop_(shared.io_backend), scratch_(kScratchBytes) {
   access_log_ = std::make_unique<observability::AccessLogger>(shared_.access_sink);
   now_ = std::chrono::steady_clock::now();
 }
@@ -145,8 +145,7 @@ void Worker::accept(Listener& l) {
     // The peer address comes with accept4 itself: no getpeername per connection.
     sockaddr_storage peer{};
     socklen_t len = sizeof peer;
-    int fd =
-        ::accept4(l.fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = ::accept4(l.fd, reinterpret_cast<sockaddr*>(&peer), &len, loop_.socket_flags());
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;

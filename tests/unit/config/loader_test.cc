@@ -278,6 +278,18 @@ TEST(Bounds, Workers) {
   EXPECT_TRUE(Rejects("workers: [1]\n", "workers", "expected a number, got a list"));
 }
 
+TEST(Bounds, IoBackend) {
+  for (const char* b : {"auto", "io_uring", "epoll"}) {
+    LoadResult r = load_with(std::string("io_backend: ") + b + "\n");
+    ASSERT_TRUE(r.ok()) << dump(r);
+    EXPECT_EQ(r.config->io_backend, b);
+  }
+  EXPECT_EQ(load_with("").config->io_backend, "auto");
+  EXPECT_TRUE(Rejects("io_backend: kqueue\n", "io_backend",
+                      "must be auto, io_uring or epoll, got 'kqueue'"));
+  EXPECT_TRUE(Rejects("io_backend: [epoll]\n", "io_backend", "got a list"));
+}
+
 std::string fmt_limits(const char* key, const char* value) {
   return std::string("limits: {") + key + ": " + value + "}\n";
 }
@@ -1037,6 +1049,7 @@ TEST(ToJson, DefaultsAndFormats) {
   auto j = nlohmann::json::parse(to_json(*r.config));
   EXPECT_EQ(j["node"]["id"], "sluice");
   EXPECT_EQ(j["workers"], 1);
+  EXPECT_EQ(j["io_backend"], "auto");
   EXPECT_EQ(j["listeners"][0]["address"], "127.0.0.1:8080");
   EXPECT_FALSE(j.contains("admin"));  // absent = disabled
   EXPECT_EQ(j["limits"]["max_header_bytes"], 65536);

@@ -1,6 +1,7 @@
 #include "gateway/event_loop.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -8,11 +9,13 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace sluice::gateway {
@@ -62,14 +65,50 @@ int connect_pair(EventLoop& loop, Stream& s, TestListener& l) {
     err = e;
     loop.stop();
   });
-  int peer = l.accept();
-  loop.run();
+  loop.run();  // io_uring submits the connect only here
   EXPECT_EQ(err, 0);
-  return peer;
+  return l.accept();
 }
 
-TEST(EventLoopTest, PostedWorkRunsOnTheLoopThread) {
-  EventLoop loop;
+// Every test runs on both backends; io_uring ones are skipped where the kernel refuses it.
+class LoopTest : public ::testing::TestWithParam<IoBackend> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == IoBackend::kUring) {
+      EventLoop probe(IoBackend::kAuto);
+      if (probe.backend() != IoBackend::kUring) {
+        GTEST_SKIP() << "io_uring unavailable: " << probe.fallback_reason();
+      }
+    }
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, LoopTest,
+                         ::testing::Values(IoBackend::kEpoll, IoBackend::kUring),
+                         [](const auto& info) {
+                           return info.param == IoBackend::kUring ? "io_uring" : "epoll";
+                         });
+
+TEST_P(LoopTest, RunsOnTheBackendAskedFor) {
+  EventLoop loop(GetParam());
+  EXPECT_EQ(loop.backend(), GetParam());
+  EXPECT_EQ(loop.fallback_reason(), "");
+  EXPECT_EQ(loop.socket_flags() & SOCK_NONBLOCK,
+            GetParam() == IoBackend::kEpoll ? SOCK_NONBLOCK : 0);
+}
+
+TEST(EventLoopTest, AutoPrefersIoUringAndSaysWhyNot) {
+  EventLoop loop(IoBackend::kAuto);
+  if (loop.backend() == IoBackend::kEpoll) {
+    EXPECT_NE(loop.fallback_reason(), "");
+  } else {
+    EXPECT_EQ(loop.fallback_reason(), "");
+  }
+  EXPECT_EQ(EventLoop(IoBackend::kEpoll).backend(), IoBackend::kEpoll);
+}
+
+TEST_P(LoopTest, PostedWorkRunsOnTheLoopThread) {
+  EventLoop loop(GetParam());
   std::thread::id ran_on;
   std::thread poster([&] {
     loop.post([&] {
@@ -82,8 +121,8 @@ TEST(EventLoopTest, PostedWorkRunsOnTheLoopThread) {
   EXPECT_EQ(ran_on, std::this_thread::get_id());
 }
 
-TEST(EventLoopTest, DeferredRunsInOrderAfterTheCurrentHandler) {
-  EventLoop loop;
+TEST_P(LoopTest, DeferredRunsInOrderAfterTheCurrentHandler) {
+  EventLoop loop(GetParam());
   std::string order;
   loop.post([&] {
     loop.defer([&] {
@@ -100,8 +139,8 @@ TEST(EventLoopTest, DeferredRunsInOrderAfterTheCurrentHandler) {
   EXPECT_EQ(order, "abcd");
 }
 
-TEST(EventLoopTest, TimerRepeatsUntilCancelled) {
-  EventLoop loop;
+TEST_P(LoopTest, TimerRepeatsUntilCancelled) {
+  EventLoop loop(GetParam());
   int ticks = 0;
   auto start = std::chrono::steady_clock::now();
   loop.every(std::chrono::milliseconds(5), [&] {
@@ -115,7 +154,7 @@ TEST(EventLoopTest, TimerRepeatsUntilCancelled) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(15));
 }
 
-TEST(StreamTest, AcceptedSocketsInheritNoDelayFromTheListener) {
+TEST(SocketTest, AcceptedSocketsInheritNoDelayFromTheListener) {
   // Worker::open_listeners sets TCP_NODELAY once on the listener and relies on this (Linux)
   // instead of a setsockopt per accepted connection.
   TestListener l;
@@ -133,8 +172,8 @@ TEST(StreamTest, AcceptedSocketsInheritNoDelayFromTheListener) {
   ::close(c);
 }
 
-TEST(StreamTest, ConnectRefusedReportsTheError) {
-  EventLoop loop;
+TEST_P(LoopTest, ConnectRefusedReportsTheError) {
+  EventLoop loop(GetParam());
   TestListener l;
   sockaddr_in addr = *reinterpret_cast<const sockaddr_in*>(l.addr());
   l.close();
@@ -148,8 +187,8 @@ TEST(StreamTest, ConnectRefusedReportsTheError) {
   EXPECT_EQ(err, ECONNREFUSED);
 }
 
-TEST(StreamTest, ReadWaitsForDataThenSeesEof) {
-  EventLoop loop;
+TEST_P(LoopTest, ReadWaitsForDataThenSeesEof) {
+  EventLoop loop(GetParam());
   TestListener l;
   Stream s(loop);
   int peer = connect_pair(loop, s, l);
@@ -183,8 +222,8 @@ TEST(StreamTest, ReadWaitsForDataThenSeesEof) {
   ::close(peer);
 }
 
-TEST(StreamTest, HandlersNeverRunInsideTheCallThatStartsThem) {
-  EventLoop loop;
+TEST_P(LoopTest, HandlersNeverRunInsideTheCallThatStartsThem) {
+  EventLoop loop(GetParam());
   TestListener l;
   Stream s(loop);
   int peer = connect_pair(loop, s, l);
@@ -215,8 +254,8 @@ TEST(StreamTest, HandlersNeverRunInsideTheCallThatStartsThem) {
   ::close(peer);
 }
 
-TEST(StreamTest, LargeWriteWaitsForThePeerAndArrivesWhole) {
-  EventLoop loop;
+TEST_P(LoopTest, LargeWriteWaitsForThePeerAndArrivesWhole) {
+  EventLoop loop(GetParam());
   TestListener l;
   Stream s(loop);
   int peer = connect_pair(loop, s, l);
@@ -249,8 +288,8 @@ TEST(StreamTest, LargeWriteWaitsForThePeerAndArrivesWhole) {
   ::close(peer);
 }
 
-TEST(StreamTest, ClosingCancelsPendingOperations) {
-  EventLoop loop;
+TEST_P(LoopTest, ClosingCancelsPendingOperations) {
+  EventLoop loop(GetParam());
   TestListener l;
   Stream s(loop);
   int peer = connect_pair(loop, s, l);
@@ -267,10 +306,10 @@ TEST(StreamTest, ClosingCancelsPendingOperations) {
   ::close(peer);
 }
 
-TEST(StreamTest, AStreamMayBeDestroyedByItsOwnHandler) {
+TEST_P(LoopTest, AStreamMayBeDestroyedByItsOwnHandler) {
   // The owner of a stream often goes away in the handler (the last reference to it was in the
   // handler); events for it later in the same batch must then be dropped, not delivered.
-  EventLoop loop;
+  EventLoop loop(GetParam());
   TestListener l;
   auto a = std::make_unique<Stream>(loop);
   auto b = std::make_unique<Stream>(loop);
@@ -300,6 +339,120 @@ TEST(StreamTest, AStreamMayBeDestroyedByItsOwnHandler) {
   EXPECT_FALSE(b);
   ::close(peer_a);
   ::close(peer_b);
+}
+
+TEST_P(LoopTest, AClosedStreamsHandlerKeepsItsBufferUntilTheReadEnds) {
+  // The connection code keeps its read buffer alive through the handler (a shared_ptr to its
+  // owner). On io_uring the kernel may write to the buffer until the read is really over, so the
+  // handler, and the buffer with it, must live until then, even when the stream is gone.
+  EventLoop loop(GetParam());
+  TestListener l;
+  auto s = std::make_unique<Stream>(loop);
+  int peer = connect_pair(loop, *s, l);
+  auto buf = std::make_shared<std::array<char, 64>>();
+  std::weak_ptr<std::array<char, 64>> watch = buf;
+  int err = -1;
+  s->async_read_some(buf->data(), buf->size(), [&err, buf](int e, size_t) { err = e; });
+  buf.reset();
+  loop.post([&] {
+    s.reset();  // closes with the read in flight
+    EXPECT_FALSE(watch.expired());
+    loop.stop();
+  });
+  loop.run();
+  EXPECT_EQ(err, ECANCELED);
+  EXPECT_TRUE(watch.expired());
+  ::close(peer);
+}
+
+TEST_P(LoopTest, AStreamStartedRightAfterAnotherClosedIsNotCancelledWithIt) {
+  // On io_uring a closed stream's read is cancelled by a request submitted later; an operation
+  // reused before then would be cancelled instead of it. Here the first handler closes the
+  // other stream (whose read completes in the same batch) and starts a read on a third.
+  EventLoop loop(GetParam());
+  TestListener l;
+  auto a = std::make_unique<Stream>(loop);
+  auto b = std::make_unique<Stream>(loop);
+  Stream c(loop);
+  int peer_a = connect_pair(loop, *a, l);
+  int peer_b = connect_pair(loop, *b, l);
+  int peer_c = connect_pair(loop, c, l);
+  char buf_a[8], buf_b[8], buf_c[8];
+  int c_err = -1;
+  size_t c_n = 0;
+  bool first = true;
+  auto start_c = [&] {
+    c.async_read_some(buf_c, sizeof buf_c, [&](int err, size_t n) {
+      c_err = err;
+      c_n = n;
+      loop.stop();
+    });
+    write_all(peer_c, "z");
+  };
+  a->async_read_some(buf_a, sizeof buf_a, [&](int, size_t) {
+    if (!std::exchange(first, false)) return;
+    b.reset();
+    start_c();
+  });
+  b->async_read_some(buf_b, sizeof buf_b, [&](int, size_t) {
+    if (!std::exchange(first, false)) return;
+    a.reset();
+    start_c();
+  });
+  write_all(peer_a, "x");
+  write_all(peer_b, "y");
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));  // both readable in one batch
+  loop.run();
+  EXPECT_EQ(c_err, 0);
+  EXPECT_EQ(c_n, 1u);
+  ::close(peer_a);
+  ::close(peer_b);
+  ::close(peer_c);
+}
+
+struct CountingWatcher final : IoWatcher {
+  int calls = 0;
+  std::function<void()> on_call;
+  void on_io(uint32_t) override {
+    ++calls;
+    if (on_call) on_call();
+  }
+};
+
+TEST_P(LoopTest, AWatchedListenerIsToldOfEachConnectionUntilForgotten) {
+  EventLoop loop(GetParam());
+  TestListener l;
+  int flags = ::fcntl(l.fd(), F_GETFL);
+  ASSERT_EQ(::fcntl(l.fd(), F_SETFL, flags | O_NONBLOCK), 0);
+  CountingWatcher w;
+  std::vector<int> accepted;
+  w.on_call = [&] {
+    for (int fd; (fd = ::accept4(l.fd(), nullptr, nullptr, SOCK_CLOEXEC)) >= 0;) {
+      accepted.push_back(fd);
+    }
+    loop.stop();
+  };
+  ASSERT_EQ(loop.add(l.fd(), &w), 0);
+  int c1 = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(::connect(c1, l.addr(), l.len()), 0);
+  loop.run();
+  EXPECT_EQ(accepted.size(), 1u);
+  int c2 = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(::connect(c2, l.addr(), l.len()), 0);
+  loop.run();  // a second connection: told again
+  EXPECT_EQ(accepted.size(), 2u);
+  // As a worker closes a listener: forgotten, then closed, with a connection still waiting.
+  int c3 = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(::connect(c3, l.addr(), l.len()), 0);
+  int calls = w.calls;
+  loop.forget(&w);
+  l.close();
+  loop.every(std::chrono::milliseconds(30), [&] { loop.stop(); });
+  loop.run();
+  EXPECT_EQ(w.calls, calls);
+  EXPECT_EQ(accepted.size(), 2u);
+  for (int fd : accepted) ::close(fd);
+  for (int fd : {c1, c2, c3}) ::close(fd);
 }
 
 }  // namespace
