@@ -27,7 +27,8 @@ usage: bench/proxy_bench.sh [options]
                       sluice-gov = sluice plus five rate-limit rules, a circuit breaker and
                       outlier detection (bench/conf/sluice-gateway-gov.yaml.in);
                       sluice-dc = sluice with a unit service, shard lookup and locality tiers
-                      (bench/conf/sluice-gateway-dc.yaml.in; not in the default list)
+                      (bench/conf/sluice-gateway-dc.yaml.in; not in the default list);
+                      sluice-epoll = sluice with io_backend: epoll (not in the default list)
   --backend KIND      sluice (sample-service) or nginx (stand-in with fixed bodies);
                       default: sluice when the binary exists, else nginx
   --sluice PATH       sluice binary (default: \$SLUICE_BIN or build/sluice)
@@ -135,8 +136,8 @@ fi
 IFS=',' read -ra PROXY_LIST <<<"$PROXIES"
 for p in "${PROXY_LIST[@]}"; do
   case $p in
-    direct|nginx|haproxy|sluice|sluice-gov|sluice-dc) ;;
-    *) die "unknown proxy '$p' (direct, nginx, haproxy, sluice, sluice-gov, sluice-dc)" ;;
+    direct|nginx|haproxy|sluice|sluice-gov|sluice-dc|sluice-epoll) ;;
+    *) die "unknown proxy '$p' (direct, nginx, haproxy, sluice, sluice-gov, sluice-dc, sluice-epoll)" ;;
   esac
 done
 has_proxy() { [[ ",$PROXIES," == *",$1,"* ]]; }
@@ -435,7 +436,7 @@ run_idle() {
 # main
 
 RUN_PROXIES=()
-for p in direct nginx haproxy sluice sluice-gov sluice-dc; do
+for p in direct nginx haproxy sluice sluice-gov sluice-dc sluice-epoll; do
   has_proxy "$p" || continue
   if [[ $p == sluice* ]] && [ "$HAVE_SLUICE" = 0 ]; then
     echo "proxy_bench: $SLUICE_BIN not found — $p entries skipped (run 'make build')"

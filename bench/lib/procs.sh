@@ -83,13 +83,14 @@ start_proxy() {
         BACKEND_PORT="$BACKEND_PORT" MAXCONN="$HAPROXY_MAXCONN"
       spawn "$PROXY_CPU" "$log" haproxy -db -f "$PROXY_DIR/haproxy.cfg"
       ;;
-    sluice|sluice-gov|sluice-dc)
-      local admin_port tmpl=$CONF/sluice-gateway.yaml.in
+    sluice|sluice-gov|sluice-dc|sluice-epoll)
+      local admin_port tmpl=$CONF/sluice-gateway.yaml.in io_backend=auto
       [ "$name" = sluice-gov ] && tmpl=$CONF/sluice-gateway-gov.yaml.in
       [ "$name" = sluice-dc ] && tmpl=$CONF/sluice-gateway-dc.yaml.in
+      [ "$name" = sluice-epoll ] && io_backend=epoll
       admin_port=$(free_port)
       render "$tmpl" "$PROXY_DIR/gateway.yaml" LISTEN_PORT="$PROXY_PORT" \
-        ADMIN_PORT="$admin_port" BACKEND_PORT="$BACKEND_PORT" KEEPALIVE="$keepalive"
+        ADMIN_PORT="$admin_port" BACKEND_PORT="$BACKEND_PORT" KEEPALIVE="$keepalive" IO_BACKEND="$io_backend"
       spawn "$PROXY_CPU" "$log" "$SLUICE_BIN" gateway --config "$PROXY_DIR/gateway.yaml"
       if ! wait_http "http://127.0.0.1:$admin_port/ready" "$SPAWNED_PID" "$log"; then
         stop_pid "$SPAWNED_PID"

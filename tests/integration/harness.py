@@ -629,6 +629,9 @@ class Gateway(Proc):
                 config["admin"] = {"address": addr(free_port())}
             config.setdefault("node", {"id": name, "city": "a", "zone": "a1"})
             config.setdefault("workers", 2)
+            # make test runs the request-path files a second time with SLUICE_IO_BACKEND=epoll.
+            if os.environ.get("SLUICE_IO_BACKEND"):
+                config.setdefault("io_backend", os.environ["SLUICE_IO_BACKEND"])
             config.setdefault("access_log", {"path": os.path.join(workdir, f"{name}.access.log"),
                                              "format": "json"})
             self.config = config

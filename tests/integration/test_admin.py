@@ -127,6 +127,9 @@ class AdminTest(SluiceTestCase):
         stats = r.json()
         self.assertIsInstance(stats, dict)
         self.assertIn("adm", json.dumps(stats), "stats should describe the services")
+        self.assertEqual(stats["workers"], 2)
+        self.assertIn(stats["io_backend"], ("io_uring", "epoll"))
+        self.assertIn(f"2 worker(s) on {stats['io_backend']}", self.gw.log_text())
 
     def test_access_log_json_lines(self):
         rid = "access-log-check-4711"
@@ -142,6 +145,46 @@ class AdminTest(SluiceTestCase):
         entries = wait_until(find, 5, message="access log line with the request id")
         self.assertEqual(len(entries), 1)
         self.assertIn("200", json.dumps(entries[0]))
+
+
+class IoBackendTest(SluiceTestCase):
+    def launch(self, backend):
+        up = self.sample("iob")
+        cfg = {"services": [service("iob", up.address)],
+               "routes": [route("iob", "iob", path_prefix="/")]}
+        if backend:
+            cfg["io_backend"] = backend
+        return self.gateway(cfg)
+
+    def check_serves(self, gw):
+        for i in range(20):  # new client connections; the upstream one is pooled and reused
+            r = http_request(gw.address, "POST", f"/x{i}", body=b"b" * (i * 1000))
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["body_bytes"], i * 1000)
+
+    def test_epoll_when_asked(self):
+        gw = self.launch("epoll")
+        self.assertEqual(gw.admin_get("/stats").json()["io_backend"], "epoll")
+        self.check_serves(gw)
+
+    def test_auto_uses_io_uring_or_says_why_not(self):
+        gw = self.launch(None)
+        used = gw.admin_get("/stats").json()["io_backend"]
+        if used == "epoll":
+            self.assertIn("io_uring unavailable:", gw.log_text())
+        else:
+            self.assertEqual(used, "io_uring")
+            self.assertNotIn("unavailable", gw.log_text())
+        self.check_serves(gw)
+
+    def test_backend_cannot_change_on_reload(self):
+        gw = self.launch("epoll")
+        gw.write_config(dict(gw.config, io_backend="auto"))
+        r = gw.reload()
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("io_backend: cannot change on reload", json.dumps(r.json()))
+        self.assertEqual(gw.admin_get("/stats").json()["io_backend"], "epoll")
+        self.check_serves(gw)
 
 
 class AccessLogTargetsTest(SluiceTestCase):
