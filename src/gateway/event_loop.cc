@@ -41,7 +41,6 @@ EventLoop::EventLoop(IoBackend backend) : events_(kMaxEvents) {
       ::close(event_fd_);
       throw std::system_error(ENOSYS, std::generic_category(), fallback_reason_);
     }
-    if (backend == IoBackend::kUring) fallback_reason_.clear();
   }
   if (uring_) {
     if (int err = uring_->watch(event_fd_, &wakeup_); err != 0) {

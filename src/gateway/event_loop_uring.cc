@@ -7,6 +7,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
 
 #include "core/log.h"
 
@@ -154,7 +157,7 @@ void EventLoop::Uring::dispatch() {
     ++count;
   }
   io_uring_cq_advance(&ring, count);
-  // Handlers run after the ring is advanced: they may submit, and even run a nested dispatch.
+  // Handlers run after the ring is advanced, from a copy: they may queue submissions freely.
   for (const Completion& c : batch_) {
     if (c.user_data == 0) continue;  // a cancel request's own completion
     complete(reinterpret_cast<UringOp*>(c.user_data), c);
@@ -222,9 +225,15 @@ void EventLoop::run_uring() {
     // The calling thread becomes the ring's only submitter.
     if (::syscall(__NR_io_uring_register, u.ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr,
                   0) != 0) {
-      throw std::system_error(errno, std::generic_category(), "io_uring enable");
+      int err = errno;
+      core::log_error("event loop: cannot enable the io_uring ring: {}", std::strerror(err));
+      throw std::system_error(err, std::generic_category(), "io_uring enable");
     }
     u.enabled = true;
+    u.issuer = std::this_thread::get_id();
+  } else if (u.issuer != std::this_thread::get_id()) {
+    // Every enter from here would fail (EEXIST): say so once instead of spinning.
+    throw std::logic_error("event loop: an io_uring loop is run by the thread that ran it first");
   }
   auto enter = [&](int ms) {
     int rc;

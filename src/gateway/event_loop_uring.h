@@ -9,6 +9,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -54,8 +55,9 @@ struct EventLoop::Uring {
   void shutdown();
 
   io_uring ring{};
-  bool enabled = false;  // created disabled; the thread that first runs the loop submits
-  bool exiting = false;  // shutdown() ran: nothing is submitted any more
+  bool enabled = false;    // created disabled; the thread that first runs the loop submits
+  std::thread::id issuer;  // that thread
+  bool exiting = false;    // shutdown() ran: nothing is submitted any more
   size_t cancelled_in_flight = 0;
 
  private:

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cerrno>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -105,6 +106,25 @@ TEST(EventLoopTest, AutoPrefersIoUringAndSaysWhyNot) {
     EXPECT_EQ(loop.fallback_reason(), "");
   }
   EXPECT_EQ(EventLoop(IoBackend::kEpoll).backend(), IoBackend::kEpoll);
+}
+
+TEST(EventLoopTest, AnIoUringLoopIsOnlyRunByTheThreadThatRanItFirst) {
+  EventLoop loop(IoBackend::kAuto);
+  if (loop.backend() != IoBackend::kUring) GTEST_SKIP() << loop.fallback_reason();
+  loop.post([&] { loop.stop(); });
+  loop.run();
+  bool refused = false;
+  std::thread other([&] {
+    try {
+      loop.run();
+    } catch (const std::logic_error&) {
+      refused = true;
+    }
+  });
+  other.join();
+  EXPECT_TRUE(refused);
+  loop.post([&] { loop.stop(); });
+  loop.run();  // the first thread still can
 }
 
 TEST_P(LoopTest, PostedWorkRunsOnTheLoopThread) {
