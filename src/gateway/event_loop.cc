@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 #include <system_error>
 
 #include "core/log.h"
@@ -39,7 +40,7 @@ EventLoop::EventLoop(IoBackend backend) : events_(kMaxEvents) {
     uring_ = Uring::open(fallback_reason_);
     if (!uring_ && backend == IoBackend::kUring) {
       ::close(event_fd_);
-      throw std::system_error(ENOSYS, std::generic_category(), fallback_reason_);
+      throw std::runtime_error("io_uring unavailable: " + fallback_reason_);
     }
   }
   if (uring_) {

@@ -54,7 +54,8 @@ using IoHandler = std::function<void(int err, size_t n)>;
 
 class EventLoop {
  public:
-  explicit EventLoop(IoBackend backend = IoBackend::kAuto);  // throws std::system_error
+  // Throws std::system_error, or std::runtime_error when kUring is asked for and unavailable.
+  explicit EventLoop(IoBackend backend = IoBackend::kAuto);
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
