@@ -52,6 +52,11 @@ EventLoop::Uring::~Uring() {
 void EventLoop::Uring::shutdown() {
   if (exiting) return;
   exiting = true;
+  // Closes still queued (streams closed after the loop last ran) would be lost with the ring.
+  for (unsigned i = ring.sq.sqe_head; i != ring.sq.sqe_tail; ++i) {
+    const io_uring_sqe& s = ring.sq.sqes[i & ring.sq.ring_mask];
+    if (s.opcode == IORING_OP_CLOSE) ::close(s.fd);
+  }
   io_uring_queue_exit(&ring);
   // Dropping a handler may close streams (their cancel() is a no-op now) and free the buffers
   // the kernel would have filled: the ring is gone, so nothing fills them any more.
@@ -264,6 +269,7 @@ void EventLoop::run_uring() {
     enter(100);
     run_deferred();
   }
+  io_uring_submit(&u.ring);  // closes queued last (a later run, or the ring's end, may be far)
   stopping_ = false;
 }
 
@@ -273,8 +279,14 @@ void Stream::close_uring() {
     if (*slot) u.cancel(*slot);
     *slot = nullptr;
   }
-  // The socket itself closes when the last operation lets go of it, right after its cancel.
-  ::close(fd_);
+  // Closed with the next enter, after the cancels (a system call fewer per connection); the
+  // socket itself goes when the last operation lets go of it.
+  if (io_uring_sqe* s = u.sqe()) {
+    io_uring_prep_close(s, fd_);
+    io_uring_sqe_set_data64(s, 0);
+  } else {
+    ::close(fd_);
+  }
   fd_ = -1;
 }
 
