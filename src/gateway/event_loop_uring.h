@@ -72,8 +72,9 @@ struct EventLoop::Uring {
 
   std::deque<UringOp> ops_;  // stable addresses; grows to the most operations ever in flight
   std::vector<UringOp*> free_;
-  // Cancelled operations wait here until their cancel was submitted: reused before that, an
-  // operation could be hit by a cancel meant for the one it was before.
+  // Cancelled operations wait here until their cancel was submitted. The kernel runs a batch of
+  // submissions in order, so a reused operation's new submission already comes after the cancel
+  // meant for its previous use; this keeps that true even if a cancel were ever held back.
   std::vector<UringOp*> quarantine_;
   std::vector<std::pair<IoWatcher*, UringOp*>> polls_;
   std::vector<Completion> batch_;
