@@ -116,8 +116,8 @@ Connection::Connection(Worker& worker, int fd, size_t listener, const sockaddr_s
     ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(peer).sin6_addr, ip, sizeof ip);
   }
   client_ip_ = ip;
-  // Nothing to set on the socket: accept4 made it non-blocking, and TCP_NODELAY comes from the
-  // listener (Worker::open_listeners).
+  // Nothing to set on the socket: accept4 gave it the flags the loop wants
+  // (EventLoop::socket_flags), and TCP_NODELAY comes from the listener (Worker::open_listeners).
   GatewayShared& shared = worker_.shared();
   shared.listener_metrics[listener_].active->add(1);
   shared.listener_metrics[listener_].total->inc();

@@ -29,7 +29,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
                          public http::MessageSink,
                          public UpstreamUser {
  public:
-  // Takes over `fd`, an accepted non-blocking socket.
+  // Takes over `fd`, an accepted socket with the loop's flags (EventLoop::socket_flags).
   Connection(Worker& worker, int fd, size_t listener, const sockaddr_storage& peer);
   ~Connection() override;
 

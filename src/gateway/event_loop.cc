@@ -257,10 +257,9 @@ void Stream::async_connect(const sockaddr* addr, socklen_t len, IoHandler h) {
   }
   if (auto* u = loop_.uring_.get()) {
     io_uring_sqe* sqe;
-    UringOp* op = u->start(UringOp::Kind::kConnect, this, std::move(h), sqe);
+    UringOp* op = start_uring(*u, UringOp::Kind::kConnect, h, sqe);
     if (!op) {
       ::close(fd);
-      loop_.defer(std::move(h), ENOBUFS, 0);
       return;
     }
     std::memcpy(&op->addr, addr, std::min<size_t>(len, sizeof op->addr));
@@ -335,12 +334,8 @@ void Stream::async_read_some(char* buf, size_t len, IoHandler h) {
   }
   if (auto* u = loop_.uring_.get()) {
     io_uring_sqe* sqe;
-    read_op_ = u->start(UringOp::Kind::kRead, this, std::move(h), sqe);
-    if (!read_op_) {
-      loop_.defer(std::move(h), ENOBUFS, 0);
-      return;
-    }
-    io_uring_prep_recv(sqe, fd_, buf, len, 0);
+    read_op_ = start_uring(*u, UringOp::Kind::kRead, h, sqe);
+    if (read_op_) io_uring_prep_recv(sqe, fd_, buf, len, 0);
     return;
   }
   if (readable_) {
@@ -381,11 +376,8 @@ void Stream::async_write(const char* data, size_t len, IoHandler h) {
   }
   if (auto* u = loop_.uring_.get()) {
     io_uring_sqe* sqe;
-    write_op_ = u->start(UringOp::Kind::kWrite, this, std::move(h), sqe);
-    if (!write_op_) {
-      loop_.defer(std::move(h), ENOBUFS, 0);
-      return;
-    }
+    write_op_ = start_uring(*u, UringOp::Kind::kWrite, h, sqe);
+    if (!write_op_) return;
     write_op_->data = data;
     write_op_->len = len;
     io_uring_prep_send(sqe, fd_, data, len, MSG_NOSIGNAL);

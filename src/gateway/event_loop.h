@@ -31,6 +31,8 @@
 #include <string_view>
 #include <vector>
 
+struct io_uring_sqe;  // liburing.h, kept out of here
+
 namespace sluice::gateway {
 
 // kAuto: io_uring when the kernel offers what the loop needs (Linux 6.1: single issuer, deferred
@@ -39,6 +41,7 @@ enum class IoBackend : uint8_t { kAuto, kEpoll, kUring };
 std::string_view to_string(IoBackend b);
 
 struct UringOp;
+enum class UringOpKind : uint8_t;
 
 // Watched by the loop (EventLoop::add); told which events arrived.
 class IoWatcher {
@@ -162,6 +165,8 @@ class Stream final : public IoWatcher {
   // on_io's flag, which the destructor clears).
   bool complete(IoHandler& slot, int err, size_t n, const bool& alive);
   friend struct EventLoop::Uring;
+  // Starts an operation for this stream, or reports ENOBUFS to `h` (later) and returns null.
+  UringOp* start_uring(EventLoop::Uring& u, UringOpKind kind, IoHandler& h, io_uring_sqe*& sqe);
   void close_uring();
   // One recv into the pending read; updates readable_.
   ssize_t recv_once(char* buf, size_t len, int& err);

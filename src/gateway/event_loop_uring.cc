@@ -273,6 +273,13 @@ void EventLoop::run_uring() {
   stopping_ = false;
 }
 
+UringOp* Stream::start_uring(EventLoop::Uring& u, UringOp::Kind kind, IoHandler& h,
+                             io_uring_sqe*& sqe) {
+  UringOp* op = u.start(kind, this, std::move(h), sqe);
+  if (!op) loop_.defer(std::move(h), ENOBUFS, 0);  // h was left alone
+  return op;
+}
+
 void Stream::close_uring() {
   EventLoop::Uring& u = *loop_.uring_;
   for (UringOp** slot : {&read_op_, &write_op_, &connect_op_}) {

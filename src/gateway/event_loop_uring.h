@@ -19,8 +19,10 @@ namespace sluice::gateway {
 
 // One submission and its handler. It lives until its last completion arrives, whatever happened
 // to the stream or watcher meanwhile: the handler (and the buffers it keeps alive) goes with it.
+enum class UringOpKind : uint8_t { kRead, kWrite, kConnect, kPoll };
+
 struct UringOp {
-  enum class Kind : uint8_t { kRead, kWrite, kConnect, kPoll };
+  using Kind = UringOpKind;
   Kind kind = Kind::kRead;
   bool cancelled = false;  // its stream was closed (or its watcher forgotten): ECANCELED
   int fd = -1;

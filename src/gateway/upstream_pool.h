@@ -38,7 +38,8 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
 
   // Arms a read unless one is armed. What it reads goes to the attached user; while idle in a
   // pool, anything read (or EOF) makes the connection unusable: it leaves the pool and closes.
-  // Cheap: a read armed on a socket that was drained waits for epoll, with no syscall.
+  // Cheap: a read armed on a drained socket waits for epoll with no syscall, and on io_uring is
+  // one submission in the next enter.
   void read();
   bool reading() const { return reading_; }
 

@@ -64,7 +64,7 @@ void Worker::open_listeners() {
     if (::listen(fd, SOMAXCONN) != 0) fail("listen");
     if (int err = loop_.add(fd, listeners_.back().get()); err != 0) {
       errno = err;
-      fail("epoll_ctl");
+      fail("watch with the event loop");
     }
   }
 }
