@@ -41,6 +41,14 @@ struct Limits {
   Duration idle_timeout = 60s;       // keep-alive connections closed after this
   Duration drain_timeout = 30s;      // SIGTERM / POST /drain: in-flight requests get this long
   size_t max_connections = 100000;   // per gateway; accept pauses beyond
+  // Request bodies (mod_reqtimeout's body=20,MinRate=500): the body must be complete within
+  // body_timeout after the head, extended by one second for every min_body_rate bytes received.
+  // 408 when it is not (before a response started). min_body_rate 0 = no extension.
+  Duration body_timeout = 20s;
+  uint64_t min_body_rate = 500;  // bytes per second; 0..1GiB
+  // A body up to this size is read whole before an upstream connection is chosen and taken, so a
+  // slow client cannot pin a connection to the service; larger bodies stream. 0 = always stream.
+  size_t request_buffer_bytes = 65536;
 };
 
 struct AccessLog {
@@ -75,6 +83,10 @@ struct Timeouts {
   Duration connect = 1s;
   Duration request = 5s;  // first response byte must arrive within this after the request
   Duration idle = 60s;    // pooled upstream connections closed after this idle time
+  // Overall deadline from the request's first byte to the response head, over every try; 0 = none.
+  // A retry is not started when less than a tenth of `request` (at least 5 ms) is left, and
+  // each try's connect and request timeouts are cut to what is left. 504 when it runs out.
+  Duration total = 0s;
 
   bool operator==(const Timeouts&) const = default;
 };

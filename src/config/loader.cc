@@ -36,6 +36,7 @@ constexpr size_t kMaxNameLength = 128;
 constexpr Duration kMaxTimeout = 1h;
 constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kMiB = 1024 * kKiB;
+constexpr uint64_t kGiB = 1024 * kMiB;
 constexpr uint64_t kTiB = kMiB * kMiB;
 
 constexpr std::array<std::string_view, 3> kLbPolicies = {"round_robin", "least_request",
@@ -654,7 +655,8 @@ class SchemaLoader {
   void load_limits(const Value& v) {
     MapReader m(diag_, v,
                 {"max_header_bytes", "max_uri_bytes", "max_body_bytes", "max_headers",
-                 "header_timeout", "idle_timeout", "drain_timeout", "max_connections"});
+                 "header_timeout", "idle_timeout", "drain_timeout", "max_connections",
+                 "body_timeout", "min_body_rate", "request_buffer_bytes"});
     Limits& l = config_.limits;
     bool header_ok = m.read_size("max_header_bytes", l.max_header_bytes, kKiB, kMiB);
     bool uri_ok = m.read_size("max_uri_bytes", l.max_uri_bytes, 256, kMiB);
@@ -664,6 +666,10 @@ class SchemaLoader {
     m.read("idle_timeout", l.idle_timeout, kMaxTimeout);
     m.read("drain_timeout", l.drain_timeout, kMaxTimeout);
     m.read_uint("max_connections", l.max_connections, 1, 1'000'000);
+    m.read("body_timeout", l.body_timeout, 1ms, kMaxTimeout);
+    m.read_size("min_body_rate", l.min_body_rate, 0, kGiB);
+    // Bounded: every connection may hold this much while its body arrives.
+    m.read_size("request_buffer_bytes", l.request_buffer_bytes, 0, kMiB);
     // The URI is part of the request head, so a larger URI limit could never take effect.
     if (header_ok && uri_ok && l.max_uri_bytes > l.max_header_bytes) {
       const Value* at = m.get("max_uri_bytes");
@@ -713,10 +719,11 @@ class SchemaLoader {
       }
       if (const Value* lb = m.get("load_balancer")) load_load_balancer(*lb, service.load_balancer);
       if (const Value* t = m.get("timeouts")) {
-        MapReader tm(diag_, *t, {"connect", "request", "idle"});
+        MapReader tm(diag_, *t, {"connect", "request", "idle", "total"});
         tm.read("connect", service.timeouts.connect, kMaxTimeout);
         tm.read("request", service.timeouts.request, kMaxTimeout);
         tm.read("idle", service.timeouts.idle, kMaxTimeout);
+        tm.read("total", service.timeouts.total, 0ns, kMaxTimeout);
       }
       if (const Value* r = m.get("retry")) load_retry(*r, service.retry);
       if (const Value* k = m.get("kind")) {
@@ -1921,10 +1928,17 @@ std::string to_json(const GatewayConfig& config) {
   }
   if (config.admin.enabled) j["admin"] = {{"address", config.admin.address.to_string()}};
   const Limits& l = config.limits;
-  j["limits"] = {{"max_header_bytes", l.max_header_bytes}, {"max_uri_bytes", l.max_uri_bytes},
-                 {"max_body_bytes", l.max_body_bytes},     {"max_headers", l.max_headers},
-                 {"header_timeout", d(l.header_timeout)},  {"idle_timeout", d(l.idle_timeout)},
-                 {"drain_timeout", d(l.drain_timeout)},    {"max_connections", l.max_connections}};
+  j["limits"] = {{"max_header_bytes", l.max_header_bytes},
+                 {"max_uri_bytes", l.max_uri_bytes},
+                 {"max_body_bytes", l.max_body_bytes},
+                 {"max_headers", l.max_headers},
+                 {"header_timeout", d(l.header_timeout)},
+                 {"idle_timeout", d(l.idle_timeout)},
+                 {"drain_timeout", d(l.drain_timeout)},
+                 {"max_connections", l.max_connections},
+                 {"body_timeout", d(l.body_timeout)},
+                 {"min_body_rate", l.min_body_rate},
+                 {"request_buffer_bytes", l.request_buffer_bytes}};
   j["access_log"] = {{"path", config.access_log.path}, {"format", config.access_log.format}};
   j["services"] = Json::array();
   for (const auto& s : config.services) {
@@ -1944,7 +1958,8 @@ std::string to_json(const GatewayConfig& config) {
     }
     js["timeouts"] = {{"connect", d(s.timeouts.connect)},
                       {"request", d(s.timeouts.request)},
-                      {"idle", d(s.timeouts.idle)}};
+                      {"idle", d(s.timeouts.idle)},
+                      {"total", d(s.timeouts.total)}};
     Json on = Json::array();
     for (const auto& r : kRetryOn) {
       if (s.retry.on & r.bit) on.push_back(r.name);

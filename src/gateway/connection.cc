@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "core/log.h"
 #include "core/random.h"
 #include "gateway/shared.h"
 #include "gateway/worker.h"
@@ -26,6 +27,16 @@ namespace {
 constexpr size_t kMaxReplayBytes = 64 * 1024;
 // Stop reading a request body while this much is waiting to go upstream (backpressure).
 constexpr size_t kMaxUpstreamBacklog = 256 * 1024;
+// A retry is not started with less than this left of timeouts.total (and not with less than a
+// tenth of timeouts.request): a try that short could hardly succeed.
+constexpr std::chrono::nanoseconds kMinTry = std::chrono::milliseconds(5);
+
+// Connect errors that say nothing serves at the endpoint (as opposed to local shortages such as
+// EADDRNOTAVAIL or EMFILE, which are this gateway's problem).
+bool endpoint_refused(int err) {
+  return err == ECONNREFUSED || err == ECONNRESET || err == ECONNABORTED || err == EHOSTUNREACH ||
+         err == ENETUNREACH || err == EHOSTDOWN;
+}
 
 bool is_idempotent(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
@@ -147,6 +158,8 @@ bool Connection::want_downstream_read() const {
   // progress is still read (an upstream may answer before the whole body has arrived).
   if (!in_request_) return !closing_ && pending_.empty();
   if (req_done_ || local_reply_) return false;
+  // A buffered body is bounded by limits.request_buffer_bytes (buffering stops beyond it).
+  if (buffering_) return true;
   return up_out_.size() + up_wbuf_.size() < kMaxUpstreamBacklog;
 }
 
@@ -170,6 +183,7 @@ void Connection::on_downstream_data(int err, size_t n) {
   if (!in_request_ && deadline_kind_ == Deadline::kIdle) {
     set_deadline(Deadline::kHeader, worker_.services()->snapshot->config->limits.header_timeout);
   }
+  if (!in_request_ && !parser_.in_message()) request_began_ = worker_.now();
   feed(rbuf_.data(), n);
   // A full small buffer means more is probably waiting (a large head or a body): read it in big
   // pieces through the worker's scratch buffer until the socket is empty or we must stop.
@@ -208,6 +222,7 @@ void Connection::feed(const char* data, size_t len) {
 }
 
 void Connection::process_pending() {
+  if (!parser_.in_message()) request_began_ = worker_.now();
   std::string buf;
   buf.swap(pending_);
   feed(buf.data(), buf.size());
@@ -238,6 +253,13 @@ void Connection::begin_request() {
   replay_.clear();
   replayable_ = true;
   retrying_ = false;
+  free_retries_ = 0;
+  stale_retried_ = false;
+  up_reused_ = connect_error_ = false;
+  body_timed_ = buffering_ = continue_sent_ = false;
+  total_deadline_ = core::MonoTime::max();
+  total_expired_ = false;
+  if (request_began_ == core::MonoTime{} || request_began_ > start_) request_began_ = start_;
   method_.clear();
   target_.clear();
   user_agent_.clear();
@@ -280,6 +302,10 @@ void Connection::on_head(http::MessageHead& head) {
   head_request_ = method_ == "HEAD";
   req_chunked_ = head.chunked;
   req_has_body_ = head.chunked || head.content_length > 0;
+  if (req_has_body_) {
+    body_timed_ = true;
+    body_start_ = worker_.now();
+  }
   user_agent_ = head.headers.get("user-agent");
   std::string_view incoming_id = head.headers.get("x-request-id");
   if (usable_request_id(incoming_id)) {
@@ -391,6 +417,25 @@ void Connection::on_units_changed() {
 
 void Connection::continue_request(const http::MessageHead& head, bool resumed) {
   const Snapshot& snap = *services_->snapshot;
+  if (!req_done_ && req_has_body_ && !buffering_) {
+    // A small body is read whole before an upstream connection is chosen and taken (as nginx
+    // does), so that a slow client holds no connection to the service while it trickles in.
+    const size_t limit = snap.config->limits.request_buffer_bytes;
+    if (limit > 0 && (head.chunked || static_cast<uint64_t>(head.content_length) <= limit) &&
+        up_out_.size() <= limit) {
+      buffering_ = true;
+      if (head.expect_continue && !client_http10_ && !resumed) {
+        continue_sent_ = true;
+        ds_out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+        flush_downstream();
+      }
+      return;
+    }
+  }
+  buffering_ = false;
+  if (const auto total = snap.services[service_index_].cfg->timeouts.total; total.count() > 0) {
+    total_deadline_ = request_began_ + total;
+  }
   // A forwarded request is governed by the owner city's gateway, which sees it next.
   if (!forward_) {
     RequestFacts facts;
@@ -416,7 +461,8 @@ void Connection::continue_request(const http::MessageHead& head, bool resumed) {
   build_upstream_head(head);
   up_out_.append(body);
   if (replayable_) replay_.append(replay_body);
-  if (head.expect_continue && !client_http10_ && !resumed) {
+  if (head.expect_continue && !client_http10_ && !resumed && !continue_sent_) {
+    continue_sent_ = true;
     ds_out_.append("HTTP/1.1 100 Continue\r\n\r\n");
     flush_downstream();
   }
@@ -541,6 +587,10 @@ void Connection::on_body(std::string_view data) {
       replay_.append(up_out_, before, std::string::npos);
     }
   }
+  // A chunked body that turns out larger than the buffer streams from here on.
+  if (buffering_ && up_out_.size() > services_->snapshot->config->limits.request_buffer_bytes) {
+    end_buffering();
+  }
 }
 
 void Connection::on_complete() {
@@ -550,12 +600,29 @@ void Connection::on_complete() {
     http::append_last_chunk(up_out_);
     if (replayable_) http::append_last_chunk(replay_);
   }
+  if (buffering_) end_buffering();
+}
+
+void Connection::end_buffering() {
+  if (held_) {
+    buffering_ = false;  // a unit switch holds it: on_units_changed goes on
+    return;
+  }
+  // The parser keeps the head until the next message starts, which cannot happen before this
+  // request is complete (pipelined bytes wait in pending_).
+  continue_request(parser_.head(), /*resumed=*/false);
 }
 
 void Connection::start_attempt() {
   auto& ws = services_->services[service_index_];
   const ServiceInfo& si = services_->snapshot->services[service_index_];
   const ServiceInfo& si0 = services_->snapshot->services[service_index_];
+  if (worker_.now() >= total_deadline_) {
+    // The body took all of timeouts.total (a retry checks before it starts).
+    release_request();
+    local_reply(504, "request deadline (timeouts.total) exceeded");
+    return;
+  }
   if (!choose_endpoints()) {
     si0.no_endpoint->inc();
     release_request();
@@ -588,6 +655,7 @@ void Connection::start_attempt() {
   ++ws.states[idx].active;
   attempt_start_ = worker_.now();
   resp_got_bytes_ = false;
+  up_reused_ = connect_error_ = false;
   up_connected_ = false;
   up_writing_ = false;
   up_wbuf_.clear();
@@ -598,6 +666,7 @@ void Connection::start_attempt() {
   const EndpointInfo& ep = si.endpoints[idx];
   upstream_ = worker_.pool().take(ep.address);
   if (upstream_) {
+    up_reused_ = true;
     upstream_ready();
     return;
   }
@@ -612,7 +681,7 @@ void Connection::start_attempt() {
   }
   pending_held_ = true;
   upstream_ = std::make_shared<UpstreamConnection>(worker_.loop(), ep.address);
-  set_deadline(Deadline::kConnect, si.cfg->timeouts.connect);
+  arm_upstream_deadline(Deadline::kConnect, si.cfg->timeouts.connect);
   upstream_->socket().async_connect(
       ep.resolved.data(), static_cast<socklen_t>(ep.resolved.size()),
       [self = shared_from_this(), gen](int err, size_t) { self->on_connected(err, gen); });
@@ -626,6 +695,7 @@ void Connection::on_connected(int err, uint64_t gen) {
     services_->snapshot->governance->services[service_index_].breaker->release_pending();
   }
   if (err != 0) {
+    connect_error_ = endpoint_refused(err);
     on_upstream_failure(UpstreamErrorKind::kConnectFailure, "upstream connect failed");
     return;
   }
@@ -638,7 +708,7 @@ void Connection::upstream_ready() {
   upstream_->attach(this);
   upstream_->count_request();
   const ServiceInfo& si = services_->snapshot->services[service_index_];
-  set_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
+  arm_upstream_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
   flush_upstream();
   upstream_->read();
 }
@@ -665,7 +735,7 @@ void Connection::flush_upstream() {
         // Upload progress counts as activity: a long request body is not a timeout.
         if (self->deadline_kind_ == Deadline::kUpstream) {
           const ServiceInfo& si = self->services_->snapshot->services[self->service_index_];
-          self->set_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
+          self->arm_upstream_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
         }
         if (!self->up_out_.empty()) {
           self->flush_upstream();
@@ -696,7 +766,7 @@ void Connection::on_upstream_data(int err, const char* data, size_t n) {
   }
   resp_got_bytes_ = true;
   const ServiceInfo& si = services_->snapshot->services[service_index_];
-  set_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
+  arm_upstream_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
   size_t off = 0;
   uint64_t gen = attempt_gen_;
   while (off < n) {
@@ -707,7 +777,7 @@ void Connection::on_upstream_data(int err, const char* data, size_t n) {
       record_attempt(true);
       retry_status_ = 0;
       drop_upstream();
-      retry();
+      retry(RetryCost::kBudgeted);
       return;
     }
     off += r.consumed;
@@ -731,7 +801,7 @@ void Connection::on_response_head(http::MessageHead& head) {
     return;
   }
   uint32_t flag = retry_flag_for_status(head.status);
-  if (flag && can_retry(flag)) {
+  if (flag && can_retry(flag) != RetryCost::kNone) {
     // Not forwarded: read_upstream retries once the parser has returned.
     retry_status_ = head.status;
     return;
@@ -798,17 +868,60 @@ void Connection::on_response_complete() {
   upstream_seconds_ = std::chrono::duration<double>(worker_.now() - attempt_start_).count();
 }
 
-bool Connection::can_retry(uint32_t on_flag) const {
+Connection::RetryCost Connection::can_retry(uint32_t on_flag, bool refused, bool stale) const {
   const ServiceInfo& si = services_->snapshot->services[service_index_];
   const config::Retry& r = si.cfg->retry;
-  if (resp_head_sent_ || !replayable_ || closed_) return false;
-  if (static_cast<uint32_t>(attempts_) > r.attempts) return false;
-  if (!(r.on & on_flag)) return false;
-  if (!idempotent_ && !r.non_idempotent) return false;
+  if (resp_head_sent_ || !replayable_ || closed_) return RetryCost::kNone;
+  if (r.attempts == 0 || !(r.on & on_flag)) return RetryCost::kNone;
+  if (!time_left_for_try()) return RetryCost::kNone;
+  const bool may_resend = idempotent_ || r.non_idempotent;
+  // Failover, not extra load: a connection that could not be opened carried nothing (any method
+  // may go elsewhere), and is retried on an endpoint not tried yet; a pooled connection that
+  // closed before any response byte is the keep-alive race or an instance that died (idempotent
+  // requests only: it may have been processed). Neither adds load a healthy service would not
+  // have had, so neither is rationed; both are bounded by the number of endpoints: a refusal
+  // is retried for free only on an endpoint in rotation that this request has not tried (when
+  // every endpoint is down, the usual rules apply), and a stale connection is retried for free
+  // once per request (a request that itself kills connections gets one extra try, no more).
+  const size_t n = si.endpoints.size();
+  if (refused && free_retries_ < n) {
+    const auto& od = *services_->snapshot->governance->services[service_index_].outlier;
+    const core::MonoTime now = worker_.now();
+    for (size_t i = 0; i < n; ++i) {
+      if (od.available(i, now) &&
+          std::find(tried_.begin(), tried_.end(), static_cast<uint32_t>(i)) == tried_.end()) {
+        return RetryCost::kFree;
+      }
+    }
+  } else if (stale && may_resend && !stale_retried_) {
+    return RetryCost::kFree;
+  }
+  // Nothing of the request left the gateway when the connection could not be opened.
+  if (!may_resend && on_flag != config::kRetryConnectFailure) return RetryCost::kNone;
+  if (static_cast<uint32_t>(attempts_) - free_retries_ > r.attempts) return RetryCost::kNone;
+  // A connect that failed or timed out put no load on the service: no budget needed.
+  if (on_flag == config::kRetryConnectFailure) return RetryCost::kAttempt;
   const auto& ws = services_->services[service_index_];
   uint64_t budget = std::max<uint64_t>(r.min_retry_concurrency,
                                        uint64_t{ws.active_requests} * r.budget_percent / 100);
-  return ws.active_retries < budget;
+  return ws.active_retries < budget ? RetryCost::kBudgeted : RetryCost::kNone;
+}
+
+bool Connection::time_left_for_try() const {
+  if (total_deadline_ == core::MonoTime::max()) return true;
+  const auto& t = services_->snapshot->services[service_index_].cfg->timeouts;
+  const std::chrono::nanoseconds min_try =
+      std::max<std::chrono::nanoseconds>(kMinTry, t.request / 10);
+  return total_deadline_ - worker_.now() >= min_try;
+}
+
+void Connection::arm_upstream_deadline(Deadline kind, std::chrono::nanoseconds after) {
+  // timeouts.total bounds the wait for the response head; a response that has started streams
+  // under the request timeout alone.
+  if (total_deadline_ != core::MonoTime::max() && !resp_head_sent_) {
+    after = std::min<std::chrono::nanoseconds>(after, total_deadline_ - worker_.now());
+  }
+  set_deadline(kind, after);
 }
 
 void Connection::release_endpoint() {
@@ -849,9 +962,14 @@ void Connection::drop_upstream() {
   }
 }
 
-void Connection::retry() {
-  retrying_ = true;
-  ++services_->services[service_index_].active_retries;
+void Connection::retry(RetryCost cost, bool stale) {
+  if (cost == RetryCost::kFree) {
+    ++free_retries_;
+    stale_retried_ = stale_retried_ || stale;
+  } else if (cost == RetryCost::kBudgeted) {
+    retrying_ = true;
+    ++services_->services[service_index_].active_retries;
+  }
   services_->snapshot->services[service_index_].retries->inc();
   up_out_ = replay_;
   start_attempt();
@@ -859,13 +977,27 @@ void Connection::retry() {
 
 void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
   const ServiceInfo& si = services_->snapshot->services[service_index_];
-  if (endpoint_ >= 0) si.endpoints[endpoint_].errors[static_cast<size_t>(kind)]->inc();
+  const bool refused = kind == UpstreamErrorKind::kConnectFailure && connect_error_;
+  const bool stale = kind == UpstreamErrorKind::kReset && up_reused_ && !resp_got_bytes_;
+  if (endpoint_ >= 0) {
+    si.endpoints[endpoint_].errors[static_cast<size_t>(kind)]->inc();
+    if (refused) {
+      // Nothing serves there: out of every worker's choice now, not after the health check's
+      // thresholds (governance::OutlierDetector, "Down").
+      auto& od = *services_->snapshot->governance->services[service_index_].outlier;
+      if (od.mark_down(static_cast<size_t>(endpoint_), worker_.now())) {
+        core::log_warn("endpoint {} of service {} refused a connection: out of rotation for {}",
+                       si.endpoints[endpoint_].address, si.cfg->name,
+                       core::format_duration(od.down_for()));
+      }
+    }
+  }
   record_attempt(true);
   gov_failure_ = true;
   gov_dropped_ = kind != UpstreamErrorKind::kProtocol;
   drop_upstream();
-  if (can_retry(retry_flag(kind))) {
-    retry();
+  if (RetryCost cost = can_retry(retry_flag(kind), refused, stale); cost != RetryCost::kNone) {
+    retry(cost, stale);
     return;
   }
   release_request();
@@ -877,7 +1009,13 @@ void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
     return;
   }
   up_out_.clear();
-  local_reply(kind == UpstreamErrorKind::kTimeout ? 504 : 502, what);
+  int status = kind == UpstreamErrorKind::kTimeout ? 504 : 502;
+  // Out of time: the total deadline fired, or what it leaves is too short for another try.
+  if (total_expired_ || (total_deadline_ != core::MonoTime::max() && !time_left_for_try())) {
+    status = 504;
+    what = "request deadline (timeouts.total) exceeded";
+  }
+  local_reply(status, what);
 }
 
 void Connection::local_reply(int status, std::string_view message) {
@@ -1134,6 +1272,19 @@ void Connection::on_tick(core::MonoTime now) {
     }
     return;
   }
+  if (body_timed_ && in_request_ && !req_done_ && !local_reply_) {
+    const auto& limits = services_->snapshot->config->limits;
+    auto until = body_start_ + limits.body_timeout;
+    if (limits.min_body_rate > 0) {
+      // Every min_body_rate bytes received buy one more second (capped: no overflow).
+      until += std::chrono::nanoseconds(static_cast<int64_t>(std::min<double>(
+          1e18, static_cast<double>(bytes_in_) * 1e9 / static_cast<double>(limits.min_body_rate))));
+    }
+    if (now >= until) {
+      on_body_timeout();
+      return;
+    }
+  }
   if (deadline_kind_ == Deadline::kNone || now < deadline_) return;
   switch (deadline_kind_) {
     case Deadline::kHeader:
@@ -1154,10 +1305,12 @@ void Connection::on_tick(core::MonoTime now) {
       break;
     case Deadline::kConnect:
       deadline_kind_ = Deadline::kNone;
+      total_expired_ = deadline_ >= total_deadline_;  // the deadline was cut to timeouts.total
       on_upstream_failure(UpstreamErrorKind::kConnectFailure, "upstream connect timed out");
       break;
     case Deadline::kUpstream:
       deadline_kind_ = Deadline::kNone;
+      total_expired_ = deadline_ >= total_deadline_;
       on_upstream_failure(UpstreamErrorKind::kTimeout, "upstream request timed out");
       break;
     case Deadline::kHold:
@@ -1173,6 +1326,30 @@ void Connection::on_tick(core::MonoTime now) {
     case Deadline::kNone:
       break;
   }
+}
+
+void Connection::on_body_timeout() {
+  worker_.shared().reject(RejectReason::kBodyTimeout);
+  body_timed_ = false;
+  buffering_ = false;
+  closing_ = true;  // the rest of the body is not read
+  if (resp_head_sent_) {
+    // The service already answered and part of it is with the client: cut it short.
+    abort_request();
+    close();
+    return;
+  }
+  if (held_) {
+    held_ = false;
+    held_head_.reset();
+  }
+  deadline_kind_ = Deadline::kNone;
+  if (route_) {
+    drop_upstream();
+    release_request();
+    up_out_.clear();
+  }
+  local_reply(408, "request body not received in time");
 }
 
 void Connection::drain() {

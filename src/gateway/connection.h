@@ -76,8 +76,22 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void on_upstream_data(int err, const char* data, size_t n) override;
   void read_upstream();
   void on_upstream_failure(UpstreamErrorKind kind, const char* what);
-  // Whether another attempt may be made after a failure of kind `on_flag` (config::RetryOn).
-  bool can_retry(uint32_t on_flag) const;
+  // What a retry costs (docs/config.md, services[].retry): kFree = failover from an endpoint
+  // that was not serving (counts neither against `attempts` nor the budget), kAttempt = counts
+  // against `attempts` only (nothing reached the service), kBudgeted = both.
+  enum class RetryCost { kNone, kFree, kAttempt, kBudgeted };
+  // Whether and at what cost another attempt may be made after a failure of kind `on_flag`
+  // (config::RetryOn). `refused`: the connection could not be opened; `stale`: a pooled
+  // connection closed or reset before any response byte.
+  RetryCost can_retry(uint32_t on_flag, bool refused = false, bool stale = false) const;
+  // Whether a try of at least the minimum length still fits in timeouts.total.
+  bool time_left_for_try() const;
+  // Arms the connect/upstream deadline, cut to timeouts.total until the response head arrived.
+  void arm_upstream_deadline(Deadline kind, std::chrono::nanoseconds after);
+  // The body of the request is complete (or larger than limits.request_buffer_bytes): go on.
+  void end_buffering();
+  // limits.body_timeout / min_body_rate ran out.
+  void on_body_timeout();
   // Closes the upstream connection of this request (never pooled) and lets go of it.
   void discard_upstream();
   // The client closed or reset the connection.
@@ -85,7 +99,8 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   // Ends the current attempt: closes its connection, returns its endpoint count.
   void drop_upstream();
   // Starts the next attempt with the request bytes kept for replay.
-  void retry();
+  // `stale`: the retry of a stale pooled connection (free once per request).
+  void retry(RetryCost cost, bool stale = false);
   void release_endpoint();
   void build_upstream_head(const http::MessageHead& head);
   // The ring_hash key of this request (load_balancer.hash_on), if the request carries one.
@@ -146,6 +161,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   core::MonoTime deadline_{};
   core::MonoTime ds_write_started_{};
   uint64_t requests_ = 0;
+  core::MonoTime request_began_{};  // when the first byte of the next/current request was read
 
   // Per request.
   std::shared_ptr<WorkerServices> services_;  // the snapshot this request started on
@@ -169,6 +185,13 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   core::MonoTime start_{};
   uint64_t bytes_in_ = 0;
   uint64_t bytes_out_ = 0;
+  // Body deadline: body_start_ + body_timeout + bytes_in_ / min_body_rate (limits).
+  core::MonoTime body_start_{};
+  bool body_timed_ = false;     // a body is expected and the deadline runs
+  bool buffering_ = false;      // reading a small body whole before choosing an upstream
+  bool continue_sent_ = false;  // 100 Continue already written for this request
+  core::MonoTime total_deadline_ = core::MonoTime::max();  // timeouts.total
+  bool total_expired_ = false;  // the deadline that fired was timeouts.total
 
   // Upstream exchange of the current request.
   std::shared_ptr<UpstreamConnection> upstream_;
@@ -178,7 +201,11 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool replayable_ = true;
   bool up_connected_ = false;
   bool up_writing_ = false;
-  bool retrying_ = false;
+  bool retrying_ = false;        // the current attempt holds one of the service's active_retries
+  bool up_reused_ = false;       // the current attempt's connection came from the pool
+  bool connect_error_ = false;   // the current attempt's connect failed at once (not a timeout)
+  uint32_t free_retries_ = 0;    // retries of cost kFree made by this request
+  bool stale_retried_ = false;   // ... one of them after a stale pooled connection
   bool counted_active_ = false;  // holds one of the service's active_requests
   uint64_t attempt_gen_ = 0;
   int endpoint_ = -1;

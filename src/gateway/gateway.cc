@@ -13,9 +13,9 @@ namespace sluice::gateway {
 
 namespace {
 
-constexpr const char* kRejectNames[] = {"bad_request",    "header_too_large",    "uri_too_long",
-                                        "body_too_large", "header_timeout",      "idle_timeout",
-                                        "unsupported",    "too_many_connections"};
+constexpr const char* kRejectNames[] = {"bad_request",    "header_too_large",     "uri_too_long",
+                                        "body_too_large", "header_timeout",       "idle_timeout",
+                                        "unsupported",    "too_many_connections", "body_timeout"};
 static_assert(std::size(kRejectNames) == static_cast<size_t>(RejectReason::kCount));
 
 // What a reload cannot change: these are bound to sockets and threads made at start.

@@ -519,6 +519,10 @@ std::shared_ptr<const GovernanceSnapshot> Governance::build(
       registry_.counter_fn(
           "sluice_outlier_ejections_total", "Times an endpoint was ejected.",
           [outlier, i] { return static_cast<double>(outlier->ejections_total(i)); }, labels);
+      registry_.counter_fn(
+          "sluice_endpoint_down_total",
+          "Times an endpoint was taken out of rotation because it refused a connection.",
+          [outlier, i] { return static_cast<double>(outlier->downs_total(i)); }, labels);
     }
     gov->services.push_back(rt);
   }
@@ -615,6 +619,7 @@ std::string Governance::stats_json(const GovernanceSnapshot& gov,
                      {"available", rt.outlier->available(i, now)},
                      {"healthy", rt.outlier->healthy(i)},
                      {"ejected", rt.outlier->ejected(i, now)},
+                     {"down", rt.outlier->down(i, now)},
                      {"ejections", rt.outlier->ejections_total(i)}});
     }
     nlohmann::json svc = {

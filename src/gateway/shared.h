@@ -24,6 +24,7 @@ enum class RejectReason {
   kIdleTimeout,
   kUnsupported,
   kTooManyConnections,
+  kBodyTimeout,
   kCount
 };
 

@@ -38,7 +38,33 @@ bool OutlierDetector::healthy(size_t i) const {
 }
 
 void OutlierDetector::set_health(size_t i, bool healthy) {
-  endpoints_[i].healthy.store(healthy, std::memory_order_relaxed);
+  Endpoint& e = endpoints_[i];
+  // The checker reaches the endpoint again: whatever a refused connection said is outdated.
+  if (healthy && !e.healthy.load(std::memory_order_relaxed)) {
+    e.down_until.store(INT64_MIN, std::memory_order_release);
+  }
+  e.healthy.store(healthy, std::memory_order_relaxed);
+}
+
+bool OutlierDetector::down(size_t i, core::MonoTime now) const {
+  return ns_of(now) < endpoints_[i].down_until.load(std::memory_order_acquire);
+}
+
+bool OutlierDetector::mark_down(size_t i, core::MonoTime now) {
+  Endpoint& e = endpoints_[i];
+  const int64_t t = ns_of(now);
+  int64_t until = e.down_until.load(std::memory_order_acquire);
+  if (t < until) return false;
+  // Only one of the workers racing to mark it wins; the others see it down.
+  if (!e.down_until.compare_exchange_strong(until, t + base_ns_, std::memory_order_acq_rel)) {
+    return false;
+  }
+  e.downs.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+uint64_t OutlierDetector::downs_total(size_t i) const {
+  return endpoints_[i].downs.load(std::memory_order_relaxed);
 }
 
 uint64_t OutlierDetector::ejections_total(size_t i) const {
@@ -46,8 +72,16 @@ uint64_t OutlierDetector::ejections_total(size_t i) const {
 }
 
 void OutlierDetector::record(size_t i, bool error, core::MonoTime now) {
-  if (!enabled_) return;
   const int64_t t = ns_of(now);
+  if (!error) {
+    // An answer from an endpoint marked down (a request sent before the mark, or in panic mode)
+    // proves it serves again.
+    Endpoint& d = endpoints_[i];
+    if (t < d.down_until.load(std::memory_order_relaxed)) {
+      d.down_until.store(INT64_MIN, std::memory_order_release);
+    }
+  }
+  if (!enabled_) return;
   if (t >= next_expiry_.load(std::memory_order_relaxed)) {
     std::lock_guard lock(mu_);
     sweep_locked(t);

@@ -34,7 +34,16 @@ namespace sluice::governance {
 // - Ejection ends by time alone; the listener hears of it at the first record() (for any
 //   endpoint) at or after the end.
 // - Health: every endpoint starts healthy; set_health() is the active checker's verdict.
-// - cfg.enabled == false: record() does nothing; health still works.
+// - cfg.enabled == false: record() does nothing; health and "down" still work.
+// - Down (passive health, always on): mark_down() says that a connection to the endpoint could
+//   not be opened (refused, unreachable): nothing serves there, which needs no statistics. The
+//   endpoint is out of every worker's choice at once, for base_ejection_time (the section's
+//   default when outlier_detection is absent), until the active health check reports it healthy
+//   (a transition to healthy ends it early), or until a later call proves it alive
+//   (record(i, false) after the mark ends it too: a request that got an answer). Not capped by
+//   max_ejection_percent: an endpoint that refuses connections is not serving either way, and
+//   locality's panic threshold decides what happens when too few endpoints are left. A mark
+//   while down does not extend it, so a flood of refusals costs one atomic load each.
 class OutlierDetector {
  public:
   OutlierDetector(const config::OutlierDetection& cfg, size_t endpoints);
@@ -42,8 +51,16 @@ class OutlierDetector {
   OutlierDetector& operator=(const OutlierDetector&) = delete;
 
   // Not ejected and health-check healthy; lock-free.
-  bool available(size_t i, core::MonoTime now) const { return healthy(i) && !ejected(i, now); }
+  bool available(size_t i, core::MonoTime now) const {
+    return healthy(i) && !ejected(i, now) && !down(i, now);
+  }
   bool ejected(size_t i, core::MonoTime now) const;
+  bool down(size_t i, core::MonoTime now) const;
+  // A connection to endpoint i could not be opened (see "Down" above). Lock-free; the listener
+  // is not called. True when this call took it out (false: it was down already).
+  bool mark_down(size_t i, core::MonoTime now);
+  uint64_t downs_total(size_t i) const;
+  std::chrono::nanoseconds down_for() const { return std::chrono::nanoseconds(base_ns_); }
   // Outcome of one call to endpoint i; error = 5xx / connect failure / reset / timeout. A success
   // costs two atomic loads; an error one atomic add, and the lock only when it reaches the
   // threshold.
@@ -68,6 +85,8 @@ class OutlierDetector {
     std::atomic<uint32_t> consecutive{0};
     std::atomic<bool> healthy{true};
     std::atomic<uint64_t> ejections{0};
+    std::atomic<int64_t> down_until{INT64_MIN};  // ns on the monotonic clock
+    std::atomic<uint64_t> downs{0};
     // Guarded by mu_.
     uint32_t multiplier = 0;
     int64_t decay_from = 0;   // ns: decay counts whole base periods from here
@@ -81,7 +100,7 @@ class OutlierDetector {
 
   const bool enabled_;
   const uint32_t consecutive_errors_;
-  const int64_t base_ns_;
+  const int64_t base_ns_;  // also the length of a "down" mark
   const int64_t max_ns_;
   const uint32_t max_multiplier_;
   const size_t size_;

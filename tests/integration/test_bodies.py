@@ -364,5 +364,85 @@ class BodiesTest(SluiceTestCase):
                 c.buf.clear()
 
 
+class SlowBodyTest(SluiceTestCase):
+    """Slow request bodies (issue 12): a small body is read whole before an upstream connection
+    is taken, so slow clients hold ~0 connections to the service; the body deadline
+    (limits.body_timeout + bytes / limits.min_body_rate) answers 408."""
+
+    CLIENTS = 60
+
+    def test_slow_bodies_hold_no_upstream_connections_and_time_out(self):
+        up = self.sample("slowbody")
+        gw = self.gateway({
+            "workers": 2,
+            "access_log": {"path": "off"},
+            "limits": {"body_timeout": "2s", "min_body_rate": 100},
+            "services": [service("slowbody", up.address)],
+            "routes": [route("all", "slowbody", path_prefix="/")],
+        })
+        base = up.stats()["connections"]
+        conns = []
+        try:
+            for i in range(self.CLIENTS):
+                c = RawConn(gw.address, timeout=10)
+                conns.append(c)
+                c.send(b"POST /slow/%d HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nx" % i)
+            t0 = time.monotonic()
+            # One more byte from each client every 0.4 s: far under 100 bytes/s.
+            peak = 0
+            while time.monotonic() - t0 < 1.2:
+                time.sleep(0.4)
+                for c in conns:
+                    c.send(b"y")
+                # Open connections at the service, less the one asking.
+                peak = max(peak, up.stats()["active_connections"] - 1)
+            # Meanwhile a normal client is served at once.
+            r = http_request(gw.address, "POST", "/normal", body=b"z" * 100)
+            self.assertEqual(r.status, 200, r)
+            opened = up.stats()["connections"] - base
+            print(f"\n  {self.CLIENTS} slow-body clients: {peak} upstream connections at peak, "
+                  f"{opened} opened in all", flush=True)
+            # The normal request (and each stats request: its own connection) opens a few; not
+            # one per slow client.
+            self.assertLessEqual(peak, 3)
+            self.assertLessEqual(opened, 10)
+            # The body deadline: 2 s + 4 bytes / 100 B/s after the head.
+            for c in conns:
+                r = c.read_response()
+                self.assertEqual(r.status, 408, r)
+                self.assertIn(b"request body not received in time", r.body)
+                self.assertTrue(r.header("x-request-id"))
+                self.assertEqual(r.header("connection"), "close")
+                self.assertClosed(c, 5)
+            elapsed = time.monotonic() - t0
+            self.assertGreater(elapsed, 1.5)
+            self.assertLess(elapsed, 8)
+        finally:
+            for c in conns:
+                c.close()
+        self.assertEqual(gw.metric("sluice_downstream_rejected_total", reason="body_timeout"),
+                         self.CLIENTS)
+
+    def test_body_at_the_minimum_rate_is_served(self):
+        # 1s deadline, extended by 1s per 200 bytes: 600 bytes sent in steps of 100 every 0.3s
+        # (333 B/s, 1.8 s in all) get through; so does a body larger than the buffer.
+        up = self.sample("ratebody")
+        gw = self.gateway({
+            "workers": 1,
+            "limits": {"body_timeout": "1s", "min_body_rate": 200, "request_buffer_bytes": 256},
+            "services": [service("ratebody", up.address)],
+            "routes": [route("all", "ratebody", path_prefix="/")],
+        })
+        for total in (200, 600):  # under and over request_buffer_bytes
+            with RawConn(gw.address, timeout=10) as c:
+                c.send(b"POST /r HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % total)
+                for _ in range(total // 100):
+                    time.sleep(0.3)
+                    c.send(b"b" * 100)
+                r = c.read_response()
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.json()["body_bytes"], total)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -220,6 +220,9 @@ TEST(Loader, Defaults) {
   EXPECT_EQ(c.limits.idle_timeout, 60s);
   EXPECT_EQ(c.limits.drain_timeout, 30s);
   EXPECT_EQ(c.limits.max_connections, d.limits.max_connections);
+  EXPECT_EQ(c.limits.body_timeout, 20s);
+  EXPECT_EQ(c.limits.min_body_rate, 500u);
+  EXPECT_EQ(c.limits.request_buffer_bytes, 65536u);
   EXPECT_EQ(c.access_log.path, "stdout");
   EXPECT_EQ(c.access_log.format, "json");
   EXPECT_TRUE(c.services.empty());
@@ -240,6 +243,7 @@ routes: [{name: r, service: s}]
   EXPECT_EQ(s.timeouts.connect, 1s);
   EXPECT_EQ(s.timeouts.request, 5s);
   EXPECT_EQ(s.timeouts.idle, 60s);
+  EXPECT_EQ(s.timeouts.total, 0s);
   EXPECT_EQ(s.retry.attempts, d.retry.attempts);
   EXPECT_EQ(s.retry.on, d.retry.on);
   EXPECT_EQ(s.retry.budget_percent, d.retry.budget_percent);
@@ -334,6 +338,23 @@ TEST(Bounds, Limits) {
   }
 }
 
+TEST(Bounds, BodyLimits) {
+  EXPECT_TRUE(Accepts("limits: {body_timeout: 1ms, min_body_rate: 0, request_buffer_bytes: 0}\n"));
+  EXPECT_TRUE(
+      Accepts("limits: {body_timeout: 1h, min_body_rate: 1GiB, request_buffer_bytes: 1MiB}\n"));
+  EXPECT_TRUE(Rejects("limits: {body_timeout: 0s}\n", "limits.body_timeout", "must be"));
+  EXPECT_TRUE(Rejects("limits: {body_timeout: 2h}\n", "limits.body_timeout", "must be"));
+  EXPECT_TRUE(Rejects("limits: {min_body_rate: 1073741825}\n", "limits.min_body_rate", "must be"));
+  EXPECT_TRUE(Rejects("limits: {request_buffer_bytes: 1048577}\n", "limits.request_buffer_bytes",
+                      "must be"));
+  LoadResult r =
+      load_with("limits: {body_timeout: 5s, min_body_rate: 1KiB, request_buffer_bytes: 8KiB}\n");
+  ASSERT_TRUE(r.ok()) << dump(r);
+  EXPECT_EQ(r.config->limits.body_timeout, 5s);
+  EXPECT_EQ(r.config->limits.min_body_rate, 1024u);
+  EXPECT_EQ(r.config->limits.request_buffer_bytes, 8192u);
+}
+
 TEST(Bounds, UriLimitWithinHeaderLimit) {
   EXPECT_TRUE(Rejects("limits: {max_header_bytes: 4096, max_uri_bytes: 8192}\n",
                       "limits.max_uri_bytes", "must not exceed limits.max_header_bytes"));
@@ -345,6 +366,15 @@ TEST(Bounds, UriLimitWithinHeaderLimit) {
 std::string service_with(std::string_view fields) {
   return "services:\n  - name: s\n    endpoints: [{address: 10.0.0.1:80}]\n    " +
          std::string(fields) + "\n";
+}
+
+TEST(Bounds, TotalTimeout) {
+  EXPECT_TRUE(Accepts(service_with("timeouts: {total: 0s}")));
+  EXPECT_TRUE(Accepts(service_with("timeouts: {total: 1h}")));
+  EXPECT_TRUE(
+      Rejects(service_with("timeouts: {total: 61m}"), "services[0].timeouts.total", "must be"));
+  EXPECT_TRUE(Rejects(service_with("timeouts: {total: soon}"), "services[0].timeouts.total",
+                      "expected a duration"));
 }
 
 TEST(Bounds, Service) {

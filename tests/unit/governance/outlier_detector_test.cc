@@ -205,5 +205,62 @@ TEST(OutlierDetectorTest, TwoThreadsEjectOnce) {
   EXPECT_EQ(od.ejected_count(kT0), od.ejected(1, kT0) ? 2u : 1u);
 }
 
+TEST(OutlierDetectorTest, MarkDownTakesEndpointOutForBaseTime) {
+  OutlierDetector od(base_config(), 2);
+  EXPECT_TRUE(od.mark_down(0, kT0));
+  EXPECT_TRUE(od.down(0, kT0));
+  EXPECT_FALSE(od.available(0, kT0));
+  EXPECT_TRUE(od.available(1, kT0));
+  EXPECT_FALSE(od.ejected(0, kT0));  // not an ejection: the cap does not count it
+  EXPECT_EQ(od.downs_total(0), 1u);
+  // A second refusal while down does not extend it.
+  EXPECT_FALSE(od.mark_down(0, kT0 + 5s));
+  EXPECT_EQ(od.downs_total(0), 1u);
+  EXPECT_TRUE(od.down(0, kT0 + 10s - 1ns));
+  EXPECT_FALSE(od.down(0, kT0 + 10s));
+  EXPECT_TRUE(od.available(0, kT0 + 10s));
+  EXPECT_TRUE(od.mark_down(0, kT0 + 10s));
+  EXPECT_EQ(od.downs_total(0), 2u);
+}
+
+TEST(OutlierDetectorTest, MarkDownIsNotCappedAndWorksWhenDisabled) {
+  // Passive "down" is a fact (nothing listens), not a statistic: every endpoint may be down,
+  // also without an outlier_detection section (defaults: 10s).
+  OutlierDetector od(config::OutlierDetection{}, 3);
+  for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(od.mark_down(i, kT0));
+  for (size_t i = 0; i < 3; ++i) EXPECT_FALSE(od.available(i, kT0 + 9s));
+  for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(od.available(i, kT0 + 10s));
+}
+
+TEST(OutlierDetectorTest, DownEndsWhenHealthCheckPassesOrAnAnswerArrives) {
+  OutlierDetector od(base_config(), 2);
+  ASSERT_TRUE(od.mark_down(0, kT0));
+  od.set_health(0, true);  // no transition (it was healthy): the mark stays
+  EXPECT_TRUE(od.down(0, kT0 + 1s));
+  od.set_health(0, false);
+  od.set_health(0, true);  // unhealthy -> healthy: the checker reaches it again
+  EXPECT_FALSE(od.down(0, kT0 + 1s));
+  EXPECT_TRUE(od.available(0, kT0 + 1s));
+
+  ASSERT_TRUE(od.mark_down(1, kT0));
+  od.record(1, true, kT0 + 1s);  // an error does not end it
+  EXPECT_TRUE(od.down(1, kT0 + 1s));
+  od.record(1, false, kT0 + 2s);  // an answer does
+  EXPECT_FALSE(od.down(1, kT0 + 2s));
+}
+
+TEST(OutlierDetectorTest, TwoThreadsMarkDownOnce) {
+  OutlierDetector od(base_config(), 2);
+  std::atomic<int> won{0};
+  auto work = [&] {
+    for (int i = 0; i < 10000; ++i) won += od.mark_down(1, kT0);
+  };
+  std::thread a(work), b(work);
+  a.join();
+  b.join();
+  EXPECT_EQ(won.load(), 1);
+  EXPECT_EQ(od.downs_total(1), 1u);
+}
+
 }  // namespace
 }  // namespace sluice::governance
