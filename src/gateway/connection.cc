@@ -868,7 +868,8 @@ void Connection::on_response_complete() {
   upstream_seconds_ = std::chrono::duration<double>(worker_.now() - attempt_start_).count();
 }
 
-Connection::RetryCost Connection::can_retry(uint32_t on_flag, bool refused, bool stale) const {
+Connection::RetryCost Connection::can_retry(uint32_t on_flag, bool refused, bool stale,
+                                            bool before_response) const {
   const ServiceInfo& si = services_->snapshot->services[service_index_];
   const config::Retry& r = si.cfg->retry;
   if (resp_head_sent_ || !replayable_ || closed_) return RetryCost::kNone;
@@ -899,8 +900,12 @@ Connection::RetryCost Connection::can_retry(uint32_t on_flag, bool refused, bool
   // Nothing of the request left the gateway when the connection could not be opened.
   if (!may_resend && on_flag != config::kRetryConnectFailure) return RetryCost::kNone;
   if (static_cast<uint32_t>(attempts_) - free_retries_ > r.attempts) return RetryCost::kNone;
-  // A connect that failed or timed out put no load on the service: no budget needed.
-  if (on_flag == config::kRetryConnectFailure) return RetryCost::kAttempt;
+  // A connect that failed or timed out put no load on the service: no budget needed. Nor does a
+  // connection that closed before any response byte: that is an instance going away (a
+  // connection the kernel accepted for a process that died, a further stale pooled connection),
+  // not a service answering slowly or with errors, which is what the budget is for; `attempts`
+  // bounds it (1 + attempts tries at most).
+  if (on_flag == config::kRetryConnectFailure || before_response) return RetryCost::kAttempt;
   const auto& ws = services_->services[service_index_];
   uint64_t budget = std::max<uint64_t>(r.min_retry_concurrency,
                                        uint64_t{ws.active_requests} * r.budget_percent / 100);
@@ -978,7 +983,8 @@ void Connection::retry(RetryCost cost, bool stale) {
 void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
   const ServiceInfo& si = services_->snapshot->services[service_index_];
   const bool refused = kind == UpstreamErrorKind::kConnectFailure && connect_error_;
-  const bool stale = kind == UpstreamErrorKind::kReset && up_reused_ && !resp_got_bytes_;
+  const bool before_response = kind == UpstreamErrorKind::kReset && !resp_got_bytes_;
+  const bool stale = before_response && up_reused_;
   if (endpoint_ >= 0) {
     si.endpoints[endpoint_].errors[static_cast<size_t>(kind)]->inc();
     if (refused) {
@@ -996,7 +1002,8 @@ void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
   gov_failure_ = true;
   gov_dropped_ = kind != UpstreamErrorKind::kProtocol;
   drop_upstream();
-  if (RetryCost cost = can_retry(retry_flag(kind), refused, stale); cost != RetryCost::kNone) {
+  if (RetryCost cost = can_retry(retry_flag(kind), refused, stale, before_response);
+      cost != RetryCost::kNone) {
     retry(cost, stale);
     return;
   }

@@ -81,9 +81,11 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   // against `attempts` only (nothing reached the service), kBudgeted = both.
   enum class RetryCost { kNone, kFree, kAttempt, kBudgeted };
   // Whether and at what cost another attempt may be made after a failure of kind `on_flag`
-  // (config::RetryOn). `refused`: the connection could not be opened; `stale`: a pooled
-  // connection closed or reset before any response byte.
-  RetryCost can_retry(uint32_t on_flag, bool refused = false, bool stale = false) const;
+  // (config::RetryOn). `refused`: the connection could not be opened; `before_response`: the
+  // connection closed or was reset before any response byte; `stale`: ... and it came from the
+  // pool.
+  RetryCost can_retry(uint32_t on_flag, bool refused = false, bool stale = false,
+                      bool before_response = false) const;
   // Whether a try of at least the minimum length still fits in timeouts.total.
   bool time_left_for_try() const;
   // Arms the connect/upstream deadline, cut to timeouts.total until the response head arrived.

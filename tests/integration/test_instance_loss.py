@@ -8,8 +8,8 @@ section, a 2-worker gateway."""
 
 import unittest
 
-from harness import (DeadPort, SluiceTestCase, endpoint, http_request, route, service,
-                     threads_run)
+from harness import (DeadPort, FakeUpstream, SluiceTestCase, endpoint, http_request, route,
+                     service, threads_run, wait_until)
 from loadgen import run_load
 
 WARMUP = 1.0   # seconds of load before the kill
@@ -105,6 +105,37 @@ class AllDeadTest(SluiceTestCase):
         # refusals marked them down, may try all three.
         self.assertLessEqual(connects, 2 * n + 6, "attempts not bounded")
         self.assertEqual(retries, connects - n)
+
+    def test_all_endpoints_reset_bounded_attempts(self):
+        # Every endpoint accepts, reads the request and closes without a byte: retries of such
+        # failures need no budget, but each request is tried at most 1 + attempts (1) times.
+        closers = [FakeUpstream(lambda s, h: False) for _ in range(2)]
+        for c in closers:
+            self.addCleanup(c.close)
+        gw = self.gateway({
+            "workers": 2,
+            "access_log": {"path": "off"},
+            "services": [service("closing", *[c.address for c in closers])],
+            "routes": [route("closing", "closing", path_prefix="/")],
+        })
+
+        def client():
+            return [http_request(gw.address, "GET", f"/x{i}", timeout=10).status
+                    for i in range(30)]
+        statuses = [s for r in threads_run([client] * 8, timeout=120) for s in r]
+        n = len(statuses)
+        self.assertEqual(set(statuses), {502})
+        retries = gw.metric("sluice_upstream_retries_total", service="closing")
+        try:
+            wait_until(lambda: sum(c.requests for c in closers) >= n + retries, 10,
+                       message="the fake upstreams to count every attempt")
+        except AssertionError:
+            pass  # the assertions below report the numbers
+        attempts = sum(c.requests for c in closers)
+        print(f"\n  all reset: {n} requests, {attempts} attempts, {retries:.0f} retries",
+              flush=True)
+        self.assertEqual(attempts, n + retries)
+        self.assertLessEqual(attempts, 2 * n, "more than 1 + attempts tries per request")
 
 
 if __name__ == "__main__":
