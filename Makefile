@@ -36,6 +36,7 @@ bench: build
 	$(BUILD)/micro_bench --benchmark_min_time=0.2
 	bench/ratelimit_accuracy.sh --sluice $(BUILD)/sluice
 	bench/control_bench.py --sluice $(BUILD)/sluice
+	bench/instance_loss.py --sluice $(BUILD)/sluice
 	bench/proxy_bench.sh
 	@if command -v perf >/dev/null; then bench/syscall_count.sh --sluice $(BUILD)/sluice; \
 	 else echo "bench: no perf (Debian: linux-perf): syscall counts not measured"; fi
