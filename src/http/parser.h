@@ -114,6 +114,7 @@ class Parser {
   void reset_message();
   bool fail(ParseError e, const char* reason);
   bool finish_head();
+  void deliver_head();
 
   struct LL;
   std::unique_ptr<LL> ll_;
@@ -130,6 +131,7 @@ class Parser {
   bool in_value_ = false;
   bool no_body_ = false;
   bool completed_ = false;
+  bool head_pending_ = false;  // checked by finish_head, not yet accepted by llhttp
 };
 
 // Maps a ParseError to the status the gateway answers with.
