@@ -246,7 +246,7 @@ void Connection::begin_request() {
   tried_.clear();
   endpoint_ = -1;
   upstream_seconds_ = -1;
-  resp_head_sent_ = resp_done_ = resp_interim_ = false;
+  resp_head_sent_ = resp_done_ = resp_interim_ = resp_on_wire_ = false;
   resp_got_bytes_ = up_extra_bytes_ = false;
   retry_status_ = 0;
   status_ = 0;
@@ -278,6 +278,7 @@ void Connection::on_parse_error() {
     observability::make_request_id(core::thread_rng(), request_id_);
   }
   closing_ = true;
+  if (resp_head_sent_ && !local_reply_ && !resp_on_wire_) unsend_response();
   if (resp_head_sent_) {
     abort_request();
     close();
@@ -658,7 +659,7 @@ void Connection::start_attempt() {
   up_reused_ = connect_error_ = false;
   up_connected_ = false;
   up_writing_ = false;
-  up_wbuf_.clear();
+  if (!up_wbuf_busy_) up_wbuf_.clear();
   response_parser_.reset();
   response_parser_.expect_no_body(head_request_);
   uint64_t gen = ++attempt_gen_;
@@ -714,13 +715,20 @@ void Connection::upstream_ready() {
 }
 
 void Connection::flush_upstream() {
-  if (!up_connected_ || up_writing_ || up_out_.empty() || !upstream_) return;
+  if (!up_connected_ || up_writing_ || up_wbuf_busy_ || up_out_.empty() || !upstream_) return;
   up_wbuf_.swap(up_out_);
   up_writing_ = true;
+  up_wbuf_busy_ = true;
   uint64_t gen = attempt_gen_;
   upstream_->socket().async_write(
       up_wbuf_.data(), up_wbuf_.size(), [self = shared_from_this(), gen](int err, size_t) {
-        if (gen != self->attempt_gen_ || self->closed_) return;
+        // The kernel is done with up_wbuf_ only now, also when the attempt was dropped.
+        self->up_wbuf_busy_ = false;
+        if (gen != self->attempt_gen_ || self->closed_) {
+          self->up_wbuf_.clear();
+          if (!self->closed_) self->flush_upstream();  // a newer attempt may be waiting for it
+          return;
+        }
         self->up_writing_ = false;
         self->worker_.refresh_now();
         if (err != 0) {
@@ -959,7 +967,9 @@ void Connection::drop_upstream() {
   ++attempt_gen_;  // handlers of the dropped attempt find a newer generation and stop
   up_connected_ = false;
   up_writing_ = false;
-  up_wbuf_.clear();
+  // A write in flight still owns up_wbuf_ (io_uring reads it when the submission runs, epoll
+  // after a short write): clearing it here put a NUL on the wire. Its handler frees it.
+  if (!up_wbuf_busy_) up_wbuf_.clear();
   auto& ws = services_->services[service_index_];
   if (retrying_) {
     --ws.active_retries;
@@ -1008,6 +1018,7 @@ void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
     return;
   }
   release_request();
+  if (resp_head_sent_ && !resp_on_wire_) unsend_response();
   if (resp_head_sent_) {
     // Part of the response is already with the client: all that is left is to cut it short.
     status_ = 502;
@@ -1023,6 +1034,15 @@ void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
     what = "request deadline (timeouts.total) exceeded";
   }
   local_reply(status, what);
+}
+
+void Connection::unsend_response() {
+  // Nothing of the upstream's response has been handed to the socket yet: drop what was queued
+  // so that the client gets a clean error response instead of a cut connection.
+  ds_out_.clear();
+  resp_head_sent_ = false;
+  resp_chunked_out_ = false;
+  bytes_out_ = 0;
 }
 
 void Connection::local_reply(int status, std::string_view message) {
@@ -1147,6 +1167,7 @@ void Connection::flush_downstream() {
   }
   ds_wbuf_.swap(ds_out_);
   ds_writing_ = true;
+  if (resp_head_sent_) resp_on_wire_ = true;
   ds_write_started_ = worker_.now();
   socket_.async_write(ds_wbuf_.data(), ds_wbuf_.size(),
                       [self = shared_from_this()](int err, size_t) {

@@ -114,6 +114,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   // Downstream writing and completion.
   void flush_downstream();
   void local_reply(int status, std::string_view message);
+  void unsend_response();
   // A JSON error reply with extra response header lines ("Name: value\r\n"...) and extra JSON
   // members (",\"rule\":\"x\"") after "error".
   void local_reply(int status, std::string_view message, std::string_view extra_headers,
@@ -203,6 +204,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool replayable_ = true;
   bool up_connected_ = false;
   bool up_writing_ = false;
+  bool up_wbuf_busy_ = false;  // a write of up_wbuf_ has not completed (even if dropped)
   bool retrying_ = false;        // the current attempt holds one of the service's active_retries
   bool up_reused_ = false;       // the current attempt's connection came from the pool
   bool connect_error_ = false;   // the current attempt's connect failed at once (not a timeout)
@@ -218,6 +220,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   core::MonoTime attempt_start_{};
   double upstream_seconds_ = -1;
   bool resp_head_sent_ = false;
+  bool resp_on_wire_ = false;  // part of this response has been handed to the socket
   bool resp_done_ = false;
   bool resp_interim_ = false;
   bool resp_chunked_out_ = false;
