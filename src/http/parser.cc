@@ -129,32 +129,36 @@ struct HeadScanner {
         continue;
       }
       if (request && lines == 0) {
-        // The request line, byte by byte (it is short): method SP request-target SP version.
-        char c = p[i];
-        if (c == '\r') {
-          prev_cr = true;
-          ++i;
-          continue;
-        }
-        if (c == '\n') return stop(i, ParseError::kBadRequest, "bare LF in message head");
-        if (c == ' ') {
-          // Two SPs in a row: another hop may read the target as empty or as " /x".
-          if (prev_sp) return stop(i, ParseError::kBadRequest, "malformed request line");
-          prev_sp = true;
-          ++spaces;
-        } else {
+        // The request line: method SP request-target SP version, up to its CR.
+        size_t end = i + std::min(len - i, lim.max_header_bytes - bytes - i);
+        size_t j = i;
+        for (; j < end; ++j) {
+          char c = p[j];
+          if (c == ' ') {
+            // Two SPs in a row: another hop may read the target as empty or as " /x".
+            if (prev_sp) return stop(j, ParseError::kBadRequest, "malformed request line");
+            prev_sp = true;
+            ++spaces;
+            continue;
+          }
+          if (c == '\r' || c == '\n') break;
           prev_sp = false;
           if (spaces == 1) {
             // A fragment is never sent (RFC 9112 section 3.2); hops disagree on where the
             // path ends if one is.
-            if (c == '#') return stop(i, ParseError::kBadRequest, "fragment in request-target");
+            if (c == '#') return stop(j, ParseError::kBadRequest, "fragment in request-target");
             if (++target_len > lim.max_uri_bytes) {
-              return stop(i, ParseError::kUriTooLong, "request-target too long");
+              return stop(j, ParseError::kUriTooLong, "request-target too long");
             }
           }
         }
-        ++line_len;
-        ++i;
+        line_len += j - i;
+        i = j;
+        if (i < end) {
+          if (p[i] == '\n') return stop(i, ParseError::kBadRequest, "bare LF in message head");
+          prev_cr = true;
+          ++i;
+        }
         continue;
       }
       // A header (or trailer, or status) line: jump to the next CR, within the size limit.
@@ -213,15 +217,17 @@ constexpr size_t kMaxChunkExtensionBytes = 4096;
 // addresses), or an IPv6 literal in brackets; the port, if there is a colon, is 1..65535.
 // IPvFuture literals and empty hosts or ports are refused: no client sends them and hops read
 // them differently.
+// RFC 3986 reg-name bytes: unreserved, sub-delims and '%' (pct-encoded, checked below).
+constexpr std::array<bool, 256> kRegNameChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("-._~!$&'()*+,;=%")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+
 static bool valid_host(std::string_view v) {
-  static const auto reg_name = [] {
-    std::array<bool, 256> t{};
-    for (int c = '0'; c <= '9'; ++c) t[c] = true;
-    for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
-    for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
-    for (char c : std::string_view("-._~!$&'()*+,;=%")) t[static_cast<unsigned char>(c)] = true;
-    return t;
-  }();
   auto hex = [](char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
   };
@@ -258,7 +264,7 @@ static bool valid_host(std::string_view v) {
     if (host.empty()) return false;
     for (size_t i = 0; i < host.size(); ++i) {
       unsigned char c = static_cast<unsigned char>(host[i]);
-      if (!reg_name[c]) return false;
+      if (!kRegNameChars[c]) return false;
       if (c == '%' && (i + 2 >= host.size() || !hex(host[i + 1]) || !hex(host[i + 2]))) {
         return false;
       }
