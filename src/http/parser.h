@@ -1,6 +1,9 @@
 // HTTP/1.x message parser: fed bytes, calls back with the head, body pieces and completion.
 // llhttp stays behind this interface; the parser never owns a socket and never buffers bodies.
 // Strict by default: anything that could be read two ways (request smuggling vectors) is an error.
+// The verdict (heads, bodies, completions, error) is the same however the bytes are split into
+// feed() calls, and on_head is called only once llhttp has accepted the whole head.
+// operations.md ("What the gateway refuses, and why") lists every refusal.
 #pragma once
 
 #include <cstddef>
