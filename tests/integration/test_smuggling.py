@@ -26,6 +26,9 @@ LIMITS = {
     "max_headers": 20,
     "header_timeout": "2s",
 }
+# Bodies stream upstream as they arrive (no request buffering): the head, and the body so far, can
+# be on their way to the backend when a later byte turns out bad.
+STREAMING = dict(LIMITS, request_buffer_bytes=0)
 
 CORPUS_DIR = os.path.join(SOURCE_DIR, "tests", "fuzz", "http_codec_corpus")
 
@@ -276,6 +279,8 @@ def read_answers(test, conn, n):
 
 
 class BackendCase(SluiceTestCase):
+    limits = LIMITS
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -283,7 +288,7 @@ class BackendCase(SluiceTestCase):
         cls.addClassCleanup(cls.backend.close)
         cls.gw = cls.class_gateway({
             "workers": 1,
-            "limits": LIMITS,
+            "limits": cls.limits,
             "services": [service("rec", cls.backend.address)],
             "routes": [route("all", "rec", path_prefix="/")],
         })
@@ -329,7 +334,15 @@ class BackendCase(SluiceTestCase):
 
 
 class SmugglingTest(BackendCase):
-    pass
+    """The vectors with small request bodies read whole before an upstream is taken (the
+    default, limits.request_buffer_bytes)."""
+
+
+class SmugglingStreamingTest(BackendCase):
+    """The same vectors with request bodies streamed (request_buffer_bytes: 0): the head goes
+    upstream before the body is read, on a pooled connection."""
+
+    limits = STREAMING
 
 
 def _make_test(v):
@@ -345,6 +358,7 @@ def _make_test(v):
 
 for _v in VECTORS:
     setattr(SmugglingTest, f"test_{_v.name}", _make_test(_v))
+    setattr(SmugglingStreamingTest, f"test_{_v.name}", _make_test(_v))
 
 
 class SegmentationTest(BackendCase):
@@ -394,7 +408,7 @@ class StreamedBodyTest(SluiceTestCase):
     def test_bad_terminator_after_streaming_began(self):
         backend = RecordingBackend()
         self.addCleanup(backend.close)
-        gw = self.gateway({"workers": 1, "limits": LIMITS,
+        gw = self.gateway({"workers": 1, "limits": STREAMING,
                            "services": [service("rec", backend.address)],
                            "routes": [route("all", "rec", path_prefix="/")]})
         with RawConn(gw.address, timeout=10) as c:
