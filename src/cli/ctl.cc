@@ -820,13 +820,18 @@ int cmd_gateways(Ctx& c) {
   }
   std::vector<std::vector<std::string>> rows;
   for (const auto& g : a) {
-    std::string applied = str_of(g, "applied");
+    // The version names of docs/operations.md ("Version numbers"), as the gateway's /ready and
+    // /stats show them: "N.R" when this control plane has heard it, else the config version N.
+    std::string applied = str_of(g, "control_plane_version", str_of(g, "applied"));
     if (applied.empty()) applied = str_of(g, "applied_version", "-");
     rows.push_back({str_of(g, "id"), str_of(g, "city", "-"), str_of(g, "zone", "-"), applied,
                     str_of(g, "status", "-"), str_of(g, "health", "-"),
+                    str_of(g, "local_version", "-"), str_of(g, "units_version", "-"),
                     ago(g.value("seen_ms", 0LL)), shorten(str_of(g, "error"))});
   }
-  print_table({"GATEWAY", "CITY", "ZONE", "APPLIED", "STATUS", "HEALTH", "SEEN", "ERROR"}, rows);
+  print_table({"GATEWAY", "CITY", "ZONE", "CONTROL_PLANE_VERSION", "STATUS", "HEALTH",
+               "LOCAL_VERSION", "UNITS_VERSION", "SEEN", "ERROR"},
+              rows);
   return kOk;
 }
 

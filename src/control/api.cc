@@ -1157,8 +1157,10 @@ HttpResponse Api::post_gateway_status(const Call& c) {
     }
   }
   if (auto s = f.string("status", true)) {
-    if (*s != "applied" && *s != "refused") {
-      f.error("status", fmt::format("expected applied or refused, got '{}'", *s));
+    // draining and exited: the gateway is leaving (it says so on its way out); they replace the
+    // config status it reported before.
+    if (*s != "applied" && *s != "refused" && *s != "draining" && *s != "exited") {
+      f.error("status", fmt::format("expected applied, refused, draining or exited, got '{}'", *s));
     }
     rec.status = *s;
   }
@@ -1214,8 +1216,20 @@ HttpResponse Api::get_gateways(const Call& c) {
       applied = it->second.applied;
     }
     std::string health = "ok";
-    if (c.now - seen > options_.gateway_stale_ms) {
+    int64_t local_version = -1, units_version = -1;
+    if (it != gateways_.end()) {
+      local_version = it->second.local_version;
+      units_version = it->second.units_version;
+    }
+    if (g.status == "exited" && seen <= g.seen_ms) {
+      // Said so on its way out; heard from since (a poll or a snapshot) means it is back.
+      health = "exited";
+    } else if (c.now - seen > options_.gateway_stale_ms) {
       health = "stale";
+    } else if (g.status == "draining") {
+      health = "draining";
+    } else if (g.status == "exited") {
+      health = "pending";  // a new process that has not reported a config yet
     } else if (g.status == "refused") {
       health = "refused";
     } else if (g.status != "applied") {
@@ -1229,6 +1243,12 @@ HttpResponse Api::get_gateways(const Call& c) {
               {"seen_ms", seen},    {"seen", iso_time(seen)},
               {"health", health}};
     if (!applied.empty()) j["applied"] = applied;
+    // The four version numbers under the names the gateway's /ready and /stats use
+    // (docs/operations.md, "Version numbers").
+    j["config_version"] = g.applied_version;
+    if (!applied.empty()) j["control_plane_version"] = applied;
+    if (local_version >= 0) j["local_version"] = local_version;
+    if (units_version >= 0) j["units_version"] = units_version;
     out.push_back(std::move(j));
   }
   return json_response(200, out);
@@ -1269,8 +1289,20 @@ HttpResponse Api::post_stats(const Call& c) {
   Json data = *body;
   data["at_ms"] = at;
   Json sections = Json::object();
+  // `versions` are states, not counters: kept for GET /v1/gateways, not added up in rollups.
+  int64_t local_version = -1, units_version = -1;
+  if (auto v = body->find("versions"); v != body->end() && v->is_object()) {
+    auto number = [&](const char* key) -> int64_t {
+      auto n = v->find(key);
+      return n != v->end() && n->is_number_integer() && n->get<int64_t>() >= 0 ? n->get<int64_t>()
+                                                                               : -1;
+    };
+    local_version = number("local_version");
+    units_version = number("units_version");
+  }
   for (auto it = body->begin(); it != body->end(); ++it) {
-    if (it.key() != "gateway" && it.key() != "at_ms") sections[it.key()] = it.value();
+    if (it.key() != "gateway" && it.key() != "at_ms" && it.key() != "versions")
+      sections[it.key()] = it.value();
   }
   std::lock_guard lock(mu_);
   auto& recent = recent_[gateway];
@@ -1284,6 +1316,8 @@ HttpResponse Api::post_stats(const Call& c) {
   acc.dirty = true;
   GatewaySeen& seen = gateways_[gateway];
   seen.seen_ms = std::max(seen.seen_ms, c.now);
+  if (local_version >= 0) seen.local_version = local_version;
+  if (units_version >= 0) seen.units_version = units_version;
   return json_response(200, {{"gateway", gateway}, {"at_ms", at}});
 }
 

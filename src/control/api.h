@@ -115,6 +115,9 @@ class Api final : public Handler {
     std::string city, zone;
     int64_t seen_ms = 0;
     std::string applied;  // "N.R" as last reported to this control plane
+    // From the gateway's last stats snapshot ("versions"); -1 = not reported.
+    int64_t local_version = -1;
+    int64_t units_version = -1;
   };
   struct Snapshot {
     int64_t at_ms = 0;

@@ -126,13 +126,16 @@ AdminResponse AdminServer::handle(std::string_view method, std::string_view path
   }
   if (path == "/ready") {
     if (!get) return json(405, {{"error", "use GET"}});
-    std::string pushed = gateway_.pushed_version();
     if (gateway_.ready()) {
       nlohmann::json body = {{"status", "ready"}, {"version", gateway_.version()}};
-      if (!pushed.empty()) body["control_plane_version"] = pushed;
+      body.update(gateway_.versions_json());
       return json(200, body);
     }
-    if (gateway_.draining()) return json(503, {{"status", "draining"}});
+    if (gateway_.draining()) {
+      nlohmann::json body = {{"status", "draining"}, {"version", gateway_.version()}};
+      body.update(gateway_.versions_json());
+      return json(503, body);
+    }
     if (gateway_.control_plane_waiting()) {
       return json(503, {{"status", "starting"},
                         {"reason", "no config from the control plane yet (see /stats)"}});

@@ -267,6 +267,51 @@ void ControlLink::stop() {
   report_cancel_.cancel();
   if (watcher_.joinable()) watcher_.join();
   if (reporter_.joinable()) reporter_.join();
+  report_exit();
+}
+
+void ControlLink::draining() {
+  {
+    std::lock_guard lock(mu_);
+    if (draining_) return;
+    draining_ = true;
+    draining_unsent_ = true;
+  }
+  cv_.notify_all();
+}
+
+std::string ControlLink::status_word(bool applied) const {
+  std::lock_guard lock(mu_);
+  if (draining_) return "draining";
+  return applied ? "applied" : "refused";
+}
+
+void ControlLink::report_exit() {
+  {
+    std::lock_guard lock(mu_);
+    if (exit_reported_) return;
+    exit_reported_ = true;
+  }
+  std::string error;
+  auto token = control::read_token_file(cfg_.token_file, &error);
+  if (!token) return;
+  // Without this the control plane would list the gateway as healthy until it goes stale (90 s).
+  // Short timeouts and no retry: a control plane that is away must not hold up the exit.
+  json body = {{"city", node_.city}, {"zone", node_.zone}, {"status", "exited"}, {"error", ""}};
+  std::string applied = applied_version();
+  if (!applied.empty()) body["applied_version"] = applied;
+  std::string text = body.dump();
+  control::HttpOptions o = http_options(cfg_, 500ms, nullptr);
+  o.connect_timeout = 500ms;
+  control::HttpReply r =
+      control::http_call(server_, *token, "POST",
+                         "/v1/gateways/" + control::url_encode(node_.id) + "/status", &text, o);
+  if (r.status >= 200 && r.status < 300) {
+    core::log_info("control plane {}: told it this gateway exited", cfg_.address);
+  } else {
+    core::log_warn("control plane {}: could not report the exit: {}", cfg_.address,
+                   r.status == 0 ? r.error : "HTTP " + std::to_string(r.status));
+  }
 }
 
 bool ControlLink::sleep_for(std::chrono::milliseconds d) {
@@ -293,6 +338,7 @@ std::string ControlLink::state_json() const {
             {"applied_version", applied_},
             {"seen_version", seen_},
             {"connected", last_error_.empty() && last_contact_ms_ > 0},
+            {"state", draining_ ? "draining" : "running"},
             {"last_error", last_error_},
             {"last_contact_ms", last_contact_ms_},
             {"polls", polls_},
@@ -315,16 +361,17 @@ void ControlLink::contact() {
   if (!previous.empty()) core::log_info("control plane {}: reachable again", cfg_.address);
 }
 
-bool ControlLink::send_status(const Status& s, std::string* error) {
+bool ControlLink::send_status(const Status& s, const std::string& token,
+                              control::CallCanceller* canceller, std::string* error) {
   json body = {{"city", node_.city},
                {"zone", node_.zone},
-               {"applied_version", s.version},
-               {"status", s.applied ? "applied" : "refused"},
+               {"status", status_word(s.applied)},
                {"error", s.error}};
+  if (!s.version.empty()) body["applied_version"] = s.version;  // none yet: the store keeps 0
   std::string text = body.dump();
   control::HttpReply r = control::http_call(
-      server_, token_, "POST", "/v1/gateways/" + control::url_encode(node_.id) + "/status", &text,
-      http_options(cfg_, 5s, &watch_cancel_));
+      server_, token, "POST", "/v1/gateways/" + control::url_encode(node_.id) + "/status", &text,
+      http_options(cfg_, 5s, canceller));
   if (r.status >= 200 && r.status < 300) {
     contact();
     return true;
@@ -349,15 +396,21 @@ void ControlLink::watch_loop() {
                      what, applied_.empty() ? "(none)" : applied_);
     }
   };
-  // Notes it and waits before the next attempt.
-  auto problem = [&](const std::string& what) {
+  // Notes it and waits before the next attempt. A control plane that does not answer at all
+  // (refused, reset, timed out) is tried again at least once a second: that costs it nothing
+  // while it is down, and the link is back within about a second of its return. One that
+  // answers with an error backs off to 10 s.
+  auto problem = [&](const std::string& what, bool transport) {
     note(what);
     auto jitter = std::chrono::milliseconds(static_cast<int64_t>(
         static_cast<double>(backoff.count()) * core::thread_rng().next_double() * 0.5));
     sleep_for(backoff + jitter);
-    backoff = std::min<std::chrono::milliseconds>(backoff * 2, 10s);
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, transport ? 1s : 10s);
   };
   bool reachable = true;  // as far as the last poll knows; status reports wait for it
+  // After a problem the next poll does not wait: its answer (304 at once) is the proof that the
+  // link is back, rather than a long poll that says nothing until poll_wait has passed.
+  bool healthy = false;
   while (true) {
     {
       std::lock_guard lock(mu_);
@@ -367,7 +420,8 @@ void ControlLink::watch_loop() {
     std::string error;
     auto token = control::read_token_file(cfg_.token_file, &error);
     if (!token) {
-      problem("control_plane.token_file: " + error);
+      healthy = false;
+      problem("control_plane.token_file: " + error, false);
       continue;
     }
     token_ = *token;
@@ -380,41 +434,46 @@ void ControlLink::watch_loop() {
     }
     // A status that cannot be reported (e.g. a viewer token: 403) is tried again before each
     // poll, but never keeps the gateway from polling for new configs.
-    if (unsent && reachable && !send_status(*unsent, &error)) {
+    if (unsent && reachable && !send_status(*unsent, token_, &watch_cancel_, &error)) {
       note("cannot report the status of config " + unsent->version + ": " + error);
     } else if (unsent && reachable) {
       std::lock_guard lock(mu_);
       if (unsent_status_ && unsent_status_->version == unsent->version) unsent_status_.reset();
     }
-    auto io = std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.poll_wait) + 15s;
+    const core::Duration wait = healthy ? cfg_.poll_wait : core::Duration::zero();
+    auto io = std::chrono::duration_cast<std::chrono::milliseconds>(wait) + 15s;
     control::HttpReply r =
-        control::http_call(server_, token_, "GET", config_path(node_, after, cfg_.poll_wait),
-                           nullptr, http_options(cfg_, io, &watch_cancel_));
+        control::http_call(server_, token_, "GET", config_path(node_, after, wait), nullptr,
+                           http_options(cfg_, io, &watch_cancel_));
     {
       std::lock_guard lock(mu_);
       if (stopping_) return;
       ++polls_;
     }
     reachable = r.status != 0;
-    if (r.status == 304 || r.status == 200) {
+    healthy = r.status == 304 || r.status == 200;
+    if (healthy) {
       contact();
       backoff = 250ms;
     }
     if (r.status == 304) continue;
     if (r.status != 200) {
       if (r.status == 0) {
-        problem(r.error);
+        problem(r.error, true);
       } else if (r.status == 401 || r.status == 403) {
-        problem("HTTP " + std::to_string(r.status) + ": the token in " + cfg_.token_file +
-                (r.status == 401 ? " is not accepted" : " has too small a role (viewer needed)"));
+        problem(
+            "HTTP " + std::to_string(r.status) + ": the token in " + cfg_.token_file +
+                (r.status == 401 ? " is not accepted" : " has too small a role (viewer needed)"),
+            false);
       } else {
-        problem("HTTP " + std::to_string(r.status));
+        problem("HTTP " + std::to_string(r.status), false);
       }
       continue;
     }
     auto pushed = parse_answer(r.body, &error);
     if (!pushed) {
-      problem(error);
+      healthy = false;
+      problem(error, false);
       continue;
     }
     // Apply on the gateway's control thread, through the reload path; wait for the verdict.
@@ -452,7 +511,23 @@ void ControlLink::watch_loop() {
 
 void ControlLink::report_loop() {
   auto last_report = std::chrono::steady_clock::now();
-  while (sleep_for(1s)) {
+  bool draining_to_send = false;  // a failed one is tried again once a second
+  while (true) {
+    {
+      // Woken early by draining(): the control plane hears of it at once, not at the next report.
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, 1s, [this] { return stopping_ || draining_unsent_; });
+      if (stopping_) return;
+      draining_to_send = draining_to_send || draining_unsent_;
+      draining_unsent_ = false;
+    }
+    if (draining_to_send) {
+      std::string error;
+      auto token = control::read_token_file(cfg_.token_file, &error);
+      if (token &&
+          send_status(Status{applied_version(), true, ""}, *token, &report_cancel_, &error))
+        draining_to_send = false;
+    }
     scan_events();
     auto now = std::chrono::steady_clock::now();
     if (now - last_report < cfg_.report_interval) continue;
@@ -466,7 +541,11 @@ void ControlLink::report_loop() {
     std::string snapshot = stats_snapshot();
     control::HttpReply r =
         control::http_call(server_, *token, "POST", "/v1/stats", &snapshot, options);
-    if (r.status < 200 || r.status >= 300) prev_ = std::move(before);
+    if (r.status < 200 || r.status >= 300) {
+      prev_ = std::move(before);
+    } else {
+      contact();  // any answer proves the link works, not only a poll's
+    }
     std::vector<std::string> events;
     {
       std::lock_guard lock(mu_);
@@ -553,7 +632,8 @@ std::string ControlLink::stats_snapshot() {
               {"city", node_.city},
               {"zone", node_.zone},
               {"at_ms", wall_ms()},
-              {"config_version", applied_version()}};
+              {"config_version", applied_version()},
+              {"versions", gateway_.versions_json()}};
   std::map<std::string, uint64_t> next;
   auto delta = [&](const std::string& key, uint64_t value) -> uint64_t {
     next[key] = value;

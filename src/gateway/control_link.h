@@ -59,7 +59,15 @@ class ControlLink {
   // start, to report.
   void start(const std::string& applied, const std::optional<PushedConfig>& refused,
              const std::vector<std::string>& refused_errors);
-  void stop();  // aborts a parked poll; joins the threads
+  // Aborts a parked poll, joins the threads, then tells the control plane the gateway exited
+  // (one status report, bounded to about a second: a control plane that is down never holds up
+  // the exit by more than that).
+  void stop();
+
+  // Thread-safe: the gateway began to drain. Reported at once (by the reporter thread) as status
+  // `draining`; later status reports say `draining` too, so a config applied while draining does
+  // not make the gateway look healthy.
+  void draining();
 
   // Thread-safe: an event to send with the next report.
   void add_event(std::string kind, std::string subject, std::string detail_json);
@@ -75,12 +83,16 @@ class ControlLink {
   };
   void watch_loop();
   void report_loop();
-  bool send_status(const Status& s, std::string* error);
+  bool send_status(const Status& s, const std::string& token, control::CallCanceller* canceller,
+                   std::string* error);
   void contact();  // the control plane answered: clear the error, note the time
   void scan_events();
   std::string stats_snapshot();
   std::string applied_version() const;
   bool sleep_for(std::chrono::milliseconds d);  // false when stopping
+  // The status word to report for a config status: `draining` once the gateway drains.
+  std::string status_word(bool applied) const;
+  void report_exit();
 
   Gateway& gateway_;
   config::ControlPlane cfg_;
@@ -99,6 +111,10 @@ class ControlLink {
   std::string applied_;  // last version applied
   std::optional<Status> unsent_status_;
   std::string last_error_;  // last problem talking to the control plane ("" = fine)
+  // Lifecycle: running -> draining -> exited, reported to the control plane as it changes.
+  bool draining_ = false;
+  bool draining_unsent_ = false;
+  bool exit_reported_ = false;
   int64_t last_contact_ms_ = 0;
   uint64_t polls_ = 0, applied_count_ = 0, refused_count_ = 0, poll_errors_ = 0;
   std::vector<std::string> events_;  // JSON objects waiting to be sent

@@ -320,6 +320,7 @@ void Gateway::begin_drain(const char* why) {
                  core::format_duration(timeout));
   drain_deadline_ = std::chrono::steady_clock::now() + timeout;
   for (auto& w : workers_) w->begin_drain();
+  if (link_) link_->draining();
   poll_drain();
 }
 
@@ -435,6 +436,21 @@ std::string Gateway::pushed_version() const {
   return pushed_ ? pushed_->version : std::string();
 }
 
+nlohmann::json Gateway::versions_json() const {
+  nlohmann::json j = {{"local_version", version_.load()}, {"units_version", units_version()}};
+  std::string pushed = pushed_version();
+  if (!pushed.empty()) {
+    j["control_plane_version"] = pushed;
+    // "N.R": N is the control plane's config version, R its registry revision.
+    uint64_t n = 0;
+    size_t i = 0;
+    for (; i < pushed.size() && pushed[i] >= '0' && pushed[i] <= '9' && i < 18; ++i)
+      n = n * 10 + static_cast<uint64_t>(pushed[i] - '0');
+    if (i > 0) j["config_version"] = n;
+  }
+  return j;
+}
+
 double Gateway::uptime_seconds() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
 }
@@ -457,6 +473,7 @@ std::string Gateway::stats_json() const {
                {"city", snap->config->node.city},
                {"zone", snap->config->node.zone}};
   j["version"] = snap->version;
+  j.update(versions_json());
   j["uptime_seconds"] = uptime_seconds();
   j["draining"] = draining_.load();
   j["workers"] = workers_.size();

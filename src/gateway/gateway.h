@@ -3,6 +3,8 @@
 // signals and the admin listener; workers run the request path.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
@@ -58,6 +60,15 @@ class Gateway {
   }
 
   uint64_t version() const { return version_.load(); }
+  // Version of the shard ownership table in use (0 = no units). Thread-safe.
+  uint64_t units_version() const {
+    return units_version_ ? static_cast<uint64_t>(units_version_->value()) : 0;
+  }
+  // The version numbers an operator meets, under the names used everywhere (/ready, /stats,
+  // the stats snapshots for `sluice ctl gateways`; docs/operations.md, "Version numbers"):
+  // local_version, units_version, and with a control plane config in use control_plane_version
+  // ("N.R") and config_version (N). Thread-safe.
+  nlohmann::json versions_json() const;
   // With control_plane: the pushed version in use ("N.R"; "" = none), and whether none arrived.
   std::string pushed_version() const;
   bool control_plane_waiting() const { return control_plane_ && !has_pushed_.load(); }
