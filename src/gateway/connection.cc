@@ -324,7 +324,7 @@ void Connection::on_head(http::MessageHead& head) {
   }
   service_index_ = route_->service_index;
   gov_failure_ = gov_dropped_ = false;
-  forward_ = held_ = unit_hop_ = unit_loop_ = false;
+  forward_ = direct_ = held_ = unit_hop_ = unit_loop_ = false;
   hop_in_.clear();
   unit_city_.clear();
   held_head_.reset();
@@ -472,6 +472,52 @@ void Connection::continue_request(const http::MessageHead& head, bool resumed) {
   start_attempt();
 }
 
+bool Connection::forward_direct() {
+  if (!forward_ || resp_head_sent_ || !replayable_ || closed_ || !route_ || !parser_.head_done())
+    return false;
+  const Snapshot& snap = *services_->snapshot;
+  const ServiceInfo& peer = snap.services[service_index_];
+  if (peer.endpoints.empty()) return false;
+  // The request is still whole in replay_ (head for the peer + body so far): only the head
+  // changes. A rare path (a city's gateway is down): the copies are fine here.
+  std::string body = replay_.substr(std::min(replay_head_bytes_, replay_.size()));
+  std::string owner = peer.endpoints.front().cfg.city;
+  release_request();  // leaves the peer service (nothing was admitted for a forward)
+  gov_failure_ = gov_dropped_ = false;
+  snap.unit_results[static_cast<size_t>(UnitResult::kDirect)]->inc();
+  forward_ = false;
+  direct_ = true;
+  service_index_ = route_->service_index;
+  unit_city_ = std::move(owner);
+  tried_.clear();
+  if (const auto total = snap.services[service_index_].cfg->timeouts.total; total.count() > 0) {
+    total_deadline_ = request_began_ + total;  // the service's own bound, as if served here
+  }
+  const http::MessageHead& head = parser_.head();
+  // The owner city's gateway would have governed it; it is down, so this one does.
+  RequestFacts facts;
+  facts.head = &head;
+  facts.client_ip = client_ip_;
+  facts.route = route_->name;
+  facts.service = snap.services[service_index_].cfg->name;
+  facts.route_index = route_->index;
+  facts.service_index = service_index_;
+  Verdict verdict = admission_.admit(*snap.governance, facts, worker_.now());
+  if (verdict != Verdict::kPass) {
+    reply_refused(verdict);
+    return true;
+  }
+  compute_hash(head);
+  build_upstream_head(head);
+  up_out_.append(body);
+  replay_.append(body);
+  ++services_->services[service_index_].active_requests;
+  counted_active_ = true;
+  attempts_ = 0;  // the service's own retries; the access log says `"unit":"direct"`
+  start_attempt();
+  return true;
+}
+
 void Connection::compute_hash(const http::MessageHead& head) {
   using Source = config::HashKey::Source;
   const config::HashKey& key =
@@ -554,8 +600,9 @@ void Connection::build_upstream_head(const http::MessageHead& head) {
   http::append_header(out, "x-request-id", request_id_);
   observability::make_child_traceparent(traceparent, core::thread_rng(), traceparent_);
   http::append_header(out, "traceparent", traceparent_);
-  if (forward_) {
-    // The cities this request went through, so that a forward can never come back unnoticed.
+  if (forward_ || direct_) {
+    // The cities this request went through, so that a forward can never come back unnoticed
+    // (also on a direct send: the owner city's instances may call through a gateway).
     out.append("x-sluice-hop: ");
     if (!hop_in_.empty()) {
       out.append(hop_in_);
@@ -571,6 +618,7 @@ void Connection::build_upstream_head(const http::MessageHead& head) {
   }
   out.append("\r\n");
   replay_ = out;
+  replay_head_bytes_ = out.size();
 }
 
 void Connection::on_body(std::string_view data) {
@@ -625,6 +673,7 @@ void Connection::start_attempt() {
     return;
   }
   if (!choose_endpoints()) {
+    if (forward_ && forward_direct()) return;  // the peer gateway is ejected: straight there
     si0.no_endpoint->inc();
     release_request();
     std::string extra = ",\"code\":\"NO_ENDPOINT\"";
@@ -1012,6 +1061,15 @@ void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
   gov_failure_ = true;
   gov_dropped_ = kind != UpstreamErrorKind::kProtocol;
   drop_upstream();
+  // The owner city's gateway is unreachable: rather than a 502 until it is back, the owner city's
+  // instances serve the request. Safe when it never left (connect failed); after a close without
+  // a byte of answer (a dying gateway's listener can still complete handshakes) only for the
+  // methods a retry would resend too.
+  if (forward_ &&
+      (kind == UpstreamErrorKind::kConnectFailure || (before_response && idempotent_)) &&
+      forward_direct()) {
+    return;
+  }
   if (RetryCost cost = can_retry(retry_flag(kind), refused, stale, before_response);
       cost != RetryCost::kNone) {
     retry(cost, stale);
@@ -1273,6 +1331,8 @@ void Connection::record(std::string_view endpoint) {
   rec.upstream_duration = upstream_seconds_;
   rec.duration = total;
   rec.attempts = attempts_;
+  if (forward_) rec.unit = "forwarded";
+  if (direct_) rec.unit = "direct";
   rec.listener = worker_.shared().listeners[listener_].name;
   rec.user_agent = user_agent_;
   worker_.access_log().log(rec);

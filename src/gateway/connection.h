@@ -129,6 +129,11 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   // The part of the request path after routing: governance, upstream head, first attempt.
   // `resumed`: the request waited for a unit switch (no 100 Continue then: it is late).
   void continue_request(const http::MessageHead& head, bool resumed);
+  // A forward whose owner-city gateway cannot be reached (connect refused, failed or timed out,
+  // or the peer ejected): the request never left, so it goes straight to the owner city's
+  // endpoints of the route's service, with this gateway's governance and the hop list. False
+  // when it cannot (not a forward, already answering, or too large a request to resend).
+  bool forward_direct();
   // Passive outcome of the current attempt, for outlier detection.
   void record_attempt(bool error);
   void finish_request();
@@ -239,7 +244,11 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   // Dual-city unit routing of the current request.
   std::string unit_city_;  // only endpoints of this city may serve it; empty = any (locality)
   bool forward_ = false;   // sent to the owner city's gateway, unchanged
-  bool held_ = false;      // waiting for a switch of its shard to finish
+  // The owner city's gateway could not be reached: sent straight to the owner city's endpoints
+  // of the route's service instead (forward_direct()).
+  bool direct_ = false;
+  size_t replay_head_bytes_ = 0;  // the upstream head at the start of replay_
+  bool held_ = false;             // waiting for a switch of its shard to finish
   bool unit_has_key_ = false;
   bool unit_hop_ = false;   // arrived from another city's gateway (x-sluice-hop)
   bool unit_loop_ = false;  // ... and this city is among those that forwarded it

@@ -9,8 +9,8 @@ namespace {
 
 constexpr const char* kClassNames[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 constexpr const char* kErrorKinds[] = {"connect_failure", "reset", "timeout", "protocol"};
-constexpr const char* kUnitResults[] = {"local",  "forwarded", "loop",        "not_owned",
-                                        "no_key", "held",      "hold_timeout"};
+constexpr const char* kUnitResults[] = {"local",  "forwarded", "loop",         "not_owned",
+                                        "no_key", "held",      "hold_timeout", "direct"};
 static_assert(std::size(kUnitResults) == static_cast<size_t>(UnitResult::kCount));
 
 // The config with one synthetic service per peer city (its gateway), so cross-city forwards use

@@ -65,6 +65,7 @@ enum class UnitResult {
   kNoKey,        // no routing key: served like a global service
   kHeld,         // waited for a switch of its shard to finish
   kHoldTimeout,  // the switch did not finish within hold_timeout: 503
+  kDirect,       // the owner city's gateway was unreachable: sent to that city's endpoints
   kCount
 };
 

@@ -340,6 +340,10 @@ void AccessLogger::log(const AccessRecord& r) {
     buf_ += ",\"user_agent\":";
     append_json_string(buf_, r.user_agent);
   }
+  if (!r.unit.empty()) {
+    buf_ += ",\"unit\":";
+    append_json_string(buf_, r.unit);
+  }
   buf_ += "}\n";
   if (buf_.size() >= flush_bytes_) flush();
 }

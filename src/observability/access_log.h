@@ -37,6 +37,9 @@ struct AccessRecord {
   int attempts = 0;
   std::string_view listener;
   std::string_view user_agent;  // empty = the key is omitted
+  // Unit requests that crossed cities: "forwarded" (to the owner city's gateway) or "direct"
+  // (its gateway unreachable: to its endpoints); empty = the key is omitted.
+  std::string_view unit;
 };
 
 // Where lines go: stdout, a file (O_APPEND, 0644) or nowhere ("off"). Shared by all workers;

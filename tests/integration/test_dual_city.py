@@ -4,6 +4,7 @@ no failed requests and back, unit (shard) routing with one forward hop, switchov
 with no failed requests, unit protection, and loop detection."""
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -222,6 +223,60 @@ class DualCityTest(SluiceTestCase):
         # Drain a city: every shard it owns moves.
         r = http_request(alone.admin, "POST", "/units/switch", body=b'{"from":"a","to":"b"}')
         self.assertEqual(r.json()["owners"], {"b": "0-99"})
+
+    def test_owner_city_gateway_down_request_served_by_owner_city_instance(self):
+        # Gateway b is gone: gateway a cannot forward a b-owned shard (connection refused); it
+        # sends the request straight to city b's instances of the service instead of a 502.
+        self.gws["b"].signal(signal.SIGKILL)
+        self.gws["b"].wait(5)
+        a = self.gws["a"]
+        b_instances = {self.samples[f"accounts-b{n}"].address for n in (1, 2)}
+        for i in range(6):
+            r = self.get("a", f"/accounts/d{i}", customer=CUSTOMER_B,
+                         headers={"x-sample-echo": "headers"})
+            self.assertEqual(r.status, 200, r)
+            body = r.json()
+            self.assertEqual(body["city"], "b", body)
+            self.assertEqual(body["path"], f"/accounts/d{i}")
+            hops = {k.lower(): v for k, v in body["headers"].items()}
+            # The hop guard goes with it: had it reached a gateway, no loop.
+            self.assertEqual(hops.get("x-sluice-hop"), "a", hops)
+        # Not idempotent, and still safe: the request never reached gateway b.
+        r = http_request(a.address, "POST", "/accounts/pay", body=b'{"amount": 1}',
+                         headers={"x-customer-id": CUSTOMER_B,
+                                  "content-type": "application/json"})
+        self.assertEqual((r.status, r.json()["city"]), (200, "b"), r)
+        # Shards of its own city are untouched.
+        self.assertEqual(self.get("a", "/accounts/own", customer=CUSTOMER_A).json()["city"], "a")
+
+        self.assertEqual(a.metric("sluice_unit_requests_total", result="direct"), 7)
+        self.assertEqual(a.metric("sluice_cross_city_requests_total", service="accounts",
+                                  city="b"), 7)
+        wait_until(lambda: self.direct_log_lines(a) >= 7, 5, message="access log flushed")
+        lines = self.access_lines(a)
+        direct = [l for l in lines if l.get("unit") == "direct"]
+        self.assertEqual(len(direct), 7, lines)
+        for l in direct:
+            self.assertEqual((l["status"], l["service"]), (200, "accounts"), l)
+            self.assertIn(l["endpoint"], b_instances, l)
+
+        # No instance of city b available either: 503 NO_ENDPOINT (unit services never spill).
+        for n in (1, 2):
+            self.samples[f"accounts-b{n}"].signal(signal.SIGKILL)
+        wait_until(lambda: all(a.metric("sluice_endpoint_available", service="accounts",
+                                        endpoint=addr_) == 0 for addr_ in b_instances), 10,
+                   message="city b's accounts instances out of rotation at gateway a")
+        r = self.get("a", "/accounts/none", customer=CUSTOMER_B)
+        body = self.assertGatewayError(r, 503)
+        self.assertEqual((body["code"], body["city"]), ("NO_ENDPOINT", "b"), body)
+
+    def access_lines(self, gw):
+        import json
+        with open(gw.config["access_log"]["path"]) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def direct_log_lines(self, gw):
+        return sum(1 for l in self.access_lines(gw) if l.get("unit") == "direct")
 
     def test_loop_detected(self):
         # Misconfigured: city a's gateway lists itself as the peer of city b.
