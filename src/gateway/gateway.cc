@@ -319,6 +319,10 @@ void Gateway::begin_drain(const char* why) {
   core::log_info("draining ({}): up to {} for in-flight requests", why,
                  core::format_duration(timeout));
   drain_deadline_ = std::chrono::steady_clock::now() + timeout;
+  // Stop accepting on every worker at once, here, rather than when each worker's loop gets to
+  // its drain (a busy one could accept and serve new connections meanwhile, with keep-alive).
+  shared_.draining.store(true, std::memory_order_relaxed);
+  for (auto& w : workers_) w->stop_accepting();
   for (auto& w : workers_) w->begin_drain();
   if (link_) link_->draining();
   poll_drain();

@@ -40,6 +40,9 @@ struct GatewayShared {
   std::vector<ListenerMetrics> listener_metrics;
   std::array<observability::Counter*, static_cast<size_t>(RejectReason::kCount)> rejected{};
   std::atomic<size_t> connections{0};
+  // Set first thing when the gateway begins to drain, before any worker's loop gets to it: from
+  // then on every response says Connection: close (Worker::draining()).
+  std::atomic<bool> draining{false};
   size_t max_connections = 100000;
   unsigned workers = 1;
   IoBackend io_backend = IoBackend::kAuto;

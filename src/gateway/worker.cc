@@ -26,7 +26,11 @@ constexpr size_t kScratchBytes = 64 * 1024;
 }  // namespace
 
 Worker::Worker(GatewayShared& shared, unsigned index)
-    : shared_(shared), index_(index), loop_(shared.io_backend), scratch_(kScratchBytes) {
+    : shared_(shared),
+      index_(index),
+      loop_(shared.io_backend),
+      scratch_(kScratchBytes),
+      shared_drain_(&shared.draining) {
   access_log_ = std::make_unique<observability::AccessLogger>(shared_.access_sink);
   now_ = std::chrono::steady_clock::now();
 }
@@ -139,7 +143,7 @@ void Worker::Listener::on_io(uint32_t) {
 }
 
 void Worker::accept(Listener& l) {
-  if (draining_ || stopped_ || l.fd < 0) return;
+  if (draining() || stopped_ || l.fd < 0) return;
   refresh_now();
   for (;;) {
     // The peer address comes with accept4 itself: no getpeername per connection.
@@ -149,6 +153,7 @@ void Worker::accept(Listener& l) {
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EINVAL) return;  // shut down by stop_accepting(): the drain is on its way
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // What waits stays in the backlog; with no new edge to come, the sweep tries again.
         if (!accept_paused_) {
@@ -205,6 +210,15 @@ void Worker::sweep() {
   pool_.sweep(now);
   idle_upstreams_.store(pool_.idle_count(), std::memory_order_relaxed);
   access_log_->flush();
+}
+
+void Worker::stop_accepting() {
+  for (auto& l : listeners_) {
+    // Not close(): the fd stays the worker's (its loop watches it) until begin_drain closes it.
+    if (l->fd >= 0 && ::shutdown(l->fd, SHUT_RD) != 0 && errno != ENOTCONN) {
+      core::log_warn("worker {}: stop accepting: {}", index_, std::strerror(errno));
+    }
+  }
 }
 
 void Worker::begin_drain() {

@@ -46,6 +46,11 @@ class Worker {
   void apply(std::shared_ptr<const Snapshot> snapshot);
   // Thread-safe: a new unit (shard) ownership table; requests waiting on a switch re-decide.
   void apply_units(std::shared_ptr<const router::UnitTable> units);
+  // Control thread, once, before begin_drain() and while the listeners are open: shuts the
+  // listening sockets down (SHUT_RD) at once, so that no worker accepts another connection
+  // however late its loop gets to the drain; connections still in a listener's accept queue are
+  // reset by the kernel (they were never accepted).
+  void stop_accepting();
   void begin_drain();
   void stop();
 
@@ -64,7 +69,8 @@ class Worker {
   const std::shared_ptr<const router::UnitTable>& units() const { return units_; }
   // Per-request scratch for endpoint availability (worker thread only).
   std::vector<uint8_t>& available_scratch() { return available_; }
-  bool draining() const { return draining_; }
+  // True from the moment the gateway began to drain (not only once this loop got to it).
+  bool draining() const { return draining_ || shared_drain_->load(std::memory_order_relaxed); }
   core::MonoTime now() const { return now_; }
   core::MonoTime refresh_now() { return now_ = std::chrono::steady_clock::now(); }
 
@@ -101,6 +107,7 @@ class Worker {
   std::thread thread_;
   core::MonoTime now_;
   bool draining_ = false;
+  const std::atomic<bool>* shared_drain_;  // GatewayShared::draining
   bool stopped_ = false;
 };
 
