@@ -32,7 +32,8 @@ of the phase. Requests are put in buckets by the time they were sent.
 
 Retried = gateway retries (sluice_upstream_retries_total, both gateways) + client retries.
 Forwards = unit requests forwarded to the other city's gateway, spills = global-service attempts
-sent to the other city's instances (sluice_cross_city_requests_total, both gateways).
+sent to the other city's instances, direct = unit requests sent straight to the owner city's
+instances because its gateway was unreachable (sluice_cross_city_requests_total, both gateways).
 
 Exit status: 0 when the drill ran (whatever the figures), 1 when it could not be performed (a
 process did not start, a switch or restart step failed), 2 for bad options, 130 on Ctrl-C.
@@ -255,8 +256,11 @@ class Metrics:
 
 
 def summarize_counters(before, after):
+    """(retries, forwards, spills, direct, unit results). Cross-city attempts of the unit service
+    are not spills (unit services never spill): they are unit requests sent straight to the owner
+    city's instances because its gateway was unreachable ("direct")."""
     d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in set(before) | set(after)}
-    retries = forwards = spills = 0
+    retries = forwards = spills = direct = 0
     units = {}
     for (name, labels), v in d.items():
         lab = dict(labels)
@@ -265,11 +269,14 @@ def summarize_counters(before, after):
         elif name == "sluice_cross_city_requests_total":
             if lab.get("service", "").startswith("peer:"):
                 forwards += v
+            elif lab.get("service") == SERVICES[1]:
+                direct += v
             else:
                 spills += v
         elif name == "sluice_unit_requests_total":
             units[lab.get("result", "")] = units.get(lab.get("result", ""), 0) + int(v)
-    return int(retries), int(forwards), int(spills), {k: v for k, v in sorted(units.items()) if v}
+    return (int(retries), int(forwards), int(spills), int(direct),
+            {k: v for k, v in sorted(units.items()) if v})
 
 
 def endpoint_available(gw, service, address):
@@ -701,7 +708,8 @@ class Drill:
             recs = [r for r in self.results if t0 <= r[0] < t1]
             glob = [r for r in recs if r[1] == "global"]
             unit = [r for r in recs if r[1] == "unit"]
-            retries, forwards, spills, units = summarize_counters(ph["before"], ph["after"])
+            retries, forwards, spills, direct, units = summarize_counters(ph["before"],
+                                                                          ph["after"])
             client_retries = sum(r[6] for r in recs)
             errors = {}
             for r in recs:
@@ -732,6 +740,7 @@ class Drill:
                 "retried": retries + client_retries,
                 "cross_city_forwards": forwards,
                 "cross_city_spills": spills,
+                "cross_city_direct": direct,
                 "unit_requests": units,
                 "errors": dict(sorted(errors.items())),
                 "served_by_city": dict(sorted(served.items())),
@@ -781,7 +790,7 @@ def print_table(rep, out):
     w(f"RTO target (2 x interval): {rep['rto_target_s']:.1f} s; baseline failures per 100 ms: "
       f"{rep['baseline_failures_per_bucket']}\n\n")
     hdr = (f"{'phase':<9} {'RTO s':>6} {'global':>6} {'unit':>6} {'sent':>6} {'failed':>6} "
-           f"{'retried':>16} {'forwards':>8} {'spills':>6}\n")
+           f"{'retried':>16} {'forwards':>8} {'spills':>6} {'direct':>6}\n")
     w(hdr)
     w("-" * (len(hdr) - 1) + "\n")
     for r in rep["phases"]:
@@ -791,11 +800,13 @@ def print_table(rep, out):
         ru = "-" if base else fmt_s(r["rto_unit_s"])
         retried = f"{r['retried']} ({r['gateway_retries']}+{r['client_retries']})"
         w(f"{r['phase']:<9} {rt:>6} {rg:>6} {ru:>6} {r['sent']:>6} {r['failed']:>6} "
-          f"{retried:>16} {r['cross_city_forwards']:>8} {r['cross_city_spills']:>6}\n")
+          f"{retried:>16} {r['cross_city_forwards']:>8} {r['cross_city_spills']:>6} "
+          f"{r['cross_city_direct']:>6}\n")
     w("\nRTO: seconds from the phase's event until failures per 100 ms are back at the baseline "
       "level (n/r: not recovered in the phase).\nretried: gateway retries + client retries "
       "(clients that fail over to the other gateway). forwards: unit requests sent to the other\n"
-      "city's gateway; spills: global-service attempts sent to the other city's instances.\n")
+      "city's gateway; spills: global-service attempts sent to the other city's instances; direct:\n"
+      "unit requests sent straight to the owner city's instances (its gateway unreachable).\n")
     if rep["unit_rto_from_fault1_incl_switch_s"] is not None:
         w(f"Unit requests of city a's shards: back {rep['unit_rto_from_fault1_incl_switch_s']:.1f}"
           f" s after fault 1 (they fail until the switch).\n")
