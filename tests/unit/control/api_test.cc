@@ -582,5 +582,67 @@ TEST(ResourceDiff, AddChangeRemove) {
   EXPECT_TRUE(resource_diff(before, before).empty());
 }
 
+// ------------------------------------------------------------------------------ fleet state
+
+TEST_F(ApiTest, GatewayLeavingIsShownAsDrainingThenExitedUntilHeardFromAgain) {
+  auto health = [&] {
+    Json all = call("GET", "/v1/gateways", nullptr, "viewer").json();
+    EXPECT_EQ(all.size(), 1u) << all.dump();
+    return all.empty() ? std::string() : all[0]["health"].get<std::string>();
+  };
+  auto report = [&](const std::string& status) {
+    return call("POST", "/v1/gateways/gw-a/status",
+                {{"city", "a"}, {"zone", "a1"}, {"applied_version", "0.0"}, {"status", status}});
+  };
+  ASSERT_EQ(report("applied").status(), 200);
+  EXPECT_EQ(health(), "ok");
+  ASSERT_EQ(report("draining").status(), 200);
+  EXPECT_EQ(health(), "draining");
+  ASSERT_EQ(report("exited").status(), 200);
+  EXPECT_EQ(health(), "exited");
+  // Still exited, not stale, long after: it said it left.
+  advance(options_.gateway_stale_ms + 1);
+  EXPECT_EQ(health(), "exited");
+  // A poll from a new process: back, and pending until it reports its config.
+  advance(1);
+  Pending poll = send("GET", "/v1/gateway-config?gateway=gw-a&wait=0s", "", "viewer");
+  ASSERT_TRUE(poll.answered());
+  EXPECT_EQ(health(), "pending");
+  ASSERT_EQ(report("applied").status(), 200);
+  EXPECT_EQ(health(), "ok");
+  // A draining gateway that vanishes without a word goes stale like any other.
+  ASSERT_EQ(report("draining").status(), 200);
+  advance(options_.gateway_stale_ms + 1);
+  EXPECT_EQ(health(), "stale");
+  // Anything else is refused and changes nothing.
+  Pending bad = report("gone");
+  EXPECT_EQ(bad.status(), 400);
+  EXPECT_NE(bad.body().find("expected applied, refused, draining or exited"), std::string::npos)
+      << bad.body();
+  EXPECT_EQ(call("GET", "/v1/gateways", nullptr, "viewer").json()[0]["status"], "draining");
+}
+
+TEST_F(ApiTest, GatewayVersionsFromItsSnapshotsAreListedAndNotAddedUp) {
+  ASSERT_EQ(apply({static_service("a", "127.0.0.1:1000")}).status(), 200);
+  ASSERT_EQ(
+      call("POST", "/v1/gateways/gw-a/status", {{"applied_version", "1.0"}, {"status", "applied"}})
+          .status(),
+      200);
+  Json versions = {{"local_version", 7}, {"units_version", 3}};
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(call("POST", "/v1/stats", {{"gateway", "gw-a"}, {"versions", versions}}).status(),
+              200);
+  }
+  Json g = call("GET", "/v1/gateways", nullptr, "viewer").json()[0];
+  EXPECT_EQ(g["config_version"], 1);
+  EXPECT_EQ(g["applied_version"], 1);
+  EXPECT_EQ(g["control_plane_version"], "1.0");
+  EXPECT_EQ(g["local_version"], 7);  // the last snapshot's, not 14
+  EXPECT_EQ(g["units_version"], 3);
+  Json stats = call("GET", "/v1/stats?gateway=gw-a", nullptr, "viewer").json();
+  ASSERT_EQ(stats["recent"].size(), 2u);
+  EXPECT_EQ(stats["recent"][1]["versions"], versions);  // the snapshot itself is kept whole
+}
+
 }  // namespace
 }  // namespace sluice::control
