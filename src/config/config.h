@@ -10,6 +10,7 @@
 
 #include "core/address.h"
 #include "core/duration.h"
+#include "http/path.h"
 
 namespace sluice::config {
 
@@ -49,6 +50,11 @@ struct Limits {
   // A body up to this size is read whole before an upstream connection is chosen and taken, so a
   // slow client cannot pin a connection to the service; larger bodies stream. 0 = always stream.
   size_t request_buffer_bytes = 65536;
+};
+
+// How the gateway reads requests before routing them.
+struct Http {
+  http::PathOptions path;  // normalize_path, merge_slashes, escaped_slashes, path_parameters
 };
 
 struct AccessLog {
@@ -366,6 +372,7 @@ struct GatewayConfig {
   std::vector<Listener> listeners;
   Admin admin;
   Limits limits;
+  Http http;
   AccessLog access_log;
   std::vector<Service> services;
   std::vector<Route> routes;

@@ -44,6 +44,12 @@ constexpr std::array<std::string_view, 3> kLbPolicies = {"round_robin", "least_r
 constexpr std::array<std::string_view, 2> kServiceKinds = {"global", "unit"};
 constexpr std::array<std::string_view, 1> kLogFormats = {"json"};
 constexpr std::array<std::string_view, 3> kIoBackends = {"auto", "io_uring", "epoll"};
+constexpr std::array<std::string_view, 3> kEscapedSlashes = {"keep", "reject", "unescape"};
+constexpr std::array<http::EscapedSlashes, 3> kEscapedSlashValues = {
+    http::EscapedSlashes::kKeep, http::EscapedSlashes::kReject, http::EscapedSlashes::kUnescape};
+constexpr std::array<std::string_view, 2> kPathParameters = {"keep", "reject"};
+constexpr std::array<http::PathParameters, 2> kPathParameterValues = {
+    http::PathParameters::kKeep, http::PathParameters::kReject};
 // The sections a control plane pushes (docs/control-plane.md); the rest of a file stays local.
 constexpr std::array<std::string_view, 4> kPushedSections = {"services", "routes", "rate_limits",
                                                              "units"};
@@ -491,8 +497,8 @@ class SchemaLoader {
   void load(const Value& root) {
     MapReader top(
         diag_, root,
-        {"node", "workers", "io_backend", "listeners", "admin", "limits", "access_log", "services",
-         "routes", "rate_limits", "redis", "overload", "units", "control_plane"});
+        {"node", "workers", "io_backend", "listeners", "admin", "limits", "http", "access_log",
+         "services", "routes", "rate_limits", "redis", "overload", "units", "control_plane"});
     if (!top.is_map()) return;
     if (const Value* v = top.get("control_plane")) load_control_plane(*v);
     if (config_.control_plane.enabled && !pushed_) {
@@ -510,6 +516,8 @@ class SchemaLoader {
     if (const Value* v = top.get("admin")) load_admin(*v);
     load_listeners(top);
     if (const Value* v = top.get("limits")) load_limits(*v);
+    // Before routes: their paths are checked against the request paths this allows.
+    if (const Value* v = top.get("http")) load_http(*v);
     if (const Value* v = top.get("access_log")) load_access_log(*v);
     if (const Value* v = top.get("services")) load_services(*v);
     if (const Value* v = top.get("routes")) load_routes(*v);
@@ -678,6 +686,40 @@ class SchemaLoader {
                 fmt::format("must not exceed limits.max_header_bytes ({} > {})", l.max_uri_bytes,
                             l.max_header_bytes));
     }
+  }
+
+  void load_http(const Value& v) {
+    MapReader m(diag_, v,
+                {"normalize_path", "merge_slashes", "escaped_slashes", "path_parameters"});
+    http::PathOptions& p = config_.http.path;
+    m.read("normalize_path", p.normalize);
+    m.read("merge_slashes", p.merge_slashes);
+    if (const Value* e = m.get("escaped_slashes")) {
+      if (auto i = read_enum(diag_, *e, kEscapedSlashes))
+        p.escaped_slashes = kEscapedSlashValues[*i];
+    }
+    if (const Value* e = m.get("path_parameters")) {
+      if (auto i = read_enum(diag_, *e, kPathParameters)) p.parameters = kPathParameterValues[*i];
+    }
+  }
+
+  // A route path that request paths can never equal (they are normalised first, or refused)
+  // would be a route that silently never matches: an error instead, naming the form to write.
+  bool check_route_path(const Value& v, const std::string& path) {
+    std::string normal;
+    http::PathResult r = http::normalize_path(path, config_.http.path, normal);
+    if (r.error != http::PathError::kNone) {
+      v.error(diag_, fmt::format("'{}' can never match: requests with such a path are refused ({})",
+                                 path, http::path_error_reason(r.error)));
+      return false;
+    }
+    if (r.changed) {
+      v.error(diag_, fmt::format("'{}' can never match: request paths are normalised first "
+                                 "(see http); write '{}'",
+                                 path, normal));
+      return false;
+    }
+    return true;
   }
 
   void load_access_log(const Value& v) {
@@ -857,7 +899,7 @@ class SchemaLoader {
       if (const Value* s = m.require("service")) resolve_service(*s, route);
       const Value* strip = m.get("strip_prefix");
       if (strip != nullptr) {
-        if (auto p = read_path(diag_, *strip)) {
+        if (auto p = read_path(diag_, *strip); p && check_route_path(*strip, *p)) {
           route.strip_prefix = *p;
           const std::string& matched =
               route.match.path.empty() ? route.match.path_prefix : route.match.path;
@@ -905,14 +947,14 @@ class SchemaLoader {
     const Value* path = m.get("path");
     const Value* prefix = m.get("path_prefix");
     if (path != nullptr) {
-      if (auto p = read_path(diag_, *path)) {
+      if (auto p = read_path(diag_, *path); p && check_route_path(*path, *p)) {
         match.path = *p;
       } else {
         ok = false;
       }
     }
     if (prefix != nullptr) {
-      if (auto p = read_path(diag_, *prefix)) {
+      if (auto p = read_path(diag_, *prefix); p && check_route_path(*prefix, *p)) {
         match.path_prefix = *p;
       } else {
         ok = false;
@@ -1939,6 +1981,15 @@ std::string to_json(const GatewayConfig& config) {
                  {"body_timeout", d(l.body_timeout)},
                  {"min_body_rate", l.min_body_rate},
                  {"request_buffer_bytes", l.request_buffer_bytes}};
+  const http::PathOptions& hp = config.http.path;
+  auto index_of = [](const auto& values, auto v) {
+    return static_cast<size_t>(std::find(values.begin(), values.end(), v) - values.begin());
+  };
+  j["http"] = {
+      {"normalize_path", hp.normalize},
+      {"merge_slashes", hp.merge_slashes},
+      {"escaped_slashes", kEscapedSlashes[index_of(kEscapedSlashValues, hp.escaped_slashes)]},
+      {"path_parameters", kPathParameters[index_of(kPathParameterValues, hp.parameters)]}};
   j["access_log"] = {{"path", config.access_log.path}, {"format", config.access_log.format}};
   j["services"] = Json::array();
   for (const auto& s : config.services) {

@@ -262,6 +262,7 @@ void Connection::begin_request() {
   if (request_began_ == core::MonoTime{} || request_began_ > start_) request_began_ = start_;
   method_.clear();
   target_.clear();
+  original_target_.clear();
   user_agent_.clear();
   request_id_.clear();
   deadline_kind_ = Deadline::kNone;
@@ -313,6 +314,25 @@ void Connection::on_head(http::MessageHead& head) {
     request_id_ = incoming_id;
   } else {
     observability::make_request_id(core::thread_rng(), request_id_);
+  }
+
+  // From here on every reader of the path (router, rewriting, unit and hash keys, access log,
+  // the upstream, a peer city) sees one normal form; the query string is left as it came.
+  // Asterisk-form ("OPTIONS *") has no path to normalise.
+  if (head.target != "*") {
+    const std::string_view path = head.path();
+    http::PathResult pr = http::normalize_path(path, snap.config->http.path, path_scratch_);
+    if (pr.error != http::PathError::kNone) {
+      worker_.shared().reject(RejectReason::kBadPath);
+      local_reply(400, http::path_error_reason(pr.error), "", ",\"code\":\"BAD_PATH\"");
+      return;
+    }
+    if (pr.changed) {
+      worker_.shared().paths_normalized->inc();
+      original_target_ = head.target;
+      head.target.replace(0, path.size(), path_scratch_);  // never longer: no allocation
+      target_ = head.target;
+    }
   }
 
   router::RequestView view{method_, host_without_port(head.headers.get("host")), head.path(),
@@ -1320,6 +1340,7 @@ void Connection::record(std::string_view endpoint) {
   rec.client_ip = client_ip_;
   rec.method = method_;
   rec.path = target_;
+  rec.original_path = original_target_;
   if (route_) {
     rec.route = route_->name;
     rec.service = snap.services[service_index_].cfg->name;

@@ -16,6 +16,7 @@
 #include "gateway/governance.h"
 #include "gateway/upstream_pool.h"
 #include "http/parser.h"
+#include "http/path.h"
 #include "router/router.h"
 
 namespace sluice::gateway {
@@ -185,7 +186,9 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool idempotent_ = false;
   bool local_reply_ = false;
   std::string method_;
-  std::string target_;
+  std::string target_;           // as routed and forwarded: the path part normalised
+  std::string original_target_;  // as received, when normalising changed it (access log)
+  std::string path_scratch_;     // the normal form is built here (capacity kept)
   std::string request_id_;
   std::string traceparent_;  // sent upstream (reused buffer)
   std::string user_agent_;

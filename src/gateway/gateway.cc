@@ -13,9 +13,9 @@ namespace sluice::gateway {
 
 namespace {
 
-constexpr const char* kRejectNames[] = {"bad_request",    "header_too_large",     "uri_too_long",
-                                        "body_too_large", "header_timeout",       "idle_timeout",
-                                        "unsupported",    "too_many_connections", "body_timeout"};
+constexpr const char* kRejectNames[] = {
+    "bad_request",  "header_too_large", "uri_too_long",         "body_too_large", "header_timeout",
+    "idle_timeout", "unsupported",      "too_many_connections", "body_timeout",   "bad_path"};
 static_assert(std::size(kRejectNames) == static_cast<size_t>(RejectReason::kCount));
 
 // What a reload cannot change: these are bound to sockets and threads made at start.
@@ -133,6 +133,9 @@ void Gateway::declare_metrics() {
                                        "Requests or connections refused before routing.",
                                        {{"reason", kRejectNames[i]}});
   }
+  shared_.paths_normalized =
+      &reg.counter("sluice_request_paths_normalized_total",
+                   "Requests whose path was rewritten to its normal form before routing.");
   reload_ok_ = &reg.counter("sluice_config_reloads_total", "Config reloads by result.",
                             {{"result", "success"}});
   reload_failed_ = &reg.counter("sluice_config_reloads_total", "Config reloads by result.",

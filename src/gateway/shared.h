@@ -25,6 +25,7 @@ enum class RejectReason {
   kUnsupported,
   kTooManyConnections,
   kBodyTimeout,
+  kBadPath,  // the path is refused by the path rules (http.*), before routing
   kCount
 };
 
@@ -39,6 +40,7 @@ struct GatewayShared {
   std::vector<config::Listener> listeners;  // fixed for the life of the process
   std::vector<ListenerMetrics> listener_metrics;
   std::array<observability::Counter*, static_cast<size_t>(RejectReason::kCount)> rejected{};
+  observability::Counter* paths_normalized = nullptr;  // sluice_request_paths_normalized_total
   std::atomic<size_t> connections{0};
   // Set first thing when the gateway begins to drain, before any worker's loop gets to it: from
   // then on every response says Connection: close (Worker::draining()).

@@ -314,6 +314,10 @@ void AccessLogger::log(const AccessRecord& r) {
   append_json_string(buf_, r.method);
   buf_ += ",\"path\":";
   append_json_string(buf_, r.path);
+  if (!r.original_path.empty()) {
+    buf_ += ",\"original_path\":";
+    append_json_string(buf_, r.original_path);
+  }
   buf_ += ",\"route\":";
   append_json_string(buf_, r.route);
   buf_ += ",\"service\":";

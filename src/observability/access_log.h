@@ -25,8 +25,10 @@ struct AccessRecord {
   std::string_view request_id;
   std::string_view client_ip;
   std::string_view method;
-  std::string_view path;   // request target as received
-  std::string_view route;  // empty when no route matched
+  std::string_view path;           // request target, its path normalised (http.normalize_path...)
+  std::string_view original_path;  // the target as received when normalising changed it; empty
+                                   // = the key is omitted
+  std::string_view route;          // empty when no route matched
   std::string_view service;
   std::string_view endpoint;  // upstream address of the last attempt; empty when none
   int status = 0;

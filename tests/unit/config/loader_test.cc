@@ -1069,6 +1069,90 @@ TEST_F(LoadFile, DirectoryIsOneClearError) {
   EXPECT_EQ(r.errors[0].message, "cannot read config: is a directory");
 }
 
+// ---- http: request path rules ----
+
+TEST(Http, SafeDefaultsWithNoSection) {
+  LoadResult r = load_with("");
+  ASSERT_TRUE(r.ok()) << dump(r);
+  const http::PathOptions& p = r.config->http.path;
+  EXPECT_TRUE(p.normalize);
+  EXPECT_TRUE(p.merge_slashes);
+  EXPECT_EQ(p.escaped_slashes, http::EscapedSlashes::kReject);
+  EXPECT_EQ(p.parameters, http::PathParameters::kReject);
+  EXPECT_TRUE(Accepts("http:\n"));
+}
+
+TEST(Http, EveryKeyRead) {
+  LoadResult r = load_with(
+      "http: {normalize_path: false, merge_slashes: false, escaped_slashes: unescape, "
+      "path_parameters: keep}\n");
+  ASSERT_TRUE(r.ok()) << dump(r);
+  const http::PathOptions& p = r.config->http.path;
+  EXPECT_FALSE(p.normalize);
+  EXPECT_FALSE(p.merge_slashes);
+  EXPECT_EQ(p.escaped_slashes, http::EscapedSlashes::kUnescape);
+  EXPECT_EQ(p.parameters, http::PathParameters::kKeep);
+  EXPECT_EQ(load_with("http: {escaped_slashes: keep}\n").config->http.path.escaped_slashes,
+            http::EscapedSlashes::kKeep);
+}
+
+TEST(Http, BadValuesAreErrorsAllAtOnce) {
+  LoadResult r = load_with(
+      "http:\n  normalize_path: yes\n  escaped_slashes: decode\n  path_parameters: strip\n"
+      "  merge_slash: true\n");
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(HasError(r, 3, "http.normalize_path", "expected true or false"));
+  EXPECT_TRUE(HasError(r, 4, "http.escaped_slashes", "keep"));
+  EXPECT_TRUE(HasError(r, 5, "http.path_parameters", "reject"));
+  EXPECT_TRUE(HasError(r, 6, "http.merge_slash", "did you mean 'merge_slashes'"));
+  EXPECT_TRUE(Rejects("http: [a]\n", "http", "mapping"));
+}
+
+TEST(Http, RoutePathsThatCanNeverMatchAreErrors) {
+  EXPECT_TRUE(Rejects(route_with("match: {path_prefix: '/a//b'}"), "routes[0].match.path_prefix",
+                      "'/a//b' can never match: request paths are normalised first (see http); "
+                      "write '/a/b'"));
+  EXPECT_TRUE(Rejects(route_with("match: {path: /a/../b}"), "routes[0].match.path", "write '/b'"));
+  EXPECT_TRUE(
+      Rejects(route_with("match: {path: /%61dmin}"), "routes[0].match.path", "write '/admin'"));
+  EXPECT_TRUE(Rejects(route_with("match: {path_prefix: /a%2fb}"), "routes[0].match.path_prefix",
+                      "requests with such a path are refused (path contains an encoded slash"));
+  EXPECT_TRUE(Rejects(route_with("match: {path_prefix: '/a;v=1'}"), "routes[0].match.path_prefix",
+                      "path contains ';'"));
+  EXPECT_TRUE(Rejects(route_with("match: {path_prefix: /a/b}\n    strip_prefix: /a/."),
+                      "routes[0].strip_prefix", "write '/a/'"));
+  // What the options allow, a route may name.
+  EXPECT_TRUE(Accepts("http: {merge_slashes: false}\n" + route_with("match: {path: '/a//b'}")));
+  EXPECT_TRUE(Accepts("http: {escaped_slashes: keep}\n" +
+                      route_with("match: {path_prefix: /files/a%2Fb}")));
+  EXPECT_TRUE(
+      Rejects("http: {escaped_slashes: keep}\n" + route_with("match: {path_prefix: /files/a%2fb}"),
+              "routes[0].match.path_prefix", "write '/files/a%2Fb'"));
+  EXPECT_TRUE(
+      Accepts("http: {path_parameters: keep}\n" + route_with("match: {path_prefix: '/a;v=1'}")));
+  EXPECT_TRUE(Accepts(route_with("match: {path_prefix: /api/}")));
+  EXPECT_TRUE(Accepts(route_with("match: {path_prefix: /a%20b}")));
+}
+
+TEST(Http, ToJsonRoundTrips) {
+  LoadResult first = load_with(
+      "http: {normalize_path: false, merge_slashes: false, escaped_slashes: keep, "
+      "path_parameters: keep}\n");
+  ASSERT_TRUE(first.ok()) << dump(first);
+  std::string json = to_json(*first.config);
+  auto j = nlohmann::json::parse(json);
+  EXPECT_EQ(j["http"]["normalize_path"], false);
+  EXPECT_EQ(j["http"]["merge_slashes"], false);
+  EXPECT_EQ(j["http"]["escaped_slashes"], "keep");
+  EXPECT_EQ(j["http"]["path_parameters"], "keep");
+  LoadResult second = load_string(json, "effective.json");
+  ASSERT_TRUE(second.ok()) << dump(second) << json;
+  EXPECT_EQ(second.config->http.path, first.config->http.path);
+  auto d = nlohmann::json::parse(to_json(*load_with("").config));
+  EXPECT_EQ(d["http"]["escaped_slashes"], "reject");
+  EXPECT_EQ(d["http"]["path_parameters"], "reject");
+}
+
 // ---- effective config as JSON ----
 
 TEST(ToJson, DefaultsAndFormats) {
