@@ -351,6 +351,21 @@ void Stream::async_read_some(char* buf, size_t len, IoHandler h) {
   read_h_ = std::move(h);
 }
 
+bool Stream::read_pending() const {
+  if (fd_ < 0) return false;
+  if (loop_.uring_) return read_op_ != nullptr && !read_op_->harvested;
+  return static_cast<bool>(read_h_);
+}
+
+bool Stream::has_unread_input() const {
+  if (fd_ < 0) return true;
+  char probe;
+  ssize_t n = ::recv(fd_, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) return true;
+  if (n == 0) return true;  // the peer closed
+  return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
 bool Stream::send_pending(int& err) {
   while (wdone_ < wlen_) {
     ssize_t n = ::send(fd_, wdata_ + wdone_, wlen_ - wdone_, MSG_NOSIGNAL);

@@ -154,6 +154,12 @@ class Stream final : public IoWatcher {
   void async_read_some(char* buf, size_t len, IoHandler h);
   // Reads now without waiting: bytes read, 0 at EOF, or -1 with err set (EAGAIN: nothing there).
   ssize_t read_some(char* buf, size_t len, int& err);
+  // A read was started and its completion has not been taken from the kernel yet (it may be
+  // taken, with its handler still to run, after the loop last waited).
+  bool read_pending() const;
+  // Whether a read now would find bytes or the end of the stream (recv MSG_PEEK, one system
+  // call). False only when the socket is open and has nothing to read.
+  bool has_unread_input() const;
   // Writes all `len` bytes (they must stay valid until h runs); h(err, bytes written).
   void async_write(const char* data, size_t len, IoHandler h);
   void set_no_delay();

@@ -89,6 +89,7 @@ UringOp* EventLoop::Uring::start(UringOp::Kind kind, Stream* stream, IoHandler&&
     free_.pop_back();
   }
   op->kind = kind;
+  op->harvested = false;
   op->stream = stream;
   op->fd = stream ? stream->fd() : -1;
   op->h = std::move(h);
@@ -100,6 +101,7 @@ void EventLoop::Uring::release(UringOp* op) {
   bool cancelled = op->cancelled;
   if (cancelled) --cancelled_in_flight;
   op->cancelled = false;
+  op->harvested = false;
   op->stream = nullptr;
   op->watcher = nullptr;
   op->h = nullptr;
@@ -159,6 +161,7 @@ void EventLoop::Uring::dispatch() {
   io_uring_cqe* cqe;
   io_uring_for_each_cqe(&ring, head, cqe) {
     batch_.push_back(Completion{cqe->user_data, cqe->res, cqe->flags});
+    if (cqe->user_data != 0) reinterpret_cast<UringOp*>(cqe->user_data)->harvested = true;
     ++count;
   }
   io_uring_cq_advance(&ring, count);

@@ -25,6 +25,7 @@ struct UringOp {
   using Kind = UringOpKind;
   Kind kind = Kind::kRead;
   bool cancelled = false;  // its stream was closed (or its watcher forgotten): ECANCELED
+  bool harvested = false;  // its completion was taken from the ring; the handler may not have run
   int fd = -1;
   Stream* stream = nullptr;  // null once cancelled: the stream may be gone
   IoWatcher* watcher = nullptr;
