@@ -50,12 +50,19 @@ struct Limits {
   // A body up to this size is read whole before an upstream connection is chosen and taken, so a
   // slow client cannot pin a connection to the service; larger bodies stream. 0 = always stream.
   size_t request_buffer_bytes = 65536;
+  // Memory the idle pooled upstream connections of the whole gateway may take (shared equally by
+  // the workers; kIdleUpstreamConnectionBytes each): bounds a pool that follows demand.
+  size_t max_idle_upstream_bytes = 64 * 1024 * 1024;
 };
 
 // How the gateway reads requests before routing them.
 struct Http {
   http::PathOptions path;  // normalize_path, merge_slashes, escaped_slashes, path_parameters
 };
+
+// What one idle pooled upstream connection costs, for limits.max_idle_upstream_bytes: its 16 KiB
+// read buffer, the connection object and the kernel's socket (measured: docs/config.md).
+inline constexpr size_t kIdleUpstreamConnectionBytes = 20 * 1024;
 
 struct AccessLog {
   std::string path = "stdout";  // stdout | off | FILE
@@ -227,7 +234,10 @@ struct Service {
   Timeouts timeouts;
   Retry retry;
   ServiceKind kind = ServiceKind::kGlobal;
-  uint32_t max_idle_connections = 64;  // per worker per endpoint
+  // Idle pooled connections per worker per endpoint. Set in the file: a hard cap (0 = no
+  // pooling). Absent: this is a floor and the cap follows the recent peak of connections in use.
+  uint32_t max_idle_connections = 64;
+  bool max_idle_connections_set = false;
   HealthCheck health_check;
   OutlierDetection outlier_detection;
   CircuitBreaker circuit_breaker;

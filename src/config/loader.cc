@@ -661,10 +661,11 @@ class SchemaLoader {
   }
 
   void load_limits(const Value& v) {
-    MapReader m(diag_, v,
-                {"max_header_bytes", "max_uri_bytes", "max_body_bytes", "max_headers",
-                 "header_timeout", "idle_timeout", "drain_timeout", "max_connections",
-                 "body_timeout", "min_body_rate", "request_buffer_bytes"});
+    MapReader m(
+        diag_, v,
+        {"max_header_bytes", "max_uri_bytes", "max_body_bytes", "max_headers", "header_timeout",
+         "idle_timeout", "drain_timeout", "max_connections", "body_timeout", "min_body_rate",
+         "request_buffer_bytes", "max_idle_upstream_bytes"});
     Limits& l = config_.limits;
     bool header_ok = m.read_size("max_header_bytes", l.max_header_bytes, kKiB, kMiB);
     bool uri_ok = m.read_size("max_uri_bytes", l.max_uri_bytes, 256, kMiB);
@@ -678,6 +679,7 @@ class SchemaLoader {
     m.read_size("min_body_rate", l.min_body_rate, 0, kGiB);
     // Bounded: every connection may hold this much while its body arrives.
     m.read_size("request_buffer_bytes", l.request_buffer_bytes, 0, kMiB);
+    m.read_size("max_idle_upstream_bytes", l.max_idle_upstream_bytes, 0, kTiB);
     // The URI is part of the request head, so a larger URI limit could never take effect.
     if (header_ok && uri_ok && l.max_uri_bytes > l.max_header_bytes) {
       const Value* at = m.get("max_uri_bytes");
@@ -776,7 +778,9 @@ class SchemaLoader {
           }
         }
       }
-      m.read_uint("max_idle_connections", service.max_idle_connections, 0, 10000);
+      service.max_idle_connections_set =
+          m.read_uint("max_idle_connections", service.max_idle_connections, 0, 10000) &&
+          m.get("max_idle_connections") != nullptr;
       if (const Value* h = m.get("health_check")) load_health_check(*h, service.health_check);
       if (const Value* o = m.get("outlier_detection"))
         load_outlier_detection(*o, service.outlier_detection);
@@ -1980,7 +1984,8 @@ std::string to_json(const GatewayConfig& config) {
                  {"max_connections", l.max_connections},
                  {"body_timeout", d(l.body_timeout)},
                  {"min_body_rate", l.min_body_rate},
-                 {"request_buffer_bytes", l.request_buffer_bytes}};
+                 {"request_buffer_bytes", l.request_buffer_bytes},
+                 {"max_idle_upstream_bytes", l.max_idle_upstream_bytes}};
   const http::PathOptions& hp = config.http.path;
   auto index_of = [](const auto& values, auto v) {
     return static_cast<size_t>(std::find(values.begin(), values.end(), v) - values.begin());
@@ -2020,7 +2025,8 @@ std::string to_json(const GatewayConfig& config) {
                    {"budget_percent", s.retry.budget_percent},
                    {"min_retry_concurrency", s.retry.min_retry_concurrency},
                    {"non_idempotent", s.retry.non_idempotent}};
-    js["max_idle_connections"] = s.max_idle_connections;
+    // Only when set: absent means "follow demand", and the output must load back the same way.
+    if (s.max_idle_connections_set) js["max_idle_connections"] = s.max_idle_connections;
     // Sections left out of the file stay out, so that the output loads back to the same config.
     if (const HealthCheck& h = s.health_check; h.enabled) {
       js["health_check"] = {{"path", h.path},

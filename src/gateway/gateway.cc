@@ -146,6 +146,25 @@ void Gateway::declare_metrics() {
                               "Version of the shard ownership table in use (0 = no units).");
   unit_switches_ = &reg.counter("sluice_unit_switches_total",
                                 "Changes of shard ownership applied through POST /units/switch.");
+  // Pools are per worker and keyed by endpoint address (shared by the services that name it), so
+  // these are per gateway; the workers are created before the admin API can scrape.
+  for (size_t i = 0; i < static_cast<size_t>(PoolCloseReason::kCount); ++i) {
+    auto reason = static_cast<PoolCloseReason>(i);
+    reg.counter_fn("sluice_upstream_pool_closed_total",
+                   "Pooled upstream connections the gateway closed instead of reusing, by reason.",
+                   [this, reason] {
+                     uint64_t n = 0;
+                     for (const auto& w : workers_) n += w->pool_closed(reason);
+                     return static_cast<double>(n);
+                   },
+                   {{"reason", to_string(reason)}});
+  }
+  reg.gauge_fn("sluice_upstream_idle_connections",
+               "Idle pooled upstream connections (all workers).", [this] {
+                 size_t n = 0;
+                 for (const auto& w : workers_) n += w->idle_upstream_count();
+                 return static_cast<double>(n);
+               });
 }
 
 std::shared_ptr<const Snapshot> Gateway::snapshot() const {

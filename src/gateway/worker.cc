@@ -8,6 +8,7 @@
 #include <asio/ip/address.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
@@ -113,6 +114,11 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {
       w.lb = upstream::make_load_balancer(si.cfg->load_balancer, w.states,
                                           0x5eed0000ull + index_ * 7919 + i);
     }
+    // This worker's share of the idle upstream connection budget (limits are per gateway).
+    const config::GatewayConfig& cfg = *snapshot->config;
+    pool_.set_max_idle_total(cfg.limits.max_idle_upstream_bytes /
+                             std::max<uint32_t>(1, cfg.workers) /
+                             config::kIdleUpstreamConnectionBytes);
     services_ = std::move(ws);
   };
   if (!thread_.joinable()) {

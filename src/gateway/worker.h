@@ -56,6 +56,8 @@ class Worker {
 
   size_t connection_count() const { return connection_count_.load(std::memory_order_relaxed); }
   size_t idle_upstream_count() const { return idle_upstreams_.load(std::memory_order_relaxed); }
+  // Thread-safe: connections this worker's pool closed, by reason.
+  uint64_t pool_closed(PoolCloseReason r) const { return pool_.closed(r); }
 
   // Used by connections (worker thread only).
   EventLoop& loop() { return loop_; }

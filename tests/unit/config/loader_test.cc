@@ -172,6 +172,7 @@ TEST(Loader, FullExample) {
   EXPECT_TRUE(acc.retry.non_idempotent);
   EXPECT_EQ(acc.kind, ServiceKind::kGlobal);
   EXPECT_EQ(acc.max_idle_connections, 16u);
+  EXPECT_TRUE(acc.max_idle_connections_set);  // set in the file: a hard cap
   EXPECT_EQ(c.services[1].endpoints[0].address.host, "localhost");
   EXPECT_EQ(c.services[1].load_balancer.policy, LbPolicy::kLeastRequest);
 
@@ -223,6 +224,7 @@ TEST(Loader, Defaults) {
   EXPECT_EQ(c.limits.body_timeout, 20s);
   EXPECT_EQ(c.limits.min_body_rate, 500u);
   EXPECT_EQ(c.limits.request_buffer_bytes, 65536u);
+  EXPECT_EQ(c.limits.max_idle_upstream_bytes, 64u * 1024 * 1024);
   EXPECT_EQ(c.access_log.path, "stdout");
   EXPECT_EQ(c.access_log.format, "json");
   EXPECT_TRUE(c.services.empty());
@@ -251,6 +253,7 @@ routes: [{name: r, service: s}]
   EXPECT_FALSE(s.retry.non_idempotent);
   EXPECT_EQ(s.kind, ServiceKind::kGlobal);
   EXPECT_EQ(s.max_idle_connections, 64u);
+  EXPECT_FALSE(s.max_idle_connections_set);  // absent: the pool follows demand
   const Route& route = r.config->routes[0];
   EXPECT_TRUE(route.match.hosts.empty());
   EXPECT_TRUE(route.match.methods.empty());
@@ -321,6 +324,10 @@ TEST(Bounds, Limits) {
   EXPECT_TRUE(Accepts("limits: {max_headers: 1000}\n"));
   EXPECT_TRUE(Rejects("limits: {max_headers: 0}\n", "limits.max_headers", "must be 1..1000"));
   EXPECT_TRUE(Rejects("limits: {max_headers: 1001}\n", "limits.max_headers", "must be 1..1000"));
+  EXPECT_TRUE(Accepts("limits: {max_idle_upstream_bytes: 0}\n"));
+  EXPECT_TRUE(Accepts("limits: {max_idle_upstream_bytes: 1TiB}\n"));
+  EXPECT_TRUE(Rejects("limits: {max_idle_upstream_bytes: 2TiB}\n", "limits.max_idle_upstream_bytes",
+                      "must be"));
   EXPECT_TRUE(Accepts("limits: {max_connections: 1}\n"));
   EXPECT_TRUE(Accepts("limits: {max_connections: 1000000}\n"));
   EXPECT_TRUE(
