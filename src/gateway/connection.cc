@@ -248,6 +248,8 @@ void Connection::begin_request() {
   upstream_seconds_ = -1;
   resp_head_sent_ = resp_done_ = resp_interim_ = resp_on_wire_ = false;
   resp_got_bytes_ = up_extra_bytes_ = false;
+  up_body_stopped_ = resp_bad_101_ = false;
+  up_error_ = nullptr;
   retry_status_ = 0;
   status_ = 0;
   replay_.clear();
@@ -734,7 +736,7 @@ void Connection::start_attempt() {
   uint64_t gen = ++attempt_gen_;
 
   const EndpointInfo& ep = si.endpoints[idx];
-  upstream_ = worker_.pool().take(ep.address);
+  upstream_ = worker_.pool().take(ep.address, worker_.now());
   if (upstream_) {
     up_reused_ = true;
     upstream_ready();
@@ -750,7 +752,7 @@ void Connection::start_attempt() {
     return;
   }
   pending_held_ = true;
-  upstream_ = std::make_shared<UpstreamConnection>(worker_.loop(), ep.address);
+  upstream_ = worker_.pool().create(worker_.loop(), ep.address, worker_.now());
   arm_upstream_deadline(Deadline::kConnect, si.cfg->timeouts.connect);
   upstream_->socket().async_connect(
       ep.resolved.data(), static_cast<socklen_t>(ep.resolved.size()),
@@ -776,14 +778,17 @@ void Connection::on_connected(int err, uint64_t gen) {
 void Connection::upstream_ready() {
   up_connected_ = true;
   upstream_->attach(this);
-  upstream_->count_request();
   const ServiceInfo& si = services_->snapshot->services[service_index_];
+  const EndpointInfo& ep = si.endpoints[endpoint_];
+  (upstream_->reused() ? ep.pool_hits : ep.connections_opened)->inc();
+  upstream_->count_request();
   arm_upstream_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
   flush_upstream();
   upstream_->read();
 }
 
 void Connection::flush_upstream() {
+  if (up_body_stopped_) up_out_.clear();  // the upstream has answered: the rest is not sent
   if (!up_connected_ || up_writing_ || up_wbuf_busy_ || up_out_.empty() || !upstream_) return;
   up_wbuf_.swap(up_out_);
   up_writing_ = true;
@@ -849,6 +854,13 @@ void Connection::on_upstream_data(int err, const char* data, size_t n) {
   while (off < n) {
     auto r = response_parser_.feed(data + off, n - off);
     if (gen != attempt_gen_ || closed_) return;  // aborted from a callback
+    if (resp_bad_101_) {
+      // What follows a 101 is another protocol: never parsed as a response to this request.
+      note_protocol_error(UpstreamProtocolError::kUnexpected101);
+      on_upstream_failure(UpstreamErrorKind::kProtocol,
+                          "upstream switched protocols (101) for a request that did not ask to");
+      return;
+    }
     if (retry_status_) {
       si.endpoints[endpoint_].requests.inc(retry_status_);
       record_attempt(true);
@@ -859,12 +871,18 @@ void Connection::on_upstream_data(int err, const char* data, size_t n) {
     }
     off += r.consumed;
     if (r.status == http::Parser::Status::kError) {
+      note_protocol_error(UpstreamProtocolError::kInvalidResponse);
       on_upstream_failure(UpstreamErrorKind::kProtocol, "invalid response from upstream");
       return;
     }
     if (r.status == http::Parser::Status::kNeedMore) break;
     if (resp_done_) {
-      if (off < n) up_extra_bytes_ = true;
+      if (off < n) {
+        // Bytes nobody asked for yet (a second response?): they are dropped with the
+        // connection, never given to the next request.
+        up_extra_bytes_ = true;
+        note_protocol_error(UpstreamProtocolError::kBytesAfterResponse);
+      }
       break;
     }
   }
@@ -873,6 +891,12 @@ void Connection::on_upstream_data(int err, const char* data, size_t n) {
 }
 
 void Connection::on_response_head(http::MessageHead& head) {
+  if (head.status == 101) {
+    // The gateway never forwards an upgrade (Upgrade is hop-by-hop and not sent upstream), so a
+    // 101 is always unasked for; the bytes after it belong to no HTTP response.
+    resp_bad_101_ = true;
+    return;
+  }
   if (head.status >= 100 && head.status < 200) {
     resp_interim_ = true;  // 1xx: not forwarded; the final response follows
     return;
@@ -882,6 +906,13 @@ void Connection::on_response_head(http::MessageHead& head) {
     // Not forwarded: read_upstream retries once the parser has returned.
     retry_status_ = head.status;
     return;
+  }
+  if (!req_done_ || up_writing_ || !up_out_.empty()) {
+    // A final answer before the whole request was sent (e.g. 413 to a large upload): forwarded,
+    // the rest of the body is not sent, and the connection is not reused.
+    up_body_stopped_ = true;
+    up_out_.clear();
+    note_protocol_error(UpstreamProtocolError::kEarlyResponse);
   }
   status_ = head.status;
   record_attempt(head.status >= 500);
@@ -935,7 +966,7 @@ void Connection::on_response_body(std::string_view data) {
 }
 
 void Connection::on_response_complete() {
-  if (retry_status_) return;
+  if (retry_status_ || resp_bad_101_) return;
   if (resp_interim_) {
     resp_interim_ = false;
     return;
@@ -943,6 +974,11 @@ void Connection::on_response_complete() {
   resp_done_ = true;
   if (resp_chunked_out_) http::append_last_chunk(ds_out_);
   upstream_seconds_ = std::chrono::duration<double>(worker_.now() - attempt_start_).count();
+}
+
+void Connection::note_protocol_error(UpstreamProtocolError e) {
+  services_->snapshot->services[service_index_].protocol_errors[static_cast<size_t>(e)]->inc();
+  up_error_ = to_string(e);
 }
 
 Connection::RetryCost Connection::can_retry(uint32_t on_flag, bool refused, bool stale,
@@ -1019,8 +1055,7 @@ void Connection::release_endpoint() {
 
 void Connection::discard_upstream() {
   if (!upstream_) return;
-  upstream_->detach();
-  upstream_->close();
+  worker_.pool().discard(std::move(upstream_), worker_.now());
   upstream_.reset();
 }
 
@@ -1281,11 +1316,14 @@ void Connection::finish_request() {
     endpoint_addr = ep.address;
     ep.requests.inc(status_);
     if (upstream_seconds_ >= 0) ep.duration->observe(upstream_seconds_);
-    bool reusable =
-        resp_keep_alive_ && req_done_ && !up_writing_ && up_out_.empty() && !up_extra_bytes_;
+    bool reusable = resp_keep_alive_ && req_done_ && !up_writing_ && up_out_.empty() &&
+                    !up_extra_bytes_ && !up_body_stopped_ && up_error_ == nullptr;
     if (reusable) {
-      worker_.pool().put(std::move(upstream_), si.cfg->max_idle_connections, si.cfg->timeouts.idle,
-                         worker_.now());
+      upstream::IdleCapConfig cap;
+      cap.floor = si.cfg->max_idle_connections;
+      cap.hard = si.cfg->max_idle_connections_set;
+      cap.hard_cap = si.cfg->max_idle_connections;
+      worker_.pool().put(std::move(upstream_), cap, si.cfg->timeouts.idle, worker_.now());
     } else {
       discard_upstream();
     }
@@ -1356,6 +1394,7 @@ void Connection::record(std::string_view endpoint) {
   if (direct_) rec.unit = "direct";
   rec.listener = worker_.shared().listeners[listener_].name;
   rec.user_agent = user_agent_;
+  if (up_error_) rec.upstream_error = up_error_;
   worker_.access_log().log(rec);
 }
 

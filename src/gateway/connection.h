@@ -25,6 +25,7 @@ class Worker;
 struct WorkerServices;
 struct RouteMetrics;
 enum class UpstreamErrorKind;
+enum class UpstreamProtocolError : uint8_t;
 
 class Connection final : public std::enable_shared_from_this<Connection>,
                          public http::MessageSink,
@@ -111,6 +112,9 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void on_response_head(http::MessageHead& head);
   void on_response_body(std::string_view data);
   void on_response_complete();
+  // The upstream broke the protocol (or answered early): counted, logged, and the connection is
+  // never reused.
+  void note_protocol_error(UpstreamProtocolError e);
 
   // Downstream writing and completion.
   void flush_downstream();
@@ -235,6 +239,11 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool resp_keep_alive_ = false;
   bool resp_got_bytes_ = false;
   bool up_extra_bytes_ = false;
+  // A final response came before the whole request was sent: the rest of the body is not sent
+  // (RFC 9112 section 9.3) and the connection is not reused.
+  bool up_body_stopped_ = false;
+  bool resp_bad_101_ = false;       // set by on_response_head, acted on after the parser returns
+  const char* up_error_ = nullptr;  // the protocol error of this request, for the access log
   int status_ = 0;
   int retry_status_ = 0;  // a 502/503/504 answer to retry instead of forwarding
 

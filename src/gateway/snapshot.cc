@@ -12,6 +12,9 @@ constexpr const char* kErrorKinds[] = {"connect_failure", "reset", "timeout", "p
 constexpr const char* kUnitResults[] = {"local",  "forwarded", "loop",         "not_owned",
                                         "no_key", "held",      "hold_timeout", "direct"};
 static_assert(std::size(kUnitResults) == static_cast<size_t>(UnitResult::kCount));
+constexpr const char* kProtocolErrors[] = {"invalid_response", "unexpected_101",
+                                           "bytes_after_response", "early_response"};
+static_assert(std::size(kProtocolErrors) == static_cast<size_t>(UpstreamProtocolError::kCount));
 
 // The config with one synthetic service per peer city (its gateway), so cross-city forwards use
 // the same pooled connections, timeouts, retries and metrics as any service.
@@ -48,6 +51,11 @@ CodeCounters make_code_counters(observability::Registry& reg, std::string_view n
 
 }  // namespace
 
+const char* to_string(UpstreamProtocolError e) {
+  auto i = static_cast<size_t>(e);
+  return i < std::size(kProtocolErrors) ? kProtocolErrors[i] : "unknown";
+}
+
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::GatewayConfig> config,
                                                uint64_t version, observability::Registry& reg,
                                                Governance& governance,
@@ -69,6 +77,13 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Gat
     si.no_endpoint = &reg.counter("sluice_upstream_no_endpoint_total",
                                   "Requests answered 503 because no endpoint was available.",
                                   {{"service", svc.name}});
+    for (size_t k = 0; k < si.protocol_errors.size(); ++k) {
+      si.protocol_errors[k] = &reg.counter(
+          "sluice_upstream_protocol_errors_total",
+          "Upstream responses that broke HTTP/1.1 framing or came unasked; the connection was "
+          "closed, never reused.",
+          {{"service", svc.name}, {"kind", kProtocolErrors[k]}});
+    }
     for (const auto& ep : svc.endpoints) {
       EndpointInfo ei;
       ei.cfg = ep;
@@ -90,6 +105,12 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Gat
         ei.errors[k] = &reg.counter("sluice_upstream_errors_total",
                                     "Upstream attempts that failed without a response.", l);
       }
+      ei.connections_opened =
+          &reg.counter("sluice_upstream_connections_opened_total",
+                       "New connections established to upstream endpoints.", labels);
+      ei.pool_hits =
+          &reg.counter("sluice_upstream_pool_hits_total",
+                       "Attempts sent on a pooled (reused) upstream connection.", labels);
       ei.duration = &reg.histogram(
           "sluice_upstream_request_duration_seconds",
           "Time from sending a request upstream to the end of its response.", labels);

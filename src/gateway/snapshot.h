@@ -32,6 +32,18 @@ struct CodeCounters {
 
 enum class UpstreamErrorKind { kConnectFailure = 0, kReset = 1, kTimeout = 2, kProtocol = 3 };
 
+// An upstream broke (or bent) HTTP/1.1 on a connection: the connection is never reused after
+// one of these (sluice_upstream_protocol_errors_total{kind}, access log `upstream_error`).
+enum class UpstreamProtocolError : uint8_t {
+  kInvalidResponse = 0,  // unparsable or ambiguous framing (e.g. Content-Length with
+                         // Transfer-Encoding, a bad chunk): 502 if nothing was sent yet
+  kUnexpected101,        // 101 Switching Protocols to a request that did not ask to upgrade
+  kBytesAfterResponse,   // bytes after the end of the response, before the next request
+  kEarlyResponse,        // a final response before the request was fully sent (RFC 9112 9.3)
+  kCount
+};
+const char* to_string(UpstreamProtocolError e);
+
 struct EndpointInfo {
   config::Endpoint cfg;
   std::string address;  // "host:port" as configured
@@ -40,6 +52,8 @@ struct EndpointInfo {
   std::array<observability::Counter*, 4> errors{};  // by UpstreamErrorKind
   observability::Histogram* duration = nullptr;
   observability::Counter* cross_city = nullptr;  // attempts sent here from another city's gateway
+  observability::Counter* connections_opened = nullptr;  // new connections established
+  observability::Counter* pool_hits = nullptr;           // attempts sent on a pooled connection
 };
 
 struct ServiceInfo {
@@ -49,6 +63,8 @@ struct ServiceInfo {
   bool peer = false;  // a peer city's gateway (cross-city forwards), not a configured service
   observability::Counter* retries = nullptr;
   observability::Counter* no_endpoint = nullptr;
+  std::array<observability::Counter*, static_cast<size_t>(UpstreamProtocolError::kCount)>
+      protocol_errors{};
 };
 
 struct RouteMetrics {

@@ -348,6 +348,10 @@ void AccessLogger::log(const AccessRecord& r) {
     buf_ += ",\"unit\":";
     append_json_string(buf_, r.unit);
   }
+  if (!r.upstream_error.empty()) {
+    buf_ += ",\"upstream_error\":";
+    append_json_string(buf_, r.upstream_error);
+  }
   buf_ += "}\n";
   if (buf_.size() >= flush_bytes_) flush();
 }

@@ -42,6 +42,8 @@ struct AccessRecord {
   // Unit requests that crossed cities: "forwarded" (to the owner city's gateway) or "direct"
   // (its gateway unreachable: to its endpoints); empty = the key is omitted.
   std::string_view unit;
+  // What the upstream did wrong (sluice_upstream_protocol_errors_total kinds); empty = omitted.
+  std::string_view upstream_error;
 };
 
 // Where lines go: stdout, a file (O_APPEND, 0644) or nowhere ("off"). Shared by all workers;
