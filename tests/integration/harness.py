@@ -7,6 +7,7 @@ printed when the test that owns it failed.
 
 import ctypes
 import faulthandler
+import fcntl
 import hashlib
 import http.client
 import json
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 import unittest
@@ -900,6 +902,204 @@ class FakeUpstream:
                 s.close()
             except OSError:
                 pass
+
+    def close(self):
+        self._stop = True
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        self._thread.join(2)
+
+
+class MisbehavingUpstream:
+    """An HTTP/1.1 upstream whose behaviour is chosen per request by the first path segment, for
+    tests of what the gateway does when an upstream breaks the protocol. Every response body is
+    `id=<ID>` (ID = the second path segment), so a client can check that the response it got
+    belongs to its own request; bytes the upstream sends that belong to no request carry
+    `id=<ID>-stray`. Behaviours (/BEHAVIOUR/ID):
+
+      ok        a plain response (Content-Length, keep-alive)
+      stray     a plain response, then `stray_delay` seconds later an unsolicited second one
+      glued     a plain response with an unsolicited second one in the same write
+      late      the response only after `late_delay` seconds (after the gateway's timeout)
+      clte      a response with both Content-Length and Transfer-Encoding
+      badchunk  a chunked response with an invalid chunk size
+      upgrade   101 Switching Protocols to a request that did not ask for it, then a response
+      early     a response as soon as the head arrived, before reading the request body; the
+                body is then read and dropped (the connection stays open, keep-alive)
+      earlyslow like early, but the response is chunked and its last chunk only comes after
+                `late_delay` seconds, so that the client can go on sending meanwhile
+      info      103 Early Hints, then the response
+      close     a response without Content-Length, delimited by closing the connection
+      hold      a plain response; the connection is remembered for inject_stray()
+
+    Request bodies (Content-Length) are read before answering, except by `early`."""
+
+    def __init__(self, stray_delay=0.3, late_delay=1.0):
+        self.stray_delay = stray_delay
+        self.late_delay = late_delay
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1024)
+        self.address = addr(self.listener.getsockname()[1])
+        self.connections = 0
+        self.requests = []  # (connection number, behaviour, id) in arrival order
+        self.garbage = []   # connection numbers that received bytes that were no request head
+        self.early_body_bytes = {}  # id -> request body bytes received after an `early` answer
+        self.ended = set()  # connection numbers the gateway closed (or that failed)
+        self._held = []
+        self._lock = threading.Lock()
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def response(ident, extra_headers=b""):
+        body = f"id={ident}".encode()
+        return (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + extra_headers +
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    def _serve(self):
+        self.listener.settimeout(0.2)
+        while not self._stop:
+            try:
+                s, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                n = self.connections
+            threading.Thread(target=self._conn, args=(s, n), daemon=True).start()
+
+    def _later(self, delay, fn):
+        t = threading.Timer(delay, fn)
+        t.daemon = True
+        t.start()
+
+    def _conn(self, s, n):
+        s.settimeout(30)
+        buf = b""
+
+        def send(data):
+            try:
+                s.sendall(data)
+            except OSError:
+                pass
+
+        try:
+            while not self._stop:
+                while b"\r\n\r\n" not in buf:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                parts = lines[0].split(" ")
+                if len(parts) != 3 or not parts[1].startswith("/"):
+                    with self._lock:
+                        self.garbage.append(n)
+                    return
+                segs = parts[1].split("?")[0].strip("/").split("/")
+                what = segs[0]
+                ident = segs[1] if len(segs) > 1 else "-"
+                length = 0
+                for line in lines[1:]:
+                    k, _, v = line.partition(":")
+                    if k.strip().lower() == "content-length":
+                        length = int(v.strip())
+                with self._lock:
+                    self.requests.append((n, what, ident))
+                if what == "early":
+                    send(self.response(ident))
+                if what == "earlyslow":
+                    body = f"id={ident}".encode()
+                    send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                         f"{len(body):x}\r\n".encode() + body + b"\r\n")
+                    self._later(self.late_delay, lambda: send(b"0\r\n\r\n"))
+                if what in ("early", "earlyslow"):
+                    self.early_body_bytes[ident] = len(buf)
+                while len(buf) < length:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                    if what in ("early", "earlyslow"):
+                        self.early_body_bytes[ident] = len(buf)
+                buf = buf[length:]
+                resp = self.response(ident)
+                stray = self.response(f"{ident}-stray")
+                if what == "earlyslow":
+                    pass
+                elif what in ("ok", "early", "hold"):
+                    if what == "hold":
+                        with self._lock:
+                            self._held.append((s, ident))
+                    if what != "early":
+                        send(resp)
+                elif what == "stray":
+                    send(resp)
+                    self._later(self.stray_delay, lambda d=stray: send(d))
+                elif what == "glued":
+                    send(resp + stray)
+                elif what == "late":
+                    self._later(self.late_delay, lambda d=resp: send(d))
+                elif what == "clte":
+                    body = f"id={ident}".encode()
+                    send(b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() +
+                         b"\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                         f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n" + stray)
+                elif what == "badchunk":
+                    send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + stray)
+                elif what == "upgrade":
+                    send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\n\r\n" + stray)
+                elif what == "info":
+                    send(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" + resp)
+                elif what == "close":
+                    send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" +
+                         f"id={ident}".encode())
+                    s.close()
+                    return
+                else:
+                    send(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self.ended.add(n)
+            # A delayed send may still be due: keep the socket until it had its chance.
+            self._later(self.late_delay + self.stray_delay + 0.5, s.close)
+
+    def inject_stray(self):
+        """Writes an unsolicited response on the connections of the `hold` requests answered
+        since the last call (when it returns, the bytes are in the gateway's socket buffer on
+        loopback). True if there was one to write to."""
+        with self._lock:
+            held, self._held = self._held, []
+        wrote = False
+        for s, ident in held:
+            try:
+                s.sendall(self.response(f"{ident}-stray"))
+                wrote = True
+            except OSError:
+                continue
+            # Until the gateway's kernel has acknowledged them: they are in its socket buffer.
+            deadline = time.monotonic() + 5
+            outq = bytearray(4)
+            while time.monotonic() < deadline:
+                try:
+                    fcntl.ioctl(s.fileno(), termios.TIOCOUTQ, outq)
+                except OSError:
+                    break
+                if int.from_bytes(outq, sys.byteorder) == 0:
+                    break
+                time.sleep(0.001)
+        return wrote
 
     def close(self):
         self._stop = True
