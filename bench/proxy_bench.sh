@@ -42,8 +42,9 @@ usage: bench/proxy_bench.sh [options]
   -h, --help          this text
 
 Scenarios: MODE-BODY-cCONNS with MODE ka (keep-alive, flat out), close (Connection: close),
-paced (same offered load for all); BODY 128 or 4k; CONNS 64 or 256; plus idle (memory per idle
-keep-alive connection).
+paced (same offered load for all); BODY 128 or 4k; CONNS 64 or 256; pool-128-c64/c256/c1024
+(keep-alive flat out, sluice with its default upstream pool; the upstream connections sluice
+opened are reported); plus idle (memory per idle keep-alive connection).
 EOF
 }
 
@@ -74,6 +75,9 @@ for mode in ka close paced; do
     for body in 128 4k; do ALL_SCENARIOS+=("$mode-$body-c$conns"); done
   done
 done
+# pool: keep-alive flat out with every proxy's upstream pool left as a user would run it
+# (sluice: no max_idle_connections, the pool follows demand), at up to 1,024 connections.
+for conns in 64 256 1024; do ALL_SCENARIOS+=("pool-128-c$conns"); done
 ALL_SCENARIOS+=(idle)
 QUICK_SCENARIOS="ka-128-c64,ka-4k-c256,close-128-c64,paced-128-c64,idle"
 
@@ -347,7 +351,13 @@ run_load() {
     PROXY_DIR=$TMP/run-$RUN_SEQ-direct
     mkdir -p "$PROXY_DIR"
   else
-    if ! start_proxy "$proxy" "$conns"; then
+    # pool: sluice runs without max_idle_connections (its default pool); nginx keeps `keepalive
+    # CONNS` idle upstream connections (it has no upstream keep-alive at all by default) and
+    # HAProxy its default idle pool with `http-reuse always`: both keep every connection they may
+    # reuse, which is what the default sluice pool is measured against.
+    local pool_arg=sized
+    [ "$mode" = pool ] && pool_arg=default
+    if ! start_proxy "$proxy" "$conns" "$pool_arg"; then
       skip "$sc" "$proxy" "$round" "$SKIP_REASON"
       return 0
     fi
@@ -381,6 +391,12 @@ run_load() {
     t1=$EPOCHREALTIME; ticks1=$(proc_ticks $pids)
     l1=$(cpu_stat "$LOAD_CPU"); p1=$(cpu_stat "$PROXY_CPU")
   }
+  # New upstream connections over the whole run (warm-up included), from sluice's own metric.
+  local opened=""
+  if [[ $proxy == sluice* ]]; then
+    opened=$(curl -sf --max-time 5 "http://127.0.0.1:$PROXY_ADMIN_PORT/metrics" |
+      awk '/^sluice_upstream_connections_opened_total/ {n += $NF} END {if (NR) printf "%d", n}') || opened=""
+  fi
   if [ "$proxy" != direct ]; then stop_pid "$PROXY_PID"; fi
   if [ "$rc" -ne 0 ]; then
     skip "$sc" "$proxy" "$round" "wrk failed (exit $rc, see $PROXY_DIR/wrk.txt)"
@@ -393,7 +409,8 @@ run_load() {
   python3 "$LIB/benchlib.py" record "$RESULTS" scenario="$sc" proxy="$proxy" round="$round" \
     mode="$mode" body="$n" conns="$conns" pace_ms="$pace" duration_s="$DURATION" \
     wrk_out="$PROXY_DIR/wrk.txt" cpu_ticks=$((ticks1 - ticks0)) clk_tck="$CLK_TCK" wall_s="$wall" \
-    load_busy_d=$((lb1 - lb0)) load_total_d=$((lt1 - lt0)) pcpu_busy_d=$((pb1 - pb0)) pcpu_total_d=$((pt1 - pt0))
+    load_busy_d=$((lb1 - lb0)) load_total_d=$((lt1 - lt0)) pcpu_busy_d=$((pb1 - pb0)) pcpu_total_d=$((pt1 - pt0)) \
+    ${opened:+upstream_opened="$opened"}
 }
 
 # run_idle PROXY ROUND

@@ -30,6 +30,7 @@ MODE_TEXT = {
     "close": "`Connection: close` on every request (one TCP connection per request)",
     "paced": "paced: each connection pauses after each response, same offered load for all",
     "idle": "idle keep-alive connections held open, proxy RSS growth",
+    "pool": "keep-alive, as fast as possible, default upstream pools (sluice: follows demand)",
 }
 
 
@@ -216,6 +217,7 @@ def summarise_load(recs):
     for k in ("rps", "p50_us", "p99_us", "busy_pct", "per_core", "cpu_us_per_req",
               "load_cpu_pct", "proxy_cpu_other_pct"):
         s[k] = median([r.get(k) for r in recs])
+    s["upstream_opened"] = median([r.get("upstream_opened") for r in recs])
     s["errors"] = sum(int(r.get("errors", 0)) for r in recs)
     rps = [r["rps"] for r in recs]
     s["spread"] = (max(rps) - min(rps)) / s["rps"] if len(rps) > 1 and s["rps"] else None
@@ -356,6 +358,9 @@ def cmd_report(argv):
                        "load CPU %", "other %", "errors"]
             if repeat > 1:
                 headers[2:2] = ["rounds", "spread"]
+            pool_mode = sc.split("-")[0] == "pool"
+            if pool_mode:
+                headers.append("upstream conns opened")
             t = Table(headers)
             rows, notes = {}, {}
             for p in proxies:
@@ -386,11 +391,13 @@ def cmd_report(argv):
                        str(s["errors"])]
                 if repeat > 1:
                     row[2:2] = [s["rounds"], "-" if s["spread"] is None else f"±{100 * s['spread'] / 2:.1f}%"]
+                if pool_mode:
+                    row.append(fmt_int(s["upstream_opened"]) if s["upstream_opened"] is not None else "-")
                 t.add(row)
             mode = sc.split("-")[0]
             sl = rows.get("sluice")
             checks = []
-            if mode == "ka":
+            if mode in ("ka", "pool"):
                 checks = [("req/s", "rps", best_rps, ">= better peer", lambda v, b: v >= b),
                           ("req/s per busy core", "per_core", best_core,
                            f">= {TARGET_PER_CORE}x better peer", lambda v, b: v >= TARGET_PER_CORE * b),

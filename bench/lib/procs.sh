@@ -63,9 +63,11 @@ check_body() {
   [ "$got" = "$2" ] || { echo "$NAME: $1 returned $got bytes, expected $2" >&2; return 1; }
 }
 
-# start_proxy NAME KEEPALIVE: starts it on the proxy CPU; sets PROXY_PID/PORT/DIR, or SKIP_REASON.
+# start_proxy NAME KEEPALIVE [POOL]: starts it on the proxy CPU; sets PROXY_PID/PORT/DIR (and
+# PROXY_ADMIN_PORT for sluice), or SKIP_REASON. POOL "default": sluice without
+# max_idle_connections (its pool follows demand); otherwise sluice's pool is capped at KEEPALIVE.
 start_proxy() {
-  local name=$1 keepalive=$2 ready_url log
+  local name=$1 keepalive=$2 pool=${3:-sized} ready_url log
   RUN_SEQ=$((${RUN_SEQ:-0} + 1))
   PROXY_DIR=$TMP/run-$RUN_SEQ-$name
   mkdir -p "$PROXY_DIR"
@@ -91,6 +93,8 @@ start_proxy() {
       admin_port=$(free_port)
       render "$tmpl" "$PROXY_DIR/gateway.yaml" LISTEN_PORT="$PROXY_PORT" \
         ADMIN_PORT="$admin_port" BACKEND_PORT="$BACKEND_PORT" KEEPALIVE="$keepalive" IO_BACKEND="$io_backend"
+      if [ "$pool" = default ]; then sed -i '/max_idle_connections:/d' "$PROXY_DIR/gateway.yaml"; fi
+      PROXY_ADMIN_PORT=$admin_port
       spawn "$PROXY_CPU" "$log" "$SLUICE_BIN" gateway --config "$PROXY_DIR/gateway.yaml"
       if ! wait_http "http://127.0.0.1:$admin_port/ready" "$SPAWNED_PID" "$log"; then
         stop_pid "$SPAWNED_PID"
