@@ -907,9 +907,11 @@ void Connection::on_response_head(http::MessageHead& head) {
     retry_status_ = head.status;
     return;
   }
-  if (!req_done_ || up_writing_ || !up_out_.empty()) {
-    // A final answer before the whole request was sent (e.g. 413 to a large upload): forwarded,
-    // the rest of the body is not sent, and the connection is not reused.
+  if (!head.keep_alive && (!req_done_ || up_writing_ || !up_out_.empty())) {
+    // A final answer before the whole request was sent, from an upstream that is closing the
+    // connection (e.g. 413 to a large upload): forwarded, and the rest of the body is not sent
+    // (RFC 9112 section 9.3). An answer on a connection that stays open (a streaming echo) lets
+    // the body go on; that connection is reused only if the request then completes.
     up_body_stopped_ = true;
     up_out_.clear();
     note_protocol_error(UpstreamProtocolError::kEarlyResponse);

@@ -39,7 +39,8 @@ enum class UpstreamProtocolError : uint8_t {
                          // Transfer-Encoding, a bad chunk): 502 if nothing was sent yet
   kUnexpected101,        // 101 Switching Protocols to a request that did not ask to upgrade
   kBytesAfterResponse,   // bytes after the end of the response, before the next request
-  kEarlyResponse,        // a final response before the request was fully sent (RFC 9112 9.3)
+  kEarlyResponse,        // a final response with Connection: close before the request was
+                         // fully sent: the rest of the body is not sent (RFC 9112 9.3)
   kCount
 };
 const char* to_string(UpstreamProtocolError e);

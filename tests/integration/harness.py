@@ -928,8 +928,8 @@ class MisbehavingUpstream:
       upgrade   101 Switching Protocols to a request that did not ask for it, then a response
       early     a response as soon as the head arrived, before reading the request body; the
                 body is then read and dropped (the connection stays open, keep-alive)
-      earlyslow like early, but the response is chunked and its last chunk only comes after
-                `late_delay` seconds, so that the client can go on sending meanwhile
+      earlyslow like early, but the response (Connection: close) is chunked and its last chunk
+                only comes after `late_delay` seconds, so that the client can go on sending
       info      103 Early Hints, then the response
       close     a response without Content-Length, delimited by closing the connection
       hold      a plain response; the connection is remembered for inject_stray()
@@ -1018,7 +1018,8 @@ class MisbehavingUpstream:
                     send(self.response(ident))
                 if what == "earlyslow":
                     body = f"id={ident}".encode()
-                    send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                    send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n" +
                          f"{len(body):x}\r\n".encode() + body + b"\r\n")
                     self._later(self.late_delay, lambda: send(b"0\r\n\r\n"))
                 if what in ("early", "earlyslow"):
