@@ -2,9 +2,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 
+#include "config/secret_file.h"
 #include "control/client.h"
 #include "core/address.h"
 
@@ -16,7 +19,7 @@ using Reply = control::HttpReply;
 
 // One POST to a gateway's admin listener.
 Reply post(const std::string& admin, const std::string& path, const std::string& body,
-           double timeout_seconds) {
+           double timeout_seconds, const std::string& token) {
   std::string error;
   auto hp = core::parse_host_port(admin);
   auto server = hp ? control::parse_server_url(admin, &error) : std::nullopt;
@@ -29,7 +32,7 @@ Reply post(const std::string& admin, const std::string& path, const std::string&
   options.connect_timeout = options.io_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
   options.user_agent = "sluice-switch";
-  return control::http_call(*server, "", "POST", path, &body, options);
+  return control::http_call(*server, token, "POST", path, &body, options);
 }
 
 std::string describe(const Reply& r) {
@@ -42,14 +45,21 @@ std::string describe(const Reply& r) {
 bool step(const SwitchOptions& o, const std::string& admin, const char* phase, std::string* out) {
   nlohmann::json body = {{"from", o.from}, {"to", o.to}, {"phase", phase}};
   if (!o.shards.empty()) body["shards"] = o.shards;
-  Reply r = post(admin, "/units/switch", body.dump(), o.timeout_seconds);
+  Reply r = post(admin, "/units/switch", body.dump(), o.timeout_seconds, o.admin_token);
   if (r.status == 200) {
     auto j = nlohmann::json::parse(r.body, nullptr, false);
     if (out && j.is_object()) *out = j.dump();
     return true;
   }
+  std::string why = describe(r);
+  if (r.status == 401) {
+    why += o.admin_token.empty()
+               ? " (the gateway has admin.token_file: give --admin-token-file FILE or set "
+                 "SLUICE_ADMIN_TOKEN)"
+               : " (the token was refused: check --admin-token-file / SLUICE_ADMIN_TOKEN)";
+  }
   std::fprintf(stderr, "sluice gateway switch: %s on %s failed: %s\n", phase, admin.c_str(),
-               describe(r).c_str());
+               why.c_str());
   return false;
 }
 
@@ -158,10 +168,25 @@ bool record_switch(const SwitchOptions& o, ControlPlaneTarget& t, const std::str
 
 }  // namespace
 
-int run_switch(const SwitchOptions& o) {
+int run_switch(const SwitchOptions& options) {
+  SwitchOptions o = options;
   if (o.admins.empty()) {
     std::fprintf(stderr, "sluice gateway switch: at least one --admin is required\n");
     return 2;
+  }
+  if (!o.admin_token_file.empty()) {
+    std::string error;
+    auto secret = config::read_secret_file(o.admin_token_file, &error);
+    if (!secret) {
+      std::fprintf(stderr, "sluice gateway switch: --admin-token-file: %s\n", error.c_str());
+      return 2;
+    }
+    o.admin_token = secret->secret;
+  } else if (const char* t = std::getenv("SLUICE_ADMIN_TOKEN"); t != nullptr && *t != '\0') {
+    std::string_view v = t;
+    while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front()))) v.remove_prefix(1);
+    while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.remove_suffix(1);
+    o.admin_token = std::string(v);
   }
   std::optional<ControlPlaneTarget> cp;
   if (!o.control_plane.empty()) {

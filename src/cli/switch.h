@@ -21,6 +21,9 @@ struct SwitchOptions {
   std::string control_plane;
   std::string token_file;
   std::string ca_file;
+  // The gateways' admin token (admin.token_file): --admin-token-file, else $SLUICE_ADMIN_TOKEN.
+  std::string admin_token_file;
+  std::string admin_token;  // resolved by run_switch
 };
 
 // Prints what it did (or why not) and returns the process exit code.

@@ -31,6 +31,14 @@ struct Listener {
 struct Admin {
   core::HostPort address;  // port 0 = no admin listener
   bool enabled = false;
+  // Bearer token for writes and for the GETs that reveal config or state (docs/operations.md).
+  // Empty = no token: allowed only on a loopback address. `token` is the secret read from
+  // `token_file` at load (and so again on every reload); it is never serialized.
+  std::string token_file;
+  std::string token;
+  // Host names (lower case, "name" or "name:port") a Host or Origin header may carry besides the
+  // address the request came in on (and localhost on loopback): DNS rebinding protection.
+  std::vector<std::string> allowed_hosts;
 };
 
 struct Limits {

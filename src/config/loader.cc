@@ -24,7 +24,9 @@
 #include <nlohmann/json.hpp>
 
 #include "config/reader.h"
+#include "config/secret_file.h"
 #include "control/client.h"
+#include "core/log.h"
 
 namespace sluice::config {
 namespace {
@@ -475,6 +477,48 @@ bool is_wildcard_host(const std::string& host) {
   return host == "0.0.0.0" || host == "::" || host.empty();
 }
 
+// 127.0.0.0/8, ::1 and IPv4-mapped 127.x: addresses only this host can reach.
+bool is_loopback_host(const std::string& host) {
+  std::string h = host.substr(0, host.find('%'));
+  in_addr v4{};
+  if (inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, h.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+// admin.allowed_hosts entries: a DNS name or IP literal, optionally with ":port", lower-cased as
+// Host and Origin are compared.
+std::optional<std::string> read_allowed_host(Diagnostics& diag, const Value& v) {
+  auto s = read_string(diag, v);
+  if (!s) return std::nullopt;
+  std::string host = to_lower(*s);
+  std::string name = host;
+  if (auto hp = core::parse_host_port(host)) {
+    name = hp->host;
+  } else if (name.size() > 2 && name.front() == '[' && name.back() == ']') {
+    name = name.substr(1, name.size() - 2);
+  }
+  bool ok = !name.empty() && name.size() <= 253 && host.find(' ') == std::string::npos;
+  unsigned char buf[sizeof(in6_addr)];
+  if (ok && inet_pton(AF_INET6, name.c_str(), buf) != 1) {
+    for (char c : name) {
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_'))
+        ok = false;
+    }
+  }
+  if (!ok) {
+    v.error(diag, fmt::format("expected a host name such as gw-a1.bank.example, optionally with "
+                              ":port, got '{}'",
+                              *s));
+    return std::nullopt;
+  }
+  return host;
+}
+
 // Two sockets that cannot both be bound (or that SO_REUSEPORT would silently share).
 bool addresses_clash(const core::HostPort& a, const core::HostPort& b) {
   return a.port == b.port &&
@@ -619,13 +663,52 @@ class SchemaLoader {
   }
 
   void load_admin(const Value& v) {
-    MapReader m(diag_, v, {"address"});
+    MapReader m(diag_, v, {"address", "token_file", "allowed_hosts"});
     if (!m.is_map()) return;
-    if (const Value* a = m.require("address")) {
+    Admin& admin = config_.admin;
+    const Value* a = m.require("address");
+    if (a != nullptr) {
       if (auto hp = read_bind_address(diag_, *a)) {
-        config_.admin.address = *hp;
-        config_.admin.enabled = true;
+        admin.address = *hp;
+        admin.enabled = true;
         bound_.push_back({a->path, a->line, *hp});
+      }
+    }
+    bool token_invalid = false;
+    if (const Value* t = m.get("token_file")) {
+      token_invalid = true;
+      if (auto path = read_string(diag_, *t)) {
+        std::string error;
+        if (auto secret = read_secret_file(*path, &error)) {
+          admin.token_file = *path;
+          admin.token = std::move(secret->secret);
+          token_invalid = false;
+          if (secret->others_can_read) {
+            core::log_warn(
+                "{}:{}: admin.token_file: '{}' is readable by group or others (mode {:04o}); "
+                "chmod 600 it",
+                diag_.file(), t->line, *path, secret->mode);
+          }
+        } else {
+          t->error(diag_, error);
+        }
+      }
+    }
+    // Anyone who reaches an open admin API can reload, drain or move shards: off loopback that
+    // needs the token.
+    if (admin.enabled && admin.token_file.empty() && !token_invalid &&
+        !is_loopback_host(admin.address.host)) {
+      diag_.add(a->line, "admin.token_file",
+                fmt::format("required when admin.address ({}) is not a loopback address: without "
+                            "it anyone who reaches the admin API can reload, drain or switch "
+                            "cities",
+                            admin.address.to_string()));
+    }
+    if (const Value* h = m.get("allowed_hosts")) {
+      if (auto items = read_list(diag_, *h)) {
+        for (const Value& item : *items) {
+          if (auto host = read_allowed_host(diag_, item)) admin.allowed_hosts.push_back(*host);
+        }
       }
     }
   }
@@ -1972,7 +2055,12 @@ std::string to_json(const GatewayConfig& config) {
   for (const auto& l : config.listeners) {
     j["listeners"].push_back({{"name", l.name}, {"address", l.address.to_string()}});
   }
-  if (config.admin.enabled) j["admin"] = {{"address", config.admin.address.to_string()}};
+  if (config.admin.enabled) {
+    // The token itself is never shown; the file it came from is.
+    j["admin"] = {{"address", config.admin.address.to_string()}};
+    if (!config.admin.token_file.empty()) j["admin"]["token_file"] = config.admin.token_file;
+    j["admin"]["allowed_hosts"] = config.admin.allowed_hosts;
+  }
   const Limits& l = config.limits;
   j["limits"] = {{"max_header_bytes", l.max_header_bytes},
                  {"max_uri_bytes", l.max_uri_bytes},

@@ -9,6 +9,7 @@
 #include "gateway/gateway.h"
 #include "http/parser.h"
 #include "http/writer.h"
+#include "observability/metrics.h"
 
 namespace sluice::gateway {
 
@@ -31,6 +32,12 @@ class AdminSession : public std::enable_shared_from_this<AdminSession>, public h
   void on_head(http::MessageHead& head) override {
     method_ = head.method;
     path_ = head.path();
+    // Copied: the head's storage is reused. Bounded by the parser's 16 KiB head limit.
+    host_ = head.headers.get("host");
+    host_count_ = head.headers.count("host");
+    origin_ = head.headers.get("origin");
+    origin_count_ = head.headers.count("origin");
+    authorization_ = head.headers.get("authorization");
   }
   void on_body(std::string_view data) override { body_.append(data); }
   void on_complete() override { done_ = true; }
@@ -55,7 +62,18 @@ class AdminSession : public std::enable_shared_from_this<AdminSession>, public h
         return;
       }
       if (self->done_) {
-        self->respond(self->server_.handle(self->method_, self->path_, self->body_));
+        asio::error_code lec;
+        auto local = self->socket_.local_endpoint(lec);
+        std::string local_ip = lec ? "" : local.address().to_string();
+        AdminRequestMeta meta;
+        meta.host = self->host_;
+        meta.host_count = self->host_count_;
+        meta.origin = self->origin_;
+        meta.origin_count = self->origin_count_;
+        meta.authorization = self->authorization_;
+        meta.local_ip = local_ip;
+        meta.local_port = lec ? 0 : local.port();
+        self->respond(self->server_.serve(self->method_, self->path_, self->body_, meta));
         return;
       }
       self->read();
@@ -67,6 +85,8 @@ class AdminSession : public std::enable_shared_from_this<AdminSession>, public h
     http::append_status_line(out_, resp.status);
     http::append_header(out_, "Content-Type", resp.content_type);
     http::append_header(out_, "Content-Length", static_cast<uint64_t>(resp.body.size()));
+    if (resp.bearer_challenge)
+      http::append_header(out_, "WWW-Authenticate", "Bearer realm=\"sluice-admin\"");
     out_.append("Connection: close\r\n\r\n");
     if (method_ != "HEAD") out_.append(resp.body);
     asio::async_write(socket_, asio::buffer(out_),
@@ -84,6 +104,11 @@ class AdminSession : public std::enable_shared_from_this<AdminSession>, public h
   std::string method_;
   std::string path_;
   std::string body_;
+  std::string host_;
+  std::string origin_;
+  std::string authorization_;
+  size_t host_count_ = 0;
+  size_t origin_count_ = 0;
   std::string out_;
   bool done_ = false;
 };
@@ -97,6 +122,51 @@ AdminServer::AdminServer(asio::io_context& io, Gateway& gateway, const core::Hos
   acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
   acceptor_.bind(ep);
   acceptor_.listen();
+  auto& reg = gateway.shared().registry;
+  const char* help =
+      "Admin API requests refused: host (Host names another site), origin "
+      "(cross-origin browser request), token (missing or wrong bearer token).";
+  refused_host_ = &reg.counter("sluice_admin_requests_refused_total", help, {{"reason", "host"}});
+  refused_origin_ =
+      &reg.counter("sluice_admin_requests_refused_total", help, {{"reason", "origin"}});
+  refused_token_ = &reg.counter("sluice_admin_requests_refused_total", help, {{"reason", "token"}});
+  const config::Admin& admin = gateway.snapshot()->config->admin;
+  if (admin.token.empty()) {
+    core::log_warn(
+        "admin API on {} has no admin.token_file: anyone on this host can reload, drain or "
+        "switch cities through it",
+        address.to_string());
+  }
+}
+
+AdminResponse AdminServer::serve(std::string_view method, std::string_view path,
+                                 std::string_view body, const AdminRequestMeta& meta) {
+  // The config in use: a reload can change the token (rotation) and allowed_hosts.
+  auto snap = gateway_.snapshot();
+  const config::Admin& admin = snap->config->admin;
+  if (auto refusal = check_admin_request(admin, admin_access(path), meta)) {
+    observability::Counter* c = refusal->reason == "host"     ? refused_host_
+                                : refusal->reason == "origin" ? refused_origin_
+                                                              : refused_token_;
+    c->inc();
+    // One line per second at most: a flood of refused requests must not flood the log.
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_refusal_log_ >= std::chrono::seconds(1)) {
+      core::log_warn("admin API: refused {} {}: {}{}", method.substr(0, 16), path.substr(0, 128),
+                     refusal->error,
+                     refusals_not_logged_ ? fmt::format(" ({} more refused since the last line)",
+                                                        refusals_not_logged_)
+                                          : std::string());
+      last_refusal_log_ = now;
+      refusals_not_logged_ = 0;
+    } else {
+      ++refusals_not_logged_;
+    }
+    AdminResponse r = json(refusal->status, {{"error", refusal->error}});
+    r.bearer_challenge = refusal->status == 401;
+    return r;
+  }
+  return handle(method, path, body);
 }
 
 void AdminServer::start() {

@@ -470,5 +470,261 @@ class ValidateCliTest(SluiceTestCase):
         self.assertIn("services[0].retry.attempts", p.stderr.decode())
 
 
+TOKEN = "t0k3n-" + "a" * 40
+OTHER_TOKEN = "t0k3n-" + "b" * 40
+
+
+def write_token(path, token, mode=0o600):
+    with open(path, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, mode)
+    return path
+
+
+def units_section():
+    return {"key": "header:x-customer-id", "shards": 100, "owners": {"a": "0-49", "b": "50-99"},
+            "protect": True}
+
+
+class AdminTokenTest(SluiceTestCase):
+    """admin.token_file: a bearer token for writes and for the GETs that reveal config or state."""
+
+    def setUp(self):
+        super().setUp()
+        self.up = self.sample("tok")
+        self.token_file = write_token(os.path.join(self.dir, "admin.token"), TOKEN)
+        self.gw = self.gateway({
+            "admin": {"address": addr(free_port()), "token_file": self.token_file},
+            "services": [service("tok", self.up.address)],
+            "routes": [route("tok", "tok", path_prefix="/")],
+            "units": units_section(),
+        })
+
+    def call(self, method, path, token=None, body=None, headers=None):
+        h = dict(headers or {})
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
+        return http_request(self.gw.admin, method, path, headers=h,
+                            body=body if body is not None else (b"" if method == "POST" else None))
+
+    def test_protected_paths_need_the_token(self):
+        refused0 = self.gw.metric("sluice_admin_requests_refused_total", reason="token")
+        for method, path in (("GET", "/config"), ("GET", "/stats"), ("GET", "/units"),
+                             ("POST", "/reload"), ("POST", "/drain"),
+                             ("POST", "/units/switch")):
+            for token in (None, OTHER_TOKEN, TOKEN[:-1], ""):
+                with self.subTest(method=method, path=path, token=token):
+                    r = self.call(method, path, token=token)
+                    self.assertEqual(r.status, 401, r)
+                    self.assertIn("token", r.json()["error"])
+                    self.assertTrue((r.header("www-authenticate") or "").startswith("Bearer"), r)
+        # Nothing happened: still serving, same config version, same ownership.
+        self.assertEqual(http_request(self.gw.address, "GET", "/x").status, 200)
+        self.assertEqual(self.gw.admin_get("/ready").json()["version"], 1)
+        self.assertEqual(self.call("GET", "/units", token=TOKEN).json()["owners"],
+                         {"a": "0-49", "b": "50-99"})
+        self.assertEqual(
+            self.gw.metric("sluice_admin_requests_refused_total", reason="token") - refused0, 24)
+
+    def test_open_paths_and_the_right_token(self):
+        for path in ("/healthz", "/ready", "/metrics"):
+            self.assertEqual(self.gw.admin_get(path).status, 200, path)
+        self.assertEqual(self.call("GET", "/config", token=TOKEN).status, 200)
+        self.assertEqual(self.call("GET", "/stats", token=TOKEN).status, 200)
+        r = self.call("POST", "/reload", token=TOKEN)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["version"], 2)
+        # The scheme is case-insensitive; the token is not.
+        r = self.call("GET", "/stats", headers={"Authorization": f"bearer {TOKEN}"})
+        self.assertEqual(r.status, 200, r)
+        r = self.call("GET", "/stats", headers={"Authorization": f"Bearer {TOKEN.upper()}"})
+        self.assertEqual(r.status, 401, r)
+        # /config names the token file, never the token.
+        body = self.call("GET", "/config", token=TOKEN).body.decode()
+        self.assertIn(self.token_file, body)
+        self.assertNotIn(TOKEN, body)
+
+    def test_token_rotates_on_reload(self):
+        write_token(self.token_file, OTHER_TOKEN)
+        self.assertEqual(self.call("POST", "/reload", token=TOKEN).status, 200)
+        self.assertEqual(self.call("GET", "/stats", token=TOKEN).status, 401)
+        self.assertEqual(self.call("GET", "/stats", token=OTHER_TOKEN).status, 200)
+
+    def test_switch_command_takes_the_token(self):
+        argv = [BIN, "gateway", "switch", "--admin", self.gw.admin, "--from", "a", "--to", "b",
+                "--shards", "0-9"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("--admin-token-file", p.stderr)
+        p = subprocess.run(argv + ["--admin-token-file", self.token_file], capture_output=True,
+                           text=True, timeout=30, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.call("GET", "/units", token=TOKEN).json()["owners"],
+                         {"a": "10-49", "b": "0-9,50-99"})
+        argv[-1] = "10-19"
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                           env=dict(env, SLUICE_ADMIN_TOKEN=TOKEN))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.call("GET", "/units", token=TOKEN).json()["owners"]["a"], "20-49")
+
+
+class AdminTokenFileRulesTest(SluiceTestCase):
+    def config(self, admin):
+        return {"node": {"id": "rules", "city": "a", "zone": "a1"}, "workers": 1,
+                "listeners": [{"name": "public", "address": addr(free_port())}],
+                "admin": admin,
+                "services": [service("s", "127.0.0.1:9")],
+                "routes": [route("r", "s", path_prefix="/")]}
+
+    def check(self, admin):
+        path = os.path.join(self.dir, "gw.yaml")
+        with open(path, "w") as f:
+            f.write(to_yaml(self.config(admin)))
+        return validate(path)
+
+    def test_non_loopback_admin_needs_a_token_file(self):
+        for host in ("0.0.0.0", "", "[::]"):
+            with self.subTest(host=host):
+                rc, out, err = self.check({"address": f"{host}:{free_port()}"})
+                self.assertEqual(rc, 1, out + err)
+                self.assertRegex(err, r"gw\.yaml:\d+: admin\.token_file: required when "
+                                      r"admin\.address \(.*\) is not a loopback address")
+        token = write_token(os.path.join(self.dir, "t"), TOKEN)
+        rc, out, err = self.check({"address": f"0.0.0.0:{free_port()}", "token_file": token})
+        self.assertEqual(rc, 0, err)
+        rc, out, err = self.check({"address": f"127.0.0.2:{free_port()}"})
+        self.assertEqual(rc, 0, err)  # loopback: the token is optional
+
+    def test_bad_token_files(self):
+        short = write_token(os.path.join(self.dir, "short"), "x" * 31)
+        empty = write_token(os.path.join(self.dir, "empty"), "  ")
+        spaced = write_token(os.path.join(self.dir, "spaced"), "a" * 20 + " " + "b" * 20)
+        for path, message in ((short, "has 31 characters; it must have 32..512"),
+                              (empty, "is empty"),
+                              (spaced, "printable ASCII without spaces"),
+                              (os.path.join(self.dir, "missing"), "No such file"),
+                              (self.dir, "not a regular file")):
+            with self.subTest(path=path):
+                rc, out, err = self.check({"address": addr(free_port()), "token_file": path})
+                self.assertEqual(rc, 1, out + err)
+                self.assertRegex(err, r"gw\.yaml:\d+: admin\.token_file: ")
+                self.assertIn(message, err)
+
+    def test_readable_by_others_is_a_warning(self):
+        loose = write_token(os.path.join(self.dir, "loose"), TOKEN, mode=0o644)
+        rc, out, err = self.check({"address": addr(free_port()), "token_file": loose})
+        self.assertEqual(rc, 0, err)
+        self.assertIn("readable by group or others (mode 0644)", err)
+        tight = write_token(os.path.join(self.dir, "tight"), TOKEN, mode=0o600)
+        rc, out, err = self.check({"address": addr(free_port()), "token_file": tight})
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("readable by", err)
+
+    def test_no_token_on_loopback_is_warned_at_start(self):
+        gw = self.gateway(self.config({"address": addr(free_port())}))
+        self.assertIn("has no admin.token_file", gw.log_text())
+
+
+class AdminBrowserTest(SluiceTestCase):
+    """Cross-origin browser requests and DNS rebinding: Origin and Host must name the admin
+    listener (no token configured here: loopback, as in the demo)."""
+
+    def setUp(self):
+        super().setUp()
+        self.up = self.sample("brw")
+        self.port = free_port()
+        self.gw = self.gateway({
+            "admin": {"address": addr(self.port),
+                      "allowed_hosts": ["gw-a1.bank.example", "ops.bank.example:8443"]},
+            "services": [service("brw", self.up.address)],
+            "routes": [route("brw", "brw", path_prefix="/")],
+            "units": units_section(),
+        })
+
+    def raw(self, method, path, host, origin=None, body=b"", content_type=None):
+        lines = [f"{method} {path} HTTP/1.1"]
+        if host is not None:
+            lines.append(f"Host: {host}")
+        if origin is not None:
+            lines.append(f"Origin: {origin}")
+        if content_type:
+            lines.append(f"Content-Type: {content_type}")
+        if method == "POST":
+            lines.append(f"Content-Length: {len(body)}")
+        with RawConn(self.gw.admin) as c:
+            c.send(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+            return c.read_response(method)
+
+    def owners(self):
+        return self.gw.admin_get("/units").json()["owners"]
+
+    def test_cross_origin_posts_change_nothing(self):
+        here = f"127.0.0.1:{self.port}"
+        evil = "http://evil.example"
+        switch = b'{"from":"a","to":"b","shards":"0-49"}'
+        r = self.raw("POST", "/units/switch", here, evil, switch, "text/plain")
+        self.assertEqual(r.status, 403, r)
+        self.assertIn("Origin", json.loads(r.body)["error"])
+        self.assertEqual(self.owners(), {"a": "0-49", "b": "50-99"})
+        r = self.raw("POST", "/reload", here, evil, b"", "text/plain")
+        self.assertEqual(r.status, 403, r)
+        self.assertEqual(self.gw.admin_get("/ready").json()["version"], 1)
+        for origin in (evil, "null", f"http://127.0.0.1:{self.port + 1}", f"https://evil.example",
+                       f"http://localhost.evil.example:{self.port}"):
+            with self.subTest(origin=origin):
+                r = self.raw("POST", "/drain", here, origin, b"", "text/plain")
+                self.assertEqual(r.status, 403, r)
+        self.assertEqual(self.gw.admin_get("/ready").status, 200, "drained by a cross-origin POST")
+        self.assertTrue(self.gw.alive())
+        self.assertEqual(http_request(self.gw.address, "GET", "/x").status, 200)
+        self.assertGreaterEqual(
+            self.gw.metric("sluice_admin_requests_refused_total", reason="origin"), 7)
+
+    def test_same_origin_is_allowed(self):
+        for origin in (f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}",
+                       "http://gw-a1.bank.example:9999", "https://ops.bank.example:8443"):
+            with self.subTest(origin=origin):
+                r = self.raw("GET", "/config", f"127.0.0.1:{self.port}", origin)
+                self.assertEqual(r.status, 200, r)
+        r = self.raw("POST", "/units/switch", f"127.0.0.1:{self.port}",
+                     f"http://127.0.0.1:{self.port}", b'{"from":"a","to":"b","shards":"0-9"}',
+                     "application/json")
+        self.assertEqual(r.status, 200, r)
+
+    def test_host_must_name_the_admin_listener(self):
+        for host in ("evil.example", f"evil.example:{self.port}", f"127.0.0.1:{self.port + 1}",
+                     f"10.0.0.1:{self.port}", "ops.bank.example:9999", "", None):
+            for path in ("/config", "/stats", "/metrics", "/units"):
+                with self.subTest(host=host, path=path):
+                    r = self.raw("GET", path, host)
+                    self.assertIn(r.status, (400, 403), r)
+                    if r.status == 403:
+                        self.assertIn("Host", json.loads(r.body)["error"])
+        r = self.raw("POST", "/reload", f"rebound.evil.example:{self.port}")
+        self.assertEqual(r.status, 403, r)
+        self.assertEqual(self.gw.admin_get("/ready").json()["version"], 1)
+        for host in (f"127.0.0.1:{self.port}", f"localhost:{self.port}", f"LOCALHOST:{self.port}",
+                     "gw-a1.bank.example", f"gw-a1.bank.example:{self.port}",
+                     "ops.bank.example:8443"):
+            with self.subTest(host=host):
+                self.assertEqual(self.raw("GET", "/config", host).status, 200)
+        # Health checks of load balancers often send another Host, or none.
+        for path in ("/healthz", "/ready"):
+            self.assertEqual(self.raw("GET", path, "evil.example").status, 200)
+        self.assertGreaterEqual(
+            self.gw.metric("sluice_admin_requests_refused_total", reason="host"), 20)
+
+    def test_bad_allowed_hosts_entry(self):
+        cfg = dict(self.gw.config)
+        cfg["admin"] = {"address": addr(free_port()), "allowed_hosts": ["ok.example", "bad host/x"]}
+        path = os.path.join(self.dir, "bad.yaml")
+        with open(path, "w") as f:
+            f.write(to_yaml(cfg))
+        rc, out, err = validate(path)
+        self.assertEqual(rc, 1, out + err)
+        self.assertRegex(err, r":\d+: admin\.allowed_hosts\[1\]: expected a host name")
+
+
 if __name__ == "__main__":
     unittest.main()
