@@ -1,5 +1,6 @@
 #include "cli/ctl.h"
 
+#include "config/reader.h"
 #include "control/client.h"
 
 #include <yaml-cpp/yaml.h>
@@ -13,7 +14,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -28,23 +31,96 @@ constexpr int kOk = 0;
 constexpr int kRefused = 1;
 constexpr int kUsage = 2;
 
-const char* kUsageText =
-    "usage: sluice ctl [--server URL] [--token-file FILE] [--ca-file PEM] <command> [options]\n"
+// One entry per verb: `ctl --help` lists them all, `ctl VERB --help` prints one.
+struct VerbHelp {
+  const char* name;
+  const char* synopsis;  // after "sluice ctl"
+  const char* summary;   // one line, for the list
+  const char* details;   // for VERB --help
+};
+
+constexpr VerbHelp kVerbHelp[] = {
+    {"apply", "apply -f FILE|DIR|- --reason R [--dry-run] [-o json]",
+     "create or replace the resources in FILE (YAML)",
+     "Sends every resource of every -f in one request: validated and applied together, all or\n"
+     "nothing, as one new version. -f may repeat; -f DIR reads DIR's *.yaml and *.yml files in "
+     "name\n"
+     "order (not subdirectories); -f - reads standard input. Each YAML document is one\n"
+     "{kind, name, spec} resource, or a list of them. --reason is recorded with the version\n"
+     "(required unless --dry-run). --dry-run validates and shows what would change."},
+    {"diff", "diff -f FILE|DIR|-", "show what apply would change",
+     "A dry-run apply: prints each resource that would be added (+), changed (~) or removed (-)\n"
+     "with a line diff of its YAML. Exit status 0 with or without changes."},
+    {"get", "get KIND [NAME] [-o yaml|json|wide]",
+     "list resources (KIND: service, route, rate_limit, units, all)",
+     "KIND: service (services, svc), route (routes), rate_limit (rate_limits, rl), units, or all.\n"
+     "A table KIND NAME SUMMARY by default (-o wide: the summary in full). -o yaml prints\n"
+     "documents that apply -f reads back unchanged; -o json the server's JSON."},
+    {"delete", "delete KIND NAME --reason R [--dry-run] [-o json]", "delete one resource",
+     "Deletes KIND/NAME as a new version. --reason is required unless --dry-run."},
+    {"versions", "versions [N] [--limit N] [-o yaml|json|wide]",
+     "config versions, newest first (N: one version, with its diff)",
+     "A table VERSION CREATED AUTHOR CHANGES REASON (-o wide: also the resources changed).\n"
+     "With N: that version's author, reason and diff."},
+    {"rollback", "rollback N --reason R [--dry-run] [-o json]",
+     "make version N's resources the current ones",
+     "Writes a new version whose resources are those of version N. --reason is required unless\n"
+     "--dry-run, which shows what would change."},
+    {"instances", "instances [SERVICE] [-o yaml|json|wide]", "the service registry",
+     "Registered instances with the age of their last heartbeat (-o wide: also TTL, registered\n"
+     "and expiry times)."},
+    {"gateways", "gateways [-o yaml|json|wide]", "each gateway's applied version and health",
+     "Gateways that have reported, with the version they applied, their status and health\n"
+     "(ok, behind, pending, refused, stale) and the last error (-o wide: in full, with the\n"
+     "applied version number and the time last seen)."},
+    {"events", "events [--limit N] [--after ID] [-o yaml|json|wide]",
+     "events from the gateways and the registry",
+     "Newest last. --after ID: only events after that id (to follow). -o wide: the detail in\n"
+     "full."},
+    {"tokens", "tokens [list|create NAME --role ROLE|revoke ID] [-o yaml|json|wide]",
+     "API tokens (admin role): list, create, revoke",
+     "tokens / tokens list: ID NAME ROLE CREATED (never the secret).\n"
+     "tokens create NAME --role viewer|operator|admin: prints the new token alone on standard\n"
+     "output (shown only now; e.g. `sluice ctl tokens create ci --role operator > ci.token`), its\n"
+     "id on standard error; -o json prints the whole answer.\n"
+     "tokens revoke ID: revokes it (a token cannot revoke itself; other control planes may\n"
+     "accept it for up to 5 s more)."},
+};
+
+const char* kUsageFooter =
     "\n"
-    "commands:\n"
-    "  apply -f FILE --reason R [--dry-run]   create or replace the resources in FILE (YAML)\n"
-    "  diff -f FILE                           show what apply would change\n"
-    "  get KIND [NAME] [-o yaml|json]         list resources (service, route, rate_limit, units)\n"
-    "  delete KIND NAME --reason R [--dry-run]\n"
-    "  versions [N] [--limit N] [-o json]     config versions, newest first (N: one, with diff)\n"
-    "  rollback N --reason R [--dry-run]      make version N's resources the current ones\n"
-    "  instances [SERVICE] [-o json]          the service registry\n"
-    "  gateways [-o json]                     each gateway's applied version and health\n"
-    "  events [--limit N] [--after ID] [-o json]\n"
-    "\n"
+    "global options: --server URL, --token-file FILE, --ca-file PEM (anywhere on the line)\n"
     "server: --server, else $SLUICE_SERVER, else `server` in ~/.config/sluice/ctl.yaml, else\n"
     "http://127.0.0.1:7070. token: --token-file, else $SLUICE_TOKEN (the token itself), else\n"
-    "`token_file` in ~/.config/sluice/ctl.yaml.\n";
+    "`token_file` in ~/.config/sluice/ctl.yaml.\n"
+    "sluice ctl VERB --help: help for one verb.\n";
+
+std::string usage_text() {
+  std::string out =
+      "usage: sluice ctl [--server URL] [--token-file FILE] [--ca-file PEM] <command> [options]\n"
+      "\ncommands:\n";
+  for (const VerbHelp& v : kVerbHelp) {
+    std::string line = std::string("  ") + v.synopsis;
+    if (line.size() < 58) {
+      line.append(58 - line.size(), ' ');
+    } else {
+      line += "\n" + std::string(58, ' ');
+    }
+    out += line + v.summary + "\n";
+  }
+  return out + kUsageFooter;
+}
+
+const VerbHelp* find_verb(std::string_view name) {
+  for (const VerbHelp& v : kVerbHelp)
+    if (name == v.name) return &v;
+  return nullptr;
+}
+
+std::string verb_usage(const VerbHelp& v) {
+  return std::string("usage: sluice ctl ") + v.synopsis + "\n\n" + v.summary + ".\n\n" + v.details +
+         "\n" + kUsageFooter;
+}
 
 int usage_error(const std::string& message) {
   std::fprintf(stderr, "sluice ctl: %s\n(sluice ctl --help for usage)\n", message.c_str());
@@ -199,12 +275,9 @@ bool yaml_to_json(const YAML::Node& node, const std::string& file, json* out, st
 
 // Reads the resources of one file: YAML documents separated by `---`, each one `{kind, name,
 // spec}` (or a list of them). Problems go to `errors` as `file:line: message`.
-bool load_resources(const std::string& path, json* resources, std::vector<std::string>* errors) {
-  std::string text, error;
-  if (!read_file(path, &text, &error)) {
-    errors->push_back(error);
-    return false;
-  }
+bool load_resources_text(const std::string& path, const std::string& text, json* resources,
+                         std::vector<std::string>* errors) {
+  std::string error;
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(text);
@@ -240,6 +313,58 @@ bool load_resources(const std::string& path, json* resources, std::vector<std::s
     }
   }
   return errors->size() == before;
+}
+
+// Resource files are small; a bound keeps a wrong -f (a log, a device) from eating memory.
+constexpr size_t kMaxResourceFileBytes = 16 * 1024 * 1024;
+
+bool load_resources(const std::string& path, json* resources, std::vector<std::string>* errors) {
+  std::string text, error;
+  if (path == "-") {  // standard input
+    std::ostringstream ss;
+    char buf[65536];
+    size_t total = 0;
+    while (std::cin.read(buf, sizeof buf) || std::cin.gcount() > 0) {
+      total += static_cast<size_t>(std::cin.gcount());
+      if (total > kMaxResourceFileBytes) {
+        errors->push_back("<stdin>: more than 16 MiB");
+        return false;
+      }
+      ss.write(buf, std::cin.gcount());
+    }
+    return load_resources_text("<stdin>", ss.str(), resources, errors);
+  }
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    // A directory: its *.yaml and *.yml files in name order, as one apply.
+    std::vector<std::string> files;
+    for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+      std::string ext = entry.path().extension().string();
+      if ((ext == ".yaml" || ext == ".yml") && entry.is_regular_file(ec))
+        files.push_back(entry.path().string());
+    }
+    if (ec) {
+      errors->push_back("cannot read directory " + path + ": " + ec.message());
+      return false;
+    }
+    if (files.empty()) {
+      errors->push_back(path + ": no *.yaml or *.yml files in this directory");
+      return false;
+    }
+    std::sort(files.begin(), files.end());
+    bool ok = true;
+    for (const auto& f : files) ok = load_resources(f, resources, errors) && ok;
+    return ok;
+  }
+  if (std::filesystem::file_size(path, ec) > kMaxResourceFileBytes && !ec) {
+    errors->push_back(path + ": more than 16 MiB");
+    return false;
+  }
+  if (!read_file(path, &text, &error)) {
+    errors->push_back(error);
+    return false;
+  }
+  return load_resources_text(path, text, resources, errors);
 }
 
 bool looks_non_string(const std::string& s) {
@@ -339,12 +464,22 @@ std::string ago(long long ms) {
   return std::to_string(s / 86400) + "d ago";
 }
 
+// "in 7s" for a time in the future (epoch ms), "-" when past or absent.
+std::string until(long long ms) {
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  if (ms <= now) return "-";
+  return "in " + std::to_string((ms - now + 999) / 1000) + "s";
+}
+
 std::string shorten(std::string s, size_t n = 60) {
   if (s.size() > n) s = s.substr(0, n - 3) + "...";
   return s;
 }
 
-std::string summary(const json& r) {
+// `full` (-o wide): every endpoint, nothing shortened.
+std::string summary(const json& r, bool full = false) {
   std::string kind = str_of(r, "kind");
   const json spec = r.value("spec", json::object());
   if (!spec.is_object()) return "";
@@ -352,8 +487,9 @@ std::string summary(const json& r) {
     const json eps = spec.value("endpoints", json());
     if (!eps.is_array() || eps.empty()) return "endpoints from the registry";
     std::string s = std::to_string(eps.size()) + " endpoint(s):";
-    for (size_t i = 0; i < eps.size() && i < 3; ++i) s += " " + str_of(eps[i], "address");
-    if (eps.size() > 3) s += " ...";
+    size_t shown = full ? eps.size() : 3;
+    for (size_t i = 0; i < eps.size() && i < shown; ++i) s += " " + str_of(eps[i], "address");
+    if (eps.size() > shown) s += " ...";
     return s;
   }
   if (kind == "route") {
@@ -374,7 +510,7 @@ std::string summary(const json& r) {
     if (!s.empty()) s += " ";
     s += it.key() + "=" + (it.value().is_string() ? it->get<std::string>() : it->dump());
   }
-  return shorten(s);
+  return full ? s : shorten(s);
 }
 
 std::string change_counts(const json& diff) {
@@ -455,6 +591,7 @@ struct Options {
   std::string limit;
   std::string after;
   std::string service;
+  std::string role;  // tokens create
   bool help = false;
   std::vector<std::string> positional;
 };
@@ -535,9 +672,19 @@ std::optional<std::string> canonical_kind(const std::string& k_in) {
 }
 
 bool check_output(const Options& o, int* rc) {
-  if (o.output.empty() || o.output == "json" || o.output == "yaml") return true;
-  *rc = usage_error("-o: expected yaml or json, got '" + o.output + "'");
+  if (o.output.empty() || o.output == "json" || o.output == "yaml" || o.output == "wide")
+    return true;
+  *rc = usage_error("-o: expected yaml, json or wide, got '" + o.output + "'");
   return false;
+}
+
+// -o yaml or -o json: the server's answer as it is, not a table.
+bool structured(const Options& o) {
+  return o.output == "json" || o.output == "yaml";
+}
+
+bool wide(const Options& o) {
+  return o.output == "wide";
 }
 
 bool need_reason(const Options& o, int* rc) {
@@ -645,11 +792,11 @@ int cmd_get(Ctx& c) {
     if (!kind) return usage_error("get all takes no NAME");
     std::string path = "/v1/resources/" + *kind + "/" + url_encode(o.positional[2]);
     if (!call(c, "GET", path, nullptr, "get " + *kind + "/" + o.positional[2], &a, &rc)) return rc;
-    if (!o.output.empty()) {
+    if (structured(o)) {
       print_output(o, a);
     } else {
       print_table({"KIND", "NAME", "SUMMARY"},
-                  {{str_of(a, "kind"), str_of(a, "name"), summary(a)}});
+                  {{str_of(a, "kind"), str_of(a, "name"), summary(a, wide(o))}});
     }
     return kOk;
   }
@@ -673,7 +820,8 @@ int cmd_get(Ctx& c) {
       return kOk;
     }
     std::vector<std::vector<std::string>> rows;
-    for (const auto& r : list) rows.push_back({str_of(r, "kind"), str_of(r, "name"), summary(r)});
+    for (const auto& r : list)
+      rows.push_back({str_of(r, "kind"), str_of(r, "name"), summary(r, wide(o))});
     print_table({"KIND", "NAME", "SUMMARY"}, rows);
   }
   return kOk;
@@ -715,7 +863,7 @@ int cmd_versions(Ctx& c) {
     const std::string& n = o.positional[1];
     if (!all_digits(n, 0)) return usage_error("versions: not a version number: '" + n + "'");
     if (!call(c, "GET", "/v1/versions/" + n, nullptr, "version " + n, &a, &rc)) return rc;
-    if (!o.output.empty()) {
+    if (structured(o)) {
       print_output(o, a);
       return kOk;
     }
@@ -728,7 +876,7 @@ int cmd_versions(Ctx& c) {
   std::string path = "/v1/versions";
   if (!o.limit.empty()) path += "?limit=" + url_encode(o.limit);
   if (!call(c, "GET", path, nullptr, "versions", &a, &rc)) return rc;
-  if (!o.output.empty()) {
+  if (structured(o)) {
     print_output(o, a);
     return kOk;
   }
@@ -737,10 +885,28 @@ int cmd_versions(Ctx& c) {
     return kOk;
   }
   std::vector<std::vector<std::string>> rows;
-  for (const auto& v : a)
+  for (const auto& v : a) {
+    const json diff = v.value("diff", json::array());
     rows.push_back({str_of(v, "number"), str_of(v, "created"), str_of(v, "author"),
-                    change_counts(v.value("diff", json::array())), str_of(v, "reason")});
-  print_table({"VERSION", "CREATED", "AUTHOR", "CHANGES", "REASON"}, rows);
+                    change_counts(diff), str_of(v, "reason")});
+    if (wide(o)) {  // and which resources, e.g. "+service/a ~route/b"
+      std::string what;
+      for (const auto& d : diff.is_array() ? diff : json::array()) {
+        std::string op = str_of(d, "op");
+        if (!what.empty()) what += " ";
+        what += (op == "add"      ? "+"
+                 : op == "remove" ? "-"
+                                  : "~") +
+                str_of(d, "kind") + "/" + str_of(d, "name");
+      }
+      rows.back().push_back(what);
+    }
+  }
+  if (wide(o)) {
+    print_table({"VERSION", "CREATED", "AUTHOR", "CHANGES", "REASON", "RESOURCES"}, rows);
+  } else {
+    print_table({"VERSION", "CREATED", "AUTHOR", "CHANGES", "REASON"}, rows);
+  }
   return kOk;
 }
 
@@ -786,7 +952,7 @@ int cmd_instances(Ctx& c) {
   if (!service.empty()) path += "?service=" + url_encode(service);
   json a;
   if (!call(c, "GET", path, nullptr, "instances", &a, &rc)) return rc;
-  if (!o.output.empty()) {
+  if (structured(o)) {
     print_output(o, a);
     return kOk;
   }
@@ -795,11 +961,25 @@ int cmd_instances(Ctx& c) {
     return kOk;
   }
   std::vector<std::vector<std::string>> rows;
-  for (const auto& i : a)
+  for (const auto& i : a) {
     rows.push_back({str_of(i, "service"), str_of(i, "id"), str_of(i, "address"),
                     str_of(i, "city", "-"), str_of(i, "zone", "-"), str_of(i, "weight"),
                     ago(i.value("heartbeat_ms", 0LL))});
-  print_table({"SERVICE", "ID", "ADDRESS", "CITY", "ZONE", "WEIGHT", "HEARTBEAT"}, rows);
+    if (wide(o)) {
+      long long ttl = i.value("ttl_ms", 0LL);
+      rows.back().push_back(ttl % 1000 == 0 ? std::to_string(ttl / 1000) + "s"
+                                            : std::to_string(ttl) + "ms");
+      rows.back().push_back(ago(i.value("registered_ms", 0LL)));
+      rows.back().push_back(until(i.value("expires_ms", 0LL)));
+    }
+  }
+  if (wide(o)) {
+    print_table({"SERVICE", "ID", "ADDRESS", "CITY", "ZONE", "WEIGHT", "HEARTBEAT", "TTL",
+                 "REGISTERED", "EXPIRES"},
+                rows);
+  } else {
+    print_table({"SERVICE", "ID", "ADDRESS", "CITY", "ZONE", "WEIGHT", "HEARTBEAT"}, rows);
+  }
   return kOk;
 }
 
@@ -810,7 +990,7 @@ int cmd_gateways(Ctx& c) {
   if (o.positional.size() > 1) return usage_error("gateways takes no arguments");
   json a;
   if (!call(c, "GET", "/v1/gateways", nullptr, "gateways", &a, &rc)) return rc;
-  if (!o.output.empty()) {
+  if (structured(o)) {
     print_output(o, a);
     return kOk;
   }
@@ -824,14 +1004,31 @@ int cmd_gateways(Ctx& c) {
     // /stats show them: "N.R" when this control plane has heard it, else the config version N.
     std::string applied = str_of(g, "control_plane_version", str_of(g, "applied"));
     if (applied.empty()) applied = str_of(g, "applied_version", "-");
-    rows.push_back({str_of(g, "id"), str_of(g, "city", "-"), str_of(g, "zone", "-"), applied,
-                    str_of(g, "status", "-"), str_of(g, "health", "-"),
-                    str_of(g, "local_version", "-"), str_of(g, "units_version", "-"),
-                    ago(g.value("seen_ms", 0LL)), shorten(str_of(g, "error"))});
+    std::vector<std::string> row = {str_of(g, "id"),
+                                    str_of(g, "city", "-"),
+                                    str_of(g, "zone", "-"),
+                                    applied,
+                                    str_of(g, "status", "-"),
+                                    str_of(g, "health", "-"),
+                                    str_of(g, "local_version", "-"),
+                                    str_of(g, "units_version", "-"),
+                                    ago(g.value("seen_ms", 0LL)),
+                                    wide(o) ? str_of(g, "error") : shorten(str_of(g, "error"))};
+    if (wide(o)) {  // and the config version, the time last seen; the error in full (above)
+      row.insert(row.end() - 1, str_of(g, "config_version", str_of(g, "applied_version", "-")));
+      row.insert(row.end() - 1, str_of(g, "seen", "-"));
+    }
+    rows.push_back(std::move(row));
   }
-  print_table({"GATEWAY", "CITY", "ZONE", "CONTROL_PLANE_VERSION", "STATUS", "HEALTH",
-               "LOCAL_VERSION", "UNITS_VERSION", "SEEN", "ERROR"},
-              rows);
+  if (wide(o)) {
+    print_table({"GATEWAY", "CITY", "ZONE", "CONTROL_PLANE_VERSION", "STATUS", "HEALTH",
+                 "LOCAL_VERSION", "UNITS_VERSION", "SEEN", "CONFIG_VERSION", "SEEN_AT", "ERROR"},
+                rows);
+  } else {
+    print_table({"GATEWAY", "CITY", "ZONE", "CONTROL_PLANE_VERSION", "STATUS", "HEALTH",
+                 "LOCAL_VERSION", "UNITS_VERSION", "SEEN", "ERROR"},
+                rows);
+  }
   return kOk;
 }
 
@@ -846,7 +1043,7 @@ int cmd_events(Ctx& c) {
   if (!o.limit.empty()) path += sep + "limit=" + url_encode(o.limit);
   json a;
   if (!call(c, "GET", path, nullptr, "events", &a, &rc)) return rc;
-  if (!o.output.empty()) {
+  if (structured(o)) {
     print_output(o, a);
     return kOk;
   }
@@ -858,10 +1055,80 @@ int cmd_events(Ctx& c) {
   for (const auto& e : a) {
     std::string detail = e.contains("detail") && !e["detail"].is_null() ? e["detail"].dump() : "";
     rows.push_back({str_of(e, "id"), str_of(e, "at"), str_of(e, "source"), str_of(e, "kind"),
-                    str_of(e, "subject"), shorten(detail, 80)});
+                    str_of(e, "subject"), wide(o) ? detail : shorten(detail, 80)});
   }
   print_table({"ID", "AT", "SOURCE", "KIND", "SUBJECT", "DETAIL"}, rows);
   return kOk;
+}
+
+// tokens [list] | tokens create NAME --role ROLE | tokens revoke ID (the /v1/tokens API).
+int cmd_tokens(Ctx& c) {
+  const Options& o = c.opt;
+  int rc = 0;
+  if (!check_output(o, &rc)) return rc;
+  const std::string sub = o.positional.size() > 1 ? o.positional[1] : "list";
+  json a;
+  if (sub == "list" || sub == "ls") {
+    if (o.positional.size() > 2) return usage_error("tokens list takes no arguments");
+    if (!call(c, "GET", "/v1/tokens", nullptr, "tokens", &a, &rc)) return rc;
+    if (structured(o)) {
+      print_output(o, a);
+      return kOk;
+    }
+    if (!a.is_array() || a.empty()) {
+      std::printf("no tokens\n");
+      return kOk;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& t : a) {
+      rows.push_back(
+          {str_of(t, "id"), str_of(t, "name"), str_of(t, "role"), ago(t.value("created_ms", 0LL))});
+      if (wide(o)) rows.back().push_back(str_of(t, "created_ms"));
+    }
+    if (wide(o)) {
+      print_table({"ID", "NAME", "ROLE", "CREATED", "CREATED_MS"}, rows);
+    } else {
+      print_table({"ID", "NAME", "ROLE", "CREATED"}, rows);
+    }
+    return kOk;
+  }
+  if (sub == "create") {
+    if (o.positional.size() != 3) return usage_error("tokens create NAME --role ROLE");
+    if (o.role != "viewer" && o.role != "operator" && o.role != "admin") {
+      return usage_error(o.role.empty()
+                             ? "tokens create: --role viewer|operator|admin is required"
+                             : "tokens create: --role: expected viewer, operator or admin, got '" +
+                                   o.role + "'");
+    }
+    json body = {{"name", o.positional[2]}, {"role", o.role}};
+    if (!call(c, "POST", "/v1/tokens", &body, "tokens create refused", &a, &rc)) return rc;
+    if (structured(o)) {
+      print_output(o, a);
+      return kOk;
+    }
+    // The secret alone on stdout (so `> FILE` makes a token file); the rest on stderr.
+    std::printf("%s\n", str_of(a, "token").c_str());
+    std::fprintf(stderr,
+                 "token %s created for '%s' (role %s); it is shown only now: keep it in a file "
+                 "readable only by its user (mode 0600)\n",
+                 str_of(a, "id").c_str(), str_of(a, "name").c_str(), str_of(a, "role").c_str());
+    return kOk;
+  }
+  if (sub == "revoke" || sub == "delete") {
+    if (o.positional.size() != 3) return usage_error("tokens revoke ID");
+    const std::string& id = o.positional[2];
+    if (!call(c, "DELETE", "/v1/tokens/" + url_encode(id), nullptr, "tokens revoke " + id, &a, &rc))
+      return rc;
+    if (structured(o)) {
+      print_output(o, a);
+    } else {
+      std::printf("token %s revoked\n", id.c_str());
+    }
+    return kOk;
+  }
+  static const std::string_view kSubs[] = {"list", "create", "revoke"};
+  return usage_error("tokens: unknown subcommand '" + sub + "'" + config::did_you_mean(sub, kSubs) +
+                     " (list, create NAME --role ROLE, revoke ID)");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -912,15 +1179,20 @@ int parse_args(const std::vector<std::string>& args, Options* o) {
       if (!value(&o->reason)) return usage_error(a + " needs a reason");
       o->reason_given = true;
     } else if (a == "-o" || a == "--output") {
-      if (!value(&o->output)) return usage_error(a + " needs yaml or json");
+      if (!value(&o->output)) return usage_error(a + " needs yaml, json or wide");
     } else if (a == "--limit") {
       if (!value(&o->limit)) return usage_error(a + " needs a number");
     } else if (a == "--after") {
       if (!value(&o->after)) return usage_error(a + " needs an event id");
     } else if (a == "--service") {
       if (!value(&o->service)) return usage_error(a + " needs a service name");
+    } else if (a == "--role") {
+      if (!value(&o->role)) return usage_error(a + " needs viewer, operator or admin");
     } else if (a.size() > 1 && a[0] == '-') {
-      return usage_error("unknown option '" + args[i] + "'");
+      static const std::string_view kOptions[] = {
+          "--help",   "--dry-run", "--server", "--token-file", "--ca-file", "--filename",
+          "--reason", "--output",  "--limit",  "--after",      "--service", "--role"};
+      return usage_error("unknown option '" + args[i] + "'" + config::did_you_mean(a, kOptions));
     } else {
       o->positional.push_back(args[i]);
     }
@@ -942,18 +1214,35 @@ int run_ctl(const std::vector<std::string>& args) {
   Ctx c;
   if (int rc = parse_args(args, &c.opt); rc != kOk) return rc;
   Options& o = c.opt;
-  if (o.help || o.positional.empty() || o.positional[0] == "help") {
-    bool asked = o.help || (!o.positional.empty() && o.positional[0] == "help");
-    std::fprintf(asked ? stdout : stderr, "%s", kUsageText);
+  // `ctl VERB --help` and `ctl help VERB`: that verb's help; `ctl --help`: every verb.
+  std::string help_verb;
+  bool asked = o.help;
+  if (!o.positional.empty() && o.positional[0] == "help") {
+    asked = true;
+    if (o.positional.size() > 1) help_verb = o.positional[1];
+  } else if (o.help && !o.positional.empty()) {
+    help_verb = o.positional[0];
+  }
+  std::vector<std::string_view> verbs;
+  for (const VerbHelp& v : kVerbHelp) verbs.push_back(v.name);
+  auto unknown_verb = [&](const std::string& word) {
+    std::string list;
+    for (auto v : verbs) list += (list.empty() ? "" : ", ") + std::string(v);
+    return usage_error("unknown command '" + word + "'" + config::did_you_mean(word, verbs) + " (" +
+                       list + ")");
+  };
+  if (asked || o.positional.empty()) {
+    if (!help_verb.empty()) {
+      const VerbHelp* v = find_verb(help_verb);
+      if (v == nullptr) return unknown_verb(help_verb);
+      std::printf("%s", verb_usage(*v).c_str());
+      return kOk;
+    }
+    std::fprintf(asked ? stdout : stderr, "%s", usage_text().c_str());
     return asked ? kOk : kUsage;
   }
   const std::string verb = o.positional[0];
-  static const char* kVerbs[] = {"apply",    "diff",      "get",      "delete", "versions",
-                                 "rollback", "instances", "gateways", "events"};
-  if (std::none_of(std::begin(kVerbs), std::end(kVerbs), [&](const char* v) { return verb == v; }))
-    return usage_error("unknown command '" + verb +
-                       "' (apply, diff, get, delete, versions, rollback, instances, gateways, "
-                       "events)");
+  if (find_verb(verb) == nullptr) return unknown_verb(verb);
   if (o.output == "yml") o.output = "yaml";
 
   // The optional config file: server and token_file.
@@ -1042,6 +1331,7 @@ int run_ctl(const std::vector<std::string>& args) {
     if (verb == "instances") return cmd_instances(c);
     if (verb == "gateways") return cmd_gateways(c);
     if (verb == "events") return cmd_events(c);
+    if (verb == "tokens") return cmd_tokens(c);
   } catch (const std::exception& e) {  // e.g. an answer of an unexpected shape
     std::fprintf(stderr, "sluice ctl: %s\n", e.what());
     return kRefused;

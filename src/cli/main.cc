@@ -1,10 +1,13 @@
-// `sluice` — one binary, several roles: gateway (data plane), sample-service, and later the
-// control plane and its client.
+// `sluice` — one binary, several roles: gateway (data plane), control plane, its client (ctl) and
+// the sample service. Exit status: 0 success, 1 runtime failure (bad config file, cannot bind,
+// refused by a server), 2 usage error (unknown command or option, missing or bad argument).
 #include <CLI/CLI.hpp>
 
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+
+#include <fmt/format.h>
 
 #include "cli/ctl.h"
 #include "cli/switch.h"
@@ -18,6 +21,10 @@
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.1.0"
+#endif
+// Set by CMake at configure time (git rev-parse); "unknown" when built outside a git checkout.
+#ifndef SLUICE_GIT_COMMIT
+#define SLUICE_GIT_COMMIT "unknown"
 #endif
 
 namespace {
@@ -66,15 +73,99 @@ int run_gateway(const std::string& path, bool validate_only) {
   }
 }
 
+constexpr int kUsage = 2;
+
+std::string version_text() {
+  return fmt::format("sluice {} (commit {})", SLUICE_VERSION, SLUICE_GIT_COMMIT);
+}
+
+// Every spelling of an app's options ("--config", "-c"), for suggestions.
+void option_names(const CLI::App* app, std::vector<std::string>* out) {
+  for (const CLI::Option* opt : app->get_options()) {
+    for (const auto& n : opt->get_lnames()) out->push_back("--" + n);
+    for (const auto& n : opt->get_snames()) out->push_back("-" + n);
+  }
+}
+
+std::string suggestion(std::string_view word, const std::vector<std::string>& names) {
+  std::vector<std::string_view> views(names.begin(), names.end());
+  return config::did_you_mean(word, views);
+}
+
+std::string command_list(const CLI::App* app) {
+  std::string out;
+  for (const CLI::App* sub : app->get_subcommands({})) {
+    if (!out.empty()) out += ", ";
+    out += sub->get_name();
+  }
+  return out;
+}
+
+// CLI11 says "A subcommand is required" for `sluice gatway` and "The following arguments were
+// not expected" for a misspelt option. This walks the words as CLI11 would and names the word it
+// stumbled on, with the nearest valid name. Returns the command path ("sluice gateway switch")
+// and the message.
+std::pair<std::string, std::string> diagnose(const CLI::App& app,
+                                             const std::vector<std::string>& args,
+                                             const CLI::ParseError& e) {
+  const CLI::App* cur = &app;
+  std::string where = "sluice";
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") break;
+    if (a.size() > 1 && a[0] == '-') {
+      bool long_form = a[1] == '-';
+      std::string name = long_form ? a.substr(0, a.find('=')) : a.substr(0, 2);
+      const CLI::Option* opt = nullptr;
+      std::vector<std::string> names;
+      for (const CLI::App* p = cur; p != nullptr && opt == nullptr;
+           p = p->get_fallthrough() ? p->get_parent() : nullptr) {
+        opt = p->get_option_no_throw(name);
+        option_names(p, &names);
+      }
+      if (opt == nullptr) return {where, "unknown option '" + name + "'" + suggestion(name, names)};
+      bool inline_value = long_form ? a.find('=') != std::string::npos : a.size() > 2;
+      if (!inline_value && opt->get_items_expected_max() > 0 && opt->get_type_size_max() > 0) ++i;
+      continue;
+    }
+    if (cur->get_prefix_command()) break;  // ctl parses its own words
+    const CLI::App* sub = nullptr;
+    std::vector<std::string> commands;
+    for (const CLI::App* s : cur->get_subcommands({})) {
+      commands.push_back(s->get_name());
+      if (s->check_name(a)) sub = s;
+    }
+    if (sub != nullptr) {
+      cur = sub;
+      where += " " + sub->get_name();
+      continue;
+    }
+    if (!commands.empty()) {
+      return {where, "unknown command '" + a + "'" + suggestion(a, commands) +
+                         " (commands: " + command_list(cur) + ")"};
+    }
+    return {where, "unexpected argument '" + a + "'"};
+  }
+  std::string msg = e.what();
+  if (msg.find("subcommand is required") != std::string::npos) {
+    msg = "a command is required (" + command_list(cur) + ")";
+  }
+  return {where, msg};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Sluice: an API gateway and operations platform for dual-city active-active banks"};
   app.require_subcommand(1);
+  // Options of `sluice` itself (--log-level) are accepted after a command too
+  // (`sluice gateway --config F --log-level debug`): subcommands created below inherit this.
+  app.fallthrough();
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "debug | info | warn | error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
-  app.set_version_flag("--version", SLUICE_VERSION);
+  app.set_version_flag("--version,-V", version_text(),
+                       "Print the version and git commit, then exit");
 
   auto* gw = app.add_subcommand("gateway", "Run the gateway (data plane)");
   std::string config_path;
@@ -96,6 +187,9 @@ int main(int argc, char** argv) {
                  "Also record the new ownership as the control plane's units resource (for "
                  "gateways fed by it)");
   sw->add_option("--token-file", swo.token_file, "Token (operator) for --control-plane");
+  sw->add_option("--admin-token-file", swo.admin_token_file,
+                 "The gateways' admin token (their admin.token_file); default: "
+                 "$SLUICE_ADMIN_TOKEN");
   sw->add_option("--ca-file", swo.ca_file, "PEM certificates to trust for an https control plane");
 
   auto* control = app.add_subcommand("control", "Run the control plane");
@@ -142,8 +236,17 @@ int main(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    auto [where, message] = diagnose(app, std::vector<std::string>(argv + 1, argv + argc), e);
+    std::fprintf(stderr, "%s: %s\nRun '%s --help' for usage.\n", where.c_str(), message.c_str(),
+                 where.c_str());
+    return kUsage;
   }
   core::set_log_level(parse_level(log_level));
   // A peer that goes away must be an error on that socket, not the end of the process.
@@ -154,8 +257,10 @@ int main(int argc, char** argv) {
   if (*control) return control::run_control(control_config);
   if (*gw) {
     if (config_path.empty()) {
-      std::fprintf(stderr, "sluice gateway: --config FILE is required\n");
-      return 2;
+      std::fprintf(stderr,
+                   "sluice gateway: --config FILE is required\nRun 'sluice gateway --help' for "
+                   "usage.\n");
+      return kUsage;
     }
     return run_gateway(config_path, validate);
   }

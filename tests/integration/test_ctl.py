@@ -250,6 +250,100 @@ class CtlTest(SluiceTestCase):
         self.assertEqual(json.loads(self.ok("events", "-o", "json"))[-1]["kind"], "breaker_opened")
 
 
+    def test_files_from_stdin_and_directories(self):
+        e = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+        e["HOME"] = self.home
+        base = [BIN, "ctl", "--server", f"http://{self.cp.address}", "--token-file",
+                self.cp.token_file]
+        p = subprocess.run(base + ["apply", "-f", "-", "--reason", "from stdin"], input=FIRST,
+                           capture_output=True, text=True, timeout=30, env=e)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.versions(), [1])
+        self.assertEqual(self.cp.call("GET", "/v1/resources/route/acc").status, 200)
+        p = subprocess.run(base + ["apply", "-f", "-", "--reason", "x"], input="kind: [\n",
+                           capture_output=True, text=True, timeout=30, env=e)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("<stdin>:", p.stderr)
+        # A directory: its *.yaml and *.yml files in name order, in one apply; other files and
+        # subdirectories are not read.
+        d = os.path.join(self.dir, "conf")
+        os.makedirs(os.path.join(d, "sub"))
+        with open(os.path.join(d, "a.yaml"), "w") as f:
+            f.write(SECOND.split("---")[0])
+        with open(os.path.join(d, "b.yml"), "w") as f:
+            f.write("kind: route\nname: acc\nspec: {match: {path_prefix: /acc2}, service: accounts}\n")
+        with open(os.path.join(d, "notes.txt"), "w") as f:
+            f.write("not yaml: [\n")
+        with open(os.path.join(d, "sub", "c.yaml"), "w") as f:
+            f.write("kind: [broken\n")
+        out = self.ok("diff", "-f", d)
+        self.assertIn("service/accounts", out)
+        self.assertIn("route/acc", out)
+        self.ok("apply", "-f", d, "--reason", "a directory")
+        self.assertEqual(self.versions(), [2, 1])
+        spec = self.cp.call("GET", "/v1/resources/route/acc").json()["spec"]
+        self.assertEqual(spec["match"]["path_prefix"], "/acc2")
+        empty = os.path.join(self.dir, "empty")
+        os.makedirs(empty)
+        rc, out, err = self.ctl("apply", "-f", empty, "--reason", "x")
+        self.assertEqual(rc, 2, (out, err))
+        self.assertIn("no *.yaml or *.yml files", err)
+
+    def test_tokens_create_list_revoke(self):
+        rc, out, err = self.ctl("tokens", "create", "ci")
+        self.assertEqual(rc, 2, (out, err))
+        self.assertIn("--role", err)
+        out = self.ok("tokens", "create", "ci", "--role", "viewer")
+        token = out.strip()
+        self.assertRegex(token, r"^[0-9a-f]{64}$", "the token alone on stdout")
+        tok_file = self.write("ci.token", token)
+        self.ok("get", "services", token_file=tok_file)
+        listing = self.ok("tokens", "list")
+        self.assertRegex(listing, r"(?m)^ID\s+NAME\s+ROLE\s+CREATED$")
+        self.assertIn("ci", listing)
+        self.assertNotIn(token, listing)
+        tokens = json.loads(self.ok("tokens", "-o", "json"))
+        ci = [t for t in tokens if t["name"] == "ci"]
+        self.assertEqual(len(ci), 1)
+        self.assertEqual(ci[0]["role"], "viewer")
+        self.assertIn("CREATED_MS", self.ok("tokens", "list", "-o", "wide"))
+        # A viewer may not manage tokens.
+        rc, out, err = self.ctl("tokens", "list", token_file=tok_file)
+        self.assertEqual(rc, 1, (out, err))
+        self.assertIn("role is too small", err)
+        out = self.ok("tokens", "revoke", ci[0]["id"])
+        self.assertIn(f"token {ci[0]['id']} revoked", out)
+        self.assertEqual(self.cp.call("GET", "/v1/resources", token=token).status, 401)
+        rc, out, err = self.ctl("tokens", "revoke", ci[0]["id"])
+        self.assertEqual(rc, 1, (out, err))
+        rc, out, err = self.ctl("tokens", "revok", "x")
+        self.assertEqual(rc, 2, (out, err))
+        self.assertIn("did you mean 'revoke'?", err)
+
+    def test_output_wide(self):
+        self.ok("apply", "-f", self.write("svc.yaml", "kind: service\nname: pay\nspec: {}\n"),
+                "--reason", "wide")
+        self.cp.call("POST", "/v1/instances", {"service": "pay", "id": "pay-1",
+                                                "address": "127.0.0.1:9201", "city": "a",
+                                                "zone": "a1"})
+        out = self.ok("instances", "-o", "wide")
+        self.assertRegex(out.splitlines()[0], r"HEARTBEAT\s+TTL\s+REGISTERED\s+EXPIRES$")
+        self.assertIn("pay-1", out)
+        out = self.ok("versions", "-o", "wide")
+        self.assertIn("RESOURCES", out.splitlines()[0])
+        self.assertIn("+service/pay", out)
+        self.cp.call("POST", "/v1/gateways/gw-a/status",
+                     {"city": "a", "zone": "a1", "applied_version": 1, "status": "refused",
+                      "error": "x" * 100})
+        out = self.ok("gateways", "-o", "wide")
+        self.assertIn("CONFIG_VERSION", out)
+        self.assertIn("x" * 100, out)
+        self.assertNotIn("x" * 100, self.ok("gateways"))
+        self.assertIn("KIND", self.ok("get", "all", "-o", "wide"))
+        rc, out, err = self.ctl("get", "all", "-o", "tall")
+        self.assertEqual(rc, 2, (out, err))
+        self.assertIn("yaml, json or wide", err)
+
 
 class CtlOverHttpsTest(SluiceTestCase):
     def test_https_with_the_servers_certificate(self):
