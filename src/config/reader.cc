@@ -458,7 +458,9 @@ std::vector<ConfigError> load_document(
   try {
     Diagnostics diag(source_name);
     std::optional<YAML::Node> document = parse_single_document(text, diag);
-    if (document) load(diag, Value{*document, "", 1});
+    // The root has no line of its own: an error about the file as a whole ("store: required",
+    // "expected a mapping") is reported without one (docs/config.md), not as line 1.
+    if (document) load(diag, Value{*document, "", 0});
     return diag.take();
   } catch (const std::exception& e) {
     return {ConfigError{source_name, 0, "", std::string("internal error: ") + e.what()}};

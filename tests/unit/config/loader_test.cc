@@ -1017,6 +1017,21 @@ workers: 1
   EXPECT_EQ(alias.errors[0].line, 1);
 }
 
+TEST(Errors, WholeFileErrorsHaveNoLine) {
+  LoadResult list = load("- a\n- b\n");
+  ASSERT_EQ(list.errors.size(), 1u) << dump(list);
+  EXPECT_EQ(list.errors[0].line, 0);
+  EXPECT_EQ(list.errors[0].to_string(), "test.yaml: expected a mapping, got a list");
+  LoadResult no_listeners = load("workers: 1\n");
+  ASSERT_EQ(no_listeners.errors.size(), 1u) << dump(no_listeners);
+  EXPECT_EQ(no_listeners.errors[0].line, 0);
+  // An error inside a section keeps its line.
+  LoadResult admin = load("listeners: [{name: a, address: 127.0.0.1:80}]\nadmin: {}\n");
+  ASSERT_EQ(admin.errors.size(), 1u) << dump(admin);
+  EXPECT_EQ(admin.errors[0].line, 2);
+  EXPECT_EQ(admin.errors[0].path, "admin.address");
+}
+
 TEST(Errors, SeveralDocuments) {
   LoadResult r = load("listeners: [{name: a, address: 127.0.0.1:80}]\n---\nworkers: 1\n");
   ASSERT_EQ(r.errors.size(), 1u) << dump(r);
