@@ -29,8 +29,11 @@ test: build fuzz
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit -j 2
 
-demo: build
-	scripts/demo.sh
+# The demo needs only the `sluice` binary: not the unit tests or benchmarks of `make build`.
+# Options of scripts/demo.sh go in DEMO_ARGS, e.g. make demo DEMO_ARGS='--port-offset 1000'
+demo: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS) --target sluice
+	scripts/demo.sh --sluice $(BUILD)/sluice $(DEMO_ARGS)
 
 bench: build
 	$(BUILD)/micro_bench --benchmark_min_time=0.2

@@ -9,7 +9,7 @@
 # gateway. Prints what runs where and commands to try (sluice ctl, routing, shard routing, a city
 # switchover, a config change and its rollback), then waits for Ctrl-C and stops everything it
 # started.
-#   scripts/demo.sh                       interactive (make demo)
+#   scripts/demo.sh                       interactive (make demo; options: make demo DEMO_ARGS='...')
 #   scripts/demo.sh --check               start everything, run the printed commands with assertions
 #   scripts/demo.sh --no-control-plane    the gateways read everything from examples/gateway-a.yaml
 #                                         and gateway-b.yaml, without a control plane
@@ -108,7 +108,7 @@ for p in sys.argv[1:]:
 print(" ".join(busy))
 EOF
 )
-[ -z "$busy" ] || die "port(s) $busy already in use (another demo still running? see 'ss -ltnp'; or use --port-offset)"
+[ -z "$busy" ] || die "port(s) $busy already in use (another demo still running? see 'ss -ltnp'). To move every port: make demo DEMO_ARGS='--port-offset 1000' (or scripts/demo.sh --port-offset 1000)"
 
 # The work directory: logs, and with a control plane its database, admin token and the
 # gateways' config caches.
