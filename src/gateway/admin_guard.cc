@@ -66,6 +66,17 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// A header value quoted back in an error (JSON body and log): at most 256 bytes, anything but
+// printable ASCII as '?', so that a hostile byte cannot break the JSON encoder or the log.
+std::string quote(std::string_view v) {
+  std::string out(v.substr(0, 256));
+  for (char& c : out) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u > 0x7e) c = '?';
+  }
+  return out;
+}
+
 bool sha256(std::string_view data, unsigned char* out) {
   unsigned int len = 0;
   return EVP_Digest(data.data(), data.size(), out, &len, EVP_sha256(), nullptr) == 1 && len == 32;
@@ -116,7 +127,7 @@ std::optional<AdminRefusal> check_admin_request(const config::Admin& admin, Admi
   }
   if (!authority_allowed(trim(r.host), 80, r.local_ip, r.local_port, admin.allowed_hosts)) {
     return AdminRefusal{403, "host",
-                        "Host '" + std::string(trim(r.host).substr(0, 256)) +
+                        "Host '" + quote(trim(r.host)) +
                             "' does not name this admin listener (use its address, or add the "
                             "name to admin.allowed_hosts)"};
   }
@@ -132,9 +143,9 @@ std::optional<AdminRefusal> check_admin_request(const config::Admin& admin, Admi
     }
     if (port == 0 ||
         !authority_allowed(authority, port, r.local_ip, r.local_port, admin.allowed_hosts)) {
-      return AdminRefusal{403, "origin",
-                          "cross-origin request refused: Origin '" + std::string(o.substr(0, 256)) +
-                              "' is not this admin listener"};
+      return AdminRefusal{
+          403, "origin",
+          "cross-origin request refused: Origin '" + quote(o) + "' is not this admin listener"};
     }
   }
   if (access == AdminAccess::kToken && !admin.token.empty()) {

@@ -715,6 +715,23 @@ class AdminBrowserTest(SluiceTestCase):
         self.assertGreaterEqual(
             self.gw.metric("sluice_admin_requests_refused_total", reason="host"), 20)
 
+    def test_hostile_bytes_in_host_and_origin(self):
+        # Quoted back in the JSON error: bytes that are not UTF-8 must not break the encoder
+        # (an exception there would end the gateway).
+        with RawConn(self.gw.admin) as c:
+            c.send(b"GET /config HTTP/1.1\r\nHost: ev\xff\xfeil\r\n\r\n")
+            r = c.read_response("GET")
+        self.assertIn(r.status, (400, 403), r)
+        with RawConn(self.gw.admin) as c:
+            c.send(f"POST /drain HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n".encode() +
+                   b"Origin: http://\xc3\x28\xff.example\r\nContent-Length: 0\r\n\r\n")
+            r = c.read_response("POST")
+        self.assertIn(r.status, (400, 403), r)
+        if r.status == 403:
+            json.loads(r.body)
+        self.assertTrue(self.gw.alive())
+        self.assertEqual(self.gw.admin_get("/ready").status, 200)
+
     def test_bad_allowed_hosts_entry(self):
         cfg = dict(self.gw.config)
         cfg["admin"] = {"address": addr(free_port()), "allowed_hosts": ["ok.example", "bad host/x"]}

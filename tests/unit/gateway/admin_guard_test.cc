@@ -130,5 +130,21 @@ TEST(CheckAdminRequest, HostOriginThenToken) {
   EXPECT_EQ(r->status, 403);
 }
 
+TEST(CheckAdminRequest, QuotedHeadersArePrintableAndBounded) {
+  const std::string host = "ev\xff\xc3il\x01" + std::string(1000, 'h');
+  auto r = check_admin_request(admin(), AdminAccess::kToken, request(host));
+  ASSERT_TRUE(r);
+  for (char c : r->error) {
+    EXPECT_GE(static_cast<unsigned char>(c), 0x20);
+    EXPECT_LE(static_cast<unsigned char>(c), 0x7e);
+  }
+  EXPECT_NE(r->error.find("ev??il?"), std::string::npos) << r->error;
+  EXPECT_LT(r->error.size(), 400u);
+  r = check_admin_request(admin(), AdminAccess::kToken,
+                          request("127.0.0.1:9901", "http://\xfe\xff.example"));
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->error.find("http://??.example"), std::string::npos) << r->error;
+}
+
 }  // namespace
 }  // namespace sluice::gateway
