@@ -71,8 +71,8 @@ constexpr VerbHelp kVerbHelp[] = {
      "and expiry times)."},
     {"gateways", "gateways [-o yaml|json|wide]", "each gateway's applied version and health",
      "Gateways that have reported, with the version they applied, their status and health\n"
-     "(ok, behind, pending, refused, stale) and the last error (-o wide: in full, with the\n"
-     "applied version number and the time last seen)."},
+     "(ok, behind, pending, refused, stale, draining, exited) and the last error (-o wide: in\n"
+     "full, with the config version number and the time last seen)."},
     {"events", "events [--limit N] [--after ID] [-o yaml|json|wide]",
      "events from the gateways and the registry",
      "Newest last. --after ID: only events after that id (to follow). -o wide: the detail in\n"
