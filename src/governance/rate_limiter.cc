@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <thread>
+
+#include <sys/mman.h>
 
 namespace sluice::governance {
 
@@ -20,7 +23,13 @@ constexpr uint64_t kShareScale = 1'000'000'000;  // fill(): share of quota in us
 constexpr uint32_t kProbe = 8;
 constexpr uint32_t kProbeConcurrency = 16;  // entries in flight cannot be evicted: look further
 constexpr int kRing = RateLimiter::kSubWindows + 1;
-constexpr uint32_t kSpill = 1u << 30;  // sliding window: 32-bit request tallies move to 64-bit
+constexpr uint32_t kSpill = 1u << 30;      // sliding window: 32-bit request tallies move to 64-bit
+constexpr uint32_t kInitialCapacity = 64;  // entries of a new table (7 KB; 11 KB sliding window)
+
+size_t page_round(size_t n) {
+  constexpr size_t kPage = 4096;
+  return (n + kPage - 1) / kPage * kPage;
+}
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -167,6 +176,54 @@ struct RateLimiter::KeyText {
   uint8_t len = 0;
 };
 
+// One generation of the table. The entries live in one anonymous mapping so that a retired table
+// can give them back to the OS while a stale reader may still look at them (it then reads zeros);
+// the header and the insertion locks stay until the limiter goes.
+struct RateLimiter::Table {
+  uint32_t capacity = 0;
+  uint32_t level = 0;  // 0 for the first table, +1 per growth
+  uint32_t stripe_mask = 0;
+  Slot* slots = nullptr;
+  Window* windows = nullptr;  // sliding window only
+  KeyText* keys = nullptr;
+  void* map = nullptr;
+  size_t map_bytes = 0;
+  std::unique_ptr<std::atomic<uint32_t>[]> stripes;  // serialise insertion of one key
+  std::atomic<Table*> prev{nullptr};  // the smaller table, while its entries move here
+  std::atomic<bool> open{true};       // takes new keys (false until prev stopped taking them)
+  std::atomic<bool> frozen{false};    // replaced by a larger table: takes no new keys
+
+  static std::unique_ptr<Table> make(uint32_t capacity, uint32_t level, bool sliding) {
+    auto t = std::make_unique<Table>();
+    t->capacity = capacity;
+    t->level = level;
+    const size_t slot_bytes = page_round(sizeof(Slot) * capacity);
+    const size_t window_bytes = sliding ? page_round(sizeof(Window) * capacity) : 0;
+    const size_t key_bytes = page_round(sizeof(KeyText) * capacity);
+    t->map_bytes = slot_bytes + window_bytes + key_bytes;
+    void* m =
+        mmap(nullptr, t->map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return nullptr;
+    t->map = m;
+    auto* base = static_cast<char*>(m);
+    t->slots = new (base) Slot[capacity];
+    if (sliding) t->windows = new (base + slot_bytes) Window[capacity];
+    t->keys = new (base + slot_bytes + window_bytes) KeyText[capacity];
+    uint32_t stripes = 16;
+    while (stripes < capacity / 8 && stripes < 65536) stripes *= 2;
+    t->stripes = std::make_unique<std::atomic<uint32_t>[]>(stripes);
+    for (uint32_t i = 0; i < stripes; ++i) t->stripes[i].store(0, std::memory_order_relaxed);
+    t->stripe_mask = stripes - 1;
+    return t;
+  }
+  // Gives the entries' memory back; a later read sees zeros (no key), a write faults a zero page
+  // in again. The entries are atomics of trivially destructible types: nothing to destroy.
+  void retire() { madvise(map, map_bytes, MADV_DONTNEED); }
+  ~Table() {
+    if (map != nullptr) munmap(map, map_bytes);
+  }
+};
+
 RateLimiter::Options RateLimiter::options_from(const config::RateLimitRule& rule) {
   Options o;
   o.algorithm = rule.algorithm;
@@ -206,20 +263,29 @@ RateLimiter::RateLimiter(Options options) : algorithm_(options.algorithm) {
     throw std::invalid_argument("rate limit: max_keys must be at most 2^30");
   }
   probe_ = algorithm_ == config::RateAlgorithm::kConcurrency ? kProbeConcurrency : kProbe;
-  capacity_ = static_cast<uint32_t>(std::max<size_t>((options.max_keys + 7) / 8 * 8, probe_));
-  slots_ = std::make_unique<Slot[]>(capacity_);
-  keys_ = std::make_unique<KeyText[]>(capacity_);
-  if (algorithm_ == config::RateAlgorithm::kSlidingWindow) {
-    windows_ = std::make_unique<Window[]>(capacity_);
-  }
-  uint32_t stripes = 16;
-  while (stripes < capacity_ / 8 && stripes < 65536) stripes *= 2;
-  stripes_ = std::make_unique<std::atomic<uint32_t>[]>(stripes);
-  for (uint32_t i = 0; i < stripes; ++i) stripes_[i].store(0, std::memory_order_relaxed);
-  stripe_mask_ = stripes - 1;
+  max_keys_ = options.max_keys;
+  // A probe window must fit in the table; max_keys below it is kept by counting (reserve_key).
+  max_capacity_ = static_cast<uint32_t>(std::max<size_t>(options.max_keys, probe_));
+  auto first = Table::make(std::min(kInitialCapacity, max_capacity_), 0,
+                           algorithm_ == config::RateAlgorithm::kSlidingWindow);
+  if (!first) throw std::bad_alloc();
+  table_.store(first.get(), std::memory_order_release);
+  tables_.push_back(std::move(first));
 }
 
 RateLimiter::~RateLimiter() = default;
+
+size_t RateLimiter::capacity() const {
+  return table_.load(std::memory_order_acquire)->capacity;
+}
+
+bool RateLimiter::reserve_key() {
+  size_t n = key_count_.load(std::memory_order_relaxed);
+  while (n < max_keys_) {
+    if (key_count_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed)) return true;
+  }
+  return false;
+}
 
 RateLimiter::Params RateLimiter::scaled(const Limit& limit, uint32_t divisor) const {
   Params p;
@@ -263,32 +329,48 @@ void RateLimiter::set_divisor(uint32_t n) {
   divisor_.store(n == 0 ? 1 : n, std::memory_order_relaxed);
 }
 
-std::atomic<uint32_t>& RateLimiter::entry_lock(uint32_t index) const {
-  return windows_ ? windows_[index].lock : slots_[index].lock;
+std::atomic<uint32_t>& RateLimiter::entry_lock(const Table& t, uint32_t index) const {
+  return t.windows ? t.windows[index].lock : t.slots[index].lock;
 }
 
-RateLimiter::HotKey RateLimiter::counts_of(uint32_t index) const {
-  const Stats& st = slots_[index].stats;
+RateLimiter::HotKey RateLimiter::counts_of(const Table& t, uint32_t index) const {
+  const Stats& st = t.slots[index].stats;
   HotKey k{
       {}, st.allowed.load(std::memory_order_relaxed), st.rejected.load(std::memory_order_relaxed)};
-  if (windows_) {
-    k.allowed += windows_[index].allowed.load(std::memory_order_relaxed);
-    k.rejected += windows_[index].rejected.load(std::memory_order_relaxed);
+  if (t.windows) {
+    k.allowed += t.windows[index].allowed.load(std::memory_order_relaxed);
+    k.rejected += t.windows[index].rejected.load(std::memory_order_relaxed);
   }
   return k;
 }
 
-uint32_t RateLimiter::home(uint64_t hash) const {
-  return static_cast<uint32_t>((static_cast<unsigned __int128>(mix(hash)) * capacity_) >> 64);
+// Multiply-shift: a key's home in a table twice as large is about twice its home here.
+uint32_t RateLimiter::home(const Table& t, uint64_t hash) const {
+  return static_cast<uint32_t>((static_cast<unsigned __int128>(mix(hash)) * t.capacity) >> 64);
 }
 
-int64_t RateLimiter::find(uint64_t hash, uint32_t home) const {
-  uint32_t idx = home;
+int64_t RateLimiter::find(const Table& t, uint64_t hash) const {
+  uint32_t idx = home(t, hash);
   for (uint32_t i = 0; i < probe_; ++i) {
-    if (slots_[idx].hash.load(std::memory_order_acquire) == hash) return idx;
-    if (++idx == capacity_) idx = 0;
+    if (t.slots[idx].hash.load(std::memory_order_acquire) == hash) return idx;
+    if (++idx == t.capacity) idx = 0;
   }
   return -1;
+}
+
+RateLimiter::Located RateLimiter::locate(const RateTicket& ticket) const {
+  Table* t = table_.load(std::memory_order_acquire);
+  if (ticket.table == t->level && ticket.slot < t->capacity &&
+      t->slots[ticket.slot].hash.load(std::memory_order_acquire) == ticket.hash) {
+    return {t, ticket.slot};
+  }
+  int64_t idx = find(*t, ticket.hash);
+  if (idx >= 0) return {t, static_cast<uint32_t>(idx)};
+  if (Table* p = t->prev.load(std::memory_order_acquire)) {
+    idx = find(*p, ticket.hash);
+    if (idx >= 0) return {p, static_cast<uint32_t>(idx)};
+  }
+  return {};
 }
 
 uint32_t RateLimiter::override_for(std::string_view key) const {
@@ -305,27 +387,35 @@ RateDecision RateLimiter::acquire(std::string_view key, uint64_t hash, core::Mon
   if (ticket == nullptr) ticket = &scratch;
   *ticket = RateTicket{};
   const uint64_t h = hash == 0 ? 1 : hash;  // 0 marks an unused entry
-  const uint32_t h0 = home(h);
   const int64_t t = to_ns(now);
   for (;;) {
-    // `retry`: the entry changed hands under us (or another thread is inserting this key).
+    // `retry`: the entry changed hands under us (or another thread is inserting this key, or
+    // the table grew).
     bool retry = false;
     RateDecision d;
-    const int64_t idx = find(h, h0);
+    Table* table = table_.load(std::memory_order_acquire);
+    Table* at = table;
+    int64_t idx = find(*table, h);
     if (idx < 0) {
-      d = insert(key, h, h0, t, ticket, &retry);
+      // While a growth moves entries, a key not moved yet is still in the smaller table.
+      if (Table* p = table->prev.load(std::memory_order_acquire)) {
+        at = p;
+        idx = find(*p, h);
+      }
+    }
+    if (idx < 0) {
+      d = insert(*table, key, h, t, ticket, &retry);
     } else {
-      Slot& slot = slots_[idx];
       const auto i = static_cast<uint32_t>(idx);
       switch (algorithm_) {
         case config::RateAlgorithm::kTokenBucket:
-          d = acquire_gcra(slot, i, h, t, ticket, &retry);
+          d = acquire_gcra(*at, i, h, t, ticket, &retry);
           break;
         case config::RateAlgorithm::kSlidingWindow:
-          d = acquire_window(slot, i, h, t, ticket, &retry);
+          d = acquire_window(*at, i, h, t, ticket, &retry);
           break;
         case config::RateAlgorithm::kConcurrency:
-          d = acquire_concurrency(slot, i, h, ticket, &retry);
+          d = acquire_concurrency(*at, i, h, ticket, &retry);
           break;
       }
     }
@@ -334,8 +424,9 @@ RateDecision RateLimiter::acquire(std::string_view key, uint64_t hash, core::Mon
   }
 }
 
-RateDecision RateLimiter::acquire_gcra(Slot& slot, uint32_t index, uint64_t hash, int64_t now,
+RateDecision RateLimiter::acquire_gcra(Table& t, uint32_t index, uint64_t hash, int64_t now,
                                        RateTicket* ticket, bool* retry) {
+  Slot& slot = t.slots[index];
   const uint32_t gen = slot.generation.load(std::memory_order_acquire);
   int64_t s = slot.state.load(std::memory_order_acquire);
   const Params p = params(slot.limit.load(std::memory_order_relaxed));
@@ -365,14 +456,15 @@ RateDecision RateLimiter::acquire_gcra(Slot& slot, uint32_t index, uint64_t hash
       const int64_t headroom = p.tolerance - (next - now);
       d.remaining = headroom < 0 ? 0 : static_cast<uint64_t>(headroom / p.interval) + 1;
       d.reset = nanoseconds(next - now);
-      *ticket = RateTicket{index, gen, 0};
+      *ticket = RateTicket{index, gen, 0, hash, t.level};
       return d;
     }
   }
 }
 
-RateDecision RateLimiter::acquire_concurrency(Slot& slot, uint32_t index, uint64_t hash,
+RateDecision RateLimiter::acquire_concurrency(Table& t, uint32_t index, uint64_t hash,
                                               RateTicket* ticket, bool* retry) {
+  Slot& slot = t.slots[index];
   const uint32_t gen = slot.generation.load(std::memory_order_acquire);
   auto w = static_cast<uint64_t>(slot.state.load(std::memory_order_acquire));
   const Params p = params(slot.limit.load(std::memory_order_relaxed));
@@ -396,7 +488,7 @@ RateDecision RateLimiter::acquire_concurrency(Slot& slot, uint32_t index, uint64
                                          std::memory_order_acq_rel, std::memory_order_acquire)) {
       slot.stats.allowed.fetch_add(1, std::memory_order_relaxed);
       d.remaining = p.quota - in_flight - 1;
-      *ticket = RateTicket{index, gen, 0};
+      *ticket = RateTicket{index, gen, 0, hash, t.level};
       return d;
     }
     w = static_cast<uint64_t>(expected);
@@ -467,9 +559,10 @@ RateDecision RateLimiter::window_decision(const uint32_t* counts, int64_t c, con
   return d;
 }
 
-RateDecision RateLimiter::acquire_window(Slot& slot, uint32_t index, uint64_t hash, int64_t now,
+RateDecision RateLimiter::acquire_window(Table& t, uint32_t index, uint64_t hash, int64_t now,
                                          RateTicket* ticket, bool* retry) {
-  Window& w = windows_[index];
+  Slot& slot = t.slots[index];
+  Window& w = t.windows[index];
   // The division before the lock: the lock is what two threads on one key wait for. A limit
   // changed meanwhile (an override) only applies from the next decision.
   const Params p = params(slot.limit.load(std::memory_order_relaxed));
@@ -496,11 +589,12 @@ RateDecision RateLimiter::acquire_window(Slot& slot, uint32_t index, uint64_t ha
   }
   const uint32_t gen = slot.generation.load(std::memory_order_relaxed);
   spin_unlock(w.lock);
-  if (allowed) *ticket = RateTicket{index, gen, c};
+  if (allowed) *ticket = RateTicket{index, gen, c, hash, t.level};
   return window_decision(counts, c, p, allowed, now);
 }
 
-uint64_t RateLimiter::fill(const Slot& slot, uint32_t index, int64_t now) const {
+uint64_t RateLimiter::fill(const Table& t, uint32_t index, int64_t now) const {
+  const Slot& slot = t.slots[index];
   switch (algorithm_) {
     case config::RateAlgorithm::kTokenBucket: {
       const int64_t s = slot.state.load(std::memory_order_relaxed);
@@ -513,7 +607,7 @@ uint64_t RateLimiter::fill(const Slot& slot, uint32_t index, int64_t now) const 
     }
     case config::RateAlgorithm::kSlidingWindow: {
       const Params p = params(slot.limit.load(std::memory_order_relaxed));
-      const Window& w = windows_[index];
+      const Window& w = t.windows[index];
       const int64_t newest = w.newest.load(std::memory_order_relaxed);
       const int64_t c = std::max(floor_div(now, p.sub), newest);
       // Sub-windows c - kSubWindows (weighted) .. newest still count. Read without the lock: a
@@ -544,36 +638,86 @@ uint64_t RateLimiter::fill(const Slot& slot, uint32_t index, int64_t now) const 
   return UINT64_MAX;
 }
 
-RateDecision RateLimiter::insert(std::string_view key, uint64_t hash, uint32_t home, int64_t now,
+bool RateLimiter::claim(Table& t, uint32_t index, uint64_t expected_hash) {
+  Slot& slot = t.slots[index];
+  if (slot.hash.load(std::memory_order_relaxed) != expected_hash) return false;
+  if (expected_hash == 0) {
+    // An unused entry has no updaters yet, but will as soon as a hash is visible: they must not
+    // see the unused state as their key's.
+    slot.state.store(algorithm_ == config::RateAlgorithm::kConcurrency
+                         ? static_cast<int64_t>(kLockedCount)
+                         : kLockedTat,
+                     std::memory_order_relaxed);
+    return true;
+  }
+  if (algorithm_ == config::RateAlgorithm::kTokenBucket) {
+    int64_t s = slot.state.load(std::memory_order_acquire);
+    return s != kLockedTat &&
+           slot.state.compare_exchange_strong(s, kLockedTat, std::memory_order_acq_rel);
+  }
+  if (algorithm_ == config::RateAlgorithm::kConcurrency) {
+    int64_t w = slot.state.load(std::memory_order_acquire);
+    return (static_cast<uint64_t>(w) & kCountMask) == 0 &&
+           slot.state.compare_exchange_strong(
+               w, static_cast<int64_t>(static_cast<uint64_t>(w) | kLockedCount),
+               std::memory_order_acq_rel);
+  }
+  return true;  // sliding window: its updaters hold the entry's lock, which the caller holds
+}
+
+RateDecision RateLimiter::insert(Table& t, std::string_view key, uint64_t hash, int64_t now,
                                  RateTicket* ticket, bool* retry) {
-  std::atomic<uint32_t>& stripe = stripes_[home & stripe_mask_];
+  if (!t.open.load(std::memory_order_acquire)) {
+    // A growth is waiting for the smaller table's insertions to end (microseconds).
+    std::this_thread::yield();
+    *retry = true;
+    return {};
+  }
+  const uint32_t h0 = home(t, hash);
+  std::atomic<uint32_t>& stripe = t.stripes[h0 & t.stripe_mask];
   spin_lock(stripe);
+  // A larger table took over (this thread read the table before it was published): look there.
   // Every insertion of this key goes through this stripe: if another thread inserted it while
-  // we were looking, use its entry.
-  if (find(hash, home) >= 0) {
+  // we were looking, use its entry; during a growth it may still be in the smaller table.
+  Table* prev = t.prev.load(std::memory_order_acquire);
+  if (t.frozen.load(std::memory_order_acquire) || find(t, hash) >= 0 ||
+      (prev != nullptr && find(*prev, hash) >= 0)) {
     spin_unlock(stripe);
     *retry = true;
     return {};
   }
   for (;;) {
-    // The victim: an unused entry, else one without information, else the one closest to full.
+    // The victim: an unused entry, else one without information, else (the table cannot grow)
+    // the one closest to full.
+    int64_t unused = -1;
     int64_t best = -1;
     uint64_t best_fill = UINT64_MAX;
     uint64_t best_hash = 0;
-    uint32_t idx = home;
-    for (uint32_t i = 0; i < probe_; ++i, idx = idx + 1 == capacity_ ? 0 : idx + 1) {
-      const uint64_t h = slots_[idx].hash.load(std::memory_order_acquire);
+    uint32_t idx = h0;
+    for (uint32_t i = 0; i < probe_; ++i, idx = idx + 1 == t.capacity ? 0 : idx + 1) {
+      const uint64_t h = t.slots[idx].hash.load(std::memory_order_acquire);
       if (h == 0) {
-        best = idx;
-        best_hash = 0;
-        break;
+        if (unused < 0) unused = idx;
+        continue;
       }
-      const uint64_t f = fill(slots_[idx], idx, now);
+      const uint64_t f = fill(t, idx, now);
       if (f < best_fill) {
         best = idx;
         best_fill = f;
         best_hash = h;
       }
+    }
+    const bool counted = unused >= 0 && reserve_key();
+    if (counted) {
+      best = unused;
+      best_hash = 0;
+    } else if (best_fill != 0 && t.capacity < max_capacity_ &&
+               !grow_failed_.load(std::memory_order_relaxed)) {
+      // No room without evicting: make the table larger instead.
+      spin_unlock(stripe);
+      grow(t, now);
+      *retry = true;
+      return {};
     }
     if (best < 0 && algorithm_ != config::RateAlgorithm::kConcurrency) {
       cpu_relax();  // every entry in reach is being replaced by other insertions right now
@@ -590,35 +734,15 @@ RateDecision RateLimiter::insert(std::string_view key, uint64_t hash, uint32_t h
       return d;
     }
 
-    Slot& slot = slots_[best];
-    std::atomic<uint32_t>& lock = entry_lock(static_cast<uint32_t>(best));
+    const auto b = static_cast<uint32_t>(best);
+    Slot& slot = t.slots[b];
+    std::atomic<uint32_t>& lock = entry_lock(t, b);
     spin_lock(lock);
     // Take the entry away from lock-free updaters before changing its key; give up on this
     // victim if it changed since we scored it.
-    bool claimed = slot.hash.load(std::memory_order_relaxed) == best_hash;
-    if (claimed && best_hash != 0) {
-      if (algorithm_ == config::RateAlgorithm::kTokenBucket) {
-        int64_t s = slot.state.load(std::memory_order_acquire);
-        claimed = s != kLockedTat &&
-                  slot.state.compare_exchange_strong(s, kLockedTat, std::memory_order_acq_rel);
-      } else if (algorithm_ == config::RateAlgorithm::kConcurrency) {
-        int64_t w = slot.state.load(std::memory_order_acquire);
-        claimed = (static_cast<uint64_t>(w) & kCountMask) == 0 &&
-                  slot.state.compare_exchange_strong(
-                      w, static_cast<int64_t>(static_cast<uint64_t>(w) | kLockedCount),
-                      std::memory_order_acq_rel);
-      }
-      // Sliding window: its updaters hold the entry's lock, which we hold.
-    } else if (claimed) {
-      // An unused entry has no updaters yet, but will as soon as the hash below is visible:
-      // they must not see the unused state as this key's.
-      slot.state.store(algorithm_ == config::RateAlgorithm::kConcurrency
-                           ? static_cast<int64_t>(kLockedCount)
-                           : kLockedTat,
-                       std::memory_order_relaxed);
-    }
-    if (!claimed) {
+    if (!claim(t, b, best_hash)) {
       spin_unlock(lock);
+      if (counted) key_count_.fetch_sub(1, std::memory_order_relaxed);
       continue;
     }
 
@@ -629,12 +753,12 @@ RateDecision RateLimiter::insert(std::string_view key, uint64_t hash, uint32_t h
     slot.limit.store(limit_index, std::memory_order_relaxed);
     slot.stats.allowed.store(1, std::memory_order_relaxed);
     slot.stats.rejected.store(0, std::memory_order_relaxed);
-    if (windows_) {
-      windows_[best].allowed.store(0, std::memory_order_relaxed);
-      windows_[best].rejected.store(0, std::memory_order_relaxed);
+    if (t.windows) {
+      t.windows[b].allowed.store(0, std::memory_order_relaxed);
+      t.windows[b].rejected.store(0, std::memory_order_relaxed);
     }
     slot.hash.store(hash, std::memory_order_release);
-    KeyText& kt = keys_[best];
+    KeyText& kt = t.keys[b];
     kt.len = static_cast<uint8_t>(std::min(key.size(), kKeyTextBytes));
     std::memcpy(kt.text, key.data(), kt.len);
 
@@ -651,7 +775,7 @@ RateDecision RateLimiter::insert(std::string_view key, uint64_t hash, uint32_t h
         slot.state.store(now + p.interval, std::memory_order_release);
         break;
       case config::RateAlgorithm::kSlidingWindow: {
-        Window& w = windows_[best];
+        Window& w = t.windows[b];
         stamp = floor_div(now, p.sub);
         for (auto& n : w.counts) n.store(0, std::memory_order_relaxed);
         w.counts[ring(stamp)].store(1, std::memory_order_relaxed);
@@ -666,72 +790,214 @@ RateDecision RateLimiter::insert(std::string_view key, uint64_t hash, uint32_t h
     }
     spin_unlock(lock);
     spin_unlock(stripe);
-    if (best_hash == 0) {
-      key_count_.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      evictions_.fetch_add(1, std::memory_order_relaxed);
-    }
-    *ticket = RateTicket{static_cast<uint32_t>(best), gen, stamp};
+    if (best_hash != 0) evictions_.fetch_add(1, std::memory_order_relaxed);
+    *ticket = RateTicket{b, gen, stamp, hash, t.level};
     return d;
   }
 }
 
+// Runs in the acquire whose new key found no room. Readers and updaters of existing keys go on
+// meanwhile (see the header); insertions of new keys wait only while the smaller table's last
+// insertions end (the stripe barrier below).
+void RateLimiter::grow(Table& t, int64_t now) {
+  std::unique_lock<std::mutex> lk(grow_mu_, std::try_to_lock);
+  if (!lk.owns_lock()) {
+    std::this_thread::yield();  // another thread is growing the table
+    return;
+  }
+  if (table_.load(std::memory_order_acquire) != &t || t.capacity >= max_capacity_) return;
+  const auto capacity =
+      static_cast<uint32_t>(std::min<uint64_t>(uint64_t{t.capacity} * 2, max_capacity_));
+  auto made = Table::make(capacity, t.level + 1, t.windows != nullptr);
+  if (!made) {
+    grow_failed_.store(true, std::memory_order_relaxed);
+    return;
+  }
+  Table* n = made.get();
+  n->prev.store(&t, std::memory_order_relaxed);
+  n->open.store(false, std::memory_order_relaxed);
+  tables_.push_back(std::move(made));
+  table_.store(n, std::memory_order_seq_cst);
+  // Stop insertions into the smaller table: one that took its stripe before `frozen` was set
+  // has finished once we got the stripe; later ones see `frozen` and go to the larger table.
+  t.frozen.store(true, std::memory_order_seq_cst);
+  for (uint32_t i = 0; i <= t.stripe_mask; ++i) {
+    spin_lock(t.stripes[i]);
+    spin_unlock(t.stripes[i]);
+  }
+  // From here the smaller table only loses entries, so an insertion into the larger one that
+  // finds its key in neither table may create it.
+  n->open.store(true, std::memory_order_release);
+  for (uint32_t i = 0; i < t.capacity; ++i) move_entry(t, i, *n, now);
+  n->prev.store(nullptr, std::memory_order_release);
+  t.retire();
+  growths_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void RateLimiter::move_entry(Table& from, uint32_t index, Table& to, int64_t now) {
+  Slot& src = from.slots[index];
+  std::atomic<uint32_t>& src_lock = entry_lock(from, index);
+  spin_lock(src_lock);
+  const uint64_t hash = src.hash.load(std::memory_order_relaxed);
+  if (hash == 0) {
+    spin_unlock(src_lock);
+    return;
+  }
+  // Freeze the state: lock-free updaters fail their CAS from here on and look again. No claim
+  // can hold it (claims hold the entry lock), so the loops only wait out updaters' CASes.
+  int64_t state = 0;
+  if (algorithm_ == config::RateAlgorithm::kTokenBucket) {
+    state = src.state.load(std::memory_order_acquire);
+    while (!src.state.compare_exchange_weak(state, kLockedTat, std::memory_order_acq_rel,
+                                            std::memory_order_acquire)) {
+    }
+  } else if (algorithm_ == config::RateAlgorithm::kConcurrency) {
+    state = src.state.load(std::memory_order_acquire);
+    while (!src.state.compare_exchange_weak(
+        state, static_cast<int64_t>(static_cast<uint64_t>(state) | kLockedCount),
+        std::memory_order_acq_rel, std::memory_order_acquire)) {
+    }
+  }
+
+  const uint32_t h0 = home(to, hash);
+  std::atomic<uint32_t>& stripe = to.stripes[h0 & to.stripe_mask];
+  spin_lock(stripe);
+  bool placed = false;
+  // Insertions of this key into `to` look in `from` under this stripe, so it cannot be in `to`.
+  while (find(to, hash) < 0) {
+    int64_t best = -1;
+    uint64_t best_fill = UINT64_MAX;
+    uint64_t best_hash = 0;
+    uint32_t idx = h0;
+    for (uint32_t i = 0; i < probe_; ++i, idx = idx + 1 == to.capacity ? 0 : idx + 1) {
+      const uint64_t h = to.slots[idx].hash.load(std::memory_order_acquire);
+      if (h == 0) {
+        best = idx;
+        best_hash = 0;
+        break;
+      }
+      const uint64_t f = fill(to, idx, now);
+      if (f < best_fill) {
+        best = idx;
+        best_fill = f;
+        best_hash = h;
+      }
+    }
+    if (best < 0) break;  // a window of a table twice as large all in flight: drop (counted)
+    const auto b = static_cast<uint32_t>(best);
+    Slot& dst = to.slots[b];
+    std::atomic<uint32_t>& lock = entry_lock(to, b);
+    spin_lock(lock);
+    if (!claim(to, b, best_hash)) {
+      spin_unlock(lock);
+      continue;
+    }
+    if (best_hash != 0) {
+      // Evicted to make room for the moved key: the key count is unchanged overall.
+      key_count_.fetch_sub(1, std::memory_order_relaxed);
+      evictions_.fetch_add(1, std::memory_order_relaxed);
+    }
+    dst.generation.store(src.generation.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    dst.limit.store(src.limit.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    dst.stats.allowed.store(src.stats.allowed.load(std::memory_order_relaxed),
+                            std::memory_order_relaxed);
+    dst.stats.rejected.store(src.stats.rejected.load(std::memory_order_relaxed),
+                             std::memory_order_relaxed);
+    if (to.windows) {
+      const Window& sw = from.windows[index];
+      Window& dw = to.windows[b];
+      for (int r = 0; r < kRing; ++r)
+        dw.counts[r].store(sw.counts[r].load(std::memory_order_relaxed), std::memory_order_relaxed);
+      dw.newest.store(sw.newest.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      dw.allowed.store(sw.allowed.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      dw.rejected.store(sw.rejected.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    }
+    to.keys[b] = from.keys[index];
+    dst.hash.store(hash, std::memory_order_release);
+    if (algorithm_ != config::RateAlgorithm::kSlidingWindow) {
+      dst.state.store(state, std::memory_order_release);
+    }
+    spin_unlock(lock);
+    placed = true;
+    break;
+  }
+  spin_unlock(stripe);
+  if (!placed) {
+    key_count_.fetch_sub(1, std::memory_order_relaxed);
+    evictions_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Readers of the smaller table no longer find the key; its state word stays locked.
+  src.hash.store(0, std::memory_order_release);
+  spin_unlock(src_lock);
+}
+
 void RateLimiter::refund(const RateTicket& t, core::MonoTime now) {
-  if (t.slot >= capacity_) return;
-  Slot& slot = slots_[t.slot];
-  switch (algorithm_) {
-    case config::RateAlgorithm::kTokenBucket: {
-      const int64_t n = to_ns(now);
+  if (t.slot == UINT32_MAX) return;
+  if (algorithm_ == config::RateAlgorithm::kConcurrency) {
+    release(t);
+    return;
+  }
+  const int64_t n = to_ns(now);
+  // The loops look the entry up again after any change: it may have moved to a larger table.
+  for (;;) {
+    const Located at = locate(t);
+    if (at.table == nullptr) return;  // evicted
+    Slot& slot = at.table->slots[at.index];
+    if (algorithm_ == config::RateAlgorithm::kTokenBucket) {
       int64_t s = slot.state.load(std::memory_order_acquire);
-      for (;;) {
-        if (s == kLockedTat || slot.generation.load(std::memory_order_acquire) != t.generation) {
-          return;
-        }
-        if (s <= n) return;  // the bucket is full already
-        const Params p = params(slot.limit.load(std::memory_order_relaxed));
-        const int64_t back = std::max(s - p.interval, n);
-        if (slot.state.compare_exchange_weak(s, back, std::memory_order_acq_rel,
-                                             std::memory_order_acquire)) {
-          return;
-        }
+      if (s == kLockedTat) {  // being moved or replaced
+        cpu_relax();
+        continue;
       }
+      // Read after the state: a state read from another tenancy (or a retired, zeroed table)
+      // fails one of these.
+      if (slot.hash.load(std::memory_order_acquire) != t.hash) continue;
+      if (slot.generation.load(std::memory_order_acquire) != t.generation) return;
+      if (s <= n) return;  // the bucket is full already
+      const Params p = params(slot.limit.load(std::memory_order_relaxed));
+      // Never 0: a zeroed (retired) word must not match any live TAT.
+      const int64_t back = std::max<int64_t>({s - p.interval, n, 1});
+      if (slot.state.compare_exchange_strong(s, back, std::memory_order_acq_rel)) return;
+      continue;
     }
-    case config::RateAlgorithm::kSlidingWindow: {
-      Window& w = windows_[t.slot];
-      spin_lock(w.lock);
-      if (slot.generation.load(std::memory_order_relaxed) == t.generation) {
-        const int64_t newest = w.newest.load(std::memory_order_relaxed);
-        // Still counted (not yet cleared for a later sub-window)?
-        if (t.stamp <= newest && t.stamp > newest - kRing) {
-          auto& c = w.counts[ring(t.stamp)];
-          const uint32_t v = c.load(std::memory_order_relaxed);
-          if (v > 0) c.store(v - 1, std::memory_order_relaxed);
-        }
-      }
+    Window& w = at.table->windows[at.index];
+    spin_lock(w.lock);
+    if (slot.hash.load(std::memory_order_relaxed) != t.hash) {
       spin_unlock(w.lock);
-      return;
+      continue;
     }
-    case config::RateAlgorithm::kConcurrency:
-      release(t);
-      return;
+    if (slot.generation.load(std::memory_order_relaxed) == t.generation) {
+      const int64_t newest = w.newest.load(std::memory_order_relaxed);
+      // Still counted (not yet cleared for a later sub-window)?
+      if (t.stamp <= newest && t.stamp > newest - kRing) {
+        auto& c = w.counts[ring(t.stamp)];
+        const uint32_t v = c.load(std::memory_order_relaxed);
+        if (v > 0) c.store(v - 1, std::memory_order_relaxed);
+      }
+    }
+    spin_unlock(w.lock);
+    return;
   }
 }
 
 void RateLimiter::release(const RateTicket& t) {
-  if (algorithm_ != config::RateAlgorithm::kConcurrency || t.slot >= capacity_) return;
-  Slot& slot = slots_[t.slot];
-  int64_t w = slot.state.load(std::memory_order_acquire);
+  if (algorithm_ != config::RateAlgorithm::kConcurrency || t.slot == UINT32_MAX) return;
   for (;;) {
+    const Located at = locate(t);
+    if (at.table == nullptr) return;
+    Slot& slot = at.table->slots[at.index];
+    const int64_t w = slot.state.load(std::memory_order_acquire);
     const auto u = static_cast<uint64_t>(w);
+    if ((u & kCountMask) == kLockedCount) {  // being moved (a claim needs 0 in flight)
+      cpu_relax();
+      continue;
+    }
+    if (slot.hash.load(std::memory_order_acquire) != t.hash) continue;  // moved, or zeroed
     // An entry with requests in flight is never replaced, so a matching generation means the
     // count includes this ticket's request.
-    if ((u >> 32) != t.generation || (u & kCountMask) == kLockedCount || (u & kCountMask) == 0) {
-      return;
-    }
-    if (slot.state.compare_exchange_weak(w, w - 1, std::memory_order_acq_rel,
-                                         std::memory_order_acquire)) {
-      return;
-    }
+    if ((u >> 32) != t.generation || (u & kCountMask) == 0) return;
+    int64_t expected = w;
+    if (slot.state.compare_exchange_strong(expected, w - 1, std::memory_order_acq_rel)) return;
   }
 }
 
@@ -740,10 +1006,12 @@ std::vector<RateLimiter::HotKey> RateLimiter::hot_keys(size_t n) const {
     uint64_t total;
     uint32_t index;
   };
+  // The current table; during a growth, keys not moved yet are missing from this answer.
+  const Table& t = *table_.load(std::memory_order_acquire);
   std::vector<Candidate> all;
-  for (uint32_t i = 0; i < capacity_; ++i) {
-    if (slots_[i].hash.load(std::memory_order_relaxed) == 0) continue;
-    const HotKey c = counts_of(i);
+  for (uint32_t i = 0; i < t.capacity; ++i) {
+    if (t.slots[i].hash.load(std::memory_order_relaxed) == 0) continue;
+    const HotKey c = counts_of(t, i);
     all.push_back({c.allowed + c.rejected, i});
   }
   const size_t k = std::min(n, all.size());
@@ -754,12 +1022,12 @@ std::vector<RateLimiter::HotKey> RateLimiter::hot_keys(size_t n) const {
   std::vector<HotKey> out;
   out.reserve(k);
   for (size_t i = 0; i < k; ++i) {
-    std::atomic<uint32_t>& lock = entry_lock(all[i].index);
+    std::atomic<uint32_t>& lock = entry_lock(t, all[i].index);
     // The key text changes only under the entry's lock.
     spin_lock(lock);
-    const KeyText kt = keys_[all[i].index];
+    const KeyText kt = t.keys[all[i].index];
     spin_unlock(lock);
-    HotKey k = counts_of(all[i].index);
+    HotKey k = counts_of(t, all[i].index);
     k.key.assign(kt.text, kt.len);
     out.push_back(std::move(k));
   }

@@ -1,6 +1,7 @@
 // Node-scope rate limiter: one limit per key for the whole gateway process, shared by every worker
-// thread through a fixed table of atomically updated entries (token bucket as GCRA, sliding
-// window, concurrency). Bounded memory: a full table evicts the entry that carries least state.
+// thread through a table of atomically updated entries (token bucket as GCRA, sliding window,
+// concurrency) that grows with the keys in use up to max_keys; a full table evicts the entry that
+// carries least state.
 #pragma once
 
 #include <atomic>
@@ -8,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,6 +28,8 @@ struct RateTicket {
   uint32_t slot = UINT32_MAX;
   uint32_t generation = 0;  // the entry's tenancy; a ticket for an evicted entry is ignored
   int64_t stamp = 0;        // sliding_window: the sub-window that was counted
+  uint64_t hash = 0;        // the key, to find its entry again after the table grew
+  uint32_t table = 0;       // the table the slot index refers to (RateLimiter::Table::level)
 };
 
 // Semantics per algorithm (L = requests, P = per, B = burst or L when 0):
@@ -68,28 +72,45 @@ struct RateTicket {
 // when requests end; the caller picks a hint). refund and release both give the slot back: call
 // exactly ONE of them per allowed acquire.
 //
-// Keys and memory: a table of max_keys entries (rounded up to a multiple of 8, at least 8),
-// allocated at construction; 64 bytes per entry + 48 for the key text (+ 64 for sliding window).
-// A key lives within a probe window of 8 entries (16 for concurrency) from its hash's home. When
-// that window is full, the new key takes the place of an entry that carries no information (full
-// bucket, expired window, nothing in flight); otherwise, token bucket and sliding window evict the
+// Keys and memory: at most max_keys keys are tracked, exactly (max_keys = 10 tracks at most 10).
+// The table starts with min(64, C) entries, C = max(max_keys, 8) (16 for concurrency), and
+// doubles, up to C, when a new key finds no entry it may take without evicting (below). An entry
+// is 64 bytes + 48 for the key text (+ 64 for sliding window), so a rule costs about 7 KB (11 KB)
+// until it sees keys, and at most C entries. A growth allocates the larger table (mmap), moves
+// every entry into it (O(table), done by the request whose new key needed the room) and gives the
+// smaller table's entries back to the OS (madvise); only its 64-byte header and insertion locks
+// (4 bytes per 8 entries) stay until the limiter is destroyed, so the retired tables add less than
+// 5 bytes per entry of the largest. A key lives within a probe window of 8 entries (16 for
+// concurrency) from its hash's home. When that window has no unused entry, the new key takes the
+// place of an entry that carries no information (full bucket, expired window, nothing in flight);
+// else the table grows if it is smaller than C; else token bucket and sliding window evict the
 // window's entry closest to full (least quota used, relative to its limit). An eviction costs
 // the evicted key what it had used (it starts again with its full quota); a flood of one-off
 // keys, each using one request's worth, thus only displaces keys that have used about as little,
 // and a key that is being limited keeps its entry. Concurrency never evicts an entry with requests
 // in flight: if all of the window's entries have some, the request passes untracked (counted in
-// untracked(); size max_keys well above the number of keys in flight at once).
+// untracked(); size max_keys well above the number of keys in flight at once). (The one
+// exception: a growth that finds a full window of in-flight entries in the larger table drops the
+// entry it moves; counted as an eviction.)
 //
 // Overrides: an override key is the composed key string. It is resolved when the key's entry is
 // created (by key text, so whatever `hash` the caller uses) and the entry keeps that limit.
 //
-// Threads: acquire/refund/release/set_divisor are thread-safe, do not allocate and do not throw.
+// Threads: acquire/refund/release/set_divisor are thread-safe and do not throw; they do not
+// allocate except in the acquire that grows the table (at most log2(C / 64) times per limiter).
 // Token bucket and concurrency update one atomic word with CAS; sliding window and entry
 // (re)placement take a per-entry spinlock held for a few dozen instructions. Counting is exact
 // under contention. One theoretical race is not excluded for token bucket: an acquire that reads
 // its entry, stalls while that entry is evicted and re-used by another key, and finds on resuming
 // that the new key's TAT equals, to the nanosecond, the one it read, charges its request to the
 // new key (one token, once); concurrency carries the generation in its CAS word and is exact.
+// Growth keeps lock-free readers safe: the larger table is published first; an entry is moved
+// under its lock with its state word locked (a reader's CAS then fails and it looks again, in the
+// larger table); a key not yet moved is found in the smaller one, which no longer takes new keys
+// once the mover has passed every insertion lock; new keys enter the larger table only after
+// that barrier. A reader that still holds the smaller table after its entries were given back
+// reads zeros there: no key matches, so it looks again (a TAT is never 0, so no CAS can succeed
+// on a zeroed word). Tickets find their entry again by hash when the table changed.
 class RateLimiter {
  public:
   static constexpr int kSubWindows = 10;
@@ -143,7 +164,11 @@ class RateLimiter {
   size_t key_count() const { return key_count_.load(std::memory_order_relaxed); }
   uint64_t evictions() const { return evictions_.load(std::memory_order_relaxed); }
   uint64_t untracked() const { return untracked_.load(std::memory_order_relaxed); }
-  size_t capacity() const { return capacity_; }
+  // Entries of the current table (grows up to max_capacity()).
+  size_t capacity() const;
+  size_t max_capacity() const { return max_capacity_; }
+  size_t max_keys() const { return max_keys_; }
+  uint64_t growths() const { return growths_.load(std::memory_order_relaxed); }
   config::RateAlgorithm algorithm() const { return algorithm_; }
 
  private:
@@ -151,6 +176,7 @@ class RateLimiter {
   struct Slot;
   struct Window;
   struct KeyText;
+  struct Table;
   // A limit in the units the decision code uses, for the current divisor.
   struct Params {
     uint64_t quota = 1;     // B for token bucket, L otherwise
@@ -158,49 +184,61 @@ class RateLimiter {
     int64_t tolerance = 0;  // token bucket: (B - 1) * T
     int64_t sub = 1;        // sliding window: s
   };
+  struct Located {
+    Table* table = nullptr;
+    uint32_t index = 0;
+  };
 
   Params params(uint32_t limit_index) const;
   Params scaled(const Limit& limit, uint32_t divisor) const;
-  uint32_t home(uint64_t hash) const;
-  int64_t find(uint64_t hash, uint32_t home) const;
+  uint32_t home(const Table& t, uint64_t hash) const;
+  int64_t find(const Table& t, uint64_t hash) const;
+  Located locate(const RateTicket& ticket) const;
   uint32_t override_for(std::string_view key) const;
+  bool reserve_key();
 
-  RateDecision acquire_gcra(Slot& slot, uint32_t index, uint64_t hash, int64_t now,
+  RateDecision acquire_gcra(Table& t, uint32_t index, uint64_t hash, int64_t now,
                             RateTicket* ticket, bool* retry);
-  RateDecision acquire_window(Slot& slot, uint32_t index, uint64_t hash, int64_t now,
+  RateDecision acquire_window(Table& t, uint32_t index, uint64_t hash, int64_t now,
                               RateTicket* ticket, bool* retry);
-  RateDecision acquire_concurrency(Slot& slot, uint32_t index, uint64_t hash, RateTicket* ticket,
+  RateDecision acquire_concurrency(Table& t, uint32_t index, uint64_t hash, RateTicket* ticket,
                                    bool* retry);
-  RateDecision insert(std::string_view key, uint64_t hash, uint32_t home, int64_t now,
+  RateDecision insert(Table& t, std::string_view key, uint64_t hash, int64_t now,
                       RateTicket* ticket, bool* retry);
+  // Takes entry `index` away from its updaters (the caller holds its lock); false if it changed
+  // hands since it was scored as holding `expected_hash`.
+  bool claim(Table& t, uint32_t index, uint64_t expected_hash);
+  void grow(Table& t, int64_t now);  // `now` scores victims in a rare full window
+  void move_entry(Table& from, uint32_t index, Table& to, int64_t now);
   // Sliding window, under the entry's lock: moves the ring to sub-window `c` and returns the
   // sub-window requests are now counted in.
   int64_t advance(Window& w, int64_t c);
   RateDecision window_decision(const uint32_t* counts, int64_t c, const Params& p, bool allowed,
                                int64_t now) const;
   // Guards an entry's tenancy changes (and, for sliding window, its counts).
-  std::atomic<uint32_t>& entry_lock(uint32_t index) const;
-  HotKey counts_of(uint32_t index) const;  // without the key text
+  std::atomic<uint32_t>& entry_lock(const Table& t, uint32_t index) const;
+  HotKey counts_of(const Table& t, uint32_t index) const;  // without the key text
   // 0 = carries no information at `now` (may be replaced freely); otherwise the share of its
   // quota in use; UINT64_MAX = must not be evicted.
-  uint64_t fill(const Slot& slot, uint32_t index, int64_t now) const;
+  uint64_t fill(const Table& t, uint32_t index, int64_t now) const;
 
   config::RateAlgorithm algorithm_;
   std::vector<Limit> limits_;               // [0] = the rule's limit, [i + 1] = overrides[i]
   std::vector<Params> base_params_;         // limits_ at divisor 1
   std::vector<std::string> override_keys_;  // sorted; index into limits_ in override_index_
   std::vector<uint32_t> override_index_;
-  uint32_t capacity_;
+  size_t max_keys_;
+  uint32_t max_capacity_;
   uint32_t probe_;
-  std::unique_ptr<Slot[]> slots_;
-  std::unique_ptr<Window[]> windows_;  // sliding window only
-  std::unique_ptr<KeyText[]> keys_;
-  std::unique_ptr<std::atomic<uint32_t>[]> stripes_;  // serialise insertion of one key
-  uint32_t stripe_mask_;
+  std::atomic<Table*> table_{nullptr};
+  std::mutex grow_mu_;                          // one growth at a time; never waited for
+  std::vector<std::unique_ptr<Table>> tables_;  // every table made, under grow_mu_
+  std::atomic<bool> grow_failed_{false};        // mmap failed: evict instead of growing
   std::atomic<uint32_t> divisor_{1};
   std::atomic<size_t> key_count_{0};
   std::atomic<uint64_t> evictions_{0};
   std::atomic<uint64_t> untracked_{0};
+  std::atomic<uint64_t> growths_{0};
 };
 
 }  // namespace sluice::governance

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -636,6 +637,127 @@ TEST(RateLimiterThreads, FloodFromTwoThreadsKeepsTheHotKeyExact) {
   }
 }
 
+// ---- growth and max_keys ----
+
+TEST(RateLimiterGrowth, StartsSmallAndGrowsWithKeysKeepingTheirState) {
+  RateLimiter rl(opts(RateAlgorithm::kTokenBucket, 2, 1h, 0, 100000));
+  EXPECT_EQ(rl.capacity(), 64u);
+  const MonoTime t0 = at(10s);
+  // Every key uses its quota of 2: none carries "no information", so the table must grow.
+  for (int i = 0; i < 3000; ++i) {
+    const std::string k = "k" + std::to_string(i);
+    ASSERT_TRUE(take(rl, k, t0).allowed);
+    ASSERT_TRUE(take(rl, k, t0).allowed);
+  }
+  EXPECT_EQ(rl.key_count(), 3000u);
+  EXPECT_EQ(rl.evictions(), 0u);
+  EXPECT_GT(rl.capacity(), 3000u);
+  // Grows with the keys, not to max_keys: a growth comes with the first full probe window, at a
+  // load of 87% in the first table down to about 30% in one of 8192 entries (linear probing).
+  EXPECT_LE(rl.capacity(), 16384u);
+  EXPECT_GE(rl.growths(), 6u);
+  // Every key kept its state through the moves: all are still at 0.
+  for (int i = 0; i < 3000; ++i) ASSERT_FALSE(take(rl, "k" + std::to_string(i), t0).allowed) << i;
+}
+
+TEST(RateLimiterGrowth, SlidingWindowAndConcurrencyStateMovesToo) {
+  RateLimiter sw(opts(RateAlgorithm::kSlidingWindow, 1, 1h, 0, 100000));
+  RateLimiter cc(opts(RateAlgorithm::kConcurrency, 1, 0s, 0, 100000));
+  const MonoTime t0 = at(10s);
+  std::vector<RateTicket> held(2000);
+  for (int i = 0; i < 2000; ++i) {
+    const std::string k = "k" + std::to_string(i);
+    ASSERT_TRUE(take(sw, k, t0).allowed);
+    ASSERT_TRUE(take(cc, k, t0, &held[i]).allowed);
+  }
+  EXPECT_GE(sw.growths(), 5u);
+  EXPECT_GE(cc.growths(), 5u);
+  for (int i = 0; i < 2000; ++i) {
+    const std::string k = "k" + std::to_string(i);
+    ASSERT_FALSE(take(sw, k, t0).allowed) << i;
+    ASSERT_FALSE(take(cc, k, t0).allowed) << i;
+  }
+  // Tickets taken before the moves still release their key's slot.
+  for (auto& t : held) cc.release(t);
+  for (int i = 0; i < 2000; ++i) ASSERT_TRUE(take(cc, "k" + std::to_string(i), t0).allowed) << i;
+  EXPECT_EQ(cc.untracked(), 0u);
+}
+
+TEST(RateLimiterGrowth, RefundOfATicketTakenBeforeAGrowth) {
+  RateLimiter rl(opts(RateAlgorithm::kTokenBucket, 1, 1h, 0, 100000));
+  const MonoTime t0 = at(10s);
+  RateTicket t;
+  ASSERT_TRUE(take(rl, "first", t0, &t).allowed);
+  for (int i = 0; i < 1000; ++i) take(rl, "k" + std::to_string(i), t0);
+  ASSERT_GE(rl.growths(), 4u);
+  EXPECT_FALSE(take(rl, "first", t0).allowed);
+  rl.refund(t, t0);
+  EXPECT_TRUE(take(rl, "first", t0).allowed);
+}
+
+TEST(RateLimiterKeys, AtMostMaxKeysAreTracked) {
+  for (RateAlgorithm alg :
+       {RateAlgorithm::kTokenBucket, RateAlgorithm::kSlidingWindow, RateAlgorithm::kConcurrency}) {
+    for (size_t max_keys : {1u, 5u, 10u, 100u, 1000u}) {
+      RateLimiter rl(opts(alg, 1, 1h, 0, max_keys));
+      const MonoTime t0 = at(10s);
+      for (size_t i = 0; i < max_keys * 4 + 50; ++i) {
+        // Concurrency: the request stays in flight, so its entry carries information.
+        take(rl, "k" + std::to_string(i), t0);
+        ASSERT_LE(rl.key_count(), max_keys) << static_cast<int>(alg) << " " << i;
+      }
+      // Exactly max_keys: not rounded up (10 used to track 16, 100 tracked 104).
+      EXPECT_EQ(rl.key_count(), max_keys) << static_cast<int>(alg);
+      EXPECT_LE(rl.capacity(), std::max<size_t>(max_keys, 16));
+      EXPECT_EQ(rl.hot_keys(10000).size(), max_keys) << static_cast<int>(alg);
+    }
+  }
+}
+
+TEST(RateLimiterThreads, HotKeyStaysExactWhileTheTableGrows) {
+  for (RateAlgorithm alg :
+       {RateAlgorithm::kTokenBucket, RateAlgorithm::kSlidingWindow, RateAlgorithm::kConcurrency}) {
+    RateLimiter rl(opts(alg, 1000, 1h, 1000, 1'000'000));
+    const MonoTime t0 = at(10s);
+    std::atomic<int> passed{0};
+    std::atomic<bool> done{false};
+    std::vector<RateTicket> kept;  // concurrency: the hot key's slots stay taken
+    std::mutex kept_mu;
+    auto hot = [&] {
+      int n = 0;
+      std::vector<RateTicket> mine;
+      while (!done.load()) {
+        RateTicket t;
+        if (take(rl, "hot", t0, &t).allowed) {
+          ++n;
+          mine.push_back(t);
+        }
+      }
+      for (int i = 0; i < 200; ++i) n += take(rl, "hot", t0).allowed;
+      passed += n;
+      std::lock_guard<std::mutex> g(kept_mu);
+      kept.insert(kept.end(), mine.begin(), mine.end());
+    };
+    auto keys = [&] {
+      for (int i = 0; i < 30000; ++i) take(rl, "k" + std::to_string(i), t0);
+      done = true;
+    };
+    std::thread a(hot), b(hot), c(keys);
+    c.join();
+    a.join();
+    b.join();
+    EXPECT_EQ(passed.load(), 1000) << static_cast<int>(alg);
+    EXPECT_GE(rl.growths(), 9u);
+    EXPECT_EQ(rl.key_count(), 30001u);
+    EXPECT_EQ(rl.evictions(), 0u);
+    if (alg == RateAlgorithm::kConcurrency) {
+      // Every ticket taken before, during and after the moves releases exactly one slot.
+      for (auto& t : kept) rl.release(t);
+      EXPECT_EQ(allowed(rl, "hot", t0, 1500), 1000);
+    }
+  }
+}
+
 // ---- construction ----
 
 TEST(RateLimiterOptions, FromRule) {
@@ -653,7 +775,9 @@ TEST(RateLimiterOptions, FromRule) {
   EXPECT_EQ(o.overrides[0].second.requests, 500u);
   EXPECT_EQ(o.max_keys, 123u);
   RateLimiter rl(o);
-  EXPECT_EQ(rl.capacity(), 128u);
+  EXPECT_EQ(rl.max_keys(), 123u);
+  EXPECT_EQ(rl.max_capacity(), 123u);  // not rounded up: at most max_keys keys
+  EXPECT_EQ(rl.capacity(), 64u);       // a new rule starts small
 }
 
 TEST(RateLimiterOptions, RejectsAZeroLimit) {
