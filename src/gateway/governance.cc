@@ -118,6 +118,7 @@ bool Admission::run_rules(const GovernanceSnapshot& gov, const RequestFacts& fac
     governance::RateDecision d;
     governance::RateTicket ticket;
     bool cluster_taken = false;
+    bool charged = false;
     if (rule.cluster) {
       auto outcome = rule.cluster->acquire(key_, hash, now, &d);
       if (outcome == governance::ClusterLimiter::Outcome::kAllowed) {
@@ -127,6 +128,11 @@ bool Admission::run_rules(const GovernanceSnapshot& gov, const RequestFacts& fac
         switch (gov.redis_on_error) {
           case config::Redis::OnError::kLocalFallback:
             d = rule.local->acquire(key_, hash, now, &ticket);
+            // The cluster's total counts it too (paid with the key's next lease).
+            if (d.allowed) {
+              rule.cluster->charge(hash, now);
+              charged = true;
+            }
             break;
           case config::Redis::OnError::kAllow:
             d = governance::RateDecision{};
@@ -147,7 +153,7 @@ bool Admission::run_rules(const GovernanceSnapshot& gov, const RequestFacts& fac
     }
     if (d.allowed) {
       rule.allowed->inc();
-      held_.push_back(Held{&rule, ticket, cluster_taken, hash});
+      held_.push_back(Held{&rule, ticket, cluster_taken, hash, charged});
       continue;
     }
     if (cfg.mode == config::Mode::kShadow) {
@@ -170,6 +176,7 @@ void Admission::give_back_rules(core::MonoTime now) {
       h.rule->cluster->refund({}, h.hash);
     } else {
       h.rule->local->refund(h.ticket, now);
+      if (h.charged) h.rule->cluster->discharge(h.hash);
     }
   }
   held_.clear();

@@ -114,6 +114,7 @@ class Admission {
     governance::RateTicket ticket;
     bool cluster;
     uint64_t hash;
+    bool charged = false;  // admitted by the local share of a cluster rule, charged to the cluster
   };
   bool run_rules(const GovernanceSnapshot& gov, const RequestFacts& facts, core::MonoTime now);
   void give_back_rules(core::MonoTime now);

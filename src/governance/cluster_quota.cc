@@ -2,11 +2,14 @@
 
 #include <hiredis/hiredis.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/time.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 
 #include "core/random.h"
@@ -36,6 +39,7 @@ constexpr size_t kMaxBatch = 256;
 constexpr nanoseconds kMaxBackoff = std::chrono::seconds(1);
 constexpr nanoseconds kMinBackoff = std::chrono::milliseconds(25);
 constexpr nanoseconds kMaxSleep = std::chrono::milliseconds(50);
+constexpr double kDemandTau = 1.0;  // s: time constant of a key's demand average
 
 uint32_t fingerprint(uint64_t tag) {
   return static_cast<uint32_t>(tag);
@@ -59,40 +63,114 @@ timeval to_timeval(nanoseconds d) {
   return tv;
 }
 
-// Token bucket, refilled by Redis TIME. KEYS[1]; ARGV: requests, per_us, burst, asked, ttl_ms.
-// Returns {granted, tokens left, us until `asked` tokens are there, us until full}.
-constexpr const char* kBucketScript = R"lua(
+// Fair shares between gateways (docs/cluster-limits.md, "Fairness"). Each gateway reports the
+// demand it sees for the key (requests/s); its weight is its demand over the sum of the live
+// gateways' demands (a gateway is live until the time it said it would come back, plus `hold`,
+// or until it returns its lease). Its credit accrues at weight * rate, capped at weight * burst
+// (at least one lease). A gateway may take what the key has (bucket tokens, or room in the
+// window) minus the other live gateways' credits: their shares are reserved for them, whatever
+// the order calls reach Redis in, and what nobody reserved goes to whoever asks (when the credits
+// add up to more than the key has, it is split in proportion to them). The key's own
+// bucket or window still bounds the total. Fields per gateway <m>: d:<m> demand, v:<m> live
+// until (us), c:<m> credit, t:<m> the credit's time. Returns the hash's fields, this gateway's
+// credit and weight, and the other gateways' credits.
+constexpr const char* kFairShareLua = R"lua(
+local function share(key, member, demand, now, rate, burst, asked)
+  local f = redis.call('HGETALL', key)
+  local h = {}
+  for i = 1, #f, 2 do h[f[i]] = f[i + 1] end
+  local others = {}
+  local total = demand
+  for name, v in pairs(h) do
+    if string.sub(name, 1, 2) == 'v:' then
+      local m = string.sub(name, 3)
+      if m ~= member then
+        if tonumber(v) >= now then
+          local d = tonumber(h['d:' .. m]) or 0
+          total = total + d
+          others[#others + 1] = {m, d}
+        else
+          redis.call('HDEL', key, 'v:' .. m, 'd:' .. m, 'c:' .. m, 't:' .. m)
+        end
+      end
+    end
+  end
+  local live = #others + 1
+  local function weight_of(d)
+    if total <= 0 then return 1 / live end
+    return math.max(d / total, 0.01 / live)
+  end
+  local function credit_of(m, w)
+    local cap = math.max(asked, burst * w)
+    local c = tonumber(h['c:' .. m])
+    local ts = tonumber(h['t:' .. m])
+    if c == nil or ts == nil then return cap end
+    if now > ts then c = c + (now - ts) * rate * w end
+    return math.min(cap, c)
+  end
+  local reserved = 0
+  for _, o in ipairs(others) do reserved = reserved + credit_of(o[1], weight_of(o[2])) end
+  local weight = weight_of(demand)
+  return h, credit_of(member, weight), weight, reserved
+end
+
+-- What this gateway may take of `room`: all of it but the others' credits; when the credits add
+-- up to more than the room, the room split in proportion to the credits.
+local function available(room, credit, reserved)
+  if room <= 0 then return 0 end
+  if credit + reserved <= room then return room - reserved end
+  return room * credit / (credit + reserved)
+end
+)lua";
+
+// Token bucket, refilled by Redis TIME. KEYS[1]; ARGV: requests, per_us, burst, asked, ttl_ms,
+// member, demand, hold_us. Returns {granted, tokens left, us until `asked` tokens are there (for
+// this gateway's share), us until full}.
+constexpr const char* kBucketScriptBody = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local requests = tonumber(ARGV[1])
 local per = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
 local asked = tonumber(ARGV[4])
-local v = redis.call('HMGET', KEYS[1], 'tk', 'ts')
-local tokens = tonumber(v[1])
-local ts = tonumber(v[2])
+local member = ARGV[6]
+local rate = requests / per
+local v, credit, weight, reserved = share(KEYS[1], member, tonumber(ARGV[7]), now, rate, burst,
+                                         asked)
+local tokens = tonumber(v['tk'])
+local ts = tonumber(v['ts'])
 if tokens == nil or ts == nil then
   tokens = burst
   ts = now
 elseif now > ts then
-  tokens = math.min(burst, tokens + (now - ts) * requests / per)
+  tokens = math.min(burst, tokens + (now - ts) * rate)
   ts = now
 end
-local granted = math.floor(math.min(asked, tokens))
+local avail = available(tokens, credit, reserved)
+local granted = math.floor(math.min(asked, avail))
 if granted < 0 then granted = 0 end
 tokens = tokens - granted
-redis.call('HSET', KEYS[1], 'tk', string.format('%.17g', tokens), 'ts', string.format('%.17g', ts))
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
+credit = math.max(0, credit - granted)
 local wait = 0
 if granted < asked then
-  wait = math.ceil((math.min(asked, burst) - tokens) * per / requests)
+  -- What is not reserved grows at least at this gateway's share of the rate.
+  wait = math.max((math.min(asked, burst) - tokens) / rate,
+                  (asked - (avail - granted)) / (rate * weight))
+  wait = math.ceil(wait)
   if wait < 1000 then wait = 1000 end
 end
-return {granted, math.floor(tokens), wait, math.ceil((burst - tokens) * per / requests)}
+redis.call('HSET', KEYS[1], 'tk', string.format('%.17g', tokens), 'ts', string.format('%.17g', ts),
+           'd:' .. member, ARGV[7], 'v:' .. member, string.format('%.17g', now + wait + tonumber(ARGV[8])),
+           'c:' .. member, string.format('%.17g', credit), 't:' .. member, string.format('%.17g', now))
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {granted, math.floor(tokens), wait, math.ceil((burst - tokens) / rate)}
 )lua";
 
-// Gives unused tokens back. KEYS[1]; ARGV: requests, per_us, burst, count.
+// Gives unused tokens back; the gateway leaves the key's shares. KEYS[1]; ARGV: requests, per_us,
+// burst, count, member.
 constexpr const char* kBucketReturnScript = R"lua(
+local m = ARGV[5]
+redis.call('HDEL', KEYS[1], 'v:' .. m, 'd:' .. m, 'c:' .. m, 't:' .. m)
 local v = redis.call('HMGET', KEYS[1], 'tk', 'ts')
 local tokens = tonumber(v[1])
 local ts = tonumber(v[2])
@@ -113,18 +191,22 @@ return 1
 
 // Sliding window counter: counts of this window and the previous one, the previous weighted by
 // how much of it still overlaps the window ending now. KEYS[1]; ARGV: limit, per_us, asked,
-// ttl_ms. Returns {granted, remaining, us until `asked` may fit, us until full, window}.
-constexpr const char* kWindowScript = R"lua(
+// ttl_ms, member, demand, hold_us. Returns {granted, remaining, us until `asked` may fit (for this
+// gateway's share), us until full, window}.
+constexpr const char* kWindowScriptBody = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local limit = tonumber(ARGV[1])
 local per = tonumber(ARGV[2])
 local asked = tonumber(ARGV[3])
 local w = math.floor(now / per)
-local v = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')
-local sw = tonumber(v[1])
-local c = tonumber(v[2]) or 0
-local p = tonumber(v[3]) or 0
+local member = ARGV[5]
+local rate = limit / per
+local h, credit, fair, reserved = share(KEYS[1], member, tonumber(ARGV[6]), now, rate, limit,
+                                       asked)
+local sw = tonumber(h['w'])
+local c = tonumber(h['c']) or 0
+local p = tonumber(h['p']) or 0
 if sw == nil or sw < w - 1 then
   c = 0
   p = 0
@@ -138,11 +220,11 @@ local elapsed = now - w * per
 if elapsed < 0 then elapsed = 0 end
 local rest = per - elapsed
 local weight = 1 - elapsed / per
-local granted = math.floor(math.min(asked, limit - (p * weight + c)))
+local avail = available(limit - (p * weight + c), credit, reserved)
+local granted = math.floor(math.min(asked, avail))
 if granted < 0 then granted = 0 end
 c = c + granted
-redis.call('HSET', KEYS[1], 'w', string.format('%.17g', w), 'c', c, 'p', p)
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+credit = math.max(0, credit - granted)
 local wait = 0
 if granted < asked then
   local room = limit - math.min(asked, limit) - c
@@ -152,8 +234,13 @@ if granted < asked then
     wait = rest
   end
   if wait > rest then wait = rest end
+  wait = math.max(wait, (asked - (avail - granted)) / (rate * fair))
   if wait < 1000 then wait = 1000 end
 end
+redis.call('HSET', KEYS[1], 'w', string.format('%.17g', w), 'c', c, 'p', p,
+           'd:' .. member, ARGV[6], 'v:' .. member, string.format('%.17g', now + wait + tonumber(ARGV[7])),
+           'c:' .. member, string.format('%.17g', credit), 't:' .. member, string.format('%.17g', now))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 local remaining = math.floor(limit - (p * weight + c))
 if remaining < 0 then remaining = 0 end
 local reset = 0
@@ -162,8 +249,11 @@ if c > 0 then reset = rest + per end
 return {granted, remaining, math.ceil(wait), math.ceil(reset), w}
 )lua";
 
-// Gives unused tokens back to the window they were counted in. KEYS[1]; ARGV: count, window.
+// Gives unused tokens back to the window they were counted in; the gateway leaves the key's
+// shares. KEYS[1]; ARGV: count, window, member.
 constexpr const char* kWindowReturnScript = R"lua(
+local m = ARGV[3]
+redis.call('HDEL', KEYS[1], 'v:' .. m, 'd:' .. m, 'c:' .. m, 't:' .. m)
 local v = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')
 local sw = tonumber(v[1])
 if sw == nil then return 0 end
@@ -260,6 +350,7 @@ struct QuotaClient::PendingCall {
   ClusterLimiter* limiter = nullptr;  // refills only
   Op op;
   uint32_t asked = 0;
+  uint32_t debt = 0;  // local admissions charged with this refill
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -422,7 +513,9 @@ bool QuotaClient::connect() {
   redisSetTimeout(c, tv);
   ctx_ = c;
 
-  const char* scripts[] = {kBucketScript, kWindowScript, kBucketReturnScript, kWindowReturnScript,
+  const std::string bucket = std::string(kFairShareLua) + kBucketScriptBody;
+  const std::string window = std::string(kFairShareLua) + kWindowScriptBody;
+  const char* scripts[] = {bucket.c_str(), window.c_str(), kBucketReturnScript, kWindowReturnScript,
                            kHeartbeatScript};
   std::string* shas[] = {&sha_bucket_, &sha_window_, &sha_bucket_return_, &sha_window_return_,
                          &sha_heartbeat_};
@@ -549,7 +642,10 @@ namespace {
 // The arguments of one lease or give-back call.
 std::vector<std::string> lease_args(const std::string& sha, std::string key, bool sliding,
                                     uint64_t requests, uint64_t burst, int64_t per_us,
-                                    uint32_t asked) {
+                                    uint32_t asked, const std::string& member, double demand,
+                                    int64_t hold_us) {
+  char demand_text[32];
+  std::snprintf(demand_text, sizeof demand_text, "%.6g", demand);
   if (sliding) {
     const int64_t ttl_ms = 2 * (per_us / 1000) + 1000;
     return {"EVALSHA",
@@ -559,7 +655,10 @@ std::vector<std::string> lease_args(const std::string& sha, std::string key, boo
             std::to_string(requests),
             std::to_string(per_us),
             std::to_string(asked),
-            std::to_string(ttl_ms)};
+            std::to_string(ttl_ms),
+            member,
+            demand_text,
+            std::to_string(hold_us)};
   }
   const auto fill_ms =
       static_cast<int64_t>(static_cast<double>(burst) * static_cast<double>(per_us) /
@@ -572,14 +671,18 @@ std::vector<std::string> lease_args(const std::string& sha, std::string key, boo
           std::to_string(per_us),
           std::to_string(burst),
           std::to_string(asked),
-          std::to_string(fill_ms + 1000)};
+          std::to_string(fill_ms + 1000),
+          member,
+          demand_text,
+          std::to_string(hold_us)};
 }
 
 std::vector<std::string> return_args(const std::string& sha, std::string key, bool sliding,
                                      uint64_t requests, uint64_t burst, int64_t per_us,
-                                     uint32_t count, int64_t window) {
+                                     uint32_t count, int64_t window, const std::string& member) {
   if (sliding)
-    return {"EVALSHA", sha, "1", std::move(key), std::to_string(count), std::to_string(window)};
+    return {"EVALSHA", sha, "1", std::move(key), std::to_string(count), std::to_string(window),
+            member};
   return {"EVALSHA",
           sha,
           "1",
@@ -587,12 +690,35 @@ std::vector<std::string> return_args(const std::string& sha, std::string key, bo
           std::to_string(requests),
           std::to_string(per_us),
           std::to_string(burst),
-          std::to_string(count)};
+          std::to_string(count),
+          member};
 }
 
 }  // namespace
 
-void QuotaClient::process(std::vector<Op>& ops, int64_t /*now_ns*/) {
+// Requests/s this gateway sees for the key (all outcomes), an exponentially weighted average over
+// about one second, updated at each refill.
+double ClusterLimiter::update_demand(Slot& s, int64_t now_ns) {
+  const uint32_t seen = s.seen.exchange(0, std::memory_order_relaxed);
+  const int64_t since = s.demand_ns.load(std::memory_order_relaxed);
+  double demand = s.demand.load(std::memory_order_relaxed);
+  // At least 1 ms: a refill right after the previous one says little about the rate.
+  const double dt = static_cast<double>(std::max<int64_t>(kMs, now_ns - since)) / 1e9;
+  const double alpha = 1.0 - std::exp(-dt / kDemandTau);
+  demand += alpha * (static_cast<double>(seen) / dt - demand);
+  s.demand.store(demand, std::memory_order_relaxed);
+  s.demand_ns.store(now_ns, std::memory_order_relaxed);
+  return demand;
+}
+
+// A gateway stays in the other gateways' shares until the time it said it would come back, plus
+// this: long enough for a busy client thread, short enough that a gateway whose traffic stopped
+// leaves the shares soon.
+int64_t QuotaClient::demand_hold_us() const {
+  return std::max<int64_t>(2 * options_.lease_idle.count(), 200 * kMs) / 1000;
+}
+
+void QuotaClient::process(std::vector<Op>& ops, int64_t now_ns) {
   std::lock_guard<std::mutex> lock(limiters_mu_);
   const uint32_t gateways = current_gateways();
   std::vector<PendingCall> calls;
@@ -608,7 +734,7 @@ void QuotaClient::process(std::vector<Op>& ops, int64_t /*now_ns*/) {
     if (op.kind == Op::Kind::kReturn) {
       call.args = return_args(lim->sliding_ ? sha_window_return_ : sha_bucket_return_,
                               lim->redis_key(op.tag), lim->sliding_, limit.requests, limit.burst,
-                              limit.per_us, op.count, op.window);
+                              limit.per_us, op.count, op.window, member_);
     } else {
       ClusterLimiter::Slot& s = lim->slots_[op.slot];
       if (s.tag.load(std::memory_order_acquire) != op.tag) {
@@ -616,9 +742,16 @@ void QuotaClient::process(std::vector<Op>& ops, int64_t /*now_ns*/) {
         continue;
       }
       call.limiter = lim;
-      call.asked = ClusterLimiter::lease_size(limit.requests, limit.burst, gateways);
+      // Requests admitted by the local share while this key had no lease are charged now, on
+      // top of the lease (they are part of the cluster's total).
+      call.debt = s.debt.exchange(0, std::memory_order_acq_rel);
+      const uint32_t lease = ClusterLimiter::lease_size(limit.requests, limit.burst, gateways);
+      call.asked =
+          static_cast<uint32_t>(std::min<uint64_t>(uint64_t{lease} + call.debt, kMaxLease));
+      const double demand = ClusterLimiter::update_demand(s, now_ns);
       call.args = lease_args(lim->sliding_ ? sha_window_ : sha_bucket_, lim->redis_key(op.tag),
-                             lim->sliding_, limit.requests, limit.burst, limit.per_us, call.asked);
+                             lim->sliding_, limit.requests, limit.burst, limit.per_us, call.asked,
+                             member_, demand, demand_hold_us());
     }
     calls.push_back(std::move(call));
   }
@@ -632,6 +765,7 @@ void QuotaClient::process(std::vector<Op>& ops, int64_t /*now_ns*/) {
     redisReply* r = call.reply;
     if (call.limiter != nullptr) {
       ClusterLimiter::Slot& s = call.limiter->slots_[call.op.slot];
+      bool settle = false;
       if (ok && r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements >= 4) {
         const auto granted = static_cast<uint64_t>(std::max<int64_t>(0, reply_int(r->element[0])));
         const int64_t remaining = reply_int(r->element[1]);
@@ -639,6 +773,9 @@ void QuotaClient::process(std::vector<Op>& ops, int64_t /*now_ns*/) {
         const int64_t reset_us = reply_int(r->element[3]);
         const int64_t window = r->elements >= 5 ? reply_int(r->element[4]) : 0;
         const bool exhausted = granted < call.asked;
+        // What the local share admitted is paid first; what Redis could not cover stays owed.
+        const uint64_t paid = std::min<uint64_t>(granted, call.debt);
+        const uint64_t owed = call.debt - paid;
         // Advisory fields first, so a worker that sees the new tokens also sees them.
         s.next_refill_ns.store(exhausted ? now + wait_us * 1000 : 0, std::memory_order_relaxed);
         s.redis_remaining.store(
@@ -650,7 +787,7 @@ void QuotaClient::process(std::vector<Op>& ops, int64_t /*now_ns*/) {
         uint64_t w = s.word.load(std::memory_order_acquire);
         bool credited = false;
         while (fingerprint_of_word(w) == fp) {
-          const uint64_t tokens = (w & kTokenMask) + granted;
+          const uint64_t tokens = (w & kTokenMask) + granted - paid;
           const uint64_t nw = make_word(fp, kPrimed | (exhausted ? kExhausted : 0), tokens);
           if (s.word.compare_exchange_weak(w, nw, std::memory_order_acq_rel,
                                            std::memory_order_acquire)) {
@@ -659,26 +796,36 @@ void QuotaClient::process(std::vector<Op>& ops, int64_t /*now_ns*/) {
           }
         }
         if (credited) {
+          if (owed > 0) call.limiter->add_debt(s, owed);
+          // Local admissions made while this refill was on its way: settle them now rather
+          // than with the key's next request, which may never come.
+          settle = !exhausted && s.debt.load(std::memory_order_relaxed) > 0;
           if (!call.limiter->in_leased_[call.op.slot]) {
             call.limiter->in_leased_[call.op.slot] = 1;
             call.limiter->leased_.push_back(call.op.slot);
           }
-        } else if (granted > 0) {
+        } else if (granted > paid) {
           // The key was evicted while its refill was in flight: the grant goes straight back.
           Op back;
           back.kind = Op::Kind::kReturn;
           back.limiter_id = call.op.limiter_id;
           back.limit_index = call.op.limit_index;
           back.tag = call.op.tag;
-          back.count = static_cast<uint32_t>(granted);
+          back.count = static_cast<uint32_t>(granted - paid);
           back.window = window;
           submit(back);
         }
-      } else if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
-        errors_.fetch_add(1, std::memory_order_relaxed);
-        if (std::strncmp(r->str, "NOSCRIPT", 8) == 0) noscript = true;
+      } else {
+        // No grant: the debt is still owed (if the key is still here).
+        if (call.debt > 0 && s.tag.load(std::memory_order_acquire) == call.op.tag)
+          call.limiter->add_debt(s, call.debt);
+        if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
+          errors_.fetch_add(1, std::memory_order_relaxed);
+          if (std::strncmp(r->str, "NOSCRIPT", 8) == 0) noscript = true;
+        }
       }
       s.refill_sent_ns.store(0, std::memory_order_release);
+      if (settle) call.limiter->request_refill(s, call.op.limit_index, call.op.tag, now);
     } else if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
       errors_.fetch_add(1, std::memory_order_relaxed);
       if (std::strncmp(r->str, "NOSCRIPT", 8) == 0) noscript = true;
@@ -721,7 +868,7 @@ void QuotaClient::return_idle(int64_t now_ns, bool all) {
           call.args = return_args(lim->sliding_ ? sha_window_return_ : sha_bucket_return_,
                                   lim->redis_key(tag), lim->sliding_, limit.requests, limit.burst,
                                   limit.per_us, static_cast<uint32_t>(tokens),
-                                  s.lease_window.load(std::memory_order_relaxed));
+                                  s.lease_window.load(std::memory_order_relaxed), member_);
           calls.push_back(std::move(call));
         }
       } else if (owned) {
@@ -764,6 +911,10 @@ void QuotaClient::send_final_returns() {
 // ---------------------------------------------------------------------------------------------
 // ClusterLimiter
 
+void ClusterLimiter::SlotsDeleter::operator()(Slot* p) const {
+  if (p != nullptr) munmap(p, bytes);
+}
+
 uint32_t ClusterLimiter::lease_size(uint64_t requests, uint64_t burst, uint32_t gateways) {
   uint64_t s = requests / (kLeaseDivisor * std::max<uint32_t>(1, gateways));
   s = std::min({s, burst, kMaxLease});
@@ -789,7 +940,14 @@ ClusterLimiter::ClusterLimiter(QuotaClient& client, const config::RateLimitRule&
     limits_.push_back(to_limit(o.limit));
   }
   capacity_ = std::max<size_t>(1, rule.max_keys);
-  slots_.reset(new Slot[capacity_]);
+  // An anonymous mapping is zero-filled and committed page by page as keys touch it, so a rule
+  // costs memory for the keys it sees, up to max_keys slots. All-zero bytes are the empty state
+  // of every field of a Slot (integer and double atomics), so no constructor needs to run over
+  // it (which would commit every page).
+  const size_t bytes = sizeof(Slot) * capacity_;
+  void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) throw std::bad_alloc();
+  slots_ = std::unique_ptr<Slot[], SlotsDeleter>(static_cast<Slot*>(m), SlotsDeleter{bytes});
   in_leased_.assign(capacity_, 0);
   key_base_ = client_.options().key_prefix + (sliding_ ? "rl:sw:" : "rl:tb:") + name_ + ":";
   id_ = client_.attach(this);
@@ -812,10 +970,10 @@ ClusterLimiter::~ClusterLimiter() {
     r.key = redis_key(tag);
     r.sliding = sliding_;
     if (sliding_) {
-      r.args = {std::to_string(tokens), std::to_string(s.lease_window.load())};
+      r.args = {std::to_string(tokens), std::to_string(s.lease_window.load()), client_.member_};
     } else {
       r.args = {std::to_string(l.requests), std::to_string(l.per_us), std::to_string(l.burst),
-                std::to_string(tokens)};
+                std::to_string(tokens), client_.member_};
     }
     returns.push_back(std::move(r));
   }
@@ -910,6 +1068,10 @@ ClusterLimiter::Slot* ClusterLimiter::insert(uint64_t tag, std::string_view key,
   victim->reset_at_ns.store(0, std::memory_order_relaxed);
   victim->redis_remaining.store(0, std::memory_order_relaxed);
   victim->lease_window.store(0, std::memory_order_relaxed);
+  victim->seen.store(0, std::memory_order_relaxed);
+  victim->debt.store(0, std::memory_order_relaxed);
+  victim->demand.store(0, std::memory_order_relaxed);
+  victim->demand_ns.store(now_ns, std::memory_order_relaxed);
   victim->tag.store(tag, std::memory_order_release);
   return victim;
 }
@@ -960,6 +1122,7 @@ ClusterLimiter::Outcome ClusterLimiter::acquire(std::string_view key, uint64_t h
   }
   const uint32_t idx = s->limit_index.load(std::memory_order_relaxed);
   const Limit& lim = limits_[idx < limits_.size() ? idx : 0];
+  s->seen.fetch_add(1, std::memory_order_relaxed);  // demand, reported with the next refill
   // Stored at most once a millisecond: a hot key's workers need not all write the same line.
   if (now_ns - s->last_used_ns.load(std::memory_order_relaxed) >= kMs)
     s->last_used_ns.store(now_ns, std::memory_order_relaxed);
@@ -1015,6 +1178,41 @@ ClusterLimiter::Outcome ClusterLimiter::acquire(std::string_view key, uint64_t h
   }
   fill(decision, lim, 0, s, now_ns, false, step_ns);
   return Outcome::kRejected;
+}
+
+void ClusterLimiter::add_debt(Slot& s, uint64_t n) {
+  // At most one burst is owed per key: after a long outage the cluster makes up for one burst
+  // of local decisions, not for all of them.
+  const uint32_t idx = s.limit_index.load(std::memory_order_relaxed);
+  const uint64_t most = limits_[idx < limits_.size() ? idx : 0].burst;
+  uint32_t d = s.debt.load(std::memory_order_relaxed);
+  while (!s.debt.compare_exchange_weak(
+      d, static_cast<uint32_t>(std::min<uint64_t>(d + n, std::min<uint64_t>(most, kTokenMask))),
+      std::memory_order_acq_rel, std::memory_order_relaxed)) {
+  }
+}
+
+void ClusterLimiter::charge(uint64_t hash, core::MonoTime now) {
+  const uint64_t tag = hash | 1;
+  Slot* s = find(tag);
+  if (s == nullptr) return;  // not in the table (Redis down before its first request): not owed
+  const uint32_t fp = fingerprint(tag);
+  if (fingerprint_of_word(s->word.load(std::memory_order_acquire)) != fp) return;
+  add_debt(*s, 1);
+  // Settle it with the next round trip if no refill is on its way (not while Redis is down: the
+  // queued refill would only be discarded).
+  const int64_t now_ns = now.time_since_epoch().count();
+  if (client_.usable(now_ns))
+    request_refill(*s, s->limit_index.load(std::memory_order_relaxed), tag, now_ns);
+}
+
+void ClusterLimiter::discharge(uint64_t hash) {
+  Slot* s = find(hash | 1);
+  if (s == nullptr) return;
+  uint32_t d = s->debt.load(std::memory_order_relaxed);
+  while (d > 0 && !s->debt.compare_exchange_weak(d, d - 1, std::memory_order_acq_rel,
+                                                 std::memory_order_relaxed)) {
+  }
 }
 
 void ClusterLimiter::refund(std::string_view /*key*/, uint64_t hash) {

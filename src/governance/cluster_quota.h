@@ -109,6 +109,7 @@ class QuotaClient {
   void discard(std::vector<Op>& ops);
   bool round_trip(std::vector<PendingCall>& calls);
   uint32_t current_gateways() const;
+  int64_t demand_hold_us() const;
 
   Options options_;
   std::string member_;  // node_id + random suffix
@@ -165,6 +166,12 @@ class ClusterLimiter {
   Outcome acquire(std::string_view key, uint64_t hash, core::MonoTime now, RateDecision* decision);
   // Gives back the token taken by the last allowed acquire of this key (a later rule rejected).
   void refund(std::string_view key, uint64_t hash);
+  // The caller admitted a request of this key with its local share after kUnavailable: the
+  // cluster is charged for it with the key's next refill (if the key is in the table), so that
+  // decisions taken while a lease is on its way count against the shared limit.
+  void charge(uint64_t hash, core::MonoTime now);
+  // Undoes a charge() not yet settled (a later rule rejected the request).
+  void discharge(uint64_t hash);
 
   size_t capacity() const { return capacity_; }
   size_t size() const;  // keys in the table (counts all slots; for tests and stats)
@@ -191,11 +198,17 @@ class ClusterLimiter {
     std::atomic<int64_t> lease_window{0};
     std::atomic<uint32_t> limit_index{0};  // 0 = rule limit, i + 1 = overrides[i]
     std::atomic<uint32_t> redis_remaining{0};
+    std::atomic<uint32_t> seen{0};  // requests since the last refill (the demand it reports)
+    std::atomic<uint32_t> debt{0};  // admitted by the local share, not yet charged to Redis
+    std::atomic<double> demand{0};  // client thread: requests/s, averaged over ~1 s
+    std::atomic<int64_t> demand_ns{0};
   };
 
   Slot* find(uint64_t tag) const;
   Slot* insert(uint64_t tag, std::string_view key, int64_t now_ns);
   uint32_t limit_index_for(std::string_view key) const;
+  void add_debt(Slot& s, uint64_t n);
+  static double update_demand(Slot& s, int64_t now_ns);  // client thread
   void request_refill(Slot& s, uint32_t idx, uint64_t tag, int64_t now_ns);
   void fill(RateDecision* d, const Limit& lim, uint64_t tokens, const Slot* s, int64_t now_ns,
             bool allowed, int64_t retry_ns) const;
@@ -211,7 +224,11 @@ class ClusterLimiter {
   };
   std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>> overrides_;
   size_t capacity_ = 0;
-  std::unique_ptr<Slot[]> slots_;
+  struct SlotsDeleter {
+    size_t bytes;  // no initializer: it would keep the type from being default-constructible here
+    void operator()(Slot* p) const;
+  };
+  std::unique_ptr<Slot[], SlotsDeleter> slots_;
   std::string key_base_;  // prefix + "rl:tb:" / "rl:sw:" + rule name + ":"
   uint64_t id_ = 0;
   std::atomic<bool> orphaned_{false};  // the client was destroyed first

@@ -554,6 +554,80 @@ TEST(ClusterQuotaTest, TwoGatewaysShareASlidingWindow) {
   EXPECT_LT(t.unavailable, (t.allowed + t.rejected + t.unavailable) / 100);
 }
 
+// Two gateways offered `per_ms_a` and `per_ms_b` requests a millisecond for `span`: what each got.
+std::pair<Tally, Tally> offer_each(ClusterLimiter& a, ClusterLimiter& b, int per_ms_a, int per_ms_b,
+                                   std::chrono::milliseconds span) {
+  auto gateway = [&](ClusterLimiter& lim, int per_ms, Tally* t) {
+    RateDecision d;
+    auto start = Clock::now();
+    auto next = start;
+    while (next - start < span) {
+      for (int i = 0; i < per_ms; ++i) {
+        Outcome o = lim.acquire("k", 78, Clock::now(), &d);
+        if (o == Outcome::kAllowed) {
+          ++t->allowed;
+        } else if (o == Outcome::kRejected) {
+          ++t->rejected;
+        } else {
+          ++t->unavailable;
+        }
+      }
+      next += 1ms;
+      std::this_thread::sleep_until(next);
+    }
+  };
+  Tally ta, tb;
+  std::thread x(gateway, std::ref(a), per_ms_a, &ta);
+  std::thread y(gateway, std::ref(b), per_ms_b, &tb);
+  x.join();
+  y.join();
+  return {ta, tb};
+}
+
+// Issue 11: two gateways under equal load got 90-98/s and 2-10/s of a 100/s limit (a lease of
+// one token; whichever gateway's call reached Redis first after a token came back got it).
+TEST(ClusterQuotaTest, SharesFollowDemand) {
+  for (auto [alg, name] : {std::pair{kBucket, "bucket"}, std::pair{kWindow, "window"}}) {
+    RedisServer redis;
+    ASSERT_TRUE(redis.start());
+    auto oa = client_options(redis, "t10:");
+    oa.timeout = 200ms;  // a loaded machine: a lost round trip would lose a lease
+    oa.lease_idle = 500ms;
+    QuotaClient a(oa);
+    QuotaClient b(oa);
+    a.start();
+    b.start();
+    ASSERT_TRUE(wait_for([&] { return a.gateways() == 2 && b.gateways() == 2; }, 2000ms));
+    // 100/s; each gateway is offered 1000/s (equal), then 3000/s against 1000/s.
+    auto r =
+        alg == kBucket ? rule("r", kBucket, 100, 1s, /*burst=*/10) : rule("r", kWindow, 100, 1s);
+    ClusterLimiter la(a, r);
+    ClusterLimiter lb(b, r);
+    offer_each(la, lb, 1, 1, 1000ms);  // warm up: demands known to Redis
+    for (auto [pa, pb] : {std::pair{1, 1}, std::pair{3, 1}}) {
+      auto start = Clock::now();
+      auto [ta, tb] = offer_each(la, lb, pa, pb, 3000ms);
+      const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+      const double total = static_cast<double>(ta.allowed + tb.allowed);
+      std::printf("[ figures  ] %s, demand %d:%d: gateway a %llu, b %llu in %.2f s (%.1f/s)\n",
+                  name, pa, pb, static_cast<unsigned long long>(ta.allowed),
+                  static_cast<unsigned long long>(tb.allowed), seconds, total / seconds);
+      // The total stays within 5% of the limit (the bucket's burst is spent in the warm-up).
+      EXPECT_NEAR(total / seconds, 100.0, 5.0) << name << " " << pa << ":" << pb;
+      const double share_a = static_cast<double>(ta.allowed) / total;
+      if (pa == pb) {
+        // Equal demand, equal shares: within 20% of each other.
+        EXPECT_NEAR(static_cast<double>(ta.allowed) / static_cast<double>(tb.allowed), 1.0, 0.2)
+            << name;
+      } else {
+        // Shares follow demand (3:1 -> 75%), and neither starves.
+        EXPECT_NEAR(share_a, 0.75, 0.1) << name;
+        EXPECT_GT(tb.allowed, 0.1 * total) << name;
+      }
+    }
+  }
+}
+
 // The issue's accuracy target, 10 s of real time per algorithm, so not run by default:
 //   cluster_quota_test --gtest_also_run_disabled_tests --gtest_filter='*TenSeconds*'
 // Two gateways, limit 1000/s, each gateway offered 5000/s (so 5x the limit each, 10x together).
