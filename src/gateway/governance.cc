@@ -126,7 +126,11 @@ bool Admission::run_rules(const GovernanceSnapshot& gov, const RequestFacts& fac
       } else if (outcome == governance::ClusterLimiter::Outcome::kUnavailable) {
         rule.fallback->inc();
         switch (gov.redis_on_error) {
-          case config::Redis::OnError::kLocalFallback:
+          case config::Redis::OnError::kLocalFallback: {
+            // The share follows the gateway count as the client sees it now (tick() updates
+            // it only once a second: a fallback right after a gateway joined took 1/1).
+            const uint32_t g = rule.cluster->gateways();
+            if (rule.local->divisor() != g) rule.local->set_divisor(g);
             d = rule.local->acquire(key_, hash, now, &ticket);
             // The cluster's total counts it too (paid with the key's next lease).
             if (d.allowed) {
@@ -134,6 +138,7 @@ bool Admission::run_rules(const GovernanceSnapshot& gov, const RequestFacts& fac
               charged = true;
             }
             break;
+          }
           case config::Redis::OnError::kAllow:
             d = governance::RateDecision{};
             d.allowed = true;

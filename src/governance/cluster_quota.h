@@ -174,6 +174,7 @@ class ClusterLimiter {
   void discharge(uint64_t hash);
 
   size_t capacity() const { return capacity_; }
+  uint32_t gateways() const { return client_.gateways(); }  // the divisor of the local share
   size_t size() const;  // keys in the table (counts all slots; for tests and stats)
   // Lease size for a limit of `requests` shared by `gateways` (see docs/cluster-limits.md).
   static uint32_t lease_size(uint64_t requests, uint64_t burst, uint32_t gateways);
