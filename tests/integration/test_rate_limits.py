@@ -125,10 +125,60 @@ class RateLimitTest(SluiceTestCase):
         stats = self.gw.admin_get("/stats").json()
         rules = {r["name"]: r for r in stats["governance"]["rate_limits"]}
         hot = rules["hot"]
-        self.assertLessEqual(hot["keys"], 128, hot)
+        self.assertLessEqual(hot["keys"], 100, hot)  # at most max_keys, not rounded up
         self.assertGreater(hot["evictions"], 0, hot)
         self.assertEqual(hot["hot_keys"][0]["key"], "heavy", hot["hot_keys"])
         self.assertEqual(hot["hot_keys"][0]["allowed"], 30)
+
+
+class RateLimitMemoryTest(SluiceTestCase):
+    """Key tables grow with use: a rule costs little until it sees keys, and at most max_keys."""
+
+    def gateway_with_rules(self, n, **rule_extra):
+        s = self.sample("api")
+        rules = [dict(rule(f"r{i}", ["header:x-user"], 5, **rule_extra),
+                      match={"routes": ["api"]}) for i in range(n)]
+        cfg = {"workers": 2, "services": [service("api", s.address)],
+               "routes": [route("api", "api")], "rate_limits": rules}
+        return self.gateway(cfg, name=f"gw{n}")
+
+    def settled_rss(self, gw):
+        # A few requests so that every lazily made thing (pools, buffers) exists in both.
+        for i in range(4):
+            http_request(gw.address, "GET", "/x", headers={"x-user": "warm"})
+        return gw.rss_bytes()
+
+    def test_rss_per_rule_is_small_at_start_and_bounded_under_key_churn(self):
+        base = self.settled_rss(self.gateway_with_rules(0))
+        gw = self.gateway_with_rules(5)  # max_keys: default (100000)
+        five = self.settled_rss(gw)
+        per_rule = (five - base) / 5
+        print(f"\n[ figures ] RSS: no rules {base / 2**20:.1f} MiB, five rules "
+              f"{five / 2**20:.1f} MiB ({per_rule / 2**10:.0f} KiB per rule)")
+        # Each rule used to reserve and touch 100000 entries (11 MiB) at start.
+        self.assertLess(per_rule, 1 << 20)
+        # Key churn: 3000 distinct keys through all five rules (each key uses 1 of its 5).
+        for i in range(3000):
+            http_request(gw.address, "GET", "/x", headers={"x-user": f"u{i}"})
+        churned = gw.rss_bytes()
+        stats = gw.admin_get("/stats").json()
+        keys = [r["keys"] for r in stats["governance"]["rate_limits"]]
+        print(f"[ figures ] after 3000 keys x 5 rules: RSS {churned / 2**20:.1f} MiB "
+              f"(+{(churned - five) / 2**20:.1f} MiB), keys per rule {keys}")
+        self.assertEqual(keys, [3001] * 5)
+        # A rule's table is at most 16384 entries for 3000 keys (first full probe window at
+        # about 30% load), 112 bytes each: under 2 MiB per rule.
+        self.assertLess(churned - five, 5 * (2 << 20))
+
+    def test_max_keys_is_exact(self):
+        gw = self.gateway_with_rules(1, max_keys=10)
+        for i in range(60):
+            http_request(gw.address, "GET", "/x", headers={"x-user": f"u{i}"})
+        stats = gw.admin_get("/stats").json()
+        r = stats["governance"]["rate_limits"][0]
+        # At most 10 keys tracked (it was 16: the table was rounded up to a multiple of 8).
+        self.assertEqual(r["keys"], 10, r)
+        self.assertGreaterEqual(r["evictions"], 50, r)
 
 
 if __name__ == "__main__":
