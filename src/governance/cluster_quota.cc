@@ -101,7 +101,8 @@ local function share(key, member, demand, now, rate, burst, asked)
     return math.max(d / total, 0.01 / live)
   end
   local function credit_of(m, w)
-    local cap = math.max(asked, burst * w)
+    -- Never more than its share of what the key can hold: the credits then fit in the key.
+    local cap = math.max(1, burst * w)
     local c = tonumber(h['c:' .. m])
     local ts = tonumber(h['t:' .. m])
     if c == nil or ts == nil then return cap end
@@ -111,7 +112,11 @@ local function share(key, member, demand, now, rate, burst, asked)
   local reserved = 0
   for _, o in ipairs(others) do reserved = reserved + credit_of(o[1], weight_of(o[2])) end
   local weight = weight_of(demand)
-  return h, credit_of(member, weight), weight, reserved
+  -- What this gateway can expect to get at once: its lease, or its share of the burst if that
+  -- is smaller (the wait is computed for it, else a gateway would wait for a lease it can never
+  -- be granted whole).
+  local target = math.min(asked, math.max(1, math.floor(burst * weight)))
+  return h, credit_of(member, weight), weight, reserved, target
 end
 
 -- What this gateway may take of `room`: all of it but the others' credits; when the credits add
@@ -135,8 +140,8 @@ local burst = tonumber(ARGV[3])
 local asked = tonumber(ARGV[4])
 local member = ARGV[6]
 local rate = requests / per
-local v, credit, weight, reserved = share(KEYS[1], member, tonumber(ARGV[7]), now, rate, burst,
-                                         asked)
+local v, credit, weight, reserved, target = share(KEYS[1], member, tonumber(ARGV[7]), now, rate,
+                                                 burst, asked)
 local tokens = tonumber(v['tk'])
 local ts = tonumber(v['ts'])
 if tokens == nil or ts == nil then
@@ -154,8 +159,8 @@ credit = math.max(0, credit - granted)
 local wait = 0
 if granted < asked then
   -- What is not reserved grows at least at this gateway's share of the rate.
-  wait = math.max((math.min(asked, burst) - tokens) / rate,
-                  (asked - (avail - granted)) / (rate * weight))
+  wait = math.max((math.min(target, burst) - tokens) / rate,
+                  (target - (avail - granted)) / (rate * weight))
   wait = math.ceil(wait)
   if wait < 1000 then wait = 1000 end
 end
@@ -202,8 +207,8 @@ local asked = tonumber(ARGV[3])
 local w = math.floor(now / per)
 local member = ARGV[5]
 local rate = limit / per
-local h, credit, fair, reserved = share(KEYS[1], member, tonumber(ARGV[6]), now, rate, limit,
-                                       asked)
+local h, credit, fair, reserved, target = share(KEYS[1], member, tonumber(ARGV[6]), now, rate,
+                                               limit, asked)
 local sw = tonumber(h['w'])
 local c = tonumber(h['c']) or 0
 local p = tonumber(h['p']) or 0
@@ -234,7 +239,7 @@ if granted < asked then
     wait = rest
   end
   if wait > rest then wait = rest end
-  wait = math.max(wait, (asked - (avail - granted)) / (rate * fair))
+  wait = math.max(wait, (target - (avail - granted)) / (rate * fair))
   if wait < 1000 then wait = 1000 end
 end
 redis.call('HSET', KEYS[1], 'w', string.format('%.17g', w), 'c', c, 'p', p,
