@@ -10,6 +10,7 @@
 #include "config/secret_file.h"
 #include "control/client.h"
 #include "core/address.h"
+#include "core/json.h"
 
 namespace sluice::cli {
 
@@ -37,7 +38,7 @@ Reply post(const std::string& admin, const std::string& path, const std::string&
 
 std::string describe(const Reply& r) {
   if (r.status == 0) return r.error;
-  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  auto j = sluice::core::parse_json_or_discarded(r.body);
   if (j.is_object() && j.contains("error")) return j["error"].get<std::string>();
   return "HTTP " + std::to_string(r.status);
 }
@@ -47,7 +48,7 @@ bool step(const SwitchOptions& o, const std::string& admin, const char* phase, s
   if (!o.shards.empty()) body["shards"] = o.shards;
   Reply r = post(admin, "/units/switch", body.dump(), o.timeout_seconds, o.admin_token);
   if (r.status == 200) {
-    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    auto j = sluice::core::parse_json_or_discarded(r.body);
     if (out && j.is_object()) *out = j.dump();
     return true;
   }
@@ -74,7 +75,7 @@ struct ControlPlaneTarget {
 
 std::string describe_cp(const control::HttpReply& r) {
   if (r.status == 0) return r.error;
-  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  auto j = sluice::core::parse_json_or_discarded(r.body);
   std::string out = "HTTP " + std::to_string(r.status);
   if (j.is_object() && j.contains("error") && j["error"].is_string())
     out += ": " + j["error"].get<std::string>();
@@ -108,7 +109,7 @@ std::optional<ControlPlaneTarget> open_control_plane(const SwitchOptions& o) {
   t.options.user_agent = "sluice-switch";
   control::HttpReply r =
       control::http_call(t.server, t.token, "GET", "/v1/resources?kind=units", nullptr, t.options);
-  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  auto j = sluice::core::parse_json_or_discarded(r.body);
   if (r.status != 200 || !j.is_object() || !j.contains("resources") || !j["resources"].is_array()) {
     std::fprintf(stderr, "sluice gateway switch: control plane %s: %s\n", t.server.url.c_str(),
                  describe_cp(r).c_str());
@@ -128,7 +129,7 @@ std::optional<ControlPlaneTarget> open_control_plane(const SwitchOptions& o) {
 
 // Writes the ownership a gateway answered with into the units resource.
 bool record_switch(const SwitchOptions& o, ControlPlaneTarget& t, const std::string& result) {
-  auto answer = nlohmann::json::parse(result, nullptr, false);
+  auto answer = sluice::core::parse_json_or_discarded(result);
   if (!answer.is_object() || !answer.contains("owners")) {
     std::fprintf(stderr, "sluice gateway switch: the gateway's answer has no owners\n");
     return false;
@@ -153,7 +154,7 @@ bool record_switch(const SwitchOptions& o, ControlPlaneTarget& t, const std::str
   control::HttpReply r =
       control::http_call(t.server, t.token, "POST", "/v1/apply", &text, t.options);
   if (r.status == 200) {
-    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    auto j = sluice::core::parse_json_or_discarded(r.body);
     std::printf("control plane %s: units recorded as version %s\n", t.server.url.c_str(),
                 j.is_object() && j.contains("version") ? j["version"].dump().c_str() : "?");
     return true;

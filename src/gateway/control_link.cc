@@ -17,6 +17,7 @@
 
 #include "config/loader.h"
 #include "core/clock.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/random.h"
 #include "gateway/gateway.h"
@@ -43,7 +44,7 @@ std::string pushed_name(const std::string& version) {
 
 // A 200 of GET /v1/gateway-config: {"version": "N.R", "config": {...}}.
 std::optional<PushedConfig> parse_answer(const std::string& body, std::string* error) {
-  json j = json::parse(body, nullptr, false);
+  json j = sluice::core::parse_json_or_discarded(body);
   if (!j.is_object() || !j.contains("version") || !j["version"].is_string() ||
       !j.contains("config") || !j["config"].is_object()) {
     *error = "the control plane's answer is not {version, config}";
@@ -118,7 +119,7 @@ std::optional<PushedConfig> read_cache(const config::ControlPlane& cp, std::stri
   }
   std::ostringstream ss;
   ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
+  json j = sluice::core::parse_json_or_discarded(ss.str());
   if (!j.is_object() || !j.contains("version") || !j["version"].is_string() ||
       !j.contains("config") || !j["config"].is_object()) {
     *error = path + ": not a cached config (expected {version, config})";
@@ -132,7 +133,7 @@ bool write_cache(const config::ControlPlane& cp, const PushedConfig& pushed, std
   std::string tmp = path + ".tmp";
   json j = {{"version", pushed.version},
             {"saved_ms", wall_ms()},
-            {"config", json::parse(pushed.json, nullptr, false)}};
+            {"config", sluice::core::parse_json_or_discarded(pushed.json)}};
   std::string text = j.dump(2) + "\n";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -324,7 +325,7 @@ void ControlLink::add_event(std::string kind, std::string subject, std::string d
   json e = {{"kind", std::move(kind)},
             {"subject", std::move(subject)},
             {"at_ms", wall_ms()},
-            {"detail", json::parse(detail_json, nullptr, false)}};
+            {"detail", sluice::core::parse_json_or_discarded(detail_json)}};
   if (e["detail"].is_discarded()) e["detail"] = nullptr;
   std::lock_guard lock(mu_);
   // Bounded while the control plane is away: the oldest go first.

@@ -5,6 +5,7 @@
 #include <asio/post.hpp>
 
 #include "config/reader.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "gateway/admin.h"
 #include "gateway/worker.h"
@@ -407,7 +408,10 @@ std::pair<int, std::string> Gateway::switch_units(std::string_view body) {
     return std::pair<int, std::string>{status, nlohmann::json{{"error", message}}.dump(2) + "\n"};
   };
   if (!units_) return fail(404, "no units section in the config");
-  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  std::string problem;
+  auto parsed = core::parse_json(body, &problem);
+  if (!parsed) return fail(400, problem);
+  const nlohmann::json& j = *parsed;
   if (!j.is_object()) return fail(400, "body must be a JSON object {from, to, shards?, phase?}");
   auto text = [&](const char* key) -> std::optional<std::string> {
     auto it = j.find(key);

@@ -3,10 +3,15 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "core/json.h"
+
 namespace sluice::sample {
 
 std::optional<FaultUpdate> parse_fault_update(std::string_view json, std::string* error) {
-  auto doc = nlohmann::json::parse(json.begin(), json.end(), nullptr, /*allow_exceptions=*/false);
+  std::string parse_error;
+  auto parsed = core::parse_json(json, &parse_error);
+  const nlohmann::json doc =
+      parsed ? std::move(*parsed) : nlohmann::json(nlohmann::json::value_t::discarded);
   std::string problems;
   auto problem = [&](std::string_view text) {
     if (!problems.empty()) problems.append("; ");
@@ -14,7 +19,7 @@ std::optional<FaultUpdate> parse_fault_update(std::string_view json, std::string
   };
   FaultUpdate u;
   if (doc.is_discarded()) {
-    problem("body is not valid JSON");
+    problem("body is not valid JSON: " + parse_error);
   } else if (!doc.is_object()) {
     problem("body must be a JSON object");
   } else {

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "core/json.h"
 #include "core/log.h"
 
 namespace sluice::sample {
@@ -22,7 +23,7 @@ control::HttpOptions options(const RegistrationOptions& o, control::CallCancelle
 
 std::string describe(const control::HttpReply& r) {
   if (r.status == 0) return r.error;
-  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  auto j = sluice::core::parse_json_or_discarded(r.body);
   if (j.is_object() && j.contains("error") && j["error"].is_string()) {
     return "HTTP " + std::to_string(r.status) + ": " + j["error"].get<std::string>();
   }
