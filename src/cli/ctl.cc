@@ -2,6 +2,7 @@
 
 #include "config/reader.h"
 #include "control/client.h"
+#include "core/json.h"
 
 #include <yaml-cpp/yaml.h>
 #include <nlohmann/json.hpp>
@@ -278,14 +279,20 @@ bool yaml_to_json(const YAML::Node& node, const std::string& file, json* out, st
 bool load_resources_text(const std::string& path, const std::string& text, json* resources,
                          std::vector<std::string>* errors) {
   std::string error;
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(text);
-  } catch (const YAML::Exception& e) {
-    errors->push_back(path + ":" + std::to_string(e.mark.line + 1) + ":" +
-                      std::to_string(e.mark.column + 1) + ": YAML error: " + e.msg);
+  // Bounded (size, depth, nodes after alias expansion) before yaml_to_json walks the documents:
+  // a billion-laughs file is refused in its first pass instead of expanding in memory.
+  config::Diagnostics diag(path);
+  std::optional<std::vector<YAML::Node>> parsed = config::parse_documents(text, diag);
+  if (!parsed) {
+    for (const config::ConfigError& e : diag.take()) {
+      std::string message = e.message;
+      if (message.starts_with("YAML syntax error: ")) message.erase(0, 19);
+      errors->push_back(path + (e.line > 0 ? ":" + std::to_string(e.line) : "") +
+                        ": YAML error: " + message);
+    }
     return false;
   }
+  const std::vector<YAML::Node>& docs = *parsed;
   size_t before = errors->size();
   auto add = [&](const YAML::Node& node) {
     std::string where = path + ":" + std::to_string(node.Mark().line + 1);
@@ -610,7 +617,7 @@ int report(const Ctx& c, const HttpReply& r, const std::string& what) {
                  r.error.c_str());
     return kRefused;
   }
-  json j = json::parse(r.body, nullptr, false);
+  json j = sluice::core::parse_json_or_discarded(r.body);
   std::string msg = j.is_object() && j.contains("error") && j["error"].is_string()
                         ? j["error"].get<std::string>()
                         : "HTTP " + std::to_string(r.status);
@@ -649,7 +656,7 @@ bool call(const Ctx& c, const std::string& method, const std::string& path, cons
     *rc = report(c, r, what);
     return false;
   }
-  *answer = json::parse(r.body, nullptr, false);
+  *answer = sluice::core::parse_json_or_discarded(r.body);
   if (answer->is_discarded()) {
     std::fprintf(stderr, "sluice ctl: %s: the answer is not JSON: %s\n", what.c_str(),
                  shorten(r.body, 200).c_str());
@@ -1252,7 +1259,19 @@ int run_ctl(const std::vector<std::string>& args) {
     std::ifstream probe(cfg);
     if (probe) {
       try {
-        YAML::Node n = YAML::LoadFile(cfg);
+        // Bounded like every YAML Sluice reads (config/reader.h).
+        std::vector<config::ConfigError> problems;
+        config::Diagnostics diag(cfg);
+        std::optional<std::string> text = config::read_config_file(cfg, problems);
+        std::optional<YAML::Node> doc;
+        if (text) doc = config::parse_single_document(*text, diag);
+        if (!doc) {
+          for (const config::ConfigError& e : diag.take()) problems.push_back(e);
+          for (const config::ConfigError& e : problems)
+            std::fprintf(stderr, "sluice ctl: %s\n", e.to_string().c_str());
+          return kUsage;
+        }
+        YAML::Node n = *doc;
         if (n.IsMap()) {
           for (const auto& kv : n) {
             std::string key = kv.first.Scalar();

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <unordered_map>
 
 #include "config/size.h"
 
@@ -39,36 +40,120 @@ std::string join(std::span<const std::string_view> items) {
   return out;
 }
 
-// Records where each document starts; everything else is ignored.
-class DocumentStarts : public YAML::EventHandler {
- public:
-  std::vector<YAML::Mark> starts;
-  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {}
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {}
-  void OnMapEnd() override {}
+// A bound crossed in the first pass; thrown from an event handler, which stops the parser.
+struct BoundExceeded {
+  int line;
+  std::string message;
 };
 
-}  // namespace
+// First pass over the events: where each document starts, and the bounds of reader.h. Counts
+// nodes as a walk of the tree would meet them: an alias adds the size of what its anchor
+// expands to, and the depth below it.
+class BoundsCheck : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts;
 
-std::optional<YAML::Node> parse_single_document(std::string_view text, Diagnostics& diag) {
-  const std::string input(text);
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    starts.push_back(mark);
+    anchors_.clear();  // anchors are per document
+    open_.clear();
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { leaf(mark, anchor); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                const std::string&) override {
+    leaf(mark, anchor);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchors_.find(anchor);
+    if (it == anchors_.end() || !it->second.done)
+      throw BoundExceeded{mark.line + 1, "YAML alias refers to a node that contains it (a cycle)"};
+    add(mark, it->second.nodes);
+    check_depth(mark, static_cast<int>(open_.size()) + it->second.height);
+    child_done(it->second.height);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    start(mark, anchor);
+  }
+  void OnSequenceEnd() override { end(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    start(mark, anchor);
+  }
+  void OnMapEnd() override { end(); }
+
+ private:
+  struct Anchor {
+    size_t nodes = 0;
+    int height = 0;  // nested collections inside, itself included (0 for a scalar)
+    bool done = false;
+  };
+  struct Open {
+    YAML::anchor_t anchor;
+    size_t first;  // expanded_ when it started
+    int height;
+  };
+
+  void add(const YAML::Mark& mark, size_t nodes) {
+    expanded_ += nodes;
+    if (expanded_ > kMaxYamlNodes)
+      throw BoundExceeded{
+          mark.line + 1,
+          fmt::format("YAML document expands to more than {} nodes (aliases counted each time "
+                      "they are used); refused",
+                      kMaxYamlNodes)};
+  }
+  void check_depth(const YAML::Mark& mark, int depth) {
+    if (depth > kMaxYamlDepth)
+      throw BoundExceeded{
+          mark.line + 1,
+          fmt::format("YAML nested deeper than {} levels (aliases expanded); refused",
+                      kMaxYamlDepth)};
+  }
+  void child_done(int height) {
+    if (!open_.empty()) open_.back().height = std::max(open_.back().height, height + 1);
+  }
+  void leaf(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    add(mark, 1);
+    if (anchor != YAML::NullAnchor) anchors_[anchor] = Anchor{1, 0, true};
+  }
+  void start(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    add(mark, 1);
+    check_depth(mark, static_cast<int>(open_.size()) + 1);
+    if (anchor != YAML::NullAnchor) anchors_[anchor] = Anchor{0, 0, false};
+    open_.push_back(Open{anchor, expanded_ - 1, 1});
+  }
+  void end() {
+    if (open_.empty()) return;
+    Open o = open_.back();
+    open_.pop_back();
+    if (o.anchor != YAML::NullAnchor)
+      anchors_[o.anchor] = Anchor{expanded_ - o.first, o.height, true};
+    child_done(o.height);
+  }
+
+  size_t expanded_ = 0;  // over the whole stream
+  std::unordered_map<YAML::anchor_t, Anchor> anchors_;
+  std::vector<Open> open_;
+};
+
+// The first pass over `input`: at most `max_documents` + 1 documents. False with
+// one error in `diag` on a syntax error, a bound crossed, or yaml-cpp's endless empty documents.
+bool check_stream(const std::string& input, size_t max_documents, BoundsCheck& docs,
+                  Diagnostics& diag) {
+  if (input.size() > kMaxYamlBytes) {
+    diag.add(0, "",
+             fmt::format("YAML text is {} bytes, more than the {} allowed; refused", input.size(),
+                         kMaxYamlBytes));
+    return false;
+  }
   try {
-    // First pass, bounded: at most four documents. On a token it cannot place (a stray ','),
-    // yaml-cpp 0.7 starts a new empty document at the same position forever; two documents
-    // starting at the same place means exactly that.
+    // On a token it cannot place (a stray ','), yaml-cpp 0.7 starts a new empty document at the
+    // same position forever; two documents starting at the same place means exactly that.
     std::istringstream in(input);
     YAML::Parser parser(in);
-    DocumentStarts docs;
-    while (docs.starts.size() < 4 && parser.HandleNextDocument(docs)) {
+    while (docs.starts.size() <= max_documents && parser.HandleNextDocument(docs)) {
       size_t n = docs.starts.size();
       if (n >= 2 && docs.starts[n - 1].pos == docs.starts[n - 2].pos) {
         const YAML::Mark& at = docs.starts[n - 1];
@@ -76,16 +161,48 @@ std::optional<YAML::Node> parse_single_document(std::string_view text, Diagnosti
         diag.add(at.line + 1, "",
                  c > 0x20 && c < 0x7f ? fmt::format("YAML syntax error: unexpected '{}'", c)
                                       : std::string("YAML syntax error: unexpected character"));
-        return std::nullopt;
+        return false;
       }
     }
-    if (docs.starts.size() > 1) {
-      diag.add(docs.starts[1].line + 1, "",
-               "expected one YAML document, found another here (remove the '---' separator)");
-      return std::nullopt;
-    }
-    // Second pass builds the node tree of the one document; the first proved it terminates.
+    return true;
+  } catch (const BoundExceeded& e) {
+    diag.add(e.line, "", e.message);
+    return false;
+  } catch (const YAML::Exception& e) {
+    diag.add(e.mark.is_null() ? 0 : e.mark.line + 1, "", "YAML syntax error: " + e.msg);
+    return false;
+  }
+}
+
+}  // namespace
+
+std::optional<YAML::Node> parse_single_document(std::string_view text, Diagnostics& diag) {
+  const std::string input(text);
+  BoundsCheck docs;
+  // A few documents are read in the first pass: enough to tell yaml-cpp's endless empty
+  // documents (a stray ',') from a second document, which is an error either way.
+  if (!check_stream(input, 3, docs, diag)) return std::nullopt;
+  if (docs.starts.size() > 1) {
+    diag.add(docs.starts[1].line + 1, "",
+             "expected one YAML document, found another here (remove the '---' separator)");
+    return std::nullopt;
+  }
+  try {
+    // Second pass builds the node tree of the one document; the first proved it terminates and
+    // stays within the bounds.
     return YAML::Load(input);
+  } catch (const YAML::Exception& e) {
+    diag.add(e.mark.is_null() ? 0 : e.mark.line + 1, "", "YAML syntax error: " + e.msg);
+    return std::nullopt;
+  }
+}
+
+std::optional<std::vector<YAML::Node>> parse_documents(std::string_view text, Diagnostics& diag) {
+  const std::string input(text);
+  BoundsCheck docs;
+  if (!check_stream(input, std::numeric_limits<size_t>::max() - 1, docs, diag)) return std::nullopt;
+  try {
+    return YAML::LoadAll(input);
   } catch (const YAML::Exception& e) {
     diag.add(e.mark.is_null() ? 0 : e.mark.line + 1, "", "YAML syntax error: " + e.msg);
     return std::nullopt;
@@ -478,6 +595,10 @@ std::optional<std::string> read_config_file(const std::string& path,
   try {
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec)) return fail("cannot read config: is a directory");
+    // Refused before reading: a huge file (or /dev/zero) must not be read into memory first.
+    if (auto size = std::filesystem::file_size(path, ec); !ec && size > kMaxYamlBytes)
+      return fail(fmt::format("cannot read config: {} bytes, more than the {} allowed", size,
+                              kMaxYamlBytes));
     std::ifstream in(path, std::ios::binary);
     if (!in) return fail(fmt::format("cannot read config: {}", std::strerror(errno)));
     std::ostringstream text;

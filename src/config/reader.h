@@ -45,10 +45,25 @@ struct Value {
   }
 };
 
-// The one YAML document in `text` (null for an empty text). A syntax error, or more than one
-// document, is reported as a single error and gives nullopt. Never hangs: yaml-cpp 0.7's LoadAll
-// loops forever, allocating, on a stray ',' at document level (jbeder/yaml-cpp#1040).
+// Bounds on every YAML text Sluice reads (gateway and control plane files, pushed configs,
+// `sluice ctl apply -f` files), checked in a first pass over the parser's events, before any node
+// tree is built or walked. yaml-cpp shares the node of an anchor between its aliases, so a
+// "billion laughs" document is small as a tree but exponential for anything that walks it (the
+// loader, a conversion to JSON): nodes are counted as a walk would meet them, each alias as many
+// nodes as its anchor expands to. An alias to a node that is still open (a cycle) is refused.
+inline constexpr size_t kMaxYamlBytes = 16u << 20;  // 16 MiB of text
+inline constexpr int kMaxYamlDepth = 64;            // nested mappings and lists, aliases expanded
+inline constexpr size_t kMaxYamlNodes = 1'000'000;  // nodes after alias expansion, whole stream
+
+// The one YAML document in `text` (null for an empty text). A syntax error, more than one
+// document or a text beyond the bounds above is reported as a single error (with the line where
+// the bound was crossed) and gives nullopt. Never hangs: yaml-cpp 0.7's LoadAll loops forever,
+// allocating, on a stray ',' at document level (jbeder/yaml-cpp#1040).
 std::optional<YAML::Node> parse_single_document(std::string_view text, Diagnostics& diag);
+
+// Every document of a YAML stream (documents separated by `---`), under the same bounds counted
+// over the whole stream. nullopt with one error when the text is not YAML or crosses a bound.
+std::optional<std::vector<YAML::Node>> parse_documents(std::string_view text, Diagnostics& diag);
 
 // Parses one YAML document and hands its root to `load` with the diagnostics of `source_name`.
 // Every problem comes back as an error: syntax, schema, or an exception escaping `load` (a bug

@@ -58,5 +58,71 @@ TEST(Diagnostics, SortedByLineWithUnknownLast) {
   EXPECT_EQ(errors[3].path, "a");
 }
 
+// 9 levels of 9 aliases: 9^9 (387 million) scalars once expanded, from ~1 KB of text.
+std::string billion_laughs() {
+  std::string out = "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+  for (int i = 1; i <= 9; ++i) {
+    out += "l" + std::to_string(i) + ": &l" + std::to_string(i) + " [";
+    for (int k = 0; k < 9; ++k) out += (k ? ", *l" : "*l") + std::to_string(i - 1);
+    out += "]\n";
+  }
+  return out;
+}
+
+TEST(YamlBounds, AliasBombIsRefusedWithItsLine) {
+  Diagnostics diag("bomb.yaml");
+  EXPECT_FALSE(parse_single_document(billion_laughs(), diag));
+  std::vector<ConfigError> errors = diag.take();
+  ASSERT_EQ(errors.size(), 1u);
+  // l6 (line 7) is where the running count passes a million: l5 alone expands to 597,871.
+  EXPECT_EQ(errors[0].to_string(),
+            "bomb.yaml:7: YAML document expands to more than 1000000 nodes (aliases counted "
+            "each time they are used); refused");
+  Diagnostics stream("bomb.yaml");
+  EXPECT_FALSE(parse_documents("a: 1\n---\n" + billion_laughs(), stream));
+  EXPECT_EQ(stream.count(), 1u);
+}
+
+TEST(YamlBounds, ModerateAliasesAreFine) {
+  Diagnostics diag("ok.yaml");
+  auto doc = parse_single_document(
+      "defaults: &d {timeout: 1s, retries: 2}\na: *d\nb: *d\nlist: &l [1, 2]\nc: [*l, *l]\n", diag);
+  ASSERT_TRUE(doc) << diag.take()[0].to_string();
+  EXPECT_EQ((*doc)["b"]["retries"].as<int>(), 2);
+}
+
+TEST(YamlBounds, DepthIsBoundedAt64AliasesIncluded) {
+  auto nested = [](int n) { return std::string(n, '[') + std::string(n, ']'); };
+  Diagnostics ok("d.yaml");
+  EXPECT_TRUE(parse_single_document(nested(64), ok));
+  Diagnostics deep("d.yaml");
+  EXPECT_FALSE(parse_single_document(nested(65), deep));
+  EXPECT_EQ(deep.take()[0].message,
+            "YAML nested deeper than 64 levels (aliases expanded); refused");
+  // 40 levels under an anchor, used 40 levels down: 80 once expanded.
+  Diagnostics aliased("d.yaml");
+  EXPECT_FALSE(parse_single_document(
+      "a: &a " + nested(40) + "\nb: " + std::string(40, '[') + "*a" + std::string(40, ']') + "\n",
+      aliased));
+  EXPECT_EQ(aliased.take()[0].line, 2);
+  // yaml-cpp's own guard is at 2000 levels; far beyond it is still one clear error, no crash.
+  Diagnostics very("d.yaml");
+  EXPECT_FALSE(parse_single_document(nested(100'000), very));
+  EXPECT_EQ(very.count(), 1u);
+}
+
+TEST(YamlBounds, TextSizeIsBounded) {
+  Diagnostics diag("big.yaml");
+  std::string big = "a: '" + std::string(kMaxYamlBytes, 'x') + "'\n";
+  EXPECT_FALSE(parse_single_document(big, diag));
+  EXPECT_NE(diag.take()[0].message.find("more than the 16777216 allowed"), std::string::npos);
+}
+
+TEST(YamlBounds, StrayCommaStillTerminatesInAStream) {
+  Diagnostics diag("c.yaml");
+  EXPECT_FALSE(parse_documents("a: 1\n,\n", diag));
+  EXPECT_EQ(diag.count(), 1u);
+}
+
 }  // namespace
 }  // namespace sluice::config
