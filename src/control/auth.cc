@@ -199,6 +199,15 @@ BootstrapResult bootstrap_admin_token(Store& store, const std::string& path, int
           "admin token file {}: expected one token (printable, no spaces); remove the file to "
           "have a new token generated",
           path));
+    if (token.size() < kMinTokenFileLength)
+      throw std::runtime_error(fmt::format(
+          "admin token file {}: the token has {} characters, at least {} are required; remove "
+          "the file to have a new token generated",
+          path, token.size(), kMinTokenFileLength));
+    if ((st.st_mode & 077) != 0)
+      result.warnings.push_back(fmt::format(
+          "admin token file {} has mode {:04o}: group or others may read it; chmod 600 it", path,
+          st.st_mode & 07777));
     result.token = std::string(token);
   } else if (errno == ENOENT) {
     result.token = random_token();
@@ -223,7 +232,33 @@ BootstrapResult bootstrap_admin_token(Store& store, const std::string& path, int
   }
 
   const std::string hash = hash_token(result.token);
-  if (!store.find_token(hash)) {
+  if (store.find_token(hash)) return result;
+  if (!result.created) {
+    // See the rules in auth.h: from an existing file, only into an empty store, never a revoked
+    // token.
+    const bool empty = store.token_count() == 0;
+    if (store.token_revoked(hash)) {
+      if (empty)
+        throw std::runtime_error(fmt::format(
+            "admin token file {}: its token was revoked and the store has no other token; remove "
+            "the file to have a new admin token generated",
+            path));
+      result.warnings.push_back(
+          fmt::format("admin token file {}: its token was revoked; it is not registered again "
+                      "(use another admin token, or remove the file to have a new one generated)",
+                      path));
+      return result;
+    }
+    if (!empty) {
+      result.warnings.push_back(fmt::format(
+          "admin token file {}: the store does not know its token and already holds tokens; it "
+          "is not registered (tokens come from a file only into an empty store; remove the file "
+          "to have a new admin token generated)",
+          path));
+      return result;
+    }
+  }
+  {
     TokenRecord t;
     t.id = new_token_id();
     t.hash = hash;

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "control/store.h"
 
@@ -75,13 +76,25 @@ class Auth {
   std::unordered_map<std::string, Cached> cache_;  // by hash
 };
 
-// The admin token file of control.yaml: read when it exists (and registered in the store if the
-// store does not know it, e.g. a fresh database), else created with mode 0600 and a new admin
-// token. `created` tells the caller to print the token, once.
+// The admin token file of control.yaml: read when it exists, else created with mode 0600 and a
+// new admin token. `created` tells the caller to print the token, once.
+//
+// Rules, exactly:
+// - A file that exists must hold one token of kMinTokenFileLength..512 printable characters
+//   (surrounding whitespace ignored); anything else refuses the start.
+// - A file readable or writable by group or others is used, with a warning in `warnings`.
+// - A token the store knows is used as it is. A token the store does not know is registered
+//   only into an empty store (a fresh database): a store that holds tokens has its own admins,
+//   and a token they revoked must not come back at the next restart. A token that was revoked
+//   is never registered again (refused at start when the store is empty, else a warning).
+// - A newly generated token is always registered (it cannot have been revoked).
+inline constexpr size_t kMinTokenFileLength = 32;
+
 struct BootstrapResult {
   std::string token;
-  bool created = false;     // a new token was generated and written to the file
-  bool registered = false;  // the store did not know the token and it was added
+  bool created = false;               // a new token was generated and written to the file
+  bool registered = false;            // the store did not know the token and it was added
+  std::vector<std::string> warnings;  // for the log
 };
 
 // Throws std::runtime_error for an unreadable, unwritable or malformed file, StoreError for the

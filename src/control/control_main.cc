@@ -127,6 +127,7 @@ int run_control(const std::string& config_path) {
 
   try {
     BootstrapResult boot = bootstrap_admin_token(*store, cfg.admin_token_file, wall_ms());
+    for (const std::string& w : boot.warnings) core::log_warn("control: {}", w);
     if (boot.created) {
       // Shown once; afterwards only the file has it.
       std::printf("admin token (saved to %s; shown only now): %s\n", cfg.admin_token_file.c_str(),

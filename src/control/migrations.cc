@@ -150,12 +150,32 @@ CREATE TABLE counters (
 INSERT INTO counters (name, value) VALUES ('registry', 0);
 )sql";
 
+// Revoked tokens are remembered (by hash), so that the bootstrap admin token file of a
+// control plane cannot bring a revoked token back at the next start.
+constexpr std::string_view kSqliteV2 = R"sql(
+CREATE TABLE revoked_tokens (
+  hash       TEXT    NOT NULL PRIMARY KEY,
+  id         TEXT    NOT NULL,
+  revoked_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql";
+
+constexpr std::string_view kPostgresV2 = R"sql(
+CREATE TABLE revoked_tokens (
+  hash       TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  id         TEXT   NOT NULL,
+  revoked_ms BIGINT NOT NULL
+);
+)sql";
+
 // Append new steps at the end of both lists with the same version and name.
-constexpr std::array<Migration, 1> kSqlite = {{
+constexpr std::array<Migration, 2> kSqlite = {{
     {1, "initial schema", kSqliteV1},
+    {2, "revoked tokens", kSqliteV2},
 }};
-constexpr std::array<Migration, 1> kPostgres = {{
+constexpr std::array<Migration, 2> kPostgres = {{
     {1, "initial schema", kPostgresV1},
+    {2, "revoked tokens", kPostgresV2},
 }};
 
 // Created outside the numbered steps: it records them. The same text works on both backends.

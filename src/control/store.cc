@@ -67,7 +67,8 @@ void require(bool ok, std::string_view message) {
   if (!ok) throw StoreError(std::string(message));
 }
 
-// Only for schema_migrations.applied_ms, a record for people; no decision reads it.
+// Only for schema_migrations.applied_ms and revoked_tokens.revoked_ms, records for people; no
+// decision reads them.
 int64_t wall_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
@@ -406,8 +407,18 @@ class SqlStore final : public Store {
 
   bool remove_token(const std::string& id) override {
     return transact("remove_token", Tx::kWrite, [&] {
-      return conn_->query("DELETE FROM tokens WHERE id = $1", vals({id})).affected > 0;
+      auto rows = q("DELETE FROM tokens WHERE id = $1 RETURNING hash", {id});
+      if (rows.empty()) return false;
+      q("INSERT INTO revoked_tokens (hash, id, revoked_ms) VALUES ($1, $2, $3)"
+        " ON CONFLICT (hash) DO NOTHING",
+        {rows[0][0], id, wall_ms()});
+      return true;
     });
+  }
+
+  bool token_revoked(const std::string& hash) override {
+    return !one("token_revoked", Tx::kRead, "SELECT 1 FROM revoked_tokens WHERE hash = $1", {hash})
+                .rows.empty();
   }
 
   Revision revision() override {

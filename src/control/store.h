@@ -165,7 +165,10 @@ class Store {
   virtual std::optional<TokenRecord> find_token(const std::string& hash) = 0;
   virtual std::vector<TokenRecord> tokens() = 0;  // sorted by id
   virtual size_t token_count() = 0;
+  // Removes the token and remembers its hash as revoked, in one transaction.
   virtual bool remove_token(const std::string& id) = 0;
+  // Whether a token with this hash was ever revoked (the bootstrap file must not bring it back).
+  virtual bool token_revoked(const std::string& hash) = 0;
 
   // Change notification for long polls across processes: poll this (one indexed query); equal
   // Revisions mean nothing a gateway sees has changed.

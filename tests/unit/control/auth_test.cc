@@ -111,12 +111,14 @@ TEST_F(AuthTest, BootstrapCreatesTheFileOnceWithMode0600) {
 TEST_F(AuthTest, BootstrapRegistersAnExistingFileInAFreshStore) {
   TempDir dir;
   const std::string path = dir.file("admin.token");
-  std::ofstream(path) << "my-preset-token\n";
+  std::ofstream(path) << "my-preset-token-of-32-characters\n";
+  ::chmod(path.c_str(), 0600);
   BootstrapResult r = bootstrap_admin_token(*store_, path, now_);
   EXPECT_FALSE(r.created);
   EXPECT_TRUE(r.registered);
-  EXPECT_EQ(r.token, "my-preset-token");
-  EXPECT_TRUE(auth_.check("Bearer my-preset-token", Role::kAdmin).ok());
+  EXPECT_TRUE(r.warnings.empty());
+  EXPECT_EQ(r.token, "my-preset-token-of-32-characters");
+  EXPECT_TRUE(auth_.check("Bearer my-preset-token-of-32-characters", Role::kAdmin).ok());
 }
 
 TEST_F(AuthTest, BootstrapRefusesAMalformedFile) {
@@ -126,6 +128,78 @@ TEST_F(AuthTest, BootstrapRefusesAMalformedFile) {
   EXPECT_THROW(bootstrap_admin_token(*store_, path, now_), std::runtime_error);
   EXPECT_THROW(bootstrap_admin_token(*store_, dir.file("missing-dir/admin.token"), now_),
                std::runtime_error);
+}
+
+TEST_F(AuthTest, BootstrapRefusesTokensShorterThan32Characters) {
+  TempDir dir;
+  const std::string path = dir.file("admin.token");
+  std::ofstream(path) << std::string(31, 'x') << "\n";
+  try {
+    bootstrap_admin_token(*store_, path, now_);
+    FAIL() << "a 31-character token was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("has 31 characters, at least 32 are required"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(store_->token_count(), 0u);
+  std::ofstream(path) << std::string(32, 'x') << "\n";
+  EXPECT_TRUE(bootstrap_admin_token(*store_, path, now_).registered);
+}
+
+TEST_F(AuthTest, BootstrapWarnsAboutAFileOthersMayRead) {
+  TempDir dir;
+  const std::string path = dir.file("admin.token");
+  std::ofstream(path) << random_token() << "\n";
+  ASSERT_EQ(::chmod(path.c_str(), 0640), 0);
+  BootstrapResult r = bootstrap_admin_token(*store_, path, now_);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("mode 0640: group or others may read it"), std::string::npos)
+      << r.warnings[0];
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  EXPECT_TRUE(bootstrap_admin_token(*store_, path, now_).warnings.empty());
+}
+
+// The bug: revoke the bootstrap token with another admin token, restart, and the file registered
+// it again.
+TEST_F(AuthTest, ARevokedBootstrapTokenStaysRevokedAcrossRestarts) {
+  TempDir dir;
+  const std::string path = dir.file("admin.token");
+  BootstrapResult boot = bootstrap_admin_token(*store_, path, now_);
+  ASSERT_TRUE(boot.registered);
+  IssuedToken other = auth_.issue("second-admin", Role::kAdmin);
+  ASSERT_TRUE(auth_.revoke(store_->find_token(hash_token(boot.token))->id));
+  EXPECT_TRUE(store_->token_revoked(hash_token(boot.token)));
+
+  BootstrapResult again = bootstrap_admin_token(*store_, path, now_);  // "the restart"
+  EXPECT_FALSE(again.registered);
+  ASSERT_EQ(again.warnings.size(), 1u);
+  EXPECT_NE(again.warnings[0].find("its token was revoked"), std::string::npos);
+  EXPECT_EQ(auth_.check("Bearer " + boot.token, Role::kViewer).status, 401);
+  EXPECT_TRUE(auth_.check("Bearer " + other.token, Role::kAdmin).ok());
+
+  // With no token left at all, a revoked token in the file refuses the start.
+  ASSERT_TRUE(auth_.revoke(other.record.id));
+  EXPECT_THROW(bootstrap_admin_token(*store_, path, now_), std::runtime_error);
+  // Removing the file is the way to a new admin token.
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  BootstrapResult fresh = bootstrap_admin_token(*store_, path, now_);
+  EXPECT_TRUE(fresh.created);
+  EXPECT_TRUE(fresh.registered);
+}
+
+TEST_F(AuthTest, AFileTokenIsRegisteredOnlyIntoAnEmptyStore) {
+  TempDir dir;
+  const std::string path = dir.file("admin.token");
+  auth_.issue("existing-admin", Role::kAdmin);
+  const std::string token = random_token();
+  std::ofstream(path) << token << "\n";
+  ::chmod(path.c_str(), 0600);
+  BootstrapResult r = bootstrap_admin_token(*store_, path, now_);
+  EXPECT_FALSE(r.registered);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("only into an empty store"), std::string::npos);
+  EXPECT_EQ(auth_.check("Bearer " + token, Role::kViewer).status, 401);
 }
 
 }  // namespace

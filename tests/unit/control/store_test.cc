@@ -761,9 +761,15 @@ TEST_P(StoreTest, Tokens) {
   expect_error({"t9", "sha256:ddd", "root", "bad role", kT0}, "unknown role 'root'");
   EXPECT_EQ(store_->token_count(), 2u);
 
+  EXPECT_FALSE(store_->token_revoked("sha256:bbb"));
   EXPECT_TRUE(store_->remove_token("t0"));
   EXPECT_FALSE(store_->remove_token("t0"));
   EXPECT_EQ(store_->token_count(), 1u);
+  // Revocations are remembered by hash (so a bootstrap file cannot bring one back), and only
+  // those.
+  EXPECT_TRUE(store_->token_revoked("sha256:bbb"));
+  EXPECT_FALSE(store_->token_revoked("sha256:aaa"));
+  EXPECT_FALSE(store_->token_revoked("sha256:never"));
 }
 
 TEST_P(StoreTest, SafeWithManyThreadsOnOneStore) {
