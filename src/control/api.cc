@@ -4,13 +4,16 @@
 #include <charconv>
 #include <cmath>
 #include <ctime>
+#include <thread>
 
 #include <fmt/format.h>
 
 #include "control/validate.h"
 #include "core/address.h"
 #include "core/duration.h"
+#include "core/json.h"
 #include "core/log.h"
+#include "core/random.h"
 
 namespace sluice::control {
 
@@ -21,7 +24,6 @@ namespace {
 constexpr int64_t kMaxListLimit = 1000;
 constexpr int64_t kDefaultVersionsLimit = 50;
 constexpr int64_t kDefaultEventsLimit = 100;
-constexpr int kWriteAttempts = 5;
 constexpr uint32_t kMaxWeight = 1000;
 constexpr int64_t kMinTtlMs = 100;
 constexpr int64_t kMaxTtlMs = 3'600'000;
@@ -143,22 +145,23 @@ Json token_json(const TokenRecord& t) {
   return Json{{"id", t.id}, {"name", t.name}, {"role", t.role}, {"created_ms", t.created_ms}};
 }
 
-// Reads a JSON request body; 400 with the parser's message when it is not JSON.
+// Reads a JSON request body (core::parse_json: nesting bounded, duplicate keys refused); 400
+// with the parser's message otherwise.
 std::optional<Json> parse_body(const std::string& body, HttpResponse& error) {
   if (body.empty()) {
     error = error_response(400, "expected a JSON body");
     return std::nullopt;
   }
-  try {
-    return Json::parse(body);
-  } catch (const Json::parse_error& e) {
-    // e.what() reads "[json.exception.parse_error.101] parse error at line 1, column 3: ...".
-    std::string what = e.what();
-    size_t at = what.find("parse error");
-    error = error_response(400,
-                           "malformed JSON: " + (at == std::string::npos ? what : what.substr(at)));
-    return std::nullopt;
-  }
+  std::string problem;
+  std::optional<Json> j = core::parse_json(body, &problem);
+  if (!j) error = error_response(400, problem);
+  return j;
+}
+
+bool is_blank(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+  });
 }
 
 // Field readers that collect errors ("reason: expected a string") instead of stopping.
@@ -243,7 +246,7 @@ class Fields {
 void read_write_fields(const Fields& f, ConfigWrite& w) {
   w.dry_run = f.boolean("dry_run").value_or(false);
   if (auto reason = f.string("reason", !w.dry_run)) {
-    if (reason->empty() && !w.dry_run) f.error("reason", "must not be empty");
+    if (is_blank(*reason) && !w.dry_run) f.error("reason", "must not be empty or only blanks");
     w.reason = *reason;
   }
   w.expected = f.integer("expected_version", 0, INT64_MAX);
@@ -369,6 +372,9 @@ Api::Api(Store& store, Auth& auth, ApiOptions options, NowMs now_ms)
       &metrics_.counter("sluice_control_writes_rejected_total", "Config writes refused as invalid");
   conflicts_ = &metrics_.counter("sluice_control_write_conflicts_total",
                                  "Config writes that lost a version race");
+  write_redos_ = &metrics_.counter(
+      "sluice_control_write_redos_total",
+      "Config writes redone on a newer version after losing a race (no expected_version)");
   heartbeats_ = &metrics_.counter("sluice_control_heartbeats_total", "Instance heartbeats");
   instances_expired_ = &metrics_.counter("sluice_control_instances_expired_total",
                                          "Instances removed for missing heartbeats");
@@ -662,7 +668,19 @@ HttpResponse Api::get_resource(const Call& c) {
 }
 
 HttpResponse Api::write_config(const Call& c, const ConfigWrite& w) {
-  for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+  const int attempts = std::max(1, options_.write_attempts);
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    if (attempt > 0) {
+      // Lost a race with another control plane: let the winners finish, at a random point so
+      // that the losers do not collide again in step.
+      write_redos_->inc();
+      const int64_t cap = std::min(options_.write_backoff_max_ms,
+                                   options_.write_backoff_ms << std::min(attempt - 1, 20));
+      const auto pause = static_cast<int64_t>(
+          core::thread_rng().uniform(static_cast<uint64_t>(std::max<int64_t>(cap, 0)) + 1));
+      if (pause > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause));
+    }
+    std::lock_guard write_lock(write_mu_);
     const int64_t base = store_.latest_version();
     if (w.expected && *w.expected != base) {
       conflicts_->inc();
@@ -711,8 +729,13 @@ HttpResponse Api::write_config(const Call& c, const ConfigWrite& w) {
     refresh_revision(c.wakeups);
     return json_response(200, {{"version", v}, {"diff", std::move(diff)}});
   }
-  return json_response(409, {{"error", "version conflict: too many concurrent writes; retry"},
-                             {"version", store_.latest_version()}});
+  core::log_warn("control: write by {} gave up after {} lost races with other control planes",
+                 w.author, attempts);
+  return json_response(
+      409, {{"error", fmt::format("version conflict: lost the race with other writers {} times "
+                                  "in a row; nothing was applied, retry",
+                                  attempts)},
+            {"version", store_.latest_version()}});
 }
 
 HttpResponse Api::post_apply(const Call& c) {
@@ -805,7 +828,11 @@ HttpResponse Api::delete_resource(const Call& c) {
       errors.push_back(fmt::format("dry_run: expected true or false, got '{}'", *d));
     }
   }
-  if (w.reason.empty() && !w.dry_run) errors.push_back("reason: required (?reason=...)");
+  if (w.reason.empty() && !w.dry_run) {
+    errors.push_back("reason: required (?reason=...)");
+  } else if (is_blank(w.reason) && !w.dry_run) {
+    errors.push_back("reason: must not be empty or only blanks");
+  }
   if (!errors.empty()) return error_response(400, errors.front(), std::move(errors));
   const std::string kind = c.params[0];
   const std::string name = c.params[1];

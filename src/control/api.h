@@ -44,6 +44,13 @@ struct ApiOptions {
   int64_t rollup_grace_ms = 2'000;
   // A gateway not heard from (poll, status, stats) for this long is reported "stale".
   int64_t gateway_stale_ms = 90'000;
+  // A config write without expected_version that loses a race with another control plane on the
+  // same database is redone on the new latest version, at most this many times in all, after a
+  // random pause of up to min(write_backoff_ms << n, write_backoff_max_ms) before redo n. (Writes
+  // through one control plane are serialised and never race each other.)
+  int write_attempts = 20;
+  int64_t write_backoff_ms = 2;
+  int64_t write_backoff_max_ms = 100;
 };
 
 // [{op: add|change|remove, kind, name, before?, after?}] sorted by kind, name.
@@ -179,6 +186,10 @@ class Api final : public Handler {
   Runner runner_;
   observability::Registry metrics_;
 
+  // Config writes through this control plane, one at a time: read, validate, commit. Held while
+  // the store is asked, never while mu_ is.
+  std::mutex write_mu_;
+
   mutable std::mutex mu_;
   Revision rev_;                             // the newest revision known
   std::shared_ptr<const std::string> body_;  // gateway-config answer for body_rev_
@@ -203,6 +214,7 @@ class Api final : public Handler {
   observability::Counter* versions_written_ = nullptr;
   observability::Counter* apply_rejected_ = nullptr;
   observability::Counter* conflicts_ = nullptr;
+  observability::Counter* write_redos_ = nullptr;
   observability::Counter* heartbeats_ = nullptr;
   observability::Counter* instances_expired_ = nullptr;
   observability::Counter* polls_answered_ = nullptr;
