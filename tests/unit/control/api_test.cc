@@ -718,5 +718,36 @@ TEST_F(ApiTest, ConcurrentWritersWithoutExpectedVersionAllSucceed) {
   EXPECT_EQ(store_->latest_version(), kWriters * kApplies);
 }
 
+// Two control planes on one store (two Apis here): their writes do race, and a loser is redone
+// until it lands (none of 4 x 40 gets a 409).
+TEST_F(ApiTest, WritersOnTwoControlPlanesAreRedoneUntilTheyLand) {
+  Api other{*store_, auth_, options_, [this] { return now_; }};
+  constexpr int kWriters = 4, kApplies = 40;
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      Api& api = w % 2 == 0 ? api_ : other;
+      for (int i = 0; i < kApplies; ++i) {
+        HttpRequest req;
+        req.method = "POST";
+        req.path = "/v1/apply";
+        req.authorization = "Bearer " + operator_;
+        req.body = Json{{"reason", "load"},
+                        {"resources",
+                         Json::array({static_service("w" + std::to_string(w),
+                                                     "127.0.0.1:" + std::to_string(10000 + i))})}}
+                       .dump();
+        int status = 0;
+        api.handle(std::move(req), [&](HttpResponse r) { status = r.status; });
+        if (status != 200) ++failed;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(store_->latest_version(), kWriters * kApplies);
+}
+
 }  // namespace
 }  // namespace sluice::control
