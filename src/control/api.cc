@@ -158,6 +158,18 @@ std::optional<Json> parse_body(const std::string& body, HttpResponse& error) {
   return j;
 }
 
+// C0 controls other than tab, newline and carriage return (and DEL): never meant in a reason,
+// a name or an error text, and NUL cannot be stored as text at all (it was a 503 from the store).
+bool has_control_chars(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f;
+  });
+}
+
+constexpr const char* kControlCharsError =
+    "must not contain control characters (other than tab, newline and carriage return)";
+
 bool is_blank(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
@@ -201,7 +213,12 @@ class Fields {
           fmt::format("{}{}: expected a string, got {}", prefix_, key, describe_json(*v)));
       return std::nullopt;
     }
-    return v->get<std::string>();
+    const std::string& text = v->get_ref<const std::string&>();
+    if (has_control_chars(text)) {
+      errors_.push_back(fmt::format("{}{}: {}", prefix_, key, kControlCharsError));
+      return std::nullopt;
+    }
+    return text;
   }
 
   std::optional<int64_t> integer(std::string_view key, int64_t lo, int64_t hi) const {
@@ -832,6 +849,8 @@ HttpResponse Api::delete_resource(const Call& c) {
     errors.push_back("reason: required (?reason=...)");
   } else if (is_blank(w.reason) && !w.dry_run) {
     errors.push_back("reason: must not be empty or only blanks");
+  } else if (has_control_chars(w.reason)) {
+    errors.push_back(std::string("reason: ") + kControlCharsError);
   }
   if (!errors.empty()) return error_response(400, errors.front(), std::move(errors));
   const std::string kind = c.params[0];

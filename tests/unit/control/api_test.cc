@@ -693,6 +693,30 @@ TEST_F(ApiTest, BlankReasonsAreRefused) {
   EXPECT_EQ(store_->latest_version(), 1);
 }
 
+// Found by fuzz_control_body: a NUL in a reason (?reason=%00 on delete, "\u0000" in JSON) or in
+// an event's text reached the store, which refuses it, and the client got 503 "store
+// unavailable" for its own bad input.
+TEST_F(ApiTest, ControlCharactersInTextAre400NotAStoreError) {
+  ASSERT_EQ(apply({static_service("a", "127.0.0.1:9")}, "real").status(), 200);
+  Pending d = call("DELETE", "/v1/resources/service/a?reason=x%00y");
+  EXPECT_EQ(d.status(), 400) << d.body();
+  EXPECT_THAT(d.json()["error"].get<std::string>(),
+              HasSubstr("reason: must not contain control characters"));
+  Pending r = send("POST", "/v1/apply",
+                   R"({"reason": "a\u0000b", "resources": [{"kind": "service", "name": "b",
+                       "spec": {"endpoints": [{"address": "127.0.0.1:9"}]}}]})");
+  EXPECT_EQ(r.status(), 400) << r.body();
+  EXPECT_EQ(r.json()["errors"],
+            Json::array({"reason: must not contain control characters (other than tab, newline "
+                         "and carriage return)"}));
+  Pending e = send("POST", "/v1/events", R"([{"kind": "x\u0000", "subject": "s"}])");
+  EXPECT_EQ(e.status(), 400) << e.body();
+  EXPECT_THAT(e.json()["error"].get<std::string>(), HasSubstr("[0].kind: must not contain"));
+  // Tabs and newlines are text.
+  EXPECT_EQ(apply({static_service("c", "127.0.0.1:9")}, "two\nlines\tand a tab").status(), 200);
+  EXPECT_EQ(store_->latest_version(), 2);
+}
+
 // Writers through one control plane never race each other: none gets "too many concurrent
 // writes" (13 of 152 did, with 4 writers and no expected_version).
 TEST_F(ApiTest, ConcurrentWritersWithoutExpectedVersionAllSucceed) {
