@@ -136,10 +136,11 @@ class ClusterLimitTest(SluiceTestCase):
             wait_until(lambda: gw.metric("sluice_redis_up") == 1, 15, message="redis back seen")
         after = self.blast(gws, 30)
         # The local decisions (about 38) are paid from what the bucket still held (about 34):
-        # once Redis answers, only tokens leased before it stopped are spent (a lease here is
-        # one token; at most 1.5 leases per gateway are held). Before, the bucket's 34 were
-        # admitted on top of the local decisions.
-        self.assertLessEqual(after.count(200), 4, (statuses, local, after))
+        # once Redis answers, only tokens leased before it stopped (or granted by a refill in
+        # flight then) are spent. Usually 2-4; 5 was seen with both cores busy. The bound of 8
+        # keeps this test about the charge, not about lease timing: before the fix, the
+        # bucket's 34 were admitted on top of the local decisions.
+        self.assertLessEqual(after.count(200), 8, (statuses, local, after))
         # Over the hour: 40, plus the local decisions the bucket could not pay for (at most the
         # local shares, 2 x 20).
         allowed = (statuses + local + after).count(200)
