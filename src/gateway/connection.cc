@@ -461,18 +461,7 @@ void Connection::continue_request(const http::MessageHead& head, bool resumed) {
   }
   // A forwarded request is governed by the owner city's gateway, which sees it next.
   if (!forward_) {
-    RequestFacts facts;
-    facts.head = &head;
-    facts.client_ip = client_ip_;
-    facts.route = route_->name;
-    facts.service = snap.services[service_index_].cfg->name;
-    facts.route_index = route_->index;
-    facts.service_index = service_index_;
-    Verdict verdict = admission_.admit(*snap.governance, facts, worker_.now());
-    if (verdict != Verdict::kPass) {
-      reply_refused(verdict);
-      return;
-    }
+    if (!admit(head)) return;
   }
   idempotent_ = is_idempotent(method_);
   compute_hash(head);
@@ -492,6 +481,21 @@ void Connection::continue_request(const http::MessageHead& head, bool resumed) {
   ++services_->services[service_index_].active_requests;
   counted_active_ = true;
   start_attempt();
+}
+
+bool Connection::admit(const http::MessageHead& head) {
+  const Snapshot& snap = *services_->snapshot;
+  RequestFacts facts;
+  facts.head = &head;
+  facts.client_ip = client_ip_;
+  facts.route = route_->name;
+  facts.service = snap.services[service_index_].cfg->name;
+  facts.route_index = route_->index;
+  facts.service_index = service_index_;
+  Verdict verdict = admission_.admit(*snap.governance, facts, worker_.now());
+  if (verdict == Verdict::kPass) return true;
+  reply_refused(verdict);
+  return false;
 }
 
 bool Connection::forward_direct() {
@@ -517,18 +521,7 @@ bool Connection::forward_direct() {
   }
   const http::MessageHead& head = parser_.head();
   // The owner city's gateway would have governed it; it is down, so this one does.
-  RequestFacts facts;
-  facts.head = &head;
-  facts.client_ip = client_ip_;
-  facts.route = route_->name;
-  facts.service = snap.services[service_index_].cfg->name;
-  facts.route_index = route_->index;
-  facts.service_index = service_index_;
-  Verdict verdict = admission_.admit(*snap.governance, facts, worker_.now());
-  if (verdict != Verdict::kPass) {
-    reply_refused(verdict);
-    return true;
-  }
+  if (!admit(head)) return true;
   compute_hash(head);
   build_upstream_head(head);
   up_out_.append(body);

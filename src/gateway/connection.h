@@ -139,6 +139,9 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   // endpoints of the route's service, with this gateway's governance and the hop list. False
   // when it cannot (not a forward, already answering, or too large a request to resend).
   bool forward_direct();
+  // The governance chain for the request's route and service; false when it refused (and was
+  // answered).
+  bool admit(const http::MessageHead& head);
   // Passive outcome of the current attempt, for outlier detection.
   void record_attempt(bool error);
   void finish_request();
@@ -216,7 +219,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool replayable_ = true;
   bool up_connected_ = false;
   bool up_writing_ = false;
-  bool up_wbuf_busy_ = false;  // a write of up_wbuf_ has not completed (even if dropped)
+  bool up_wbuf_busy_ = false;    // a write of up_wbuf_ has not completed (even if dropped)
   bool retrying_ = false;        // the current attempt holds one of the service's active_retries
   bool up_reused_ = false;       // the current attempt's connection came from the pool
   bool connect_error_ = false;   // the current attempt's connect failed at once (not a timeout)
