@@ -2,12 +2,12 @@
 
 #include <fmt/core.h>
 #include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 
 #include <algorithm>
 #include <array>
 #include <exception>
+#include <future>
 #include <limits>
 #include <unordered_map>
 #include <utility>
@@ -57,7 +57,7 @@ namespace {
 
 http::ParserLimits response_limits() {
   http::ParserLimits limits;
-  limits.max_header_bytes = HealthChecker::kMaxResponseBytes;
+  limits.max_header_bytes = HttpHealthProbe::kMaxResponseBytes;
   return limits;
 }
 
@@ -85,17 +85,131 @@ void notify_safely(const std::function<void(bool)>& on_change, bool healthy) {
 
 }  // namespace
 
-struct HealthChecker::Entry final : http::MessageSink {
-  Entry(asio::io_context& io, Target t)
-      : target(std::move(t)),
-        state(target.check.healthy_threshold, target.check.unhealthy_threshold),
-        timer(io),
+// ---- HttpHealthProbe ----
+
+struct HttpHealthProbe::Probe final : http::MessageSink {
+  Probe(asio::io_context& io, uint64_t id, Done done)
+      : id(id),
         socket(io),
-        parser(http::Parser::Kind::kResponse, *this, response_limits()) {}
+        parser(http::Parser::Kind::kResponse, *this, response_limits()),
+        done(std::move(done)) {}
 
   void on_head(http::MessageHead& head) override { head_status = head.status; }
   void on_body(std::string_view) override {}
   void on_complete() override {}
+
+  uint64_t id;
+  asio::ip::tcp::socket socket;
+  http::Parser parser;
+  Done done;  // empty once called or cancelled
+  std::array<char, 4096> buf;
+  std::string request;
+  size_t bytes_read = 0;
+  int head_status = 0;  // of the latest response head; 0 = none yet
+};
+
+HttpHealthProbe::~HttpHealthProbe() {
+  for (auto& [id, p] : probes_) {
+    p->done = nullptr;
+    asio::error_code ignored;
+    p->socket.close(ignored);
+  }
+}
+
+void HttpHealthProbe::start(uint64_t id, const ProbeRequest& request, Done done) {
+  auto p = std::make_shared<Probe>(io_, id, std::move(done));
+  p->request = fmt::format(
+      "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sluice-health-check\r\nConnection: "
+      "close\r\n\r\n",
+      request.path, request.host);
+  probes_[id] = p;
+  p->socket.async_connect(request.endpoint, [this, p](const asio::error_code& ec) {
+    if (!p->done) return;
+    if (ec) {
+      finish(p, false, "connect: " + ec.message());
+      return;
+    }
+    asio::async_write(p->socket, asio::buffer(p->request),
+                      [this, p](const asio::error_code& ec, size_t) {
+                        if (!p->done) return;
+                        if (ec) {
+                          finish(p, false, "send: " + ec.message());
+                          return;
+                        }
+                        read_more(p);
+                      });
+  });
+}
+
+void HttpHealthProbe::cancel(uint64_t id) {
+  auto it = probes_.find(id);
+  if (it == probes_.end()) return;
+  std::shared_ptr<Probe> p = std::move(it->second);
+  probes_.erase(it);
+  p->done = nullptr;
+  asio::error_code ignored;
+  p->socket.close(ignored);  // the aborted handlers see no `done` and let go of the probe
+}
+
+void HttpHealthProbe::read_more(const std::shared_ptr<Probe>& p) {
+  p->socket.async_read_some(asio::buffer(p->buf), [this, p](const asio::error_code& ec, size_t n) {
+    if (!p->done) return;
+    if (ec == asio::error::eof) {
+      finish(p, false, "closed before a response");
+      return;
+    }
+    if (ec) {
+      finish(p, false, "receive: " + ec.message());
+      return;
+    }
+    p->bytes_read += n;
+    const char* data = p->buf.data();
+    size_t left = n;
+    while (left > 0) {
+      http::Parser::Result r = p->parser.feed(data, left);
+      if (r.status == http::Parser::Status::kError) {
+        finish(p, false, std::string("bad response: ") + p->parser.error_reason());
+        return;
+      }
+      const int status = p->head_status;
+      if (status >= 100 && status < 200 && status != 101) {
+        p->head_status = 0;  // interim response (e.g. 103 Early Hints): the final one follows
+      } else if (status != 0) {
+        // The status line decides; the body is not read.
+        if (status >= 200 && status < 400) {
+          finish(p, true, {});
+        } else {
+          finish(p, false, fmt::format("status {}", status));
+        }
+        return;
+      }
+      if (r.consumed == 0) break;
+      data += r.consumed;
+      left -= r.consumed;
+    }
+    if (p->bytes_read >= kMaxResponseBytes) {
+      finish(p, false, "response head too large");
+      return;
+    }
+    read_more(p);
+  });
+}
+
+void HttpHealthProbe::finish(const std::shared_ptr<Probe>& p, bool pass, std::string error) {
+  Done done = std::move(p->done);
+  p->done = nullptr;
+  asio::error_code ignored;
+  p->socket.close(ignored);
+  probes_.erase(p->id);
+  if (done) done(pass, std::move(error));
+}
+
+// ---- HealthChecker ----
+
+struct HealthChecker::Entry {
+  explicit Entry(Target t)
+      : target(std::move(t)),
+        state(target.check.healthy_threshold, target.check.unhealthy_threshold) {}
 
   // Guarded by HealthChecker::mutex_.
   Target target;
@@ -106,22 +220,22 @@ struct HealthChecker::Entry final : http::MessageSink {
   bool removed = false;
   bool replay = false;  // kept unhealthy by set_targets: tell the new on_change
 
-  // Checker thread only.
-  asio::steady_timer timer;  // the next check while idle, the check's deadline while in one
-  asio::ip::tcp::socket socket;
-  http::Parser parser;
-  std::array<char, 4096> buf;
-  std::string request;
-  size_t bytes_read = 0;
-  int head_status = 0;  // of the latest response head; 0 = none yet
-  // Bumped at every phase change (scheduled, checking, finished, halted): a completion handler
-  // of an older phase sees a different value and does nothing. One counter instead of reasoning
-  // about which of the timer, connect, write and read callbacks may still be queued.
-  uint64_t op = 0;
-  bool armed = false;  // a check is scheduled or running
+  // Checker thread only. An entry is idle (armed, waiting for `due`), checking (probe `probe_id`
+  // in flight until `deadline`) or neither (not armed: inactive or removed).
+  bool armed = false;
+  uint64_t probe_id = 0;  // 0 = no check in flight; a result for another id is stale
+  core::MonoTime due{};
+  core::MonoTime deadline{};
 };
 
-HealthChecker::HealthChecker() = default;
+HealthChecker::HealthChecker()
+    : clock_(core::SteadyClock::instance()),
+      own_probe_(std::make_unique<HttpHealthProbe>(io_)),
+      probe_(*own_probe_),
+      timer_(io_) {}
+
+HealthChecker::HealthChecker(const core::Clock& clock, HealthProbe& probe)
+    : clock_(clock), probe_(probe), timer_(io_) {}
 
 HealthChecker::~HealthChecker() {
   stop();
@@ -129,7 +243,7 @@ HealthChecker::~HealthChecker() {
     std::lock_guard lock(mutex_);
     entries_.clear();
   }
-  // Handlers still queued (posted while stopped) own entries, whose sockets and timers must be
+  // Handlers still queued (posted while stopped) own entries and probes, whose sockets must be
   // destroyed while the context is intact: run them out. They do nothing while inactive.
   io_.restart();
   io_.run();
@@ -150,8 +264,10 @@ void HealthChecker::start() {
       std::lock_guard lock(mutex_);
       all = entries_;
     }
-    for (const auto& e : all) arm(e);
+    const core::MonoTime now = clock_.now();
+    for (const auto& e : all) arm(e, now);
     deliver_replays();
+    tick();
   });
   thread_ = std::thread([this] {
     for (;;) {
@@ -180,11 +296,24 @@ void HealthChecker::stop() {
       all = entries_;
     }
     for (const auto& e : all) halt(e);
+    timer_.cancel();
   });
   // With every operation cancelled and nothing re-armed, run() returns once the aborted
   // handlers have run.
   work_.reset();
   thread_.join();
+}
+
+void HealthChecker::wake() {
+  // Under control_mutex_ the thread runs and stays running, so the posted tick does run.
+  std::lock_guard control(control_mutex_);
+  if (!thread_.joinable()) return;
+  std::promise<void> done;
+  asio::post(io_, [this, &done] {
+    tick();
+    done.set_value();
+  });
+  done.get_future().wait();
 }
 
 void HealthChecker::set_targets(std::vector<Target> targets) {
@@ -209,7 +338,7 @@ void HealthChecker::set_targets(std::vector<Target> targets) {
         if (!e->state.healthy()) e->replay = true;
         entries_.push_back(std::move(e));
       } else {
-        auto e = std::make_shared<Entry>(io_, std::move(t));
+        auto e = std::make_shared<Entry>(std::move(t));
         added.push_back(e);
         entries_.push_back(std::move(e));
       }
@@ -221,8 +350,10 @@ void HealthChecker::set_targets(std::vector<Target> targets) {
   }
   asio::post(io_, [this, added = std::move(added), removed = std::move(removed)] {
     for (const auto& e : removed) halt(e);
-    for (const auto& e : added) arm(e);
+    const core::MonoTime now = clock_.now();
+    for (const auto& e : added) arm(e, now);
     deliver_replays();
+    tick();
   });
 }
 
@@ -251,7 +382,7 @@ void HealthChecker::deliver_replays() {
   for (auto& call : calls) notify_safely(call, false);
 }
 
-void HealthChecker::arm(const EntryPtr& e) {
+void HealthChecker::arm(const EntryPtr& e, core::MonoTime now) {
   if (e->armed) return;
   core::Duration jitter;
   {
@@ -260,22 +391,47 @@ void HealthChecker::arm(const EntryPtr& e) {
     jitter = e->target.check.jitter;
   }
   e->armed = true;
+  e->probe_id = 0;
   // The first check runs right away, spread over the jitter so that a start or a reload with
   // many endpoints does not probe them all at the same instant.
-  schedule(e, next_check_delay(core::Duration::zero(), jitter, core::thread_rng()));
+  e->due = now + next_check_delay(core::Duration::zero(), jitter, core::thread_rng());
 }
 
-void HealthChecker::schedule(const EntryPtr& e, core::Duration delay) {
-  const uint64_t op = ++e->op;
-  e->timer.expires_after(delay);
-  e->timer.async_wait([this, e, op](const asio::error_code& ec) {
-    if (ec || e->op != op) return;
-    start_check(e);
+void HealthChecker::tick() {
+  std::vector<EntryPtr> all;
+  {
+    std::lock_guard lock(mutex_);
+    if (!active_) return;
+    all = entries_;
+  }
+  core::MonoTime now = clock_.now();
+  for (const auto& e : all) {
+    if (!e->armed) continue;
+    if (e->probe_id != 0) {
+      if (now >= e->deadline) finish(e, false, "timeout");
+    } else if (now >= e->due) {
+      start_check(e, now);
+    }
+  }
+  // The earliest instant at which something is to be done, on the injected clock; the timer
+  // waits the same span of real time (a hand-moved clock is followed by wake()).
+  std::optional<core::MonoTime> next;
+  for (const auto& e : all) {
+    if (!e->armed) continue;
+    core::MonoTime at = e->probe_id != 0 ? e->deadline : e->due;
+    if (!next || at < *next) next = at;
+  }
+  timer_.cancel();
+  if (!next) return;
+  now = clock_.now();
+  timer_.expires_after(*next > now ? *next - now : core::Duration::zero());
+  timer_.async_wait([this](const asio::error_code& ec) {
+    if (!ec) tick();
   });
 }
 
-void HealthChecker::start_check(const EntryPtr& e) {
-  asio::ip::tcp::endpoint endpoint;
+void HealthChecker::start_check(const EntryPtr& e, core::MonoTime now) {
+  ProbeRequest request;
   core::Duration timeout;
   {
     std::lock_guard lock(mutex_);
@@ -284,93 +440,33 @@ void HealthChecker::start_check(const EntryPtr& e) {
       return;
     }
     const Target& t = e->target;
-    endpoint = t.endpoint;
+    request.endpoint = t.endpoint;
+    request.host = t.check.host.empty() ? t.address : t.check.host;
+    request.path = t.check.path;
     timeout = t.check.timeout;
-    e->request = fmt::format(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sluice-health-check\r\nConnection: "
-        "close\r\n\r\n",
-        t.check.path, t.check.host.empty() ? t.address : t.check.host);
   }
-  const uint64_t op = ++e->op;
-  e->parser.reset();
-  e->bytes_read = 0;
-  e->head_status = 0;
-
-  e->timer.expires_after(timeout);
-  e->timer.async_wait([this, e, op](const asio::error_code& ec) {
-    if (ec || e->op != op) return;
-    finish(e, false, "timeout");
-  });
-  // A new connection per check (Connection: close), so that a check also proves the endpoint
-  // still accepts connections, which a reused keep-alive connection would not.
-  e->socket.async_connect(endpoint, [this, e, op](const asio::error_code& ec) {
-    if (e->op != op) return;
-    if (ec) {
-      finish(e, false, "connect: " + ec.message());
-      return;
-    }
-    asio::async_write(e->socket, asio::buffer(e->request),
-                      [this, e, op](const asio::error_code& ec, size_t) {
-                        if (e->op != op) return;
-                        if (ec) {
-                          finish(e, false, "send: " + ec.message());
-                          return;
-                        }
-                        read_more(e, op);
-                      });
+  const uint64_t id = ++next_probe_id_;
+  e->probe_id = id;
+  e->deadline = now + timeout;
+  // The result may come from any thread (or at once, from within start): it is handled on the
+  // checker thread, and only while it is still the check in flight.
+  std::weak_ptr<Entry> weak = e;
+  probe_.start(id, request, [this, weak, id](bool pass, std::string error) {
+    asio::post(io_, [this, weak, id, pass, error = std::move(error)]() mutable {
+      if (auto e = weak.lock()) on_result(e, id, pass, std::move(error));
+    });
   });
 }
 
-void HealthChecker::read_more(const EntryPtr& e, uint64_t op) {
-  e->socket.async_read_some(
-      asio::buffer(e->buf), [this, e, op](const asio::error_code& ec, size_t n) {
-        if (e->op != op) return;
-        if (ec == asio::error::eof) {
-          finish(e, false, "closed before a response");
-          return;
-        }
-        if (ec) {
-          finish(e, false, "receive: " + ec.message());
-          return;
-        }
-        e->bytes_read += n;
-        const char* p = e->buf.data();
-        size_t left = n;
-        while (left > 0) {
-          http::Parser::Result r = e->parser.feed(p, left);
-          if (r.status == http::Parser::Status::kError) {
-            finish(e, false, std::string("bad response: ") + e->parser.error_reason());
-            return;
-          }
-          const int status = e->head_status;
-          if (status >= 100 && status < 200 && status != 101) {
-            e->head_status = 0;  // interim response (e.g. 103 Early Hints): the final one follows
-          } else if (status != 0) {
-            // The status line decides; the body is not read.
-            if (status >= 200 && status < 400) {
-              finish(e, true, {});
-            } else {
-              finish(e, false, fmt::format("status {}", status));
-            }
-            return;
-          }
-          if (r.consumed == 0) break;
-          p += r.consumed;
-          left -= r.consumed;
-        }
-        if (e->bytes_read >= kMaxResponseBytes) {
-          finish(e, false, "response head too large");
-          return;
-        }
-        read_more(e, op);
-      });
+void HealthChecker::on_result(const EntryPtr& e, uint64_t id, bool pass, std::string error) {
+  if (e->probe_id != id || id == 0) return;  // timed out, halted or re-armed meanwhile
+  finish(e, pass, std::move(error));
+  tick();
 }
 
 void HealthChecker::finish(const EntryPtr& e, bool pass, std::string error) {
-  ++e->op;
-  asio::error_code ignored;
-  e->socket.close(ignored);
-  e->timer.cancel();
+  if (e->probe_id != 0) probe_.cancel(e->probe_id);
+  e->probe_id = 0;
 
   std::optional<bool> change;
   std::function<void(bool)> notify;
@@ -407,14 +503,14 @@ void HealthChecker::finish(const EntryPtr& e, bool pass, std::string error) {
     }
     if (notify) notify_safely(notify, *change);
   }
-  schedule(e, next_check_delay(interval, jitter, core::thread_rng()));
+  // The next check is an interval after this one ended (not after it began): a slow endpoint is
+  // not probed back to back.
+  e->due = clock_.now() + next_check_delay(interval, jitter, core::thread_rng());
 }
 
 void HealthChecker::halt(const EntryPtr& e) {
-  ++e->op;
-  asio::error_code ignored;
-  e->socket.close(ignored);
-  e->timer.cancel();
+  if (e->probe_id != 0) probe_.cancel(e->probe_id);
+  e->probe_id = 0;
   e->armed = false;
 }
 

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <stdexcept>
@@ -126,7 +127,341 @@ TEST(NextCheckDelayTest, JitterIsWithinZeroInclusiveToJitterExclusive) {
   EXPECT_EQ(hi, core::Duration(100ms) + core::Duration(9ns));
 }
 
-// ---- With real sockets on loopback ----
+// ---- The checker's schedule and state machine: a manual clock and a probe answered by hand ----
+
+// Probes the test answers: each start() is recorded; answer() calls its `done` from the test
+// thread, as a transport on another thread would.
+class FakeProbe : public HealthProbe {
+ public:
+  struct Started {
+    uint64_t id;
+    ProbeRequest request;
+    Done done;
+  };
+
+  void start(uint64_t id, const ProbeRequest& request, Done done) override {
+    std::lock_guard lock(mutex_);
+    started_.push_back({id, request, std::move(done)});
+    cv_.notify_all();
+  }
+  void cancel(uint64_t id) override {
+    std::lock_guard lock(mutex_);
+    cancelled_.push_back(id);
+    cv_.notify_all();
+  }
+
+  // Waits (bounded) until `n` probes have started; false when they did not.
+  bool wait_started(size_t n) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, 5s, [&] { return started_.size() >= n; });
+  }
+  size_t started() const {
+    std::lock_guard lock(mutex_);
+    return started_.size();
+  }
+  ProbeRequest request(size_t i) const {
+    std::lock_guard lock(mutex_);
+    return started_.at(i).request;
+  }
+  uint64_t id(size_t i) const {
+    std::lock_guard lock(mutex_);
+    return started_.at(i).id;
+  }
+  void answer(size_t i, bool pass, std::string error = {}) {
+    Done done;
+    {
+      std::lock_guard lock(mutex_);
+      done = started_.at(i).done;
+    }
+    done(pass, std::move(error));
+  }
+  std::vector<uint64_t> cancelled() const {
+    std::lock_guard lock(mutex_);
+    return cancelled_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<Started> started_;
+  std::vector<uint64_t> cancelled_;
+};
+
+// Waits (bounded) for something the checker thread does after an event the test caused.
+bool eventually(const std::function<bool()>& done) {
+  const auto end = std::chrono::steady_clock::now() + 5s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+config::HealthCheck clocked_check(uint32_t healthy_threshold, uint32_t unhealthy_threshold) {
+  config::HealthCheck c;
+  c.enabled = true;
+  c.path = "/healthz";
+  c.interval = 1s;
+  c.jitter = 0ns;  // exact schedule
+  c.timeout = 500ms;
+  c.healthy_threshold = healthy_threshold;
+  c.unhealthy_threshold = unhealthy_threshold;
+  return c;
+}
+
+HealthChecker::Target clocked_target(config::HealthCheck check,
+                                     std::function<void(bool)> on_change = nullptr,
+                                     std::string service = "svc",
+                                     std::string address = "10.0.0.1:80") {
+  HealthChecker::Target t;
+  t.service = std::move(service);
+  t.address = std::move(address);
+  t.endpoint = {asio::ip::make_address("10.0.0.1"), 80};
+  t.check = std::move(check);
+  t.on_change = std::move(on_change);
+  return t;
+}
+
+// The changes an on_change saw, in order.
+class Seen {
+ public:
+  std::function<void(bool)> callback() {
+    return [this](bool healthy) {
+      std::lock_guard lock(mutex_);
+      list_.push_back(healthy);
+    };
+  }
+  std::vector<bool> get() const {
+    std::lock_guard lock(mutex_);
+    return list_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<bool> list_;
+};
+
+// One probe cycle: the next check starts once the clock reaches it (not a nanosecond before),
+// and is answered.
+void next_check(core::ManualClock& clock, HealthChecker& checker, FakeProbe& probe, size_t n,
+                core::Duration wait, bool pass, std::string error = {}) {
+  if (wait > core::Duration::zero()) {
+    clock.advance(wait - 1ns);
+    checker.wake();  // returns once the checker has looked at the clock
+    EXPECT_EQ(probe.started(), n - 1) << "check " << n << " started before its time";
+    clock.advance(1ns);
+    checker.wake();
+  }
+  ASSERT_TRUE(probe.wait_started(n)) << "check " << n << " did not start";
+  const uint64_t total = checker.status()[0].passes + checker.status()[0].failures;
+  probe.answer(n - 1, pass, std::move(error));
+  ASSERT_TRUE(eventually([&] {
+    auto st = checker.status();
+    return st[0].passes + st[0].failures == total + 1;
+  }));
+}
+
+TEST(HealthCheckerClockTest, UnhealthyAfterNFailuresHealthyAfterMPassesOnTheInterval) {
+  core::ManualClock clock;
+  FakeProbe probe;
+  HealthChecker checker(clock, probe);
+  Seen seen;
+  checker.set_targets({clocked_target(clocked_check(2, 3), seen.callback())});
+  checker.start();
+  // The first check at once (no jitter), then one per interval after the previous one ended.
+  next_check(clock, checker, probe, 1, 0s, false, "status 503");
+  next_check(clock, checker, probe, 2, 1s, false, "status 503");
+  EXPECT_TRUE(checker.status()[0].healthy);
+  EXPECT_TRUE(seen.get().empty());
+  next_check(clock, checker, probe, 3, 1s, false, "connect: refused");
+  EXPECT_FALSE(checker.status()[0].healthy);
+  EXPECT_EQ(seen.get(), std::vector<bool>{false});
+  EXPECT_EQ(checker.status()[0].last_error, "connect: refused");
+  next_check(clock, checker, probe, 4, 1s, true);
+  EXPECT_FALSE(checker.status()[0].healthy);
+  next_check(clock, checker, probe, 5, 1s, true);
+  EXPECT_TRUE(checker.status()[0].healthy);
+  EXPECT_EQ(seen.get(), (std::vector<bool>{false, true}));
+  checker.stop();
+  auto st = checker.status();
+  EXPECT_EQ(st[0].passes, 2u);
+  EXPECT_EQ(st[0].failures, 3u);
+  EXPECT_EQ(st[0].last_error, "connect: refused");  // kept after the recovery
+}
+
+TEST(HealthCheckerClockTest, ProbeAsksForThePathAndHost) {
+  core::ManualClock clock;
+  FakeProbe probe;
+  HealthChecker checker(clock, probe);
+  auto check = clocked_check(1, 1);
+  check.path = "/ready?deep=1";
+  checker.set_targets({clocked_target(check),
+                       clocked_target(clocked_check(1, 1), nullptr, "other", "backend:8080")});
+  checker.start();
+  ASSERT_TRUE(probe.wait_started(2));
+  std::vector<ProbeRequest> r = {probe.request(0), probe.request(1)};
+  if (r[0].path != "/ready?deep=1") std::swap(r[0], r[1]);
+  EXPECT_EQ(r[0].path, "/ready?deep=1");
+  EXPECT_EQ(r[0].host, "10.0.0.1:80");  // the endpoint address when check.host is empty
+  EXPECT_EQ(r[0].endpoint.port(), 80);
+  EXPECT_EQ(r[1].path, "/healthz");
+  EXPECT_EQ(r[1].host, "backend:8080");
+  checker.stop();
+
+  check.host = "backend.internal";
+  HealthChecker with_host(clock, probe);
+  with_host.set_targets({clocked_target(check)});
+  with_host.start();
+  ASSERT_TRUE(probe.wait_started(3));
+  EXPECT_EQ(probe.request(2).host, "backend.internal");
+}
+
+TEST(HealthCheckerClockTest, NoAnswerWithinTheTimeoutIsAFailureAndTheProbeIsCancelled) {
+  core::ManualClock clock;
+  FakeProbe probe;
+  HealthChecker checker(clock, probe);
+  Seen seen;
+  checker.set_targets({clocked_target(clocked_check(1, 1), seen.callback())});
+  checker.start();
+  ASSERT_TRUE(probe.wait_started(1));
+  clock.advance(500ms - 1ns);
+  checker.wake();
+  EXPECT_EQ(checker.status()[0].failures, 0u);
+  clock.advance(1ns);
+  checker.wake();
+  ASSERT_TRUE(eventually([&] { return checker.status()[0].failures == 1; }));
+  EXPECT_EQ(checker.status()[0].last_error, "timeout");
+  EXPECT_EQ(probe.cancelled(), std::vector<uint64_t>{probe.id(0)});
+  EXPECT_EQ(seen.get(), std::vector<bool>{false});
+  // A late answer of the cancelled probe counts for nothing.
+  probe.answer(0, true);
+  // The next check is an interval after the timeout, and its answer does count.
+  next_check(clock, checker, probe, 2, 1s, true);
+  auto st = checker.status();
+  EXPECT_EQ(st[0].passes, 1u);
+  EXPECT_EQ(st[0].failures, 1u);
+  EXPECT_TRUE(st[0].healthy);
+  checker.stop();
+}
+
+TEST(HealthCheckerClockTest, ChecksAreSpreadOverTheJitter) {
+  core::ManualClock clock;
+  FakeProbe probe;
+  HealthChecker checker(clock, probe);
+  auto check = clocked_check(1, 1);
+  check.jitter = 100ms;
+  std::vector<HealthChecker::Target> targets;
+  for (int i = 0; i < 20; ++i)
+    targets.push_back(clocked_target(check, nullptr, "s" + std::to_string(i)));
+  checker.set_targets(std::move(targets));
+  checker.start();
+  checker.wake();  // the targets are armed, at this instant
+  // Each first check is within the jitter: all of them once it has passed.
+  clock.advance(100ms);
+  checker.wake();
+  ASSERT_TRUE(probe.wait_started(20));
+  for (size_t i = 0; i < 20; ++i) probe.answer(i, true);
+  ASSERT_TRUE(eventually([&] {
+    uint64_t passes = 0;
+    for (const auto& st : checker.status()) passes += st.passes;
+    return passes == 20;
+  }));
+  // Each next check is due within [interval, interval + jitter) after its answer.
+  clock.advance(1s - 1ns);
+  checker.wake();
+  EXPECT_EQ(probe.started(), 20u);
+  clock.advance(100ms);
+  checker.wake();
+  ASSERT_TRUE(probe.wait_started(40));
+  checker.stop();
+}
+
+TEST(HealthCheckerClockTest, ReloadKeepsStateAndTellsTheNewConsumerOnce) {
+  core::ManualClock clock;
+  FakeProbe probe;
+  HealthChecker checker(clock, probe);
+  Seen first, second, fresh;
+  checker.set_targets({clocked_target(clocked_check(1, 2), first.callback())});
+  checker.start();
+  next_check(clock, checker, probe, 1, 0s, false, "status 500");
+  next_check(clock, checker, probe, 2, 1s, false, "status 500");
+  ASSERT_EQ(first.get(), std::vector<bool>{false});
+
+  auto other_path = clocked_check(1, 2);
+  other_path.path = "/other";
+  checker.set_targets({clocked_target(clocked_check(1, 2), second.callback()),
+                       clocked_target(other_path, fresh.callback())});
+  ASSERT_TRUE(eventually([&] { return second.get().size() == 1; }));
+  EXPECT_EQ(second.get(), std::vector<bool>{false});
+  auto st = checker.status();
+  ASSERT_EQ(st.size(), 2u);
+  EXPECT_FALSE(st[0].healthy);
+  EXPECT_EQ(st[0].failures, 2u);
+  EXPECT_TRUE(st[1].healthy);  // new: from scratch, optimistic
+  EXPECT_EQ(st[1].failures, 0u);
+  // The new target is checked at once; the kept one keeps its schedule.
+  ASSERT_TRUE(probe.wait_started(3));
+  EXPECT_EQ(probe.request(2).path, "/other");
+  checker.stop();
+  EXPECT_EQ(first.get(), std::vector<bool>{false});
+  EXPECT_TRUE(fresh.get().empty());
+}
+
+TEST(HealthCheckerClockTest, RemovedTargetIsCancelledAndNotCheckedAgain) {
+  core::ManualClock clock;
+  FakeProbe probe;
+  HealthChecker checker(clock, probe);
+  checker.set_targets({clocked_target(clocked_check(1, 1))});
+  checker.start();
+  ASSERT_TRUE(probe.wait_started(1));
+  checker.set_targets({});
+  ASSERT_TRUE(eventually([&] { return probe.cancelled().size() == 1; }));
+  EXPECT_EQ(probe.cancelled()[0], probe.id(0));
+  probe.answer(0, false, "late");  // ignored
+  clock.advance(1h);
+  checker.wake();
+  EXPECT_TRUE(checker.status().empty());
+  checker.stop();
+  EXPECT_EQ(probe.started(), 1u);
+}
+
+TEST(HealthCheckerClockTest, StopCancelsTheCheckInFlightAndStartResumes) {
+  core::ManualClock clock;
+  FakeProbe probe;
+  HealthChecker checker(clock, probe);
+  checker.set_targets({clocked_target(clocked_check(1, 1))});
+  checker.start();
+  ASSERT_TRUE(probe.wait_started(1));
+  checker.stop();
+  EXPECT_EQ(probe.cancelled(), std::vector<uint64_t>{probe.id(0)});
+  probe.answer(0, false, "after stop");  // no result while stopped
+  EXPECT_EQ(checker.status()[0].failures, 0u);
+  checker.start();
+  ASSERT_TRUE(probe.wait_started(2));  // re-armed: checked at once again
+  probe.answer(1, false, "status 503");
+  ASSERT_TRUE(eventually([&] { return checker.status()[0].failures == 1; }));
+  EXPECT_FALSE(checker.status()[0].healthy);
+  checker.stop();
+}
+
+TEST(HealthCheckerClockTest, ThrowingConsumerDoesNotStopTheChecks) {
+  core::ManualClock clock;
+  FakeProbe probe;
+  HealthChecker checker(clock, probe);
+  std::atomic<int> calls{0};
+  checker.set_targets({clocked_target(clocked_check(1, 1), [&](bool) {
+    ++calls;
+    throw std::runtime_error("consumer bug");
+  })});
+  checker.start();
+  next_check(clock, checker, probe, 1, 0s, false, "status 503");
+  next_check(clock, checker, probe, 2, 1s, true);
+  next_check(clock, checker, probe, 3, 1s, true);
+  checker.stop();
+  EXPECT_EQ(calls.load(), 2);
+}
+
+// ---- The HTTP probe, with real sockets on loopback ----
 
 // A loopback HTTP server answering each request as a script says (n = 1 for the first).
 class ScriptedServer {
@@ -309,128 +644,85 @@ HealthChecker::Target make_target(const ScriptedServer& server, config::HealthCh
                                std::move(check), std::move(on_change)};
 }
 
-TEST(HealthCheckerTest, UnhealthyAfterExactlyThresholdFailuresAndHealthyAfterThresholdPasses) {
-  ScriptedServer server([](int n) { return n <= 3 ? Reply::k503 : Reply::k200; });
-  HealthChecker checker;
-  Changes changes;
-  checker.set_targets({make_target(server, fast_check(2, 3), changes.callback(checker, server))});
-  checker.start();
-  ASSERT_TRUE(wait_until([&] { return server.requests() >= 8; }));
-  checker.stop();
+// What one probe reported.
+struct Outcome {
+  int calls = 0;
+  bool pass = false;
+  std::string error;
+};
 
-  auto got = changes.get();
-  ASSERT_EQ(got.size(), 2u);
-  EXPECT_FALSE(got[0].healthy);
-  EXPECT_EQ(got[0].requests, 3);
-  EXPECT_EQ(got[0].failures, 3u);
-  EXPECT_EQ(got[0].passes, 0u);
-  EXPECT_TRUE(got[1].healthy);
-  EXPECT_EQ(got[1].requests, 5);
-  EXPECT_EQ(got[1].passes, 2u);
-
-  auto st = checker.status();
-  ASSERT_EQ(st.size(), 1u);
-  EXPECT_EQ(st[0].service, "svc");
-  EXPECT_EQ(st[0].address, server.address());
-  EXPECT_TRUE(st[0].healthy);
-  EXPECT_EQ(st[0].failures, 3u);
-  EXPECT_GE(st[0].passes, 4u);  // the 8th check may have been cut short by stop()
-  EXPECT_EQ(st[0].last_error, "status 503");
+ProbeRequest probe_request(const ScriptedServer& server, std::string path = "/healthz",
+                           std::string host = "") {
+  return ProbeRequest{server.endpoint(), host.empty() ? server.address() : std::move(host),
+                      std::move(path)};
 }
 
-TEST(HealthCheckerTest, SendsTheConfiguredRequest) {
+// Runs one probe to its end: the context runs out of work once the probe has answered and let go
+// of its socket (bounded, in case it does not).
+Outcome run_probe(const ProbeRequest& request) {
+  asio::io_context io;
+  HttpHealthProbe probe(io);
+  Outcome out;
+  probe.start(7, request, [&](bool pass, std::string error) {
+    ++out.calls;
+    out.pass = pass;
+    out.error = std::move(error);
+  });
+  io.run_for(5s);
+  EXPECT_TRUE(io.stopped()) << "the probe still has work after its answer";
+  EXPECT_EQ(probe.in_flight(), 0u);
+  EXPECT_EQ(out.calls, 1);
+  return out;
+}
+
+TEST(HttpHealthProbeTest, SendsTheConfiguredRequest) {
   ScriptedServer server([](int) { return Reply::k200; });
-  HealthChecker checker;
-  auto check = fast_check(1, 1);
-  check.path = "/ready?deep=1";
-  check.host = "backend.internal";
-  checker.set_targets({make_target(server, check, nullptr)});
-  checker.start();
-  ASSERT_TRUE(wait_until([&] { return server.requests() >= 1; }));
-  checker.stop();
+  Outcome o = run_probe(probe_request(server, "/ready?deep=1", "backend.internal"));
+  EXPECT_TRUE(o.pass);
+  EXPECT_EQ(o.error, "");
   EXPECT_EQ(server.last_request(),
             "GET /ready?deep=1 HTTP/1.1\r\nHost: backend.internal\r\n"
             "User-Agent: sluice-health-check\r\nConnection: close\r\n\r\n");
-
-  // Without a configured host, the Host header is the endpoint address.
-  check.host.clear();
-  checker.set_targets({make_target(server, check, nullptr)});
-  const int before = server.requests();
-  checker.start();
-  ASSERT_TRUE(wait_until([&] { return server.requests() >= before + 1; }));
-  checker.stop();
-  EXPECT_NE(server.last_request().find("\r\nHost: " + server.address() + "\r\n"), std::string::npos)
-      << server.last_request();
 }
 
-TEST(HealthCheckerTest, RedirectPassesAndNotFoundFails) {
-  // 404 and 302 alternate: with unhealthy_threshold 2 the endpoint never goes down.
-  ScriptedServer server([](int n) { return n % 2 ? Reply::k404 : Reply::k302; });
-  HealthChecker checker;
-  Changes changes;
-  checker.set_targets({make_target(server, fast_check(1, 2), changes.callback(checker, server))});
-  checker.start();
-  ASSERT_TRUE(wait_until([&] { return checker.status()[0].passes >= 3; }));
-  checker.stop();
-  EXPECT_EQ(changes.size(), 0u);
-  auto st = checker.status();
-  EXPECT_TRUE(st[0].healthy);
-  EXPECT_GE(st[0].failures, 3u);
-  EXPECT_LE(st[0].failures, st[0].passes + 1);
-  EXPECT_EQ(st[0].last_error, "status 404");
+TEST(HttpHealthProbeTest, TwoAndThreeHundredsPassOthersFailOnTheFinalStatus) {
+  ScriptedServer server([](int n) {
+    static const Reply kOrder[] = {Reply::k200, Reply::k302, Reply::k404, Reply::k503};
+    return kOrder[(n - 1) % 4];
+  });
+  Outcome ok = run_probe(probe_request(server));
+  Outcome redirect = run_probe(probe_request(server));
+  Outcome not_found = run_probe(probe_request(server));
+  Outcome unavailable = run_probe(probe_request(server));  // after a 103 interim response
+  EXPECT_TRUE(ok.pass);
+  EXPECT_TRUE(redirect.pass);
+  EXPECT_FALSE(not_found.pass);
+  EXPECT_EQ(not_found.error, "status 404");
+  EXPECT_FALSE(unavailable.pass);
+  EXPECT_EQ(unavailable.error, "status 503");
 }
 
-TEST(HealthCheckerTest, TimeoutCountsAsFailure) {
-  ScriptedServer server([](int) { return Reply::kSilent; });
-  HealthChecker checker;
-  Changes changes;
-  auto check = fast_check(1, 3);
-  check.timeout = 30ms;
-  checker.set_targets({make_target(server, check, changes.callback(checker, server))});
-  checker.start();
-  ASSERT_TRUE(wait_until([&] { return changes.size() >= 1; }));
-  checker.stop();
-  auto got = changes.get();
-  ASSERT_EQ(got.size(), 1u);
-  EXPECT_FALSE(got[0].healthy);
-  EXPECT_EQ(got[0].requests, 3);
-  EXPECT_EQ(got[0].failures, 3u);
-  EXPECT_EQ(checker.status()[0].last_error, "timeout");
-}
-
-TEST(HealthCheckerTest, GarbageAnswerIsAFailure) {
+TEST(HttpHealthProbeTest, GarbageAnswerIsAFailure) {
   ScriptedServer server([](int) { return Reply::kGarbage; });
-  HealthChecker checker;
-  Changes changes;
-  checker.set_targets({make_target(server, fast_check(1, 2), changes.callback(checker, server))});
-  checker.start();
-  ASSERT_TRUE(wait_until([&] { return changes.size() >= 1; }));
-  checker.stop();
-  auto got = changes.get();
-  ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(got[0].requests, 2);
-  EXPECT_EQ(checker.status()[0].last_error.rfind("bad response: ", 0), 0u)
-      << checker.status()[0].last_error;
+  Outcome o = run_probe(probe_request(server));
+  EXPECT_FALSE(o.pass);
+  EXPECT_EQ(o.error.rfind("bad response: ", 0), 0u) << o.error;
 }
 
-TEST(HealthCheckerTest, ResponseBytesAreBounded) {
+TEST(HttpHealthProbeTest, ResponseBytesAreBounded) {
+  // A head that never ends and a connection that stays open: only the bound ends the probe.
   ScriptedServer server([](int) { return Reply::kHuge; });
-  HealthChecker checker;
-  Changes changes;
-  auto check = fast_check(1, 1);
-  check.timeout = 1500ms;  // the bound, not the timeout, must end the check
-  checker.set_targets({make_target(server, check, changes.callback(checker, server))});
-  const auto t0 = std::chrono::steady_clock::now();
-  checker.start();
-  ASSERT_TRUE(wait_until([&] { return changes.size() >= 1; }));
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1000ms);
-  checker.stop();
-  EXPECT_NE(checker.status()[0].last_error.find("too large"), std::string::npos)
-      << checker.status()[0].last_error;
+  Outcome o = run_probe(probe_request(server));
+  EXPECT_FALSE(o.pass);
+  EXPECT_EQ(o.error, "response head too large");
 }
 
-TEST(HealthCheckerTest, CloseWithoutAnswerAndRefusedConnectAreFailures) {
+TEST(HttpHealthProbeTest, CloseWithoutAnswerAndRefusedConnectAreFailures) {
   ScriptedServer server([](int) { return Reply::kClose; });
+  Outcome closed = run_probe(probe_request(server));
+  EXPECT_FALSE(closed.pass);
+  EXPECT_FALSE(closed.error.empty());
+
   // A port nothing listens on: take one from a listener, then close it.
   uint16_t dead_port;
   {
@@ -438,124 +730,67 @@ TEST(HealthCheckerTest, CloseWithoutAnswerAndRefusedConnectAreFailures) {
     asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
     dead_port = a.local_endpoint().port();
   }
-  HealthChecker checker;
-  Changes closed, refused;
-  auto dead = make_target(server, fast_check(1, 1), refused.callback(checker, server, 1), "dead");
+  ProbeRequest dead = probe_request(server);
   dead.endpoint.port(dead_port);
-  dead.address = "127.0.0.1:" + std::to_string(dead_port);
-  checker.set_targets(
-      {make_target(server, fast_check(1, 1), closed.callback(checker, server, 0)), dead});
-  checker.start();
-  ASSERT_TRUE(wait_until([&] { return closed.size() >= 1 && refused.size() >= 1; }));
-  checker.stop();
-  auto st = checker.status();
-  ASSERT_EQ(st.size(), 2u);
-  EXPECT_FALSE(st[0].healthy);
-  EXPECT_FALSE(st[0].last_error.empty());
-  EXPECT_EQ(st[1].service, "dead");
-  EXPECT_FALSE(st[1].healthy);
-  EXPECT_EQ(st[1].last_error.rfind("connect: ", 0), 0u) << st[1].last_error;
+  Outcome refused = run_probe(dead);
+  EXPECT_FALSE(refused.pass);
+  EXPECT_EQ(refused.error.rfind("connect: ", 0), 0u) << refused.error;
 }
 
-TEST(HealthCheckerTest, HealthyEndpointCausesNoChange) {
-  ScriptedServer server([](int) { return Reply::k200; });
+TEST(HttpHealthProbeTest, CancelledProbeNeverAnswersAndLetsGo) {
+  ScriptedServer server([](int) { return Reply::kSilent; });
+  asio::io_context io;
+  HttpHealthProbe probe(io);
+  int calls = 0;
+  probe.start(1, probe_request(server), [&](bool, std::string) { ++calls; });
+  const auto end = std::chrono::steady_clock::now() + 5s;
+  while (server.requests() < 1 && std::chrono::steady_clock::now() < end) io.run_one_for(10ms);
+  ASSERT_EQ(server.requests(), 1);
+  probe.cancel(1);
+  probe.cancel(99);  // unknown: ignored
+  EXPECT_EQ(probe.in_flight(), 0u);
+  io.restart();
+  io.run_for(5s);
+  EXPECT_TRUE(io.stopped()) << "work left after the cancel";
+  EXPECT_EQ(calls, 0);
+}
+
+// The production wiring end to end: the default checker (steady clock, HTTP probes) against a
+// real server. Waits on conditions only; the checks run every 20 ms.
+TEST(HealthCheckerTest, ProductionCheckerFollowsARealEndpointDownAndUp) {
+  ScriptedServer server([](int n) { return n <= 3 ? Reply::k503 : Reply::k200; });
   HealthChecker checker;
   Changes changes;
-  checker.set_targets({make_target(server, fast_check(2, 1), changes.callback(checker, server))});
+  checker.set_targets({make_target(server, fast_check(2, 3), changes.callback(checker, server))});
   checker.start();
-  ASSERT_TRUE(wait_until([&] { return server.requests() >= 4; }));
+  ASSERT_TRUE(wait_until([&] { return changes.size() >= 2; }, 5000ms));
   checker.stop();
-  EXPECT_EQ(changes.size(), 0u);
-  EXPECT_TRUE(checker.status()[0].healthy);
-  EXPECT_EQ(checker.status()[0].failures, 0u);
-  EXPECT_EQ(checker.status()[0].last_error, "");
-}
-
-TEST(HealthCheckerTest, SetTargetsKeepsStateOfTheSameTarget) {
-  ScriptedServer server([](int) { return Reply::k503; });
-  HealthChecker checker;
-  Changes first, second, other;
-  checker.set_targets({make_target(server, fast_check(1, 2), first.callback(checker, server))});
-  checker.start();
-  ASSERT_TRUE(wait_until([&] { return first.size() >= 1; }));
-  const uint64_t failures_before = checker.status()[0].failures;
-  ASSERT_GE(failures_before, 2u);
-
-  // A reload: same (service, address, path) with other settings and a new consumer, plus a new
-  // target with another path on the same server.
-  auto kept = fast_check(1, 2);
-  kept.interval = 25ms;
-  auto fresh = fast_check(1, 3);
-  fresh.path = "/other";
-  checker.set_targets({make_target(server, kept, second.callback(checker, server, 0)),
-                       make_target(server, fresh, other.callback(checker, server, 1))});
-  auto st = checker.status();
-  ASSERT_EQ(st.size(), 2u);
-  EXPECT_FALSE(st[0].healthy);
-  EXPECT_GE(st[0].failures, failures_before);
-
-  // The new consumer of the kept target learns once that it is down; the new target starts
-  // from scratch and needs its own three failures.
-  ASSERT_TRUE(wait_until([&] { return second.size() >= 1 && other.size() >= 1; }));
-  ASSERT_TRUE(wait_until([&] { return checker.status()[0].failures >= failures_before + 3; }));
-  checker.stop();
-  EXPECT_EQ(first.size(), 1u);
-  auto got = second.get();
-  ASSERT_EQ(got.size(), 1u);
+  auto got = changes.get();
+  ASSERT_EQ(got.size(), 2u);
   EXPECT_FALSE(got[0].healthy);
-  auto o = other.get();
-  ASSERT_EQ(o.size(), 1u);
-  EXPECT_FALSE(o[0].healthy);
-  EXPECT_EQ(o[0].failures, 3u);
+  EXPECT_EQ(got[0].failures, 3u);
+  EXPECT_TRUE(got[1].healthy);
+  EXPECT_EQ(got[1].passes, 2u);
+  EXPECT_EQ(checker.status()[0].last_error, "status 503");
 }
 
-TEST(HealthCheckerTest, ThrowingConsumerDoesNotStopTheChecks) {
-  ScriptedServer server([](int n) { return n == 1 ? Reply::k503 : Reply::k200; });
-  HealthChecker checker;
-  std::atomic<int> calls{0};
-  checker.set_targets({make_target(server, fast_check(1, 1), [&](bool) {
-    ++calls;
-    throw std::runtime_error("consumer bug");
-  })});
-  checker.start();
-  // Down after check 1, up after check 2: both changes delivered although the first threw.
-  ASSERT_TRUE(wait_until([&] { return calls.load() >= 2 && server.requests() >= 4; }));
-  checker.stop();
-  EXPECT_EQ(calls.load(), 2);
-}
-
-TEST(HealthCheckerTest, RemovedTargetsAreNoLongerChecked) {
-  ScriptedServer server([](int) { return Reply::k200; });
-  HealthChecker checker;
-  checker.set_targets({make_target(server, fast_check(1, 1), nullptr)});
-  checker.start();
-  ASSERT_TRUE(wait_until([&] { return server.requests() >= 2; }));
-  checker.set_targets({});
-  EXPECT_TRUE(checker.status().empty());
-  std::this_thread::sleep_for(30ms);  // a check in flight at the removal may still land
-  const int after = server.requests();
-  std::this_thread::sleep_for(100ms);  // five intervals
-  EXPECT_EQ(server.requests(), after);
-  checker.stop();
-}
-
-TEST(HealthCheckerTest, StopCancelsChecksInFlight) {
+TEST(HealthCheckerTest, ProductionCheckerTimesOutASilentEndpointAndStopsAtOnce) {
   ScriptedServer server([](int) { return Reply::kSilent; });
   auto check = fast_check(1, 1);
-  check.timeout = 3s;
+  check.timeout = 30ms;
+  HealthChecker checker;
+  Changes changes;
+  checker.set_targets({make_target(server, check, changes.callback(checker, server))});
+  checker.start();
+  ASSERT_TRUE(wait_until([&] { return changes.size() >= 1; }, 5000ms));
+  EXPECT_EQ(checker.status()[0].last_error, "timeout");
+  check.timeout = 1h;
+  checker.set_targets({make_target(server, check, nullptr)});
+  const int before = server.requests();
+  ASSERT_TRUE(wait_until([&] { return server.requests() > before; }, 5000ms));
   const auto t0 = std::chrono::steady_clock::now();
-  {
-    HealthChecker checker;
-    checker.set_targets({make_target(server, check, nullptr)});
-    checker.start();
-    ASSERT_TRUE(wait_until([&] { return server.requests() >= 1; }));
-    checker.stop();
-    EXPECT_EQ(checker.status()[0].failures, 0u);  // a cancelled check is no result
-    // Restart resumes checking the same targets; the destructor stops again.
-    checker.start();
-    ASSERT_TRUE(wait_until([&] { return server.requests() >= 2; }));
-  }
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+  checker.stop();  // the check in flight (an hour's timeout) is cancelled
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
 }
 
 }  // namespace
