@@ -230,12 +230,76 @@ Bootstrap bootstrap_from_control_plane(const std::string& local_path, const std:
   return b;
 }
 
-ControlLink::ControlLink(Gateway& gateway, const config::GatewayConfig& config)
-    : gateway_(gateway), cfg_(config.control_plane), node_(config.node) {
+control::HttpReply HttpControlTransport::call(const std::string& token, const std::string& method,
+                                              const std::string& path, const std::string* body,
+                                              const control::HttpOptions& options) {
+  return control::http_call(server_, token, method, path, body, options);
+}
+
+namespace {
+
+// The gateway as the link's host: a pushed config is applied on the gateway's control thread.
+class GatewayLinkHost final : public LinkHost {
+ public:
+  explicit GatewayLinkHost(Gateway& gateway) : gateway_(gateway) {}
+  void apply_pushed(PushedConfig pushed, Applied done) override {
+    Gateway* gw = &gateway_;
+    asio::post(gateway_.io(), [gw, pushed = std::move(pushed), done = std::move(done)] {
+      done(gw->apply_pushed(pushed));
+    });
+  }
+  std::shared_ptr<const Snapshot> snapshot() const override { return gateway_.snapshot(); }
+  json versions_json() const override { return gateway_.versions_json(); }
+  size_t connection_count() const override {
+    size_t n = 0;
+    for (const auto& w : gateway_.workers()) n += w->connection_count();
+    return n;
+  }
+
+ private:
+  Gateway& gateway_;
+};
+
+std::unique_ptr<ControlTransport> http_transport(const config::ControlPlane& cp) {
   std::string error;
-  auto server = control::parse_server_url(cfg_.address, &error);
+  auto server = control::parse_server_url(cp.address, &error);
   if (!server) throw std::runtime_error("control_plane.address: " + error);
-  server_ = *server;
+  return std::make_unique<HttpControlTransport>(std::move(*server));
+}
+
+}  // namespace
+
+ControlLink::ControlLink(Gateway& gateway, const config::GatewayConfig& config)
+    : own_host_(std::make_unique<GatewayLinkHost>(gateway)),
+      own_transport_(http_transport(config.control_plane)),
+      host_(*own_host_),
+      transport_(*own_transport_),
+      clock_(core::SteadyClock::instance()),
+      cfg_(config.control_plane),
+      node_(config.node) {}
+
+ControlLink::ControlLink(LinkHost& host, const config::GatewayConfig& config,
+                         ControlTransport& transport, const core::Clock& clock)
+    : host_(host),
+      transport_(transport),
+      clock_(clock),
+      cfg_(config.control_plane),
+      node_(config.node) {}
+
+control::HttpReply ControlLink::call(const std::string& token, const std::string& method,
+                                     const std::string& path, const std::string* body,
+                                     const control::HttpOptions& options) {
+  return transport_.call(token, method, path, body, options);
+}
+
+void ControlLink::wake() {
+  { std::lock_guard lock(mu_); }  // a waiter is either before its check or inside wait
+  cv_.notify_all();
+}
+
+std::optional<core::MonoTime> ControlLink::retry_at() const {
+  std::lock_guard lock(mu_);
+  return retry_at_;
 }
 
 ControlLink::~ControlLink() {
@@ -305,8 +369,7 @@ void ControlLink::report_exit() {
   control::HttpOptions o = http_options(cfg_, 500ms, nullptr);
   o.connect_timeout = 500ms;
   control::HttpReply r =
-      control::http_call(server_, *token, "POST",
-                         "/v1/gateways/" + control::url_encode(node_.id) + "/status", &text, o);
+      call(*token, "POST", "/v1/gateways/" + control::url_encode(node_.id) + "/status", &text, o);
   if (r.status >= 200 && r.status < 300) {
     core::log_info("control plane {}: told it this gateway exited", cfg_.address);
   } else {
@@ -315,9 +378,18 @@ void ControlLink::report_exit() {
   }
 }
 
-bool ControlLink::sleep_for(std::chrono::milliseconds d) {
+bool ControlLink::sleep_until(core::MonoTime deadline, bool retry,
+                              const std::function<bool()>& until) {
   std::unique_lock lock(mu_);
-  cv_.wait_for(lock, d, [this] { return stopping_; });
+  if (retry) retry_at_ = deadline;
+  // Real time is waited in spans of what is left on the link's clock: the steady clock ends the
+  // wait by itself, a hand-moved one with wake().
+  while (!stopping_ && !(until && until())) {
+    const core::MonoTime now = clock_.now();
+    if (now >= deadline) break;
+    cv_.wait_for(lock, deadline - now);
+  }
+  if (retry) retry_at_.reset();
   return !stopping_;
 }
 
@@ -370,9 +442,9 @@ bool ControlLink::send_status(const Status& s, const std::string& token,
                {"error", s.error}};
   if (!s.version.empty()) body["applied_version"] = s.version;  // none yet: the store keeps 0
   std::string text = body.dump();
-  control::HttpReply r = control::http_call(
-      server_, token, "POST", "/v1/gateways/" + control::url_encode(node_.id) + "/status", &text,
-      http_options(cfg_, 5s, canceller));
+  control::HttpReply r =
+      call(token, "POST", "/v1/gateways/" + control::url_encode(node_.id) + "/status", &text,
+           http_options(cfg_, 5s, canceller));
   if (r.status >= 200 && r.status < 300) {
     contact();
     return true;
@@ -405,7 +477,7 @@ void ControlLink::watch_loop() {
     note(what);
     auto jitter = std::chrono::milliseconds(static_cast<int64_t>(
         static_cast<double>(backoff.count()) * core::thread_rng().next_double() * 0.5));
-    sleep_for(backoff + jitter);
+    sleep_until(clock_.now() + backoff + jitter, /*retry=*/true);
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, transport ? 1s : 10s);
   };
   bool reachable = true;  // as far as the last poll knows; status reports wait for it
@@ -443,9 +515,8 @@ void ControlLink::watch_loop() {
     }
     const core::Duration wait = healthy ? cfg_.poll_wait : core::Duration::zero();
     auto io = std::chrono::duration_cast<std::chrono::milliseconds>(wait) + 15s;
-    control::HttpReply r =
-        control::http_call(server_, token_, "GET", config_path(node_, after, wait), nullptr,
-                           http_options(cfg_, io, &watch_cancel_));
+    control::HttpReply r = call(token_, "GET", config_path(node_, after, wait), nullptr,
+                                http_options(cfg_, io, &watch_cancel_));
     {
       std::lock_guard lock(mu_);
       if (stopping_) return;
@@ -480,9 +551,8 @@ void ControlLink::watch_loop() {
     // Apply on the gateway's control thread, through the reload path; wait for the verdict.
     auto done = std::make_shared<std::promise<ReloadResult>>();
     auto future = done->get_future();
-    auto copy = std::make_shared<PushedConfig>(*pushed);
-    Gateway* gw = &gateway_;
-    asio::post(gateway_.io(), [gw, done, copy] { done->set_value(gw->apply_pushed(*copy)); });
+    host_.apply_pushed(*pushed,
+                       [done](ReloadResult result) { done->set_value(std::move(result)); });
     while (future.wait_for(200ms) != std::future_status::ready) {
       std::lock_guard lock(mu_);
       if (stopping_) return;
@@ -511,14 +581,14 @@ void ControlLink::watch_loop() {
 }
 
 void ControlLink::report_loop() {
-  auto last_report = std::chrono::steady_clock::now();
+  auto last_report = clock_.now();
   bool draining_to_send = false;  // a failed one is tried again once a second
   while (true) {
     {
       // Woken early by draining(): the control plane hears of it at once, not at the next report.
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, 1s, [this] { return stopping_ || draining_unsent_; });
-      if (stopping_) return;
+      if (!sleep_until(clock_.now() + 1s, /*retry=*/false, [this] { return draining_unsent_; }))
+        return;
+      std::lock_guard lock(mu_);
       draining_to_send = draining_to_send || draining_unsent_;
       draining_unsent_ = false;
     }
@@ -530,7 +600,7 @@ void ControlLink::report_loop() {
         draining_to_send = false;
     }
     scan_events();
-    auto now = std::chrono::steady_clock::now();
+    auto now = clock_.now();
     if (now - last_report < cfg_.report_interval) continue;
     last_report = now;
     std::string error;
@@ -540,8 +610,7 @@ void ControlLink::report_loop() {
     // Counters are sent as deltas; a snapshot that does not arrive is folded into the next one.
     std::map<std::string, uint64_t> before = prev_;
     std::string snapshot = stats_snapshot();
-    control::HttpReply r =
-        control::http_call(server_, *token, "POST", "/v1/stats", &snapshot, options);
+    control::HttpReply r = call(*token, "POST", "/v1/stats", &snapshot, options);
     if (r.status < 200 || r.status >= 300) {
       prev_ = std::move(before);
     } else {
@@ -556,8 +625,7 @@ void ControlLink::report_loop() {
     std::string body = "[";
     for (size_t i = 0; i < events.size(); ++i) body += (i ? "," : "") + events[i];
     body += "]";
-    r = control::http_call(server_, *token, "POST",
-                           "/v1/events?gateway=" + control::url_encode(node_.id), &body, options);
+    r = call(*token, "POST", "/v1/events?gateway=" + control::url_encode(node_.id), &body, options);
     if (r.status < 200 || r.status >= 300) {
       std::lock_guard lock(mu_);
       events.insert(events.end(), events_.begin(), events_.end());
@@ -568,7 +636,7 @@ void ControlLink::report_loop() {
 }
 
 void ControlLink::scan_events() {
-  std::shared_ptr<const Snapshot> snap = gateway_.snapshot();
+  std::shared_ptr<const Snapshot> snap = host_.snapshot();
   if (!snap || !snap->governance) return;
   core::MonoTime now = std::chrono::steady_clock::now();
   const auto& gov = *snap->governance;
@@ -628,13 +696,13 @@ void ControlLink::scan_events() {
 }
 
 std::string ControlLink::stats_snapshot() {
-  std::shared_ptr<const Snapshot> snap = gateway_.snapshot();
+  std::shared_ptr<const Snapshot> snap = host_.snapshot();
   json out = {{"gateway", node_.id},
               {"city", node_.city},
               {"zone", node_.zone},
               {"at_ms", wall_ms()},
               {"config_version", applied_version()},
-              {"versions", gateway_.versions_json()}};
+              {"versions", host_.versions_json()}};
   std::map<std::string, uint64_t> next;
   auto delta = [&](const std::string& key, uint64_t value) -> uint64_t {
     next[key] = value;
@@ -658,9 +726,7 @@ std::string ControlLink::stats_snapshot() {
     for (size_t k = 0; k < c.by_class.size(); ++k) *total += c.by_class[k]->value();
     *errors += c.by_class[4]->value();
   };
-  size_t connections = 0;
-  for (const auto& w : gateway_.workers()) connections += w->connection_count();
-  out["concurrency"] = connections;
+  out["concurrency"] = host_.connection_count();
   if (!snap) return out.dump();
   const config::GatewayConfig& cfg = *snap->config;
 

@@ -3,11 +3,14 @@
 // last applied one in cache_dir, and reports back which version it applied or why it refused it,
 // stats snapshots (deltas) and events (breaker, ejection, health, failover). Two threads of its
 // own; nothing here is on the request path, and a control plane that is slow or gone only delays
-// what the link sends. See docs/control-plane.md, "Gateway side".
+// what the link sends. Time (a Clock), the wire (a ControlTransport) and the gateway (a LinkHost)
+// are injected, so the link's state machine is tested without sockets or sleeps. See
+// docs/control-plane.md, "Gateway side".
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,12 +19,17 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "config/config.h"
 #include "control/client.h"
+#include "core/clock.h"
 
 namespace sluice::gateway {
 
 class Gateway;
+struct ReloadResult;
+struct Snapshot;
 
 // The sections a control plane pushed, as JSON (`config` of GET /v1/gateway-config).
 struct PushedConfig {
@@ -48,9 +56,49 @@ std::string cache_file(const config::ControlPlane& cp);
 std::optional<PushedConfig> read_cache(const config::ControlPlane& cp, std::string* error);
 bool write_cache(const config::ControlPlane& cp, const PushedConfig& pushed, std::string* error);
 
+// The wire to the control plane: one HTTP call (status 0 = no answer, see error). Called from
+// the link's threads, possibly two at once; `options.canceller` aborts a call in progress.
+class ControlTransport {
+ public:
+  virtual ~ControlTransport() = default;
+  virtual control::HttpReply call(const std::string& token, const std::string& method,
+                                  const std::string& path, const std::string* body,
+                                  const control::HttpOptions& options) = 0;
+};
+
+// The production transport: control::http_call to one server.
+class HttpControlTransport final : public ControlTransport {
+ public:
+  explicit HttpControlTransport(control::ServerUrl server) : server_(std::move(server)) {}
+  control::HttpReply call(const std::string& token, const std::string& method,
+                          const std::string& path, const std::string* body,
+                          const control::HttpOptions& options) override;
+
+ private:
+  control::ServerUrl server_;
+};
+
+// What the link needs of its gateway. Thread-safe: called from the link's threads.
+class LinkHost {
+ public:
+  using Applied = std::function<void(ReloadResult)>;
+  virtual ~LinkHost() = default;
+  // Applies a pushed config through the reload path and calls `done` with the verdict, on any
+  // thread, possibly after the link stopped waiting for it.
+  virtual void apply_pushed(PushedConfig pushed, Applied done) = 0;
+  virtual std::shared_ptr<const Snapshot> snapshot() const = 0;  // null before the first config
+  virtual nlohmann::json versions_json() const = 0;
+  virtual size_t connection_count() const = 0;  // client connections open, all workers
+};
+
 class ControlLink {
  public:
+  // Production: the gateway, HTTP to control_plane.address and the steady clock.
   ControlLink(Gateway& gateway, const config::GatewayConfig& config);
+  // Injected (tests): all three must outlive the link. A clock that does not follow real time
+  // needs wake() after it moves.
+  ControlLink(LinkHost& host, const config::GatewayConfig& config, ControlTransport& transport,
+              const core::Clock& clock);
   ~ControlLink();
   ControlLink(const ControlLink&) = delete;
   ControlLink& operator=(const ControlLink&) = delete;
@@ -75,6 +123,13 @@ class ControlLink {
   // For admin /stats: the link's state as JSON.
   std::string state_json() const;
 
+  // Thread-safe: look at the clock again now (waits that are due end). Only needed with a clock
+  // that is moved by hand.
+  void wake();
+  // When the watcher polls again after a problem (its backoff, on the link's clock); nullopt
+  // while it is not waiting to retry.
+  std::optional<core::MonoTime> retry_at() const;
+
  private:
   struct Status {
     std::string version;
@@ -85,19 +140,28 @@ class ControlLink {
   void report_loop();
   bool send_status(const Status& s, const std::string& token, control::CallCanceller* canceller,
                    std::string* error);
+  control::HttpReply call(const std::string& token, const std::string& method,
+                          const std::string& path, const std::string* body,
+                          const control::HttpOptions& options);
   void contact();  // the control plane answered: clear the error, note the time
   void scan_events();
   std::string stats_snapshot();
   std::string applied_version() const;
-  bool sleep_for(std::chrono::milliseconds d);  // false when stopping
+  // Waits until `deadline` on the link's clock, or until stopping (false) or `until` holds
+  // (checked under mu_). `retry`: a watcher backoff, shown by retry_at().
+  bool sleep_until(core::MonoTime deadline, bool retry, const std::function<bool()>& until = {});
   // The status word to report for a config status: `draining` once the gateway drains.
   std::string status_word(bool applied) const;
   void report_exit();
 
-  Gateway& gateway_;
+  // Production wiring, when not injected.
+  std::unique_ptr<LinkHost> own_host_;
+  std::unique_ptr<ControlTransport> own_transport_;
+  LinkHost& host_;
+  ControlTransport& transport_;
+  const core::Clock& clock_;
   config::ControlPlane cfg_;
   config::Node node_;
-  control::ServerUrl server_;
   std::string token_;
   control::CallCanceller watch_cancel_;
   control::CallCanceller report_cancel_;
@@ -116,6 +180,7 @@ class ControlLink {
   bool draining_unsent_ = false;
   bool exit_reported_ = false;
   int64_t last_contact_ms_ = 0;
+  std::optional<core::MonoTime> retry_at_;
   uint64_t polls_ = 0, applied_count_ = 0, refused_count_ = 0, poll_errors_ = 0;
   std::vector<std::string> events_;  // JSON objects waiting to be sent
 
