@@ -1007,7 +1007,33 @@ Connection::RetryCost Connection::can_retry(uint32_t on_flag, bool refused, bool
   }
   // Nothing of the request left the gateway when the connection could not be opened.
   if (!may_resend && on_flag != config::kRetryConnectFailure) return RetryCost::kNone;
-  if (static_cast<uint32_t>(attempts_) - free_retries_ > r.attempts) return RetryCost::kNone;
+  // An instance that died under the request (issue 11): a dying process's kernel resets the
+  // connections it had accepted but not served, before the refusals that mark the endpoint down
+  // arrive. So a try at an endpoint that is down now (refused since, by any worker) is failover,
+  // as a refusal is: one free try per such endpoint, counted when deciding (not when the try
+  // failed), and only while an endpoint not tried yet is in rotation. Endpoints that close
+  // without refusing (never down) keep the 1 + attempts bound.
+  uint32_t dead = 0;
+  if (may_resend && (before_response || refused)) {
+    const auto& od = *services_->snapshot->governance->services[service_index_].outlier;
+    const core::MonoTime now = worker_.now();
+    bool elsewhere = false;
+    for (size_t k = 0; k < tried_.size(); ++k) {
+      const uint32_t i = tried_[k];
+      if (std::find(tried_.begin(), tried_.begin() + k, i) == tried_.begin() + k &&
+          od.down(i, now)) {
+        ++dead;
+      }
+    }
+    for (size_t i = 0; i < n && !elsewhere; ++i) {
+      elsewhere = od.available(i, now) &&
+                  std::find(tried_.begin(), tried_.end(), static_cast<uint32_t>(i)) == tried_.end();
+    }
+    // Refusals that were retried for free already used their endpoint's free try.
+    const uint32_t refused_free = free_retries_ - (stale_retried_ ? 1 : 0);
+    dead = elsewhere && dead > refused_free ? dead - refused_free : 0;
+  }
+  if (int64_t{attempts_} - free_retries_ - dead > int64_t{r.attempts}) return RetryCost::kNone;
   // A connect that failed or timed out put no load on the service: no budget needed. Nor does a
   // connection that closed before any response byte: that is an instance going away (a
   // connection the kernel accepted for a process that died, a further stale pooled connection),

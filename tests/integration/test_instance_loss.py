@@ -6,6 +6,9 @@ Setup as in issue 11: a `kind: global` service with instances in city a (the gat
 b, `locality: {prefer: same_city}`, a health check at 1s that needs 2 failures, no `retry`
 section, a 2-worker gateway."""
 
+import socket
+import struct
+import threading
 import unittest
 
 from harness import (DeadPort, FakeUpstream, SluiceTestCase, endpoint, http_request, route,
@@ -71,6 +74,92 @@ class InstanceLossTest(SluiceTestCase):
     def test_kill_local_city_256_clients(self):
         r = self.run_kill(256, ["a1", "a2"])
         self.assertEqual(set(r.cities_after), {"b"}, r.cities_after)
+
+
+class DyingUpstream(FakeUpstream):
+    """An instance about to be SIGKILLed: it takes requests and holds them; die() closes its
+    listener (connects are refused from then on) and resets the connections it held, as the
+    kernel does for a process killed with requests accepted but not answered."""
+
+    def __init__(self):
+        self.dead = threading.Event()
+        self.held = 0
+        super().__init__(self._hold)
+
+    def _hold(self, sock, head):
+        with self._lock:
+            self.held += 1
+        self.dead.wait(30)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return False
+
+    def die(self):
+        self.close()
+        self.dead.set()
+
+
+class DyingCityTest(SluiceTestCase):
+    def test_resets_by_two_dying_instances_fail_over_to_the_other_city(self):
+        # Issue 11's flake, step by step: a request's first try is reset by a dying instance of
+        # the local city before any refusal marked it down, its retry (the one try `attempts`
+        # allows by default) is reset by the other dying local instance. The first one has been
+        # refused to another request meanwhile (down): its try was failover, not load, so the
+        # request goes on to the other city instead of failing with 502.
+        x, y = DyingUpstream(), DyingUpstream()
+
+        def ok(sock, head):
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            return True
+        z = FakeUpstream(ok)
+        for u in (x, y, z):
+            self.addCleanup(u.close)
+        for u in (x, y):
+            self.addCleanup(u.dead.set)
+        gw = self.gateway({
+            "node": {"id": "gw-a", "city": "a", "zone": "a1"},
+            "workers": 1,
+            "access_log": {"path": "off"},
+            "services": [{
+                "name": "pay", "kind": "global",
+                "endpoints": [endpoint(x.address, city="a", zone="a1"),
+                              endpoint(y.address, city="a", zone="a1"),
+                              endpoint(z.address, city="b", zone="b1")],
+                "locality": {"prefer": "same_city"},
+            }],
+            "routes": [route("pay", "pay", path_prefix="/")],
+        })
+        results = {}
+
+        def call(name):
+            results[name] = http_request(gw.address, "GET", f"/{name}", timeout=30)
+        t1 = threading.Thread(target=call, args=("r1",), daemon=True)
+        t1.start()
+        wait_until(lambda: x.held + y.held == 1, 10, message="the first try to be held")
+        first, second = (x, y) if x.held else (y, x)
+        first.die()
+        wait_until(lambda: second.held == 1, 10, message="the retry at the other local instance")
+        # Other requests, until one finds the first instance refusing: out of rotation (passive
+        # health). Those that the balancer sends to the second instance are held there.
+        def down():
+            return gw.metric("sluice_endpoint_down_total", endpoint=first.address) >= 1
+        threads = [t1]
+        while not down():
+            self.assertLess(len(threads), 20, "no request tried the first instance")
+            t = threading.Thread(target=call, args=(f"r{len(threads) + 1}",), daemon=True)
+            t.start()
+            threads.append(t)
+            held = len(threads)
+            wait_until(lambda: down() or second.held >= held or z.requests >= held - 1, 10,
+                       message="the request to reach an instance")
+        second.die()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(len(results), len(threads))
+        for name, r in sorted(results.items()):
+            self.assertEqual(r.status, 200, f"{name}: {r.body}")
+        # Every request ended in city b; r1 after two resets.
+        self.assertEqual(z.requests, len(threads))
+        self.assertEqual(first.held, 1)
 
 
 class AllDeadTest(SluiceTestCase):
