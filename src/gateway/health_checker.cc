@@ -471,7 +471,6 @@ void HealthChecker::finish(const EntryPtr& e, bool pass, std::string error) {
   std::optional<bool> change;
   std::function<void(bool)> notify;
   std::string service, address, last_error;
-  core::Duration interval, jitter;
   {
     std::lock_guard lock(mutex_);
     if (!active_ || e->removed) {
@@ -491,8 +490,11 @@ void HealthChecker::finish(const EntryPtr& e, bool pass, std::string error) {
       address = e->target.address;
       last_error = e->last_error;
     }
-    interval = e->target.check.interval;
-    jitter = e->target.check.jitter;
+    // The next check is an interval after this one ended (not after it began): a slow endpoint
+    // is not probed back to back. Set with the counts, so that whoever sees this result also
+    // sees the next check scheduled from it.
+    e->due = clock_.now() +
+             next_check_delay(e->target.check.interval, e->target.check.jitter, core::thread_rng());
   }
   if (change) {
     if (*change) {
@@ -503,9 +505,6 @@ void HealthChecker::finish(const EntryPtr& e, bool pass, std::string error) {
     }
     if (notify) notify_safely(notify, *change);
   }
-  // The next check is an interval after this one ended (not after it began): a slow endpoint is
-  // not probed back to back.
-  e->due = clock_.now() + next_check_delay(interval, jitter, core::thread_rng());
 }
 
 void HealthChecker::halt(const EntryPtr& e) {
