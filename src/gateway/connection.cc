@@ -836,6 +836,18 @@ void Connection::on_upstream_data(int err, const char* data, size_t n) {
       flush_downstream();
       return;
     }
+    // A new connection reset before any response byte: a process that died with the request
+    // accepted by its kernel (the listener goes with it), not the keep-alive race of a pooled
+    // one. Out of every worker's choice at once, as a refusal is (issue 11).
+    if (err == ECONNRESET && !up_reused_ && !resp_got_bytes_ && endpoint_ >= 0) {
+      const ServiceInfo& si = services_->snapshot->services[service_index_];
+      auto& od = *services_->snapshot->governance->services[service_index_].outlier;
+      if (od.mark_down(static_cast<size_t>(endpoint_), worker_.now())) {
+        core::log_warn("endpoint {} of service {} reset a new connection: out of rotation for {}",
+                       si.endpoints[endpoint_].address, si.cfg->name,
+                       core::format_duration(od.down_for()));
+      }
+    }
     on_upstream_failure(UpstreamErrorKind::kReset, "upstream closed the connection");
     return;
   }
