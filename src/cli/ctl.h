@@ -1,5 +1,6 @@
 // `sluice ctl`: the command-line client of the control plane (kubectl-like). Talks to
-// `sluice control`'s JSON API (docs/control-plane.md) over plain HTTP.
+// `sluice control`'s JSON API (docs/control-plane.md) over HTTP or HTTPS. One verb per file in
+// src/cli/ctl/ (verb.h), parsed with CLI11 as the rest of `sluice` is.
 #pragma once
 
 #include <string>
@@ -11,5 +12,8 @@ namespace sluice::cli {
 // exit code: 0 success, 1 the control plane refused or could not be reached, 2 usage or local
 // input errors (bad flags, missing --reason, unreadable or malformed file).
 int run_ctl(const std::vector<std::string>& args);
+
+// "apply, diff, get, ...": every verb, for `sluice --help`.
+std::string ctl_verb_names();
 
 }  // namespace sluice::cli

@@ -172,35 +172,18 @@ int main(int argc, char** argv) {
   bool validate = false;
   gw->add_option("--config,-c", config_path, "Gateway config file (YAML)");
   gw->add_flag("--validate", validate, "Check the config, print every error, and exit");
-  auto* sw = gw->add_subcommand("switch",
-                                "Move shard ownership between cities through gateways' admin APIs");
   cli::SwitchOptions swo;
-  sw->add_option("--admin", swo.admins,
-                 "Admin address (host:port) of a gateway; repeat for several (two-phase switch)")
-      ->required();
-  sw->add_option("--from", swo.from, "City that gives the shards up")->required();
-  sw->add_option("--to", swo.to, "City that takes them")->required();
-  sw->add_option("--shards", swo.shards, "Shard ranges, e.g. 0-49,60 (default: all of --from's)");
-  sw->add_option("--timeout", swo.timeout_seconds, "Seconds to wait for each gateway")
-      ->check(CLI::PositiveNumber);
-  sw->add_option("--control-plane", swo.control_plane,
-                 "Also record the new ownership as the control plane's units resource (for "
-                 "gateways fed by it)");
-  sw->add_option("--token-file", swo.token_file, "Token (operator) for --control-plane");
-  sw->add_option("--admin-token-file", swo.admin_token_file,
-                 "The gateways' admin token (their admin.token_file); default: "
-                 "$SLUICE_ADMIN_TOKEN");
-  sw->add_option("--ca-file", swo.ca_file, "PEM certificates to trust for an https control plane");
+  CLI::App* sw = cli::add_switch_command(*gw, swo);
 
   auto* control = app.add_subcommand("control", "Run the control plane");
   std::string control_config;
   control->add_option("--config,-c", control_config, "Control plane config file (YAML)")
       ->required();
 
-  // `sluice ctl` parses its own words (kubectl-like flags anywhere); see cli/ctl.h.
-  auto* ctl = app.add_subcommand("ctl",
-                                 "Control plane client: apply, get, diff, delete, versions, "
-                                 "rollback, instances, gateways, events (ctl --help)");
+  // `sluice ctl` parses its own words with its own CLI11 app (one subcommand per verb, global
+  // options anywhere on the line, its own help and messages); see cli/ctl.h.
+  auto* ctl = app.add_subcommand(
+      "ctl", "Control plane client: " + cli::ctl_verb_names() + " (sluice ctl --help)");
   ctl->prefix_command();
   ctl->allow_extras();
   ctl->set_help_flag();

@@ -169,6 +169,35 @@ bool record_switch(const SwitchOptions& o, ControlPlaneTarget& t, const std::str
 
 }  // namespace
 
+CLI::App* add_switch_command(CLI::App& gateway, SwitchOptions& o) {
+  CLI::App* sw = gateway.add_subcommand(
+      "switch", "Move shard ownership between cities through gateways' admin APIs");
+  sw->add_option("--admin", o.admins,
+                 "Admin address (host:port) of a gateway; repeat for several (two-phase switch)")
+      ->type_name("HOST:PORT")
+      ->required();
+  sw->add_option("--from", o.from, "City that gives the shards up")->type_name("CITY")->required();
+  sw->add_option("--to", o.to, "City that takes them")->type_name("CITY")->required();
+  sw->add_option("--shards", o.shards, "Shard ranges, e.g. 0-49,60 (default: all of --from's)")
+      ->type_name("RANGES");
+  sw->add_option("--timeout", o.timeout_seconds, "Seconds to wait for each gateway")
+      ->type_name("SECONDS")
+      ->check(CLI::PositiveNumber);
+  sw->add_option("--control-plane", o.control_plane,
+                 "Also record the new ownership as the control plane's units resource (for "
+                 "gateways fed by it)")
+      ->type_name("URL");
+  sw->add_option("--token-file", o.token_file, "Token (operator) for --control-plane")
+      ->type_name("FILE");
+  sw->add_option("--admin-token-file", o.admin_token_file,
+                 "The gateways' admin token (their admin.token_file); default: "
+                 "$SLUICE_ADMIN_TOKEN")
+      ->type_name("FILE");
+  sw->add_option("--ca-file", o.ca_file, "PEM certificates to trust for an https control plane")
+      ->type_name("PEM");
+  return sw;
+}
+
 int run_switch(const SwitchOptions& options) {
   SwitchOptions o = options;
   if (o.admins.empty()) {

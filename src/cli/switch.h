@@ -4,6 +4,8 @@
 // for the moving shards wait (units.hold_timeout) between the phases.
 #pragma once
 
+#include <CLI/CLI.hpp>
+
 #include <string>
 #include <vector>
 
@@ -25,6 +27,10 @@ struct SwitchOptions {
   std::string admin_token_file;
   std::string admin_token;  // resolved by run_switch
 };
+
+// Declares `switch` under `gateway` with its options bound to `options` (the options are
+// defined here, next to the code that reads them, as each `sluice ctl` verb declares its own).
+CLI::App* add_switch_command(CLI::App& gateway, SwitchOptions& options);
 
 // Prints what it did (or why not) and returns the process exit code.
 int run_switch(const SwitchOptions& options);

@@ -1,0 +1,20 @@
+#include "cli/ctl/kinds.h"
+
+#include <algorithm>
+
+#include "cli/ctl/output.h"
+
+namespace sluice::cli::ctl {
+
+std::optional<std::string> canonical_kind(const std::string& word) {
+  std::string k = lower(word);
+  std::replace(k.begin(), k.end(), '-', '_');
+  if (k == "service" || k == "services" || k == "svc") return "service";
+  if (k == "route" || k == "routes") return "route";
+  if (k == "rate_limit" || k == "rate_limits" || k == "ratelimit" || k == "ratelimits" || k == "rl")
+    return "rate_limit";
+  if (k == "units" || k == "unit") return "units";
+  return std::nullopt;
+}
+
+}  // namespace sluice::cli::ctl
