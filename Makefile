@@ -1,9 +1,14 @@
 # Front door: `make demo`, `make test`, `make bench`. Each installs what is missing first.
 BUILD ?= build/release
 FUZZ_BUILD ?= build/fuzz
+ASAN_BUILD ?= build/asan
+TSAN_BUILD ?= build/tsan
 JOBS ?= $(shell nproc)
+# -Werror on the project's own sources (SLUICE_WERROR): ON in CI (.ci/run), off by default so that
+# a newer compiler's new warnings do not stop a user's build. Read when a build dir is configured.
+WERROR ?= OFF
 
-.PHONY: all deps build fuzz test unit demo bench drill format clean
+.PHONY: all deps build fuzz test unit sanitize tsan demo bench drill format clean
 
 all: build
 
@@ -11,14 +16,15 @@ deps:
 	@scripts/install-deps.sh
 
 $(BUILD)/build.ninja:
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_WERROR=$(WERROR)
 
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 	@mkdir -p build && ln -sf release/sluice build/sluice
 
 $(FUZZ_BUILD)/build.ninja:
-	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DSLUICE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DSLUICE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DSLUICE_WERROR=$(WERROR)
 
 fuzz: deps $(FUZZ_BUILD)/build.ninja
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
@@ -28,6 +34,14 @@ test: build fuzz
 
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit -j 2
+
+# Sanitizer runs (docs/testing.md), each in its own build dir with clang: ASan+UBSan over the unit
+# tests and the request-path integration files; TSan over the governance and event-loop tests.
+sanitize: deps
+	JOBS=$(JOBS) WERROR=$(WERROR) scripts/sanitize.sh asan $(ASAN_BUILD)
+
+tsan: deps
+	JOBS=$(JOBS) WERROR=$(WERROR) scripts/sanitize.sh tsan $(TSAN_BUILD)
 
 # The demo needs only the `sluice` binary: not the unit tests or benchmarks of `make build`.
 # Options of scripts/demo.sh go in DEMO_ARGS, e.g. make demo DEMO_ARGS='--port-offset 1000'
