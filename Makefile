@@ -35,7 +35,7 @@ test: build fuzz
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit -j 2
 
-# Sanitizer runs (docs/testing.md), each in its own build dir with clang: ASan+UBSan over the unit
+# Sanitizer runs (docs/architecture.md "Checks"), each in its own build dir (gcc): ASan+UBSan over the unit
 # tests and the request-path integration files; TSan over the governance and event-loop tests.
 sanitize: deps
 	JOBS=$(JOBS) WERROR=$(WERROR) scripts/sanitize.sh asan $(ASAN_BUILD)

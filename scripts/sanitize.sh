@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sanitizer runs (docs/testing.md): `make sanitize` (ASan+UBSan) and `make tsan` call this.
+# Sanitizer runs (docs/architecture.md "Checks"): `make sanitize` (ASan+UBSan) and `make tsan` call this.
 #   scripts/sanitize.sh asan [BUILD_DIR]   unit tests + the request-path integration files, with the
 #                                          gateway binary built with ASan+UBSan (default build/asan)
 #   scripts/sanitize.sh tsan [BUILD_DIR]   governance and event-loop unit tests under TSan (build/tsan)
@@ -24,7 +24,7 @@ src=$PWD
 logs=$src/$build/sanitizer-logs
 
 # Request-path integration files (the gateway under ASan+UBSan). Each takes 10-60 s; the list and
-# its measured cost are in docs/testing.md.
+# its measured cost are in docs/architecture.md "Checks".
 default_integration="test_proxy_basics test_bad_input test_bodies test_smuggling
   test_upstream_misbehaviour test_path_normalization test_retries_timeouts test_reload_drain"
 # TSan: the suites that share state across threads (the limiter's table under concurrent
@@ -46,9 +46,9 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan"
 export TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:history_size=4:suppressions=$src/scripts/tsan.supp:log_path=$logs/tsan"
 
 t0=$(date +%s)
-# Clang, as the fuzz build: its sanitizers are the reference ones, and this build is also the
-# project's clang -Wall -Wextra (-Werror in CI) build, as build/release is gcc's.
-CC=${CC:-clang} CXX=${CXX:-clang++} cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+# The default compiler (gcc): clang 14 (Debian 12) does not compile the sample service, since
+# Asio enables asio::awaitable for clang only with -fcoroutines-ts.
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSLUICE_SANITIZE=$sanitizers -DSLUICE_WERROR="${WERROR:-OFF}" -DSLUICE_BENCH=OFF >/dev/null
 if [ "$mode" = asan ]; then
   cmake --build "$build" -j "$jobs" --target unit_tests sluice
