@@ -92,20 +92,17 @@ LocalityPlan::Choice LocalityPlan::apply(std::span<EndpointState> states,
     }
   }
   if (allowed == 0) return none(false);
-  uint64_t total_weight = 0, avail_weight = 0;
-  for (int k = 0; k < tiers_; ++k) {
-    total_weight += total[k];
-    avail_weight += avail[k];
-  }
+  uint64_t avail_weight = 0;
+  for (int k = 0; k < tiers_; ++k) avail_weight += avail[k];
 
   int chosen = -1;
   bool allow_tried = false;
   bool ignore_health = false;
   uint64_t service_total = 0;
   for (int k = 0; k < tiers_; ++k) service_total += tier_weights_[k];
-  const double share = service_total == 0 ? 0.0
-                                          : static_cast<double>(service_avail) /
-                                                static_cast<double>(service_total);
+  const double share =
+      service_total == 0 ? 0.0
+                         : static_cast<double>(service_avail) / static_cast<double>(service_total);
   if (share < panic_threshold_) {
     // Panic: health is ignored, but the preference order still holds (a mostly-down service is
     // not also flooded with the other city's traffic).
