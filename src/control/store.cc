@@ -103,18 +103,22 @@ TokenRecord token_from(const Row& r) {
 // control plane's writes are small, and SQLite has one writer anyway.
 class SqlStore final : public Store {
  public:
-  SqlStore(std::unique_ptr<detail::SqlConnection> c, std::span<const Migration> steps)
-      : conn_(std::move(c)), steps_(steps) {}
+  SqlStore(std::unique_ptr<detail::SqlConnection> c, std::vector<DomainSteps> domains)
+      : conn_(std::move(c)), domains_(std::move(domains)) {}
 
   std::string backend() const override { return conn_->backend(); }
   std::string location() const override { return conn_->location(); }
 
   void migrate() override {
-    transact("migrate", Tx::kWrite, [&] { detail::apply_migrations(*conn_, steps_, wall_ms()); });
+    transact("migrate", Tx::kWrite, [&] { detail::apply_migrations(*conn_, domains_, wall_ms()); });
   }
 
   int schema_version() override {
     return transact("schema_version", Tx::kRead, [&] { return detail::schema_version(*conn_); });
+  }
+
+  std::map<std::string, int> domain_versions() override {
+    return transact("domain_versions", Tx::kRead, [&] { return detail::domain_versions(*conn_); });
   }
 
   int64_t latest_version() override {
@@ -502,15 +506,15 @@ class SqlStore final : public Store {
 
   std::mutex mu_;
   std::unique_ptr<detail::SqlConnection> conn_;
-  std::span<const Migration> steps_;
+  std::vector<DomainSteps> domains_;
 };
 
 }  // namespace
 
 std::unique_ptr<Store> Store::open(const std::string& url) {
   auto c = detail::connect(url);
-  auto steps = migrations_for(c->backend());
-  auto store = detail::open_store(std::move(c), steps);
+  auto domains = migrations_for(c->backend());
+  auto store = detail::open_store(std::move(c), std::move(domains));
   store->migrate();
   return store;
 }
@@ -518,8 +522,8 @@ std::unique_ptr<Store> Store::open(const std::string& url) {
 namespace detail {
 
 std::unique_ptr<Store> open_store(std::unique_ptr<SqlConnection> c,
-                                  std::span<const Migration> steps) {
-  return std::make_unique<SqlStore>(std::move(c), steps);
+                                  std::vector<DomainSteps> domains) {
+  return std::make_unique<SqlStore>(std::move(c), std::move(domains));
 }
 
 std::unique_ptr<SqlConnection> connect(const std::string& url) {

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -109,10 +110,14 @@ class Store {
   // For logs and errors: backend and where, never a password ("postgres sluice@db1:5432/control").
   virtual std::string location() const = 0;
 
-  // Applies the missing schema migrations in one transaction; idempotent. Throws if the database
-  // was migrated by a newer build than this one.
+  // Applies the missing schema migrations of every domain (migrations.h) in one transaction;
+  // idempotent. Throws if the database was migrated by a newer build than this one.
   virtual void migrate() = 0;
+  // schema_migrations' version: kLegacySchemaVersion once migrated by a build with per-domain
+  // migrations (below that: the single list of older builds).
   virtual int schema_version() = 0;
+  // Each domain's schema version (domain_migrations).
+  virtual std::map<std::string, int> domain_versions() = 0;
 
   // Config versions. Each version holds the whole resource set, so a rollback commits an old set.
   virtual int64_t latest_version() = 0;  // 0 when nothing was ever written

@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -405,9 +406,18 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
   if (!shared()) GTEST_SKIP() << "an in-memory SQLite database is private to its Store"; \
   static_assert(true)
 
+// Each registered domain at its last step, as this build knows them.
+std::map<std::string, int> latest_domain_versions(const std::string& backend) {
+  std::map<std::string, int> out;
+  for (const DomainSteps& d : migrations_for(backend))
+    out[std::string(d.domain)] = static_cast<int>(d.steps.size());
+  return out;
+}
+
 TEST_P(StoreTest, OpensMigratedAndEmpty) {
   EXPECT_EQ(store_->backend(), GetParam() == Backend::kPostgres ? "postgres" : "sqlite");
-  EXPECT_EQ(store_->schema_version(), static_cast<int>(migrations_for(store_->backend()).size()));
+  EXPECT_EQ(store_->schema_version(), kLegacySchemaVersion);
+  EXPECT_EQ(store_->domain_versions(), latest_domain_versions(store_->backend()));
   EXPECT_EQ(store_->latest_version(), 0);
   EXPECT_TRUE(store_->resources().empty());
   EXPECT_TRUE(store_->versions(10).empty());
@@ -423,55 +433,152 @@ TEST_P(StoreTest, OpensMigratedAndEmpty) {
 }
 
 TEST_P(StoreTest, MigrateIsIdempotentAndSurvivesReopening) {
-  const int latest = static_cast<int>(migrations_for(store_->backend()).size());
+  const auto latest = latest_domain_versions(store_->backend());
   store_->commit({res("service", "a")}, "alice", "first", nullptr, 0, kT0);
   store_->migrate();
   store_->migrate();
-  EXPECT_EQ(store_->schema_version(), latest);
+  EXPECT_EQ(store_->domain_versions(), latest);
   EXPECT_EQ(store_->latest_version(), 1);
   if (!shared()) return;
   store_.reset();
   store_ = Store::open(url_);  // migrates again: nothing to do, data kept
-  EXPECT_EQ(store_->schema_version(), latest);
+  EXPECT_EQ(store_->schema_version(), kLegacySchemaVersion);
+  EXPECT_EQ(store_->domain_versions(), latest);
   EXPECT_EQ(names(store_->resources()), std::vector<std::string>{"service/a"});
 }
 
-TEST_P(StoreTest, MigrationsApplyOnlyWhatIsMissingAndRollBackAFailedStep) {
+// The built-in lists with one domain's steps replaced (or a domain added).
+std::vector<DomainSteps> with_steps(const std::string& backend, std::string_view domain,
+                                    std::span<const Migration> steps) {
+  std::vector<DomainSteps> out = migrations_for(backend);
+  auto it = std::find_if(out.begin(), out.end(),
+                         [&](const DomainSteps& d) { return d.domain == domain; });
+  if (it == out.end()) {
+    out.push_back({domain, steps});
+  } else {
+    it->steps = steps;
+  }
+  return out;
+}
+
+TEST_P(StoreTest, MigrationsApplyOnlyWhatIsMissingPerDomainAndRollBackAFailedStep) {
   REQUIRE_SHARED();  // the steps below run through several Stores on one database
-  const auto builtin = migrations_for(store_->backend());
-  const int base = static_cast<int>(builtin.size());
-  std::vector<Migration> steps(builtin.begin(), builtin.end());
+  const std::string backend = store_->backend();
+  const auto builtin = latest_domain_versions(backend);
+  std::span<const Migration> stats_steps;
+  for (const DomainSteps& d : migrations_for(backend))
+    if (d.domain == "stats") stats_steps = d.steps;
+  const int base = static_cast<int>(stats_steps.size());
+  std::vector<Migration> steps(stats_steps.begin(), stats_steps.end());
   steps.push_back({base + 1, "extra",
                    "CREATE TABLE extra (id BIGINT PRIMARY KEY);"
                    "INSERT INTO extra (id) VALUES (1);"});
-  auto s = detail::open_store(detail::connect(url_), steps);
+  auto s = detail::open_store(detail::connect(url_), with_steps(backend, "stats", steps));
   s->migrate();
-  EXPECT_EQ(s->schema_version(), base + 1);
+  auto expected = builtin;
+  expected["stats"] = base + 1;
+  EXPECT_EQ(s->domain_versions(), expected);  // only the stats domain moved
   s->migrate();  // would fail on the duplicate row if step base+1 ran again
-  EXPECT_EQ(s->schema_version(), base + 1);
+  EXPECT_EQ(s->domain_versions(), expected);
 
-  // The failing step's first statement succeeds; the transaction must take it back too.
+  // The failing step's first statement succeeds; the transaction must take it back too, and
+  // with it the first step of a new domain listed before it in the same migration.
   std::vector<Migration> broken = steps;
   broken.push_back({base + 2, "broken",
                     "CREATE TABLE extra2 (id BIGINT);"
                     "INSERT INTO no_such_table (id) VALUES (1);"});
-  auto b = detail::open_store(detail::connect(url_), broken);
+  const std::vector<Migration> fresh = {{1, "widgets", "CREATE TABLE widgets (id BIGINT);"}};
+  auto with_fresh = with_steps(backend, "widgets", fresh);
+  auto broken_lists = with_fresh;
+  for (DomainSteps& d : broken_lists)
+    if (d.domain == "stats") d.steps = broken;
+  // "widgets" comes after "stats" in the list: move it first, so that it is applied before.
+  std::rotate(broken_lists.begin(), broken_lists.end() - 1, broken_lists.end());
+  auto b = detail::open_store(detail::connect(url_), broken_lists);
   const std::string e = error_of([&] { b->migrate(); });
-  EXPECT_NE(e.find("migration " + std::to_string(base + 2) + " (broken) failed"), std::string::npos)
+  EXPECT_NE(e.find("migration stats " + std::to_string(base + 2) + " (broken) failed"),
+            std::string::npos)
       << e;
-  EXPECT_EQ(b->schema_version(), base + 1);
+  EXPECT_EQ(b->domain_versions(), expected);
   std::vector<Migration> fixed = steps;
   fixed.push_back({base + 2, "fixed", "CREATE TABLE extra2 (id BIGINT);"});
-  auto f = detail::open_store(detail::connect(url_), fixed);
-  f->migrate();  // creates extra2 again: only works if the broken step left nothing
-  EXPECT_EQ(f->schema_version(), base + 2);
+  auto fixed_lists = with_fresh;
+  for (DomainSteps& d : fixed_lists)
+    if (d.domain == "stats") d.steps = fixed;
+  auto f = detail::open_store(detail::connect(url_), fixed_lists);
+  f->migrate();  // creates extra2 and widgets again: only works if the broken step left nothing
+  expected["stats"] = base + 2;
+  expected["widgets"] = 1;
+  EXPECT_EQ(f->domain_versions(), expected);
 
-  // A build that knows fewer steps than the database refuses it rather than misread it.
-  const std::string newer = error_of([&] { Store::open(url_); });
+  // A build that knows fewer steps of a domain than the database refuses it rather than
+  // misread it; so does a build that does not know a domain of the database.
+  const std::string newer = error_of([&] {
+    detail::open_store(detail::connect(url_), with_steps(backend, "widgets", fresh))->migrate();
+  });
   EXPECT_NE(newer.find("database schema version " + std::to_string(base + 2) +
-                       " is newer than this build knows"),
+                       " of stats is newer than this build knows (" + std::to_string(base) + ")"),
             std::string::npos)
       << newer;
+  const std::string unknown = error_of([&] {
+    detail::open_store(detail::connect(url_), with_steps(backend, "stats", fixed))->migrate();
+  });
+  EXPECT_NE(unknown.find("tables of domain 'widgets' (schema version 1), which this build does "
+                         "not know"),
+            std::string::npos)
+      << unknown;
+}
+
+// A database migrated by the single list of older builds (schema_migrations 1 and 2, no
+// domain_migrations) is adopted: nothing runs again, its data stays, and it is marked so that an
+// older build refuses it. (tests/integration/test_control_upgrade.py opens a file the old binary
+// wrote.)
+TEST_P(StoreTest, ADatabaseOfTheSingleListIsAdoptedWithItsData) {
+  REQUIRE_SHARED();
+  // Its own database: the fixture's was migrated already.
+  std::string url;
+  if (GetParam() == Backend::kPostgres) {
+    PostgresServer* pg = nullptr;
+    REQUIRE_POSTGRES(pg);
+    url = pg->url(pg->create_database());
+  } else {
+    url = "sqlite://" + dir_ + "/legacy.db";
+  }
+  const std::string backend = store_->backend();
+  {
+    // What the single list did: its step 1 is the domains' first steps together, its step 2 the
+    // tokens domain's second (the texts were split, not changed).
+    auto c = detail::connect(url);
+    c->begin(detail::Tx::kWrite);
+    c->script(
+        "CREATE TABLE schema_migrations (version BIGINT NOT NULL PRIMARY KEY, name TEXT NOT NULL,"
+        " applied_ms BIGINT NOT NULL)");
+    for (const DomainSteps& d : migrations_for(backend)) c->script(std::string(d.steps[0].sql));
+    for (const DomainSteps& d : migrations_for(backend))
+      if (d.domain == "tokens") c->script(std::string(d.steps[1].sql));
+    c->script(
+        "INSERT INTO schema_migrations (version, name, applied_ms) VALUES"
+        " (1, 'initial schema', 1), (2, 'revoked tokens', 2)");
+    c->commit();
+  }
+  {
+    auto legacy = detail::open_store(detail::connect(url), migrations_for(backend));
+    EXPECT_EQ(legacy->schema_version(), 2);
+    EXPECT_TRUE(legacy->domain_versions().empty());
+    // Data written by the old build (the same SQL as this build's store issues).
+    legacy->commit({res("service", "a")}, "alice", "old build", nullptr, 0, kT0);
+    legacy->upsert_instance(inst("a", "i1", kT0, 60'000));
+    legacy->add_token(TokenRecord{"t1", "h1", "admin", "root", kT0});
+  }
+  auto s = Store::open(url);  // migrates: adopts
+  EXPECT_EQ(s->schema_version(), kLegacySchemaVersion);
+  EXPECT_EQ(s->domain_versions(), latest_domain_versions(backend));
+  EXPECT_EQ(names(s->resources()), std::vector<std::string>{"service/a"});
+  EXPECT_EQ(s->instances().size(), 1u);
+  EXPECT_EQ(s->token_count(), 1u);
+  EXPECT_EQ(s->revision(), (Revision{1, 1}));
+  s->migrate();  // and again: nothing to do
+  EXPECT_EQ(s->domain_versions(), latest_domain_versions(backend));
 }
 
 TEST_P(StoreTest, CommitsVersionsWithWholeResourceSets) {

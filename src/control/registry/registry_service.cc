@@ -1,0 +1,168 @@
+#include "control/registry/registry_service.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "control/rest.h"
+#include "control/validate.h"
+#include "core/address.h"
+#include "core/log.h"
+
+namespace sluice::control::registry {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr uint32_t kMaxWeight = 1000;
+constexpr int64_t kMinTtlMs = 100;
+constexpr int64_t kMaxTtlMs = 3'600'000;
+constexpr int64_t kDefaultTtlMs = 10'000;
+constexpr size_t kMaxInstanceId = 256;
+
+bool is_instance_id(std::string_view id) {
+  if (id.empty() || id.size() > kMaxInstanceId) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-' || c == ':' || c == '@';
+  });
+}
+
+Json instance_json(const Instance& i) {
+  return Json{{"service", i.service},
+              {"id", i.id},
+              {"address", i.address},
+              {"city", i.city},
+              {"zone", i.zone},
+              {"weight", i.weight},
+              {"ttl_ms", i.ttl_ms},
+              {"registered_ms", i.registered_ms},
+              {"heartbeat_ms", i.heartbeat_ms},
+              {"expires_ms", i.heartbeat_ms + i.ttl_ms}};
+}
+
+}  // namespace
+
+std::unique_ptr<Service> make_service(ServiceContext& ctx) {
+  return std::make_unique<RegistryService>(ctx);
+}
+
+RegistryService::RegistryService(ServiceContext& ctx) : ctx_(ctx) {
+  heartbeats_ = &ctx.metrics.counter("sluice_control_heartbeats_total", "Instance heartbeats");
+  instances_expired_ = &ctx.metrics.counter("sluice_control_instances_expired_total",
+                                            "Instances removed for missing heartbeats");
+}
+
+std::vector<Route> RegistryService::routes() {
+  auto bind = [this](HttpResponse (RegistryService::*fn)(const Call&)) -> RouteFn {
+    return [this, fn](const Call& c) -> std::optional<HttpResponse> { return (this->*fn)(c); };
+  };
+  using S = RegistryService;
+  return {
+      {"POST", {"v1", "instances"}, Role::kOperator, bind(&S::post_instance)},
+      {"GET", {"v1", "instances"}, Role::kViewer, bind(&S::get_instances)},
+      {"PUT",
+       {"v1", "instances", "{}", "{}", "heartbeat"},
+       Role::kOperator,
+       bind(&S::put_heartbeat)},
+      {"POST",
+       {"v1", "instances", "{}", "{}", "heartbeat"},
+       Role::kOperator,
+       bind(&S::put_heartbeat)},
+      {"DELETE", {"v1", "instances", "{}", "{}"}, Role::kOperator, bind(&S::delete_instance)},
+  };
+}
+
+HttpResponse RegistryService::post_instance(const Call& c) {
+  HttpResponse bad;
+  auto body = parse_body(c.req.body, bad);
+  if (!body) return bad;
+  std::vector<std::string> errors;
+  Fields f(*body, "", errors, {"service", "id", "address", "city", "zone", "weight", "ttl_ms"});
+  Instance i;
+  if (auto s = f.string("service", true)) {
+    if (!is_valid_name(*s)) {
+      f.error("service", "must be 1..128 characters of letters, digits, '_', '.' and '-'");
+    }
+    i.service = *s;
+  }
+  if (auto s = f.string("id", true)) {
+    if (!is_instance_id(*s))
+      f.error("id", "must be 1..256 characters of letters, digits, '_', '.', '-', ':' and '@'");
+    i.id = *s;
+  }
+  if (auto s = f.string("address", true)) {
+    if (!core::parse_host_port(*s))
+      f.error("address", fmt::format("expected host:port with a port 1..65535, got '{}'", *s));
+    i.address = *s;
+  }
+  for (auto [key, out] : {std::pair{"city", &i.city}, std::pair{"zone", &i.zone}}) {
+    if (auto s = f.string(key, false)) {
+      if (!s->empty() && !is_valid_name(*s))
+        f.error(key, "must be letters, digits, '_', '.' and '-'");
+      *out = *s;
+    }
+  }
+  i.weight = static_cast<uint32_t>(f.integer("weight", 1, kMaxWeight).value_or(1));
+  i.ttl_ms = f.integer("ttl_ms", kMinTtlMs, kMaxTtlMs).value_or(kDefaultTtlMs);
+  if (!errors.empty()) {
+    return error_response(
+        400,
+        fmt::format("invalid instance: {} error{}", errors.size(), errors.size() == 1 ? "" : "s"),
+        std::move(errors));
+  }
+  i.registered_ms = c.now;
+  i.heartbeat_ms = c.now;
+  ctx_.store.upsert_instance(i);
+  ctx_.feed->changed(c.after);
+  return json_response(200, instance_json(i));
+}
+
+HttpResponse RegistryService::put_heartbeat(const Call& c) {
+  heartbeats_->inc();
+  if (!ctx_.store.heartbeat(c.params[0], c.params[1], c.now))
+    return error_response(
+        404, fmt::format("unknown instance {}/{}: register again", c.params[0], c.params[1]));
+  return json_response(200,
+                       {{"service", c.params[0]}, {"id", c.params[1]}, {"heartbeat_ms", c.now}});
+}
+
+HttpResponse RegistryService::delete_instance(const Call& c) {
+  if (!ctx_.store.remove_instance(c.params[0], c.params[1]))
+    return error_response(404, fmt::format("unknown instance {}/{}", c.params[0], c.params[1]));
+  ctx_.feed->changed(c.after);
+  return json_response(200, {{"service", c.params[0]}, {"id", c.params[1]}, {"removed", true}});
+}
+
+HttpResponse RegistryService::get_instances(const Call& c) {
+  std::string service = query_param(c.req.query, "service").value_or("");
+  Json out = Json::array();
+  for (const Instance& i : ctx_.store.instances(service)) out.push_back(instance_json(i));
+  return json_response(200, out);
+}
+
+void RegistryService::tick(int64_t now) {
+  if (now < next_sweep_ms_) return;
+  next_sweep_ms_ = now + ctx_.options.sweep_interval_ms;
+  ctx_.guarded("registry sweep", [&] { sweep(now); });
+}
+
+void RegistryService::sweep(int64_t now) {
+  std::vector<Instance> gone = ctx_.store.expire_instances(now);
+  if (gone.empty()) return;
+  instances_expired_->inc(gone.size());
+  for (const Instance& i : gone) {
+    core::log_info("control: instance {}/{} ({}) expired: no heartbeat for {} ms", i.service, i.id,
+                   i.address, now - i.heartbeat_ms);
+    Event e;
+    e.at_ms = now;
+    e.source = "control";
+    e.kind = "instance_expired";
+    e.subject = i.service + "/" + i.id;
+    e.detail = {{"address", i.address}, {"heartbeat_ms", i.heartbeat_ms}, {"ttl_ms", i.ttl_ms}};
+    ctx_.events->append(e);
+  }
+  ctx_.feed->changed(nullptr);
+}
+
+}  // namespace sluice::control::registry

@@ -1,0 +1,138 @@
+// A control-plane domain service: the routes it answers, the tables it owns (its migrations, in
+// its folder, listed in domains.cc) and its own lock. The router (api.h) does what every route
+// shares: matching a path to the service that owns its prefix, authentication and roles, error
+// mapping (store failures 503, malformed JSON 400, anything else 500), counting responses.
+// Services never share a lock: what one needs of another goes through the narrow interfaces
+// below, which the owning service provides in the ServiceContext.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "control/auth.h"
+#include "control/server.h"
+#include "control/store.h"
+#include "observability/metrics.h"
+
+namespace sluice::control {
+namespace stats {
+class StatsReader;  // control/stats/stats_store.h
+}
+
+struct ApiOptions {
+  int64_t default_wait_ms = 30'000;   // long poll without `wait`
+  int64_t max_wait_ms = 300'000;      // longer waits are cut to this
+  int64_t sweep_interval_ms = 1'000;  // registry TTL sweep
+  // How often the store's revision is read, to learn of writes made through another control
+  // plane on the same database (local writes wake waiters at once).
+  int64_t revision_poll_ms = 200;
+  int64_t recent_stats_ms = 5 * 60'000;  // snapshots kept in memory
+  size_t max_recent_per_gateway = 1'000;
+  int64_t stats_retention_ms = 24 * 3'600'000LL;       // 1-minute rollups in the store
+  int64_t events_retention_ms = 7 * 24 * 3'600'000LL;  // events in the store
+  int64_t prune_interval_ms = 60'000;
+  // A minute's rollup is written this long after the minute ends (late snapshots still count;
+  // later ones rewrite it).
+  int64_t rollup_grace_ms = 2'000;
+  // A gateway not heard from (poll, status, stats) for this long is reported "stale".
+  int64_t gateway_stale_ms = 90'000;
+  // A config write without expected_version that loses a race with another control plane on the
+  // same database is redone on the new latest version, at most this many times in all, after a
+  // random pause of up to min(write_backoff_ms << n, write_backoff_max_ms) before redo n. (Writes
+  // through one control plane are serialised and never race each other.)
+  int write_attempts = 20;
+  int64_t write_backoff_ms = 2;
+  int64_t write_backoff_max_ms = 100;
+};
+
+// Work a request leaves for after its own answer is on its way: waking the long polls a write
+// answers, so that a write is not answered after every watching gateway (1,000 watchers added
+// ~30 ms to each write).
+using Deferred = std::vector<std::function<void()>>;
+
+// One matched request as a service sees it.
+struct Call {
+  const HttpRequest& req;
+  std::vector<std::string> params;  // the {} segments of the route, decoded
+  Principal who;                    // empty for routes without a role
+  int64_t now = 0;
+  Deferred* after = nullptr;
+  Respond* respond = nullptr;  // for an answer given later (a parked long poll)
+};
+
+// nullopt: the service keeps `respond` and answers later.
+using RouteFn = std::function<std::optional<HttpResponse>(const Call&)>;
+
+struct Route {
+  std::string_view method;                // GET also answers HEAD
+  std::vector<std::string_view> pattern;  // "{}" matches one segment
+  std::optional<Role> role;               // nullopt: no token needed
+  RouteFn run;
+};
+
+// ------------------------------------------------------------------ between services
+
+// What gateways watch (owned by the fleet service): the (config version, registry revision) pair.
+class ConfigFeed {
+ public:
+  virtual ~ConfigFeed() = default;
+  // A write that a gateway's config is built from was committed (a config version, a registry
+  // change): read the store's revision and wake the long polls it answers, after the request's
+  // own answer when `after` is given.
+  virtual void changed(Deferred* after) = 0;
+  virtual Revision current() const = 0;
+  virtual size_t waiting() const = 0;
+};
+
+// The event log (owned by the stats service).
+class EventLog {
+ public:
+  virtual ~EventLog() = default;
+  virtual int64_t append(const Event& e) = 0;  // the event's id
+};
+
+// Gateways heard from outside the fleet's own routes (owned by the fleet service).
+class GatewaySightings {
+ public:
+  virtual ~GatewaySightings() = default;
+  // local_version, units_version: -1 = not reported.
+  virtual void heard_from(const std::string& gateway, int64_t now, int64_t local_version,
+                          int64_t units_version) = 0;
+};
+
+struct ServiceContext {
+  Store& store;
+  Auth& auth;
+  const ApiOptions& options;
+  std::function<int64_t()> now_ms;
+  observability::Registry& metrics;
+  observability::Counter* store_errors = nullptr;
+  // Set by the service that provides each (in its constructor); used by the others when they
+  // handle a request, never while holding their own lock. The router refuses to start if one is
+  // missing.
+  ConfigFeed* feed = nullptr;
+  EventLog* events = nullptr;
+  GatewaySightings* sightings = nullptr;
+  stats::StatsReader* stats = nullptr;  // what gateways reported, for later domains
+
+  // Runs periodic work; a failure is counted and logged, and retried on the next tick.
+  void guarded(const char* what, const std::function<void()>& fn) const;
+};
+
+class Service {
+ public:
+  virtual ~Service() = default;
+  virtual std::string_view name() const = 0;
+  // Every path prefix ("/v1/<segment>", or a top-level "/<segment>") belongs to one service.
+  virtual std::vector<Route> routes() = 0;
+  // Periodic work, every ~100 ms, in registration order.
+  virtual void tick(int64_t now) {}
+  // The process is stopping: answer what is parked, write what is buffered.
+  virtual void shutdown() {}
+};
+
+}  // namespace sluice::control
