@@ -1,5 +1,5 @@
 // The router: what every route shares (hostile bodies on every body path, error shapes).
-#include "control/api_fixture.h"
+#include "unit/control/api_fixture.h"
 
 namespace sluice::control::test {
 namespace {

@@ -1,6 +1,6 @@
 // The gateway fleet through the router: the config long poll (woken by writes of other
 // services through ConfigFeed), gateway status and health, versions from stats snapshots.
-#include "control/api_fixture.h"
+#include "unit/control/api_fixture.h"
 
 namespace sluice::control::test {
 namespace {

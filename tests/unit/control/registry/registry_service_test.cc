@@ -1,5 +1,5 @@
 // The registry through the router: instances, their validation, leases and expiry.
-#include "control/api_fixture.h"
+#include "unit/control/api_fixture.h"
 
 namespace sluice::control::test {
 namespace {

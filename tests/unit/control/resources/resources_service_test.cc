@@ -1,6 +1,6 @@
 // Resources and versions through the router: apply, delete, rollback, dry runs, expected
 // versions, validation, and writers racing on one or two control planes.
-#include "control/api_fixture.h"
+#include "unit/control/api_fixture.h"
 
 namespace sluice::control::test {
 namespace {

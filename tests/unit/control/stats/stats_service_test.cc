@@ -1,5 +1,5 @@
 // Stats snapshots and events through the router; merge_stats, the rollup arithmetic.
-#include "control/api_fixture.h"
+#include "unit/control/api_fixture.h"
 
 namespace sluice::control::test {
 namespace {

@@ -155,7 +155,8 @@ TEST_F(StatsStoreTest, MalformedDataFromAGatewayCountsAsNothing) {
   q.key = "accounts";
   q.from_ms = kT0;
   q.to_ms = kT0 + kMinuteMs;
-  const Point& p = stats_.series(q).at(0).points.at(0);
+  const auto series = stats_.series(q);
+  const Point& p = series.at(0).points.at(0);
   EXPECT_EQ(p.requests, 0u);
   EXPECT_EQ(p.errors, 0u);
   EXPECT_TRUE(p.latency.buckets.empty());

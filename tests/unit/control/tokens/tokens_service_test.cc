@@ -1,5 +1,5 @@
 // Tokens and roles through the router: 401/403/405, issuing and revoking, open endpoints.
-#include "control/api_fixture.h"
+#include "unit/control/api_fixture.h"
 
 namespace sluice::control::test {
 namespace {
