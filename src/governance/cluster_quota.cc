@@ -1,9 +1,7 @@
 #include "governance/cluster_quota.h"
 
-#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/time.h>
 
 #include <algorithm>
 #include <cmath>
@@ -13,10 +11,14 @@
 #include <stdexcept>
 
 #include "core/random.h"
+#include "governance/cluster_quota_scripts.h"
+#include "governance/redis_link.h"
 
 namespace sluice::governance {
 
 namespace {
+
+using namespace quota_scripts;  // the script indices
 
 using std::chrono::nanoseconds;
 
@@ -36,8 +38,6 @@ constexpr uint64_t kLeaseDivisor = 40;
 constexpr uint64_t kMaxLease = uint64_t{1} << 28;
 constexpr size_t kQueueSize = 16384;
 constexpr size_t kMaxBatch = 256;
-constexpr nanoseconds kMaxBackoff = std::chrono::seconds(1);
-constexpr nanoseconds kMinBackoff = std::chrono::milliseconds(25);
 constexpr nanoseconds kMaxSleep = std::chrono::milliseconds(50);
 constexpr double kDemandTau = 1.0;  // s: time constant of a key's demand average
 
@@ -49,248 +49,6 @@ uint32_t fingerprint_of_word(uint64_t w) {
 }
 uint64_t make_word(uint32_t fp, uint64_t flags, uint64_t tokens) {
   return (uint64_t{fp} << 32) | flags | std::min(tokens, kTokenMask);
-}
-
-int64_t steady_ns() {
-  return std::chrono::steady_clock::now().time_since_epoch().count();
-}
-
-timeval to_timeval(nanoseconds d) {
-  auto us = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::microseconds>(d).count());
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(us / 1'000'000);
-  tv.tv_usec = static_cast<suseconds_t>(us % 1'000'000);
-  return tv;
-}
-
-// Fair shares between gateways (docs/cluster-limits.md, "Fairness"). Each gateway reports the
-// demand it sees for the key (requests/s); its weight is its demand over the sum of the live
-// gateways' demands (a gateway is live until the time it said it would come back, plus `hold`,
-// or until it returns its lease). Its credit accrues at weight * rate, capped at weight * burst
-// (at least one lease). A gateway may take what the key has (bucket tokens, or room in the
-// window) minus the other live gateways' credits: their shares are reserved for them, whatever
-// the order calls reach Redis in, and what nobody reserved goes to whoever asks (when the credits
-// add up to more than the key has, it is split in proportion to them). The key's own
-// bucket or window still bounds the total. Fields per gateway <m>: d:<m> demand, v:<m> live
-// until (us), c:<m> credit, t:<m> the credit's time. Returns the hash's fields, this gateway's
-// credit and weight, and the other gateways' credits.
-constexpr const char* kFairShareLua = R"lua(
-local function share(key, member, demand, now, rate, burst, asked)
-  local f = redis.call('HGETALL', key)
-  local h = {}
-  for i = 1, #f, 2 do h[f[i]] = f[i + 1] end
-  local others = {}
-  local total = demand
-  for name, v in pairs(h) do
-    if string.sub(name, 1, 2) == 'v:' then
-      local m = string.sub(name, 3)
-      if m ~= member then
-        if tonumber(v) >= now then
-          local d = tonumber(h['d:' .. m]) or 0
-          total = total + d
-          others[#others + 1] = {m, d}
-        else
-          redis.call('HDEL', key, 'v:' .. m, 'd:' .. m, 'c:' .. m, 't:' .. m)
-        end
-      end
-    end
-  end
-  local live = #others + 1
-  local function weight_of(d)
-    if total <= 0 then return 1 / live end
-    return math.max(d / total, 0.01 / live)
-  end
-  local function credit_of(m, w)
-    -- Never more than its share of what the key can hold: the credits then fit in the key.
-    local cap = math.max(1, burst * w)
-    local c = tonumber(h['c:' .. m])
-    local ts = tonumber(h['t:' .. m])
-    if c == nil or ts == nil then return cap end
-    if now > ts then c = c + (now - ts) * rate * w end
-    return math.min(cap, c)
-  end
-  local reserved = 0
-  for _, o in ipairs(others) do reserved = reserved + credit_of(o[1], weight_of(o[2])) end
-  local weight = weight_of(demand)
-  -- What this gateway can expect to get at once: its lease, or its share of the burst if that
-  -- is smaller (the wait is computed for it, else a gateway would wait for a lease it can never
-  -- be granted whole).
-  local target = math.min(asked, math.max(1, math.floor(burst * weight)))
-  return h, credit_of(member, weight), weight, reserved, target
-end
-
--- What this gateway may take of `room`: all of it but the others' credits; when the credits add
--- up to more than the room, the room split in proportion to the credits.
-local function available(room, credit, reserved)
-  if room <= 0 then return 0 end
-  if credit + reserved <= room then return room - reserved end
-  return room * credit / (credit + reserved)
-end
-)lua";
-
-// Token bucket, refilled by Redis TIME. KEYS[1]; ARGV: requests, per_us, burst, asked, ttl_ms,
-// member, demand, hold_us. Returns {granted, tokens left, us until `asked` tokens are there (for
-// this gateway's share), us until full}.
-constexpr const char* kBucketScriptBody = R"lua(
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local requests = tonumber(ARGV[1])
-local per = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
-local asked = tonumber(ARGV[4])
-local member = ARGV[6]
-local rate = requests / per
-local v, credit, weight, reserved, target = share(KEYS[1], member, tonumber(ARGV[7]), now, rate,
-                                                 burst, asked)
-local tokens = tonumber(v['tk'])
-local ts = tonumber(v['ts'])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
-elseif now > ts then
-  tokens = math.min(burst, tokens + (now - ts) * rate)
-  ts = now
-end
-local avail = available(tokens, credit, reserved)
-local granted = math.floor(math.min(asked, avail))
-if granted < 0 then granted = 0 end
-tokens = tokens - granted
-credit = math.max(0, credit - granted)
-local wait = 0
-if granted < asked then
-  -- What is not reserved grows at least at this gateway's share of the rate.
-  wait = math.max((math.min(target, burst) - tokens) / rate,
-                  (target - (avail - granted)) / (rate * weight))
-  wait = math.ceil(wait)
-  if wait < 1000 then wait = 1000 end
-end
-redis.call('HSET', KEYS[1], 'tk', string.format('%.17g', tokens), 'ts', string.format('%.17g', ts),
-           'd:' .. member, ARGV[7], 'v:' .. member, string.format('%.17g', now + wait + tonumber(ARGV[8])),
-           'c:' .. member, string.format('%.17g', credit), 't:' .. member, string.format('%.17g', now))
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return {granted, math.floor(tokens), wait, math.ceil((burst - tokens) / rate)}
-)lua";
-
-// Gives unused tokens back; the gateway leaves the key's shares. KEYS[1]; ARGV: requests, per_us,
-// burst, count, member.
-constexpr const char* kBucketReturnScript = R"lua(
-local m = ARGV[5]
-redis.call('HDEL', KEYS[1], 'v:' .. m, 'd:' .. m, 'c:' .. m, 't:' .. m)
-local v = redis.call('HMGET', KEYS[1], 'tk', 'ts')
-local tokens = tonumber(v[1])
-local ts = tonumber(v[2])
-if tokens == nil or ts == nil then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local requests = tonumber(ARGV[1])
-local per = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
-if now > ts then
-  tokens = math.min(burst, tokens + (now - ts) * requests / per)
-  ts = now
-end
-tokens = math.min(burst, tokens + tonumber(ARGV[4]))
-redis.call('HSET', KEYS[1], 'tk', string.format('%.17g', tokens), 'ts', string.format('%.17g', ts))
-return 1
-)lua";
-
-// Sliding window counter: counts of this window and the previous one, the previous weighted by
-// how much of it still overlaps the window ending now. KEYS[1]; ARGV: limit, per_us, asked,
-// ttl_ms, member, demand, hold_us. Returns {granted, remaining, us until `asked` may fit (for this
-// gateway's share), us until full, window}.
-constexpr const char* kWindowScriptBody = R"lua(
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit = tonumber(ARGV[1])
-local per = tonumber(ARGV[2])
-local asked = tonumber(ARGV[3])
-local w = math.floor(now / per)
-local member = ARGV[5]
-local rate = limit / per
-local h, credit, fair, reserved, target = share(KEYS[1], member, tonumber(ARGV[6]), now, rate,
-                                               limit, asked)
-local sw = tonumber(h['w'])
-local c = tonumber(h['c']) or 0
-local p = tonumber(h['p']) or 0
-if sw == nil or sw < w - 1 then
-  c = 0
-  p = 0
-elseif sw == w - 1 then
-  p = c
-  c = 0
-elseif sw > w then
-  w = sw
-end
-local elapsed = now - w * per
-if elapsed < 0 then elapsed = 0 end
-local rest = per - elapsed
-local weight = 1 - elapsed / per
-local avail = available(limit - (p * weight + c), credit, reserved)
-local granted = math.floor(math.min(asked, avail))
-if granted < 0 then granted = 0 end
-c = c + granted
-credit = math.max(0, credit - granted)
-local wait = 0
-if granted < asked then
-  local room = limit - math.min(asked, limit) - c
-  if p > 0 and room >= 0 then
-    wait = per * (1 - room / p) - elapsed
-  else
-    wait = rest
-  end
-  if wait > rest then wait = rest end
-  wait = math.max(wait, (target - (avail - granted)) / (rate * fair))
-  if wait < 1000 then wait = 1000 end
-end
-redis.call('HSET', KEYS[1], 'w', string.format('%.17g', w), 'c', c, 'p', p,
-           'd:' .. member, ARGV[6], 'v:' .. member, string.format('%.17g', now + wait + tonumber(ARGV[7])),
-           'c:' .. member, string.format('%.17g', credit), 't:' .. member, string.format('%.17g', now))
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local remaining = math.floor(limit - (p * weight + c))
-if remaining < 0 then remaining = 0 end
-local reset = 0
-if p > 0 then reset = rest end
-if c > 0 then reset = rest + per end
-return {granted, remaining, math.ceil(wait), math.ceil(reset), w}
-)lua";
-
-// Gives unused tokens back to the window they were counted in; the gateway leaves the key's
-// shares. KEYS[1]; ARGV: count, window, member.
-constexpr const char* kWindowReturnScript = R"lua(
-local m = ARGV[3]
-redis.call('HDEL', KEYS[1], 'v:' .. m, 'd:' .. m, 'c:' .. m, 't:' .. m)
-local v = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')
-local sw = tonumber(v[1])
-if sw == nil then return 0 end
-local n = tonumber(ARGV[1])
-local lw = tonumber(ARGV[2])
-if sw == lw then
-  redis.call('HSET', KEYS[1], 'c', math.max(0, (tonumber(v[2]) or 0) - n))
-elseif sw == lw + 1 then
-  redis.call('HSET', KEYS[1], 'p', math.max(0, (tonumber(v[3]) or 0) - n))
-else
-  return 0
-end
-return 1
-)lua";
-
-// Heartbeat: this gateway's member scored by Redis TIME (ms); members older than the TTL leave.
-// KEYS[1]; ARGV: member, ttl_ms. Returns the live gateways.
-constexpr const char* kHeartbeatScript = R"lua(
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
-redis.call('PEXPIRE', KEYS[1], ttl * 2)
-return redis.call('ZCARD', KEYS[1])
-)lua";
-
-int64_t reply_int(const redisReply* r) {
-  if (r == nullptr) return 0;
-  if (r->type == REDIS_REPLY_INTEGER) return r->integer;
-  if (r->type == REDIS_REPLY_STRING) return std::strtoll(r->str, nullptr, 10);
-  return 0;
 }
 
 }  // namespace
@@ -348,10 +106,8 @@ struct QuotaClient::OpQueue {
   alignas(64) size_t head = 0;  // consumer only
 };
 
-// One command of a pipelined round trip and what to do with its reply.
+// What to do with the reply of one refill of a pipelined round trip.
 struct QuotaClient::PendingCall {
-  std::vector<std::string> args;
-  redisReply* reply = nullptr;
   ClusterLimiter* limiter = nullptr;  // refills only
   Op op;
   uint32_t asked = 0;
@@ -361,7 +117,10 @@ struct QuotaClient::PendingCall {
 // ---------------------------------------------------------------------------------------------
 // QuotaClient
 
-QuotaClient::QuotaClient(Options o) : options_(std::move(o)), queue_(new OpQueue(kQueueSize)) {
+QuotaClient::QuotaClient(Options o)
+    : options_(std::move(o)),
+      clock_(options_.clock != nullptr ? options_.clock : &core::SteadyClock::instance()),
+      queue_(new OpQueue(kQueueSize)) {
   if (options_.timeout <= nanoseconds(0)) options_.timeout = std::chrono::milliseconds(20);
   if (options_.heartbeat_interval <= nanoseconds(0))
     options_.heartbeat_interval = std::chrono::seconds(1);
@@ -372,6 +131,12 @@ QuotaClient::QuotaClient(Options o) : options_(std::move(o)), queue_(new OpQueue
                 static_cast<unsigned long long>(core::Rng().next_u64()));
   member_ = (options_.node_id.empty() ? std::string("sluice") : options_.node_id) + suffix;
   gateways_key_ = options_.key_prefix + "gateways";
+  RedisLink::Options lo;
+  lo.address = options_.address;
+  lo.timeout = options_.timeout;
+  for (size_t i = 0; i < quota_scripts::kCount; ++i)
+    lo.scripts.push_back(quota_scripts::text(static_cast<quota_scripts::Script>(i)));
+  link_ = std::make_unique<RedisLink>(std::move(lo), *clock_);
 }
 
 QuotaClient::~QuotaClient() {
@@ -395,13 +160,13 @@ void QuotaClient::stop() {
 }
 
 bool QuotaClient::healthy() const {
-  return usable(steady_ns());
+  return usable(now_ns());
 }
 
 bool QuotaClient::usable(int64_t now_ns) const {
-  if (!healthy_.load(std::memory_order_acquire)) return false;
+  if (!healthy_.load(std::memory_order_acquire) || !link_->up()) return false;
   // A round trip that has run longer than the timeout will fail; do not wait for it to.
-  const int64_t busy = busy_since_.load(std::memory_order_relaxed);
+  const int64_t busy = link_->busy_since();
   return busy == 0 || now_ns - busy <= options_.timeout.count();
 }
 
@@ -415,7 +180,7 @@ uint32_t QuotaClient::current_gateways() const {
 }
 
 QuotaClient::Stats QuotaClient::stats() const {
-  return Stats{calls_.load(), errors_.load(), reconnects_.load(), healthy(), gateways()};
+  return Stats{link_->calls(), link_->errors(), link_->reconnects(), healthy(), gateways()};
 }
 
 bool QuotaClient::submit(const Op& op) {
@@ -448,6 +213,11 @@ void QuotaClient::give_back(std::vector<FinalReturn> returns) {
   for (auto& r : returns) final_returns_.push_back(std::move(r));
 }
 
+std::string QuotaClient::script_now() const {
+  if (!options_.scripts_use_clock) return "0";
+  return std::to_string(std::max<int64_t>(1, now_ns() / 1000));
+}
+
 void QuotaClient::run() {
   // hiredis writes with write(2): a peer that went away must give EPIPE, not kill the process.
   sigset_t set;
@@ -458,175 +228,82 @@ void QuotaClient::run() {
   std::vector<Op> ops;
   ops.reserve(kMaxBatch);
   while (running_.load(std::memory_order_acquire)) {
-    int64_t now = steady_ns();
-    if (ctx_ == nullptr && now >= next_connect_ns_) connect();
+    if (!link_->connected()) connect();
 
     ops.clear();
     Op op;
     while (ops.size() < kMaxBatch && queue_->pop(op)) ops.push_back(op);
 
-    now = steady_ns();
-    if (ctx_ == nullptr) {
+    if (!link_->connected()) {
       discard(ops);
     } else {
-      if (now >= next_heartbeat_ns_) heartbeat(now);
-      if (ctx_ != nullptr && !ops.empty()) process(ops, steady_ns());
-      if (ctx_ != nullptr) send_final_returns();
-      if (ctx_ != nullptr && steady_ns() >= next_idle_scan_ns_) {
-        return_idle(steady_ns(), false);
-        next_idle_scan_ns_ = steady_ns() + std::max<int64_t>(kMs, options_.lease_idle.count() / 4);
+      if (now_ns() >= next_heartbeat_ns_) heartbeat(now_ns());
+      if (link_->connected() && !ops.empty()) process(ops, now_ns());
+      if (link_->connected()) send_final_returns();
+      if (link_->connected() && now_ns() >= next_idle_scan_ns_) {
+        return_idle(now_ns(), false);
+        next_idle_scan_ns_ = now_ns() + std::max<int64_t>(kMs, options_.lease_idle.count() / 4);
       }
-      if (ctx_ == nullptr) discard(ops);  // the round trip failed: nothing of it was credited
+      if (!link_->connected()) discard(ops);  // the round trip failed: nothing of it was credited
     }
+    if (!link_->connected()) healthy_.store(false, std::memory_order_release);
     if (!queue_->empty()) continue;
 
-    now = steady_ns();
-    int64_t until = now + kMaxSleep.count();
-    if (ctx_ == nullptr) {
-      until = std::min(until, next_connect_ns_);
+    // Sleep until the next thing due, at most kMaxSleep of real time.
+    int64_t wait = kMaxSleep.count();
+    if (!link_->connected()) {
+      wait = std::min(wait, link_->connect_wait_ns());
     } else {
-      until = std::min({until, next_heartbeat_ns_, next_idle_scan_ns_});
+      const int64_t now = now_ns();
+      wait = std::min({wait, next_heartbeat_ns_ - now, next_idle_scan_ns_ - now});
     }
-    if (until <= now) continue;
+    if (wait <= 0) continue;
     std::unique_lock<std::mutex> lock(wake_mu_);
     sleeping_.store(true, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (queue_->empty() && running_.load(std::memory_order_acquire))
-      wake_cv_.wait_for(lock, nanoseconds(until - now));
+      wake_cv_.wait_for(lock, nanoseconds(wait));
     sleeping_.store(false, std::memory_order_relaxed);
   }
 
   // Leaving: hand back what this gateway still holds so the others can use it at once.
-  if (ctx_ != nullptr) {
-    return_idle(steady_ns(), true);
-    if (ctx_ != nullptr) send_final_returns();
-    if (ctx_ != nullptr) leave();
+  if (link_->connected()) {
+    return_idle(now_ns(), true);
+    if (link_->connected()) send_final_returns();
+    if (link_->connected()) leave();
   }
-  disconnect();
+  link_->disconnect();
 }
 
 bool QuotaClient::connect() {
-  const timeval tv = to_timeval(options_.timeout);
-  redisContext* c =
-      redisConnectWithTimeout(options_.address.host.c_str(), options_.address.port, tv);
-  if (c == nullptr || c->err != 0) {
-    if (c != nullptr) redisFree(c);
-    ctx_ = nullptr;
-    fail("connect");
-    return false;
-  }
-  redisSetTimeout(c, tv);
-  ctx_ = c;
-
-  const std::string bucket = std::string(kFairShareLua) + kBucketScriptBody;
-  const std::string window = std::string(kFairShareLua) + kWindowScriptBody;
-  const char* scripts[] = {bucket.c_str(), window.c_str(), kBucketReturnScript, kWindowReturnScript,
-                           kHeartbeatScript};
-  std::string* shas[] = {&sha_bucket_, &sha_window_, &sha_bucket_return_, &sha_window_return_,
-                         &sha_heartbeat_};
-  std::vector<PendingCall> calls(5);
-  for (size_t i = 0; i < 5; ++i) calls[i].args = {"SCRIPT", "LOAD", scripts[i]};
-  if (!round_trip(calls)) {
-    for (auto& call : calls)
-      if (call.reply != nullptr) freeReplyObject(call.reply);
-    return false;
-  }
-  bool ok = true;
-  for (size_t i = 0; i < 5; ++i) {
-    redisReply* r = calls[i].reply;
-    if (r != nullptr && r->type == REDIS_REPLY_STRING) {
-      shas[i]->assign(r->str, r->len);
-    } else {
-      ok = false;
-    }
-    if (r != nullptr) freeReplyObject(r);
-  }
-  if (!ok) {
-    fail("script load");
-    return false;
-  }
-  if (connected_once_) reconnects_.fetch_add(1, std::memory_order_relaxed);
-  connected_once_ = true;
-  backoff_ = nanoseconds(0);
-  heartbeat(steady_ns());  // learn the gateway count before the first lease is sized
-  if (ctx_ == nullptr) return false;
+  if (!link_->connect()) return false;
+  heartbeat(now_ns());  // learn the gateway count before the first lease is sized
+  if (!link_->connected()) return false;
   healthy_.store(true, std::memory_order_release);
   return true;
-}
-
-void QuotaClient::disconnect() {
-  if (ctx_ != nullptr) redisFree(ctx_);
-  ctx_ = nullptr;
-}
-
-void QuotaClient::fail(const char* /*what*/) {
-  healthy_.store(false, std::memory_order_release);
-  errors_.fetch_add(1, std::memory_order_relaxed);
-  disconnect();
-  backoff_ = backoff_ == nanoseconds(0) ? kMinBackoff : std::min(backoff_ * 2, kMaxBackoff);
-  // Jitter so that gateways that lost Redis together do not come back in lockstep.
-  const auto jitter = static_cast<int64_t>(
-      core::thread_rng().uniform(static_cast<uint64_t>(backoff_.count() / 4 + 1)));
-  next_connect_ns_ = steady_ns() + backoff_.count() + jitter;
-}
-
-// Sends every call in one pipelined round trip. On an I/O error or timeout the connection is
-// dropped (fail()) and false is returned; replies received are left in calls[i].reply either way
-// (nullptr where none came) and belong to the caller.
-bool QuotaClient::round_trip(std::vector<PendingCall>& calls) {
-  if (ctx_ == nullptr || calls.empty()) return ctx_ != nullptr;
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
-  for (auto& call : calls) {
-    argv.clear();
-    lens.clear();
-    for (auto& a : call.args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lens.data());
-  }
-  calls_.fetch_add(calls.size(), std::memory_order_relaxed);
-  busy_since_.store(steady_ns(), std::memory_order_relaxed);
-  bool ok = true;
-  for (auto& call : calls) {
-    void* r = nullptr;
-    if (redisGetReply(ctx_, &r) != REDIS_OK) {
-      ok = false;
-      break;
-    }
-    call.reply = static_cast<redisReply*>(r);
-  }
-  busy_since_.store(0, std::memory_order_relaxed);
-  if (!ok) fail("round trip");
-  return ok;
 }
 
 void QuotaClient::heartbeat(int64_t now_ns) {
   next_heartbeat_ns_ = now_ns + options_.heartbeat_interval.count();
   const int64_t ttl_ms = std::max<int64_t>(1, 3 * options_.heartbeat_interval.count() / kMs);
-  std::vector<PendingCall> calls(1);
-  calls[0].args = {"EVALSHA", sha_heartbeat_, "1", gateways_key_, member_, std::to_string(ttl_ms)};
-  if (!round_trip(calls)) return;
-  redisReply* r = calls[0].reply;
-  if (r != nullptr && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
-    discovered_.store(static_cast<uint32_t>(r->integer), std::memory_order_relaxed);
-  } else if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
-    errors_.fetch_add(1, std::memory_order_relaxed);
-    if (std::strncmp(r->str, "NOSCRIPT", 8) == 0) {
-      freeReplyObject(r);
-      fail("noscript");  // the reconnect loads the scripts again
-      return;
-    }
+  std::vector<RedisLink::Call> calls;
+  calls.push_back(link_->evalsha(kHeartbeat, gateways_key_, {member_, std::to_string(ttl_ms)}));
+  if (!link_->round_trip(calls)) return;
+  const RedisReply& r = calls[0].reply;
+  if (r.type == RedisReply::Type::kInteger && r.integer > 0) {
+    discovered_.store(static_cast<uint32_t>(std::min<int64_t>(r.integer, UINT32_MAX)),
+                      std::memory_order_relaxed);
+  } else if (r.noscript()) {
+    link_->fail();  // the reconnect loads the scripts again
+  } else {
+    link_->count_error();
   }
-  if (r != nullptr) freeReplyObject(r);
 }
 
 void QuotaClient::leave() {
-  std::vector<PendingCall> calls(1);
+  std::vector<RedisLink::Call> calls(1);
   calls[0].args = {"ZREM", gateways_key_, member_};
-  round_trip(calls);
-  if (calls[0].reply != nullptr) freeReplyObject(calls[0].reply);
+  link_->round_trip(calls);
 }
 
 // Ops that cannot be sent: release the keys' refill claims so workers ask again later.
@@ -644,73 +321,64 @@ void QuotaClient::discard(std::vector<Op>& ops) {
 
 namespace {
 
-// The arguments of one lease or give-back call.
-std::vector<std::string> lease_args(const std::string& sha, std::string key, bool sliding,
-                                    uint64_t requests, uint64_t burst, int64_t per_us,
+// The arguments of one lease call, after the key.
+std::vector<std::string> lease_args(bool sliding, uint64_t requests, uint64_t burst, int64_t per_us,
                                     uint32_t asked, const std::string& member, double demand,
-                                    int64_t hold_us) {
+                                    int64_t hold_us, std::string now) {
   char demand_text[32];
   std::snprintf(demand_text, sizeof demand_text, "%.6g", demand);
   if (sliding) {
     const int64_t ttl_ms = 2 * (per_us / 1000) + 1000;
-    return {"EVALSHA",
-            sha,
-            "1",
-            std::move(key),
-            std::to_string(requests),
+    return {std::to_string(requests),
             std::to_string(per_us),
             std::to_string(asked),
             std::to_string(ttl_ms),
             member,
             demand_text,
-            std::to_string(hold_us)};
+            std::to_string(hold_us),
+            std::move(now)};
   }
   const auto fill_ms =
       static_cast<int64_t>(static_cast<double>(burst) * static_cast<double>(per_us) /
                            static_cast<double>(requests) / 1000.0);
-  return {"EVALSHA",
-          sha,
-          "1",
-          std::move(key),
-          std::to_string(requests),
+  return {std::to_string(requests),
           std::to_string(per_us),
           std::to_string(burst),
           std::to_string(asked),
           std::to_string(fill_ms + 1000),
           member,
           demand_text,
-          std::to_string(hold_us)};
-}
-
-std::vector<std::string> return_args(const std::string& sha, std::string key, bool sliding,
-                                     uint64_t requests, uint64_t burst, int64_t per_us,
-                                     uint32_t count, int64_t window, const std::string& member) {
-  if (sliding)
-    return {"EVALSHA", sha, "1", std::move(key), std::to_string(count), std::to_string(window),
-            member};
-  return {"EVALSHA",
-          sha,
-          "1",
-          std::move(key),
-          std::to_string(requests),
-          std::to_string(per_us),
-          std::to_string(burst),
-          std::to_string(count),
-          member};
+          std::to_string(hold_us),
+          std::move(now)};
 }
 
 }  // namespace
 
-// Requests/s this gateway sees for the key (all outcomes), an exponentially weighted average over
-// about one second, updated at each refill.
+// The arguments of one give-back call, after the key.
+std::vector<std::string> QuotaClient::return_args(bool sliding, uint64_t requests, uint64_t burst,
+                                                  int64_t per_us, uint32_t count,
+                                                  int64_t window) const {
+  if (sliding) return {std::to_string(count), std::to_string(window), member_};
+  return {std::to_string(requests),
+          std::to_string(per_us),
+          std::to_string(burst),
+          std::to_string(count),
+          member_,
+          script_now()};
+}
+
+double ClusterLimiter::average_demand(double previous, uint32_t seen, int64_t dt_ns) {
+  const double dt = static_cast<double>(std::max<int64_t>(kMs, dt_ns)) / 1e9;
+  const double alpha = 1.0 - std::exp(-dt / kDemandTau);
+  return previous + alpha * (static_cast<double>(seen) / dt - previous);
+}
+
+// Requests/s this gateway sees for the key (all outcomes), updated at each refill.
 double ClusterLimiter::update_demand(Slot& s, int64_t now_ns) {
   const uint32_t seen = s.seen.exchange(0, std::memory_order_relaxed);
   const int64_t since = s.demand_ns.load(std::memory_order_relaxed);
-  double demand = s.demand.load(std::memory_order_relaxed);
-  // At least 1 ms: a refill right after the previous one says little about the rate.
-  const double dt = static_cast<double>(std::max<int64_t>(kMs, now_ns - since)) / 1e9;
-  const double alpha = 1.0 - std::exp(-dt / kDemandTau);
-  demand += alpha * (static_cast<double>(seen) / dt - demand);
+  const double demand =
+      average_demand(s.demand.load(std::memory_order_relaxed), seen, now_ns - since);
   s.demand.store(demand, std::memory_order_relaxed);
   s.demand_ns.store(now_ns, std::memory_order_relaxed);
   return demand;
@@ -726,8 +394,10 @@ int64_t QuotaClient::demand_hold_us() const {
 void QuotaClient::process(std::vector<Op>& ops, int64_t now_ns) {
   std::lock_guard<std::mutex> lock(limiters_mu_);
   const uint32_t gateways = current_gateways();
-  std::vector<PendingCall> calls;
+  std::vector<RedisLink::Call> calls;
+  std::vector<PendingCall> pending;
   calls.reserve(ops.size());
+  pending.reserve(ops.size());
   for (const Op& op : ops) {
     auto it = limiters_.find(op.limiter_id);
     if (it == limiters_.end()) continue;
@@ -737,9 +407,10 @@ void QuotaClient::process(std::vector<Op>& ops, int64_t now_ns) {
     PendingCall call;
     call.op = op;
     if (op.kind == Op::Kind::kReturn) {
-      call.args = return_args(lim->sliding_ ? sha_window_return_ : sha_bucket_return_,
-                              lim->redis_key(op.tag), lim->sliding_, limit.requests, limit.burst,
-                              limit.per_us, op.count, op.window, member_);
+      calls.push_back(link_->evalsha(lim->sliding_ ? kWindowReturn : kBucketReturn,
+                                     lim->redis_key(op.tag),
+                                     return_args(lim->sliding_, limit.requests, limit.burst,
+                                                 limit.per_us, op.count, op.window)));
     } else {
       ClusterLimiter::Slot& s = lim->slots_[op.slot];
       if (s.tag.load(std::memory_order_acquire) != op.tag) {
@@ -754,91 +425,89 @@ void QuotaClient::process(std::vector<Op>& ops, int64_t now_ns) {
       call.asked =
           static_cast<uint32_t>(std::min<uint64_t>(uint64_t{lease} + call.debt, kMaxLease));
       const double demand = ClusterLimiter::update_demand(s, now_ns);
-      call.args = lease_args(lim->sliding_ ? sha_window_ : sha_bucket_, lim->redis_key(op.tag),
-                             lim->sliding_, limit.requests, limit.burst, limit.per_us, call.asked,
-                             member_, demand, demand_hold_us());
+      calls.push_back(
+          link_->evalsha(lim->sliding_ ? kWindow : kBucket, lim->redis_key(op.tag),
+                         lease_args(lim->sliding_, limit.requests, limit.burst, limit.per_us,
+                                    call.asked, member_, demand, demand_hold_us(), script_now())));
     }
-    calls.push_back(std::move(call));
+    pending.push_back(call);
   }
   ops.clear();
   if (calls.empty()) return;
 
-  const bool ok = round_trip(calls);
-  const int64_t now = steady_ns();
+  const bool ok = link_->round_trip(calls);
+  const int64_t now = this->now_ns();
   bool noscript = false;
-  for (auto& call : calls) {
-    redisReply* r = call.reply;
-    if (call.limiter != nullptr) {
-      ClusterLimiter::Slot& s = call.limiter->slots_[call.op.slot];
-      bool settle = false;
-      if (ok && r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements >= 4) {
-        const auto granted = static_cast<uint64_t>(std::max<int64_t>(0, reply_int(r->element[0])));
-        const int64_t remaining = reply_int(r->element[1]);
-        const int64_t wait_us = reply_int(r->element[2]);
-        const int64_t reset_us = reply_int(r->element[3]);
-        const int64_t window = r->elements >= 5 ? reply_int(r->element[4]) : 0;
-        const bool exhausted = granted < call.asked;
-        // What the local share admitted is paid first; what Redis could not cover stays owed.
-        const uint64_t paid = std::min<uint64_t>(granted, call.debt);
-        const uint64_t owed = call.debt - paid;
-        // Advisory fields first, so a worker that sees the new tokens also sees them.
-        s.next_refill_ns.store(exhausted ? now + wait_us * 1000 : 0, std::memory_order_relaxed);
-        s.redis_remaining.store(
-            static_cast<uint32_t>(std::clamp<int64_t>(remaining, 0, UINT32_MAX)),
-            std::memory_order_relaxed);
-        s.reset_at_ns.store(now + reset_us * 1000, std::memory_order_relaxed);
-        if (granted > 0) s.lease_window.store(window, std::memory_order_relaxed);
-        const uint32_t fp = fingerprint(call.op.tag);
-        uint64_t w = s.word.load(std::memory_order_acquire);
-        bool credited = false;
-        while (fingerprint_of_word(w) == fp) {
-          const uint64_t tokens = (w & kTokenMask) + granted - paid;
-          const uint64_t nw = make_word(fp, kPrimed | (exhausted ? kExhausted : 0), tokens);
-          if (s.word.compare_exchange_weak(w, nw, std::memory_order_acq_rel,
-                                           std::memory_order_acquire)) {
-            credited = true;
-            break;
-          }
-        }
-        if (credited) {
-          if (owed > 0) call.limiter->add_debt(s, owed);
-          // Local admissions made while this refill was on its way: settle them now rather
-          // than with the key's next request, which may never come.
-          settle = !exhausted && s.debt.load(std::memory_order_relaxed) > 0;
-          if (!call.limiter->in_leased_[call.op.slot]) {
-            call.limiter->in_leased_[call.op.slot] = 1;
-            call.limiter->leased_.push_back(call.op.slot);
-          }
-        } else if (granted > paid) {
-          // The key was evicted while its refill was in flight: the grant goes straight back.
-          Op back;
-          back.kind = Op::Kind::kReturn;
-          back.limiter_id = call.op.limiter_id;
-          back.limit_index = call.op.limit_index;
-          back.tag = call.op.tag;
-          back.count = static_cast<uint32_t>(granted - paid);
-          back.window = window;
-          submit(back);
-        }
-      } else {
-        // No grant: the debt is still owed (if the key is still here).
-        if (call.debt > 0 && s.tag.load(std::memory_order_acquire) == call.op.tag)
-          call.limiter->add_debt(s, call.debt);
-        if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
-          errors_.fetch_add(1, std::memory_order_relaxed);
-          if (std::strncmp(r->str, "NOSCRIPT", 8) == 0) noscript = true;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const RedisReply& r = calls[i].reply;
+    PendingCall& call = pending[i];
+    if (r.is_error()) {
+      link_->count_error();
+      if (r.noscript()) noscript = true;
+    }
+    if (call.limiter == nullptr) continue;
+    ClusterLimiter::Slot& s = call.limiter->slots_[call.op.slot];
+    bool settle = false;
+    if (ok && r.type == RedisReply::Type::kArray && r.count >= 4) {
+      const auto granted =
+          static_cast<uint64_t>(std::clamp<int64_t>(r.at(0), 0, static_cast<int64_t>(call.asked)));
+      const int64_t remaining = r.at(1);
+      const int64_t wait_us = std::clamp<int64_t>(r.at(2), 0, INT64_MAX / 2000);
+      const int64_t reset_us = std::clamp<int64_t>(r.at(3), 0, INT64_MAX / 2000);
+      const int64_t window = r.count >= 5 ? r.at(4) : 0;
+      const bool exhausted = granted < call.asked;
+      // What the local share admitted is paid first; what Redis could not cover stays owed.
+      const uint64_t paid = std::min<uint64_t>(granted, call.debt);
+      const uint64_t owed = call.debt - paid;
+      // Advisory fields first, so a worker that sees the new tokens also sees them.
+      s.next_refill_ns.store(exhausted ? now + wait_us * 1000 : 0, std::memory_order_relaxed);
+      s.redis_remaining.store(static_cast<uint32_t>(std::clamp<int64_t>(remaining, 0, UINT32_MAX)),
+                              std::memory_order_relaxed);
+      s.reset_at_ns.store(now + reset_us * 1000, std::memory_order_relaxed);
+      if (granted > 0) s.lease_window.store(window, std::memory_order_relaxed);
+      const uint32_t fp = fingerprint(call.op.tag);
+      uint64_t w = s.word.load(std::memory_order_acquire);
+      bool credited = false;
+      while (fingerprint_of_word(w) == fp) {
+        const uint64_t tokens = (w & kTokenMask) + granted - paid;
+        const uint64_t nw = make_word(fp, kPrimed | (exhausted ? kExhausted : 0), tokens);
+        if (s.word.compare_exchange_weak(w, nw, std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+          credited = true;
+          break;
         }
       }
-      s.refill_sent_ns.store(0, std::memory_order_release);
-      if (settle) call.limiter->request_refill(s, call.op.limit_index, call.op.tag, now);
-    } else if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
-      errors_.fetch_add(1, std::memory_order_relaxed);
-      if (std::strncmp(r->str, "NOSCRIPT", 8) == 0) noscript = true;
+      if (credited) {
+        if (owed > 0) call.limiter->add_debt(s, owed);
+        // Local admissions made while this refill was on its way: settle them now rather
+        // than with the key's next request, which may never come.
+        settle = !exhausted && s.debt.load(std::memory_order_relaxed) > 0;
+        if (!call.limiter->in_leased_[call.op.slot]) {
+          call.limiter->in_leased_[call.op.slot] = 1;
+          call.limiter->leased_.push_back(call.op.slot);
+        }
+      } else if (granted > paid) {
+        // The key was evicted while its refill was in flight: the grant goes straight back.
+        Op back;
+        back.kind = Op::Kind::kReturn;
+        back.limiter_id = call.op.limiter_id;
+        back.limit_index = call.op.limit_index;
+        back.tag = call.op.tag;
+        back.count = static_cast<uint32_t>(granted - paid);
+        back.window = window;
+        submit(back);
+      }
+    } else {
+      // No grant: the debt is still owed (if the key is still here). A reply of another shape
+      // than the script's counts as a failed call.
+      if (call.debt > 0 && s.tag.load(std::memory_order_acquire) == call.op.tag)
+        call.limiter->add_debt(s, call.debt);
+      if (ok && !r.is_error()) link_->count_error();
     }
-    if (r != nullptr) freeReplyObject(r);
-    call.reply = nullptr;
+    s.refill_sent_ns.store(0, std::memory_order_release);
+    if (settle) call.limiter->request_refill(s, call.op.limit_index, call.op.tag, now);
   }
-  if (noscript && ctx_ != nullptr) fail("noscript");  // the reconnect loads the scripts again
+  if (noscript && link_->connected()) link_->fail();  // the reconnect loads the scripts again
 }
 
 // Takes back the tokens of leases whose key has not been used for lease_idle (or of all leases
@@ -846,7 +515,7 @@ void QuotaClient::process(std::vector<Op>& ops, int64_t now_ns) {
 // lease arrives, as for a new key.
 void QuotaClient::return_idle(int64_t now_ns, bool all) {
   std::lock_guard<std::mutex> lock(limiters_mu_);
-  std::vector<PendingCall> calls;
+  std::vector<RedisLink::Call> calls;
   for (auto& [id, lim] : limiters_) {
     auto& list = lim->leased_;
     for (size_t i = 0; i < list.size();) {
@@ -869,12 +538,11 @@ void QuotaClient::return_idle(int64_t now_ns, bool all) {
           const uint32_t li = s.limit_index.load(std::memory_order_relaxed);
           const ClusterLimiter::Limit& limit =
               lim->limits_[std::min<size_t>(li, lim->limits_.size() - 1)];
-          PendingCall call;
-          call.args = return_args(lim->sliding_ ? sha_window_return_ : sha_bucket_return_,
-                                  lim->redis_key(tag), lim->sliding_, limit.requests, limit.burst,
-                                  limit.per_us, static_cast<uint32_t>(tokens),
-                                  s.lease_window.load(std::memory_order_relaxed), member_);
-          calls.push_back(std::move(call));
+          calls.push_back(
+              link_->evalsha(lim->sliding_ ? kWindowReturn : kBucketReturn, lim->redis_key(tag),
+                             return_args(lim->sliding_, limit.requests, limit.burst, limit.per_us,
+                                         static_cast<uint32_t>(tokens),
+                                         s.lease_window.load(std::memory_order_relaxed))));
         }
       } else if (owned) {
         ++i;  // still in use
@@ -886,13 +554,9 @@ void QuotaClient::return_idle(int64_t now_ns, bool all) {
     }
   }
   if (calls.empty()) return;
-  round_trip(calls);  // on failure the tokens are lost: an under-admission of these leases
-  for (auto& call : calls) {
-    if (call.reply != nullptr) {
-      if (call.reply->type == REDIS_REPLY_ERROR) errors_.fetch_add(1, std::memory_order_relaxed);
-      freeReplyObject(call.reply);
-    }
-  }
+  link_->round_trip(calls);  // on failure the tokens are lost: an under-admission of these leases
+  for (auto& call : calls)
+    if (call.reply.is_error()) link_->count_error();
 }
 
 void QuotaClient::send_final_returns() {
@@ -902,15 +566,13 @@ void QuotaClient::send_final_returns() {
     if (final_returns_.empty()) return;
     returns.swap(final_returns_);
   }
-  std::vector<PendingCall> calls(returns.size());
-  for (size_t i = 0; i < returns.size(); ++i) {
-    auto& r = returns[i];
-    calls[i].args = {"EVALSHA", r.sliding ? sha_window_return_ : sha_bucket_return_, "1", r.key};
-    for (auto& a : r.args) calls[i].args.push_back(std::move(a));
-  }
-  round_trip(calls);
-  for (auto& call : calls)
-    if (call.reply != nullptr) freeReplyObject(call.reply);
+  std::vector<RedisLink::Call> calls;
+  calls.reserve(returns.size());
+  for (auto& r : returns)
+    calls.push_back(
+        link_->evalsha(r.sliding ? kWindowReturn : kBucketReturn, std::move(r.key),
+                       return_args(r.sliding, r.requests, r.burst, r.per_us, r.count, r.window)));
+  link_->round_trip(calls);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -928,6 +590,7 @@ uint32_t ClusterLimiter::lease_size(uint64_t requests, uint64_t burst, uint32_t 
 
 ClusterLimiter::ClusterLimiter(QuotaClient& client, const config::RateLimitRule& rule)
     : client_(client), name_(rule.name) {
+  static_assert(sizeof(Slot) == 128, "docs/cluster-limits.md states 128 bytes per key slot");
   if (rule.algorithm == config::RateAlgorithm::kConcurrency)
     throw std::invalid_argument("cluster scope supports token_bucket and sliding_window only");
   sliding_ = rule.algorithm == config::RateAlgorithm::kSlidingWindow;
@@ -974,12 +637,11 @@ ClusterLimiter::~ClusterLimiter() {
     QuotaClient::FinalReturn r;
     r.key = redis_key(tag);
     r.sliding = sliding_;
-    if (sliding_) {
-      r.args = {std::to_string(tokens), std::to_string(s.lease_window.load()), client_.member_};
-    } else {
-      r.args = {std::to_string(l.requests), std::to_string(l.per_us), std::to_string(l.burst),
-                std::to_string(tokens), client_.member_};
-    }
+    r.requests = l.requests;
+    r.burst = l.burst;
+    r.per_us = l.per_us;
+    r.count = static_cast<uint32_t>(tokens);
+    r.window = s.lease_window.load();
     returns.push_back(std::move(r));
   }
   client_.give_back(std::move(returns));
@@ -1052,6 +714,7 @@ ClusterLimiter::Slot* ClusterLimiter::insert(uint64_t tag, std::string_view key,
       !victim->tag.compare_exchange_strong(victim_tag, kBusy, std::memory_order_acq_rel))
     return nullptr;
 
+  if (insert_hook_ != nullptr) insert_hook_(insert_hook_arg_);
   // The slot is ours (kBusy). Swapping the word retires the old key's lease in one step: any
   // worker still holding the old tag fails its fingerprint check from here on.
   const uint64_t old =

@@ -1,6 +1,8 @@
 // Cluster-scope rate limits: one limit shared by every gateway, kept in Redis. Gateways lease
 // quota in batches (QuotaClient's thread talks to Redis; workers only touch local leases), so a
-// request never waits on Redis. Scheme and error bound: docs/cluster-limits.md.
+// request never waits on Redis. Scheme and error bound: docs/cluster-limits.md. The policy (lease
+// sizing, demand, local admission, expiry, and the fair-share scripts Redis runs) is here; the
+// connection to Redis (timeouts, reconnects, script loading, bounded replies) is RedisLink.
 #pragma once
 
 #include <atomic>
@@ -21,11 +23,10 @@
 #include "core/clock.h"
 #include "governance/decision.h"
 
-struct redisContext;  // hiredis, used only by QuotaClient's thread
-
 namespace sluice::governance {
 
 class ClusterLimiter;
+class RedisLink;
 
 // One per gateway process: owns the Redis connection and the thread that refills and returns
 // leases, keeps this gateway's heartbeat and counts the live gateways. Should outlive the
@@ -41,6 +42,13 @@ class QuotaClient {
     uint32_t gateways_hint = 0;  // > 0: the number of gateways, discovery is not used
     std::chrono::nanoseconds heartbeat_interval{std::chrono::seconds(1)};  // TTL: 3 intervals
     std::chrono::nanoseconds lease_idle{std::chrono::milliseconds(500)};   // unused tokens go back
+    // The client thread's time (expiry, waits Redis names, the demand average, stalled round
+    // trips); must be the clock whose `now` callers pass to acquire(). nullptr: the steady clock.
+    const core::Clock* clock = nullptr;
+    // Tests only: the scripts take `now` from `clock` instead of Redis TIME, so that a manual
+    // clock drives the buckets, windows and fair shares too. Gateways leave it off: then
+    // gateway clocks do not matter.
+    bool scripts_use_clock = false;
   };
 
   explicit QuotaClient(Options o);
@@ -87,8 +95,11 @@ class QuotaClient {
   // Tokens of a limiter that was destroyed; sent by the thread.
   struct FinalReturn {
     std::string key;
-    std::vector<std::string> args;
     bool sliding = false;
+    uint64_t requests = 0, burst = 0;
+    int64_t per_us = 0;
+    uint32_t count = 0;
+    int64_t window = 0;
   };
 
   bool usable(int64_t now_ns) const;
@@ -97,30 +108,32 @@ class QuotaClient {
   void detach(uint64_t id);  // after it returns, the thread no longer touches the limiter
   void give_back(std::vector<FinalReturn> returns);
 
+  int64_t now_ns() const { return clock_->now().time_since_epoch().count(); }
+  std::string script_now() const;  // the scripts' `now` argument ("0": Redis TIME)
+  std::vector<std::string> return_args(bool sliding, uint64_t requests, uint64_t burst,
+                                       int64_t per_us, uint32_t count, int64_t window) const;
+
   void run();
   bool connect();
-  void disconnect();
-  void fail(const char* what);
   void heartbeat(int64_t now_ns);
   void leave();
   void process(std::vector<Op>& ops, int64_t now_ns);
   void return_idle(int64_t now_ns, bool all);
   void send_final_returns();
   void discard(std::vector<Op>& ops);
-  bool round_trip(std::vector<PendingCall>& calls);
   uint32_t current_gateways() const;
   int64_t demand_hold_us() const;
 
   Options options_;
+  const core::Clock* clock_;
   std::string member_;  // node_id + random suffix
   std::string gateways_key_;
   std::unique_ptr<OpQueue> queue_;
+  std::unique_ptr<RedisLink> link_;  // used by the thread; its counters and busy_since by any
 
   std::atomic<bool> running_{false};
   std::atomic<bool> healthy_{false};
-  std::atomic<int64_t> busy_since_{0};  // start of the round trip in progress (steady ns), 0 = none
   std::atomic<uint32_t> discovered_{1};
-  std::atomic<uint64_t> calls_{0}, errors_{0}, reconnects_{0};
 
   // Wake-up of the thread: workers notify only when it sleeps, so a refill costs no syscall
   // while the thread is busy.
@@ -135,13 +148,8 @@ class QuotaClient {
   std::vector<FinalReturn> final_returns_;
 
   // Thread-only state.
-  redisContext* ctx_ = nullptr;
-  bool connected_once_ = false;
-  std::chrono::nanoseconds backoff_{0};
-  int64_t next_connect_ns_ = 0;
   int64_t next_heartbeat_ns_ = 0;
   int64_t next_idle_scan_ns_ = 0;
-  std::string sha_bucket_, sha_window_, sha_bucket_return_, sha_window_return_, sha_heartbeat_;
   std::thread thread_;
 };
 
@@ -173,11 +181,22 @@ class ClusterLimiter {
   // Undoes a charge() not yet settled (a later rule rejected the request).
   void discharge(uint64_t hash);
 
+  // Tests only: called by insert() once it has claimed a slot for a new key and before the key
+  // is published in it, i.e. where another worker may look for the same key meanwhile.
+  void set_insert_hook_for_test(void (*hook)(void*), void* arg) {
+    insert_hook_ = hook;
+    insert_hook_arg_ = arg;
+  }
+
   size_t capacity() const { return capacity_; }
   uint32_t gateways() const { return client_.gateways(); }  // the divisor of the local share
   size_t size() const;  // keys in the table (counts all slots; for tests and stats)
   // Lease size for a limit of `requests` shared by `gateways` (see docs/cluster-limits.md).
   static uint32_t lease_size(uint64_t requests, uint64_t burst, uint32_t gateways);
+  // The demand a key reports (requests/s): an exponentially weighted average with a time
+  // constant of 1 s, moved by `seen` requests over the `dt_ns` since the last report (taken as
+  // at least 1 ms: a report right after the previous one says little about the rate).
+  static double average_demand(double previous, uint32_t seen, int64_t dt_ns);
 
  private:
   friend class QuotaClient;
@@ -203,6 +222,9 @@ class ClusterLimiter {
     std::atomic<uint32_t> debt{0};  // admitted by the local share, not yet charged to Redis
     std::atomic<double> demand{0};  // client thread: requests/s, averaged over ~1 s
     std::atomic<int64_t> demand_ns{0};
+    // Held while a key whose home this slot is enters the table: two workers that missed the
+    // same new key must not put it in two slots (the second copy's lease would be stranded).
+    std::atomic<uint32_t> inserting{0};
   };
 
   Slot* find(uint64_t tag) const;
@@ -233,6 +255,8 @@ class ClusterLimiter {
   std::string key_base_;  // prefix + "rl:tb:" / "rl:sw:" + rule name + ":"
   uint64_t id_ = 0;
   std::atomic<bool> orphaned_{false};  // the client was destroyed first
+  void (*insert_hook_)(void*) = nullptr;
+  void* insert_hook_arg_ = nullptr;
 
   // Client-thread only: slots that received tokens, scanned for idle leases.
   std::vector<uint32_t> leased_;

@@ -3,14 +3,7 @@
 // the accuracy tests offer load for a fixed span of real time.
 #include "governance/cluster_quota.h"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <hiredis/hiredis.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -24,94 +17,16 @@
 #include <thread>
 #include <vector>
 
+#include "core/clock.h"
+#include "unit/governance/redis_server.h"
+
 namespace sluice::governance {
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using Outcome = ClusterLimiter::Outcome;
-
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-// A redis-server child process on 127.0.0.1:port.
-class RedisServer {
- public:
-  RedisServer() : port_(free_port()) {}
-  ~RedisServer() { kill_now(); }
-
-  bool start() {
-    std::string port = std::to_string(port_);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int devnull = ::open("/dev/null", O_WRONLY);
-      ::dup2(devnull, 1);
-      ::dup2(devnull, 2);
-      ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", "/tmp",
-               static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    auto deadline = Clock::now() + 3s;
-    while (Clock::now() < deadline) {
-      if (command({"PING"}) == "PONG") return true;
-      std::this_thread::sleep_for(10ms);
-    }
-    return false;
-  }
-  void kill_now() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGCONT);
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  void pause() { ::kill(pid_, SIGSTOP); }
-  void resume() { ::kill(pid_, SIGCONT); }
-  uint16_t port() const { return port_; }
-
-  // One command on a fresh connection; the reply as text ("" on error).
-  std::string command(std::vector<std::string> args) const {
-    timeval tv{1, 0};
-    redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
-    if (c == nullptr || c->err != 0) {
-      if (c != nullptr) redisFree(c);
-      return "";
-    }
-    redisSetTimeout(c, tv);
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (auto& a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    auto* r = static_cast<redisReply*>(
-        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
-    std::string out;
-    if (r != nullptr) {
-      if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
-        out.assign(r->str, r->len);
-      if (r->type == REDIS_REPLY_INTEGER) out = std::to_string(r->integer);
-      freeReplyObject(r);
-    }
-    redisFree(c);
-    return out;
-  }
-
- private:
-  uint16_t port_;
-  pid_t pid_ = -1;
-};
+using test::RedisServer;
 
 QuotaClient::Options client_options(const RedisServer& redis, std::string prefix,
                                     uint32_t hint = 0) {
@@ -335,6 +250,72 @@ TEST(ClusterQuotaTest, OverrideLimitAndNoDoubleSpendingAcrossThreads) {
       300ms);
   EXPECT_EQ(vip, 50u);
   EXPECT_EQ(d.limit, 50u);
+}
+
+// Spends key `hash` of `lim` on a frozen manual clock until Redis has counted `limit` in the
+// window and the limiter has answered 20 times in a row without admitting: what it admitted.
+uint64_t spend_all(ClusterLimiter& lim, const core::ManualClock& clock, const RedisServer& redis,
+                   const std::string& redis_key, uint64_t hash, uint64_t limit) {
+  uint64_t allowed = 0;
+  int refused = 0;
+  RateDecision d;
+  wait_for(
+      [&] {
+        if (lim.acquire("k", hash, clock.now(), &d) == Outcome::kAllowed) {
+          ++allowed;
+          refused = 0;
+        } else if (redis.command({"HGET", redis_key, "c"}) == std::to_string(limit)) {
+          ++refused;
+        }
+        return refused >= 20;
+      },
+      10000ms);
+  return allowed;
+}
+
+// Expiry runs on the client's clock: a lease stays while the manual clock stands still, however
+// long that is in real time, and goes back to Redis once lease_idle has passed on it.
+TEST(ClusterQuotaTest, IdleLeaseGoesBackAfterLeaseIdleOnTheInjectedClock) {
+  RedisServer redis;
+  ASSERT_TRUE(redis.start());
+  const std::string prefix = "t12:";
+  core::ManualClock clock;
+  auto o = client_options(redis, prefix, 2);
+  o.clock = &clock;
+  o.scripts_use_clock = true;
+  o.lease_idle = 500ms;
+  QuotaClient client(o);
+  client.start();
+  ASSERT_TRUE(wait_for([&] { return client.healthy(); }, 2000ms));
+  ClusterLimiter lim(client, rule("r", kWindow, 1000, 1h));
+  const std::string key = window_key(prefix, "r", 9);
+  RateDecision d;
+  ASSERT_TRUE(
+      wait_for([&] { return lim.acquire("k", 9, clock.now(), &d) == Outcome::kAllowed; }, 2000ms));
+  EXPECT_EQ(redis.command({"HGET", key, "c"}), "12");  // one lease of 1000 / (40 * 2)
+
+  // Idle keys are looked for every lease_idle / 4 of the clock's time.
+  clock.advance(499ms);
+  std::this_thread::sleep_for(200ms);  // the client thread has time to scan: nothing is idle yet
+  EXPECT_EQ(redis.command({"HGET", key, "c"}), "12");
+  clock.advance(130ms);  // past lease_idle and the next scan: 11 unused tokens go back
+  EXPECT_TRUE(wait_for([&] { return redis.command({"HGET", key, "c"}) == "1"; }, 2000ms));
+  EXPECT_EQ(lim.acquire("k", 9, clock.now(), &d), Outcome::kUnavailable);  // a new key again
+}
+
+// The demand a key reports: an average over about a second, pure arithmetic on the times given.
+TEST(ClusterQuotaTest, AverageDemand) {
+  const double e = std::exp(-1.0);
+  EXPECT_NEAR(ClusterLimiter::average_demand(0, 100, 1'000'000'000), 100 * (1 - e), 1e-9);
+  // A steady 200/s, reported every 10 ms, is reached within a few time constants.
+  double d = 0;
+  for (int i = 0; i < 500; ++i) d = ClusterLimiter::average_demand(d, 2, 10'000'000);
+  EXPECT_NEAR(d, 200.0, 200.0 * 0.01);
+  // Reports closer together than 1 ms count as 1 ms apart.
+  EXPECT_DOUBLE_EQ(ClusterLimiter::average_demand(50, 3, 0),
+                   ClusterLimiter::average_demand(50, 3, 1'000'000));
+  // No requests: the average decays by e per second.
+  EXPECT_NEAR(ClusterLimiter::average_demand(100, 0, 1'000'000'000), 100 * e, 1e-9);
 }
 
 TEST(ClusterQuotaTest, EvictedKeyReturnsItsLease) {
