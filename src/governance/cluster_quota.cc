@@ -685,6 +685,17 @@ ClusterLimiter::Slot* ClusterLimiter::find(uint64_t tag) const {
 ClusterLimiter::Slot* ClusterLimiter::insert(uint64_t tag, std::string_view key, int64_t now_ns) {
   const size_t home = static_cast<size_t>((static_cast<unsigned __int128>(tag) * capacity_) >> 64);
   const size_t probe = std::min(kProbe, capacity_);
+  // Every worker that inserts this key goes through its home slot's gate, one at a time: without
+  // it, two workers that both missed the new key could claim two slots for it, and the lease of
+  // the copy that find() does not return would be stranded (issue 11: 988 of 1,000 admitted).
+  // A worker that finds the gate taken decides without the cluster, as for any busy slot.
+  std::atomic<uint32_t>& gate = slots_[home].inserting;
+  uint32_t open = 0;
+  if (!gate.compare_exchange_strong(open, 1, std::memory_order_acquire)) return nullptr;
+  struct Release {
+    std::atomic<uint32_t>& g;
+    ~Release() { g.store(0, std::memory_order_release); }
+  } release{gate};
   Slot* victim = nullptr;
   uint64_t victim_tag = 0;
   int64_t oldest = INT64_MAX;

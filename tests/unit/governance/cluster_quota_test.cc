@@ -210,6 +210,7 @@ TEST(ClusterQuotaTest, OverrideLimitAndNoDoubleSpendingAcrossThreads) {
   ASSERT_TRUE(redis.start());
   auto o = client_options(redis, "t4:", 2);
   o.lease_idle = 10s;  // keep leases: the count must come out exact from the leases alone
+  o.timeout = 200ms;   // a loaded machine: a refill answered after the timeout loses its lease
   QuotaClient client(o);
   client.start();
   auto r = rule("r", kWindow, 1000, 1h);
@@ -232,13 +233,15 @@ TEST(ClusterQuotaTest, OverrideLimitAndNoDoubleSpendingAcrossThreads) {
     });
   }
   for (auto& t : workers) t.join();
-  // Never more than the limit: no token is spent twice across threads. The aim is exactly the
-  // limit; since leases follow demand (issue 11), about half the runs on a busy 2-core machine
-  // stop at 988 with no failed round trip: an open defect (12 tokens withheld), noted on the
-  // issue, bounded here so that it cannot grow unnoticed. A lease lost to a round trip slower
-  // than the timeout also under-admits (docs/cluster-limits.md).
+  // Exactly the limit: no token is spent twice across threads, and none is stranded (two
+  // workers that missed the new key at once could put it in two slots, and the second copy's
+  // lease was lost: KeyMissedByTwoWorkersAtOnceGetsOneSlot). The one under-admission the design
+  // keeps: a refill answered after the timeout loses its lease, 12 tokens per failed round trip
+  // (docs/cluster-limits.md); with none failed, exactly 1000.
+  const uint64_t failed = client.stats().errors;
   EXPECT_LE(allowed.load(), 1000u);
-  EXPECT_GE(allowed.load(), 980u) << client.stats().errors << " round trips failed";
+  EXPECT_GE(allowed.load(), 1000u - 12 * std::min<uint64_t>(failed, 80)) << failed << " failed";
+  EXPECT_EQ(lim.size(), 1u);
 
   uint64_t vip = 0;
   RateDecision d;
@@ -271,6 +274,48 @@ uint64_t spend_all(ClusterLimiter& lim, const core::ManualClock& clock, const Re
       },
       10000ms);
   return allowed;
+}
+
+// Issue 11's open defect, made deterministic: worker A misses a new key and claims a slot for it;
+// before A publishes the key there, worker B misses it too. B must not put the key in a second
+// slot: that copy's lease (12 tokens here) would be stranded, since find() returns the first, and
+// the key would stop at 988 of 1,000. A hook inside insert() runs B's acquire at exactly that
+// point; the manual clock keeps every lease from expiring, so nothing else moves tokens.
+TEST(ClusterQuotaTest, KeyMissedByTwoWorkersAtOnceGetsOneSlot) {
+  RedisServer redis;
+  ASSERT_TRUE(redis.start());
+  const std::string prefix = "t11:";
+  core::ManualClock clock;
+  auto o = client_options(redis, prefix, 2);
+  o.clock = &clock;
+  o.scripts_use_clock = true;  // the window is the manual clock's, far from any edge
+  QuotaClient client(o);
+  client.start();
+  ASSERT_TRUE(wait_for([&] { return client.healthy(); }, 2000ms));
+  ClusterLimiter lim(client, rule("r", kWindow, 1000, 1h));
+
+  struct Race {
+    ClusterLimiter* lim;
+    core::ManualClock* clock;
+    int calls = 0;
+    Outcome b = Outcome::kAllowed;
+  } race{&lim, &clock};
+  lim.set_insert_hook_for_test(
+      [](void* arg) {
+        auto* r = static_cast<Race*>(arg);
+        if (r->calls++ > 0) return;  // B's own insert, if it gets that far
+        RateDecision d;
+        r->b = r->lim->acquire("k", 7, r->clock->now(), &d);
+      },
+      &race);
+  RateDecision d;
+  EXPECT_EQ(lim.acquire("k", 7, clock.now(), &d), Outcome::kUnavailable);  // A: lease on its way
+  lim.set_insert_hook_for_test(nullptr, nullptr);
+  EXPECT_EQ(race.b, Outcome::kUnavailable);  // B decides without the cluster
+  EXPECT_EQ(lim.size(), 1u);                 // one slot holds the key
+
+  const uint64_t allowed = spend_all(lim, clock, redis, window_key(prefix, "r", 7), 7, 1000);
+  EXPECT_EQ(allowed, 1000u) << client.stats().errors << " round trips failed";
 }
 
 // Expiry runs on the client's clock: a lease stays while the manual clock stands still, however
