@@ -31,6 +31,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/inline_function.h"
+
 struct io_uring_sqe;  // liburing.h, kept out of here
 
 namespace sluice::gateway {
@@ -53,7 +55,9 @@ class IoWatcher {
 };
 
 // err is 0 or an errno value (ECANCELED: the stream was closed first); n is the byte count.
-using IoHandler = std::function<void(int err, size_t n)>;
+// Move-only and allocation-free for targets of up to 32 bytes (a shared_ptr and a counter): the
+// request path starts four operations per proxied request (docs/benchmarks.md, "Handlers").
+using IoHandler = core::InlineFunction<void(int err, size_t n), 32>;
 
 class EventLoop {
  public:

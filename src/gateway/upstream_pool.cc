@@ -27,21 +27,22 @@ const char* to_string(PoolCloseReason r) {
 void UpstreamConnection::read() {
   if (reading_ || !socket_.is_open()) return;
   reading_ = true;
-  socket_.async_read_some(
-      buf_.get(), kReadBufferBytes, [self = shared_from_this()](int err, size_t n) {
-        self->reading_ = false;
-        if (self->user_) {
-          self->user_->on_upstream_data(err, self->buf_.get(), n);
-          return;
-        }
-        if (err == ECANCELED) return;
-        // Idle: the upstream closed, failed, or sent bytes nobody asked for.
-        if (self->pool_) {
-          self->pool_->remove(self.get(), err == 0 && n > 0 ? PoolCloseReason::kUnsolicited
-                                                            : PoolCloseReason::kUpstreamClosed);
-        }
-        self->close();
-      });
+  auto on_read = [self = shared_from_this()](int err, size_t n) {
+    self->reading_ = false;
+    if (self->user_) {
+      self->user_->on_upstream_data(err, self->buf_.get(), n);
+      return;
+    }
+    if (err == ECANCELED) return;
+    // Idle: the upstream closed, failed, or sent bytes nobody asked for.
+    if (self->pool_) {
+      self->pool_->remove(self.get(), err == 0 && n > 0 ? PoolCloseReason::kUnsolicited
+                                                        : PoolCloseReason::kUpstreamClosed);
+    }
+    self->close();
+  };
+  static_assert(IoHandler::fits<decltype(on_read)>, "a request-path handler must not allocate");
+  socket_.async_read_some(buf_.get(), kReadBufferBytes, std::move(on_read));
 }
 
 bool UpstreamConnection::clean() {
