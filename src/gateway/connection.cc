@@ -14,6 +14,7 @@
 #include "gateway/worker.h"
 #include "governance/circuit_breaker.h"
 #include "governance/outlier_detector.h"
+#include "http/upstream_head.h"
 #include "http/writer.h"
 #include "observability/access_log.h"
 #include "observability/trace.h"
@@ -156,23 +157,24 @@ bool Connection::want_downstream_read() const {
   if (closed_) return false;
   // closing_ means "no further request on this connection": the body of the request in
   // progress is still read (an upstream may answer before the whole body has arrived).
-  if (!in_request_) return !closing_ && pending_.empty();
-  if (req_done_ || local_reply_) return false;
+  if (!req_.in_request) return !closing_ && pending_.empty();
+  if (req_.req_done || req_.local_reply) return false;
   // A buffered body is bounded by limits.request_buffer_bytes (buffering stops beyond it).
-  if (buffering_) return true;
-  return up_out_.size() + up_wbuf_.size() < kMaxUpstreamBacklog;
+  if (req_.buffering) return true;
+  return req_.up_out.size() + up_wbuf_.size() < kMaxUpstreamBacklog;
 }
 
 void Connection::read_downstream() {
   if (ds_reading_ || !want_downstream_read()) return;
   ds_reading_ = true;
-  socket_.async_read_some(rbuf_.data(), rbuf_.size(),
-                          [self = shared_from_this()](int err, size_t n) {
-                            self->ds_reading_ = false;
-                            if (self->closed_ || err == ECANCELED) return;
-                            self->worker_.refresh_now();
-                            self->on_downstream_data(err, n);
-                          });
+  auto on_read = [self = shared_from_this()](int err, size_t n) {
+    self->ds_reading_ = false;
+    if (self->closed_ || err == ECANCELED) return;
+    self->worker_.refresh_now();
+    self->on_downstream_data(err, n);
+  };
+  static_assert(IoHandler::fits<decltype(on_read)>, "a request-path handler must not allocate");
+  socket_.async_read_some(rbuf_.data(), rbuf_.size(), std::move(on_read));
 }
 
 void Connection::on_downstream_data(int err, size_t n) {
@@ -180,10 +182,10 @@ void Connection::on_downstream_data(int err, size_t n) {
     on_client_gone();
     return;
   }
-  if (!in_request_ && deadline_kind_ == Deadline::kIdle) {
+  if (!req_.in_request && deadline_kind_ == Deadline::kIdle) {
     set_deadline(Deadline::kHeader, worker_.services()->snapshot->config->limits.header_timeout);
   }
-  if (!in_request_ && !parser_.in_message()) request_began_ = worker_.now();
+  if (!req_.in_request && !parser_.in_message()) request_began_ = worker_.now();
   feed(rbuf_.data(), n);
   // A full small buffer means more is probably waiting (a large head or a body): read it in big
   // pieces through the worker's scratch buffer until the socket is empty or we must stop.
@@ -205,7 +207,7 @@ void Connection::on_downstream_data(int err, size_t n) {
 void Connection::feed(const char* data, size_t len) {
   size_t off = 0;
   while (off < len && !closed_) {
-    if (in_request_ && req_done_) {
+    if (req_.in_request && req_.req_done) {
       // Pipelined: keep what follows until the response in progress is complete.
       pending_.append(data + off, len - off);
       break;
@@ -234,39 +236,17 @@ void Connection::process_pending() {
 }
 
 void Connection::begin_request() {
-  in_request_ = true;
-  req_done_ = false;
-  local_reply_ = false;
-  route_ = nullptr;
-  services_ = worker_.services();
-  start_ = worker_.now();
-  start_wall_ = std::chrono::system_clock::now();
-  bytes_in_ = bytes_out_ = 0;
-  attempts_ = 0;
-  tried_.clear();
-  endpoint_ = -1;
-  upstream_seconds_ = -1;
-  resp_head_sent_ = resp_done_ = resp_interim_ = resp_on_wire_ = false;
-  resp_got_bytes_ = up_extra_bytes_ = false;
-  up_body_stopped_ = resp_bad_101_ = false;
-  up_error_ = nullptr;
-  retry_status_ = 0;
-  status_ = 0;
-  replay_.clear();
-  replayable_ = true;
-  retrying_ = false;
-  free_retries_ = 0;
-  stale_retried_ = false;
-  up_reused_ = connect_error_ = false;
-  body_timed_ = buffering_ = continue_sent_ = false;
-  total_deadline_ = core::MonoTime::max();
-  total_expired_ = false;
-  if (request_began_ == core::MonoTime{} || request_began_ > start_) request_began_ = start_;
-  method_.clear();
-  target_.clear();
-  original_target_.clear();
-  user_agent_.clear();
-  request_id_.clear();
+  // Everything of the previous request goes at once (request_state.h).
+  req_ = RequestState{};
+  // Handlers of the previous request's attempts (a write of a connection it discarded) find a
+  // newer generation and stop, instead of acting on this request.
+  ++attempt_gen_;
+  req_.in_request = true;
+  req_.services = worker_.services();
+  req_.start = worker_.now();
+  req_.start_wall = std::chrono::system_clock::now();
+  if (request_began_ == core::MonoTime{} || request_began_ > req_.start)
+    request_began_ = req_.start;
   deadline_kind_ = Deadline::kNone;
   ++requests_;
 }
@@ -274,48 +254,48 @@ void Connection::begin_request() {
 void Connection::on_parse_error() {
   http::ParseError err = parser_.error();
   worker_.shared().reject(reject_reason(err));
-  if (!in_request_) {
+  if (!req_.in_request) {
     begin_request();
-    method_ = parser_.head().method;
-    target_ = parser_.head().target.substr(0, 256);
-    observability::make_request_id(core::thread_rng(), request_id_);
+    req_.method = parser_.head().method;
+    req_.target = parser_.head().target.substr(0, 256);
+    observability::make_request_id(core::thread_rng(), req_.request_id);
   }
   closing_ = true;
-  if (resp_head_sent_ && !local_reply_ && !resp_on_wire_) unsend_response();
-  if (resp_head_sent_) {
+  if (req_.resp_head_sent && !req_.local_reply && !req_.resp_on_wire) unsend_response();
+  if (req_.resp_head_sent) {
     abort_request();
     close();
     return;
   }
-  if (route_) {
+  if (req_.route) {
     // The request body turned out malformed (or too large) after forwarding began.
     drop_upstream();
     release_request();
-    up_out_.clear();
+    req_.up_out.clear();
   }
   local_reply(http::status_for(err), parser_.error_reason());
 }
 
 void Connection::on_head(http::MessageHead& head) {
   begin_request();
-  const Snapshot& snap = *services_->snapshot;
-  method_ = head.method;
-  target_ = head.target;
-  client_http10_ = head.version_minor == 0;
-  client_keep_alive_ = head.keep_alive;
-  head_request_ = method_ == "HEAD";
-  req_chunked_ = head.chunked;
-  req_has_body_ = head.chunked || head.content_length > 0;
-  if (req_has_body_) {
-    body_timed_ = true;
-    body_start_ = worker_.now();
+  const Snapshot& snap = *req_.services->snapshot;
+  req_.method = head.method;
+  req_.target = head.target;
+  req_.client_http10 = head.version_minor == 0;
+  req_.client_keep_alive = head.keep_alive;
+  req_.head_request = req_.method == "HEAD";
+  req_.req_chunked = head.chunked;
+  req_.req_has_body = head.chunked || head.content_length > 0;
+  if (req_.req_has_body) {
+    req_.body_timed = true;
+    req_.body_start = worker_.now();
   }
-  user_agent_ = head.headers.get("user-agent");
+  req_.user_agent = head.headers.get("user-agent");
   std::string_view incoming_id = head.headers.get("x-request-id");
   if (usable_request_id(incoming_id)) {
-    request_id_ = incoming_id;
+    req_.request_id = incoming_id;
   } else {
-    observability::make_request_id(core::thread_rng(), request_id_);
+    observability::make_request_id(core::thread_rng(), req_.request_id);
   }
 
   // From here on every reader of the path (router, rewriting, unit and hash keys, access log,
@@ -326,46 +306,42 @@ void Connection::on_head(http::MessageHead& head) {
     http::PathResult pr = http::normalize_path(path, snap.config->http.path, path_scratch_);
     if (pr.error != http::PathError::kNone) {
       worker_.shared().reject(RejectReason::kBadPath);
-      local_reply(400, http::path_error_reason(pr.error), "", ",\"code\":\"BAD_PATH\"");
+      reply({.status = 400, .message = http::path_error_reason(pr.error), .code = "BAD_PATH"});
       return;
     }
     if (pr.changed) {
       worker_.shared().paths_normalized->inc();
-      original_target_ = head.target;
+      req_.original_target = head.target;
       head.target.replace(0, path.size(), path_scratch_);  // never longer: no allocation
-      target_ = head.target;
+      req_.target = head.target;
     }
   }
 
-  router::RequestView view{method_, host_without_port(head.headers.get("host")), head.path(),
+  router::RequestView view{req_.method, host_without_port(head.headers.get("host")), head.path(),
                            &head.headers};
-  route_ = snap.router->match(view);
-  if (!route_) {
+  req_.route = snap.router->match(view);
+  if (!req_.route) {
     local_reply(404, "no route matches this request");
     return;
   }
-  service_index_ = route_->service_index;
-  gov_failure_ = gov_dropped_ = false;
-  forward_ = direct_ = held_ = unit_hop_ = unit_loop_ = false;
-  hop_in_.clear();
-  unit_city_.clear();
-  held_head_.reset();
-  if (snap.services[service_index_].cfg->kind == config::ServiceKind::kUnit &&
+  req_.service_index = req_.route->service_index;
+  if (snap.services[req_.service_index].cfg->kind == config::ServiceKind::kUnit &&
       snap.config->units.enabled && worker_.units()) {
     auto key = router::unit_key(snap.config->units, head.path(), head.query(), head.headers);
-    unit_has_key_ = key && !key->empty();
-    hop_in_ = head.headers.get("x-sluice-hop");
-    unit_hop_ = head.headers.has("x-sluice-hop");
-    unit_loop_ = unit_hop_ && http::listed_in_connection(hop_in_, snap.config->node.city);
-    if (unit_has_key_) unit_shard_ = router::shard_of(*key, worker_.units()->shards());
+    req_.unit_has_key = key && !key->empty();
+    req_.hop_in = head.headers.get("x-sluice-hop");
+    req_.unit_hop = head.headers.has("x-sluice-hop");
+    req_.unit_loop =
+        req_.unit_hop && http::listed_in_connection(req_.hop_in, snap.config->node.city);
+    if (req_.unit_has_key) req_.unit_shard = router::shard_of(*key, worker_.units()->shards());
     switch (route_unit()) {
       case UnitStep::kReplied:
         return;
       case UnitStep::kHold:
-        held_ = true;
-        held_head_ = std::make_unique<http::MessageHead>(head);
-        up_out_.clear();  // the body, if any, gathers here until the switch is over
-        replay_.clear();
+        req_.held = true;
+        req_.held_head = std::make_unique<http::MessageHead>(head);
+        req_.up_out.clear();  // the body, if any, gathers here until the switch is over
+        req_.replay.clear();
         set_deadline(Deadline::kHold, snap.config->units.hold_timeout);
         return;
       case UnitStep::kServe:
@@ -377,46 +353,52 @@ void Connection::on_head(http::MessageHead& head) {
 }
 
 Connection::UnitStep Connection::route_unit() {
-  const Snapshot& snap = *services_->snapshot;
+  const Snapshot& snap = *req_.services->snapshot;
   auto count = [&](UnitResult r) { snap.unit_results[static_cast<size_t>(r)]->inc(); };
-  if (!unit_has_key_) {
+  if (!req_.unit_has_key) {
     count(UnitResult::kNoKey);
     return UnitStep::kServe;
   }
   const router::UnitTable& table = *worker_.units();
-  if (table.switching(unit_shard_)) return UnitStep::kHold;
-  std::string_view owner = table.owner(unit_shard_);
+  if (table.switching(req_.unit_shard)) return UnitStep::kHold;
+  std::string_view owner = table.owner(req_.unit_shard);
   const std::string& here = snap.config->node.city;
   if (owner == here) {
     count(UnitResult::kLocal);
-    unit_city_ = owner;
+    req_.unit_city = owner;
     return UnitStep::kServe;
   }
-  std::string extra = fmt::format(",\"shard\":{},\"owner\":", unit_shard_);
-  observability::append_json_string(extra, owner);
-  if (unit_loop_) {
+  auto shard_json = [&] {
+    std::string extra = fmt::format(",\"shard\":{},\"owner\":", req_.unit_shard);
+    observability::append_json_string(extra, owner);
+    return extra;
+  };
+  if (req_.unit_loop) {
     // This city's own forward came back: the peers are misconfigured.
     count(UnitResult::kLoop);
-    extra.insert(0, ",\"code\":\"UNIT_LOOP\"");
-    local_reply(508, "loop detected: this gateway's own forward came back to it", "", extra);
+    reply({.status = 508,
+           .message = "loop detected: this gateway's own forward came back to it",
+           .code = "UNIT_LOOP",
+           .extra_json = shard_json()});
     return UnitStep::kReplied;
   }
   // A request another city forwarded here goes on only back to a city it came from, which has
   // taken the shard over meanwhile (switched while the request was on its way or held here). The
   // owner serves it or, if ownership moved yet again, finds itself in the hop list: 508.
   int peer = snap.peer_service(owner);
-  if (peer >= 0 && (!unit_hop_ || http::listed_in_connection(hop_in_, owner))) {
+  if (peer >= 0 && (!req_.unit_hop || http::listed_in_connection(req_.hop_in, owner))) {
     count(UnitResult::kForwarded);
-    forward_ = true;
-    service_index_ = static_cast<size_t>(peer);
+    req_.forward = true;
+    req_.service_index = static_cast<size_t>(peer);
     return UnitStep::kForward;
   }
   if (snap.config->units.protect) {
     // Serving a shard this city does not own could write in two cities at once.
     count(UnitResult::kNotOwned);
-    extra.insert(0, ",\"code\":\"UNIT_NOT_OWNED\"");
-    local_reply(421, "unit protection: this city does not own the shard of this request", "",
-                extra);
+    reply({.status = 421,
+           .message = "unit protection: this city does not own the shard of this request",
+           .code = "UNIT_NOT_OWNED",
+           .extra_json = shard_json()});
     return UnitStep::kReplied;
   }
   count(UnitResult::kLocal);  // protect: false: served here although another city owns it
@@ -424,74 +406,74 @@ Connection::UnitStep Connection::route_unit() {
 }
 
 void Connection::on_units_changed() {
-  if (!held_ || closed_) return;
-  held_ = false;
+  if (!req_.held || closed_) return;
+  req_.held = false;
   UnitStep step = route_unit();
   if (step == UnitStep::kHold) {
-    held_ = true;  // still switching (another shard range moved); keep the same deadline
+    req_.held = true;  // still switching (another shard range moved); keep the same deadline
     return;
   }
-  services_->snapshot->unit_results[static_cast<size_t>(UnitResult::kHeld)]->inc();
+  req_.services->snapshot->unit_results[static_cast<size_t>(UnitResult::kHeld)]->inc();
   deadline_kind_ = Deadline::kNone;
-  auto head = std::move(held_head_);
+  auto head = std::move(req_.held_head);
   if (step == UnitStep::kReplied) return;
   continue_request(*head, /*resumed=*/true);
 }
 
 void Connection::continue_request(const http::MessageHead& head, bool resumed) {
-  const Snapshot& snap = *services_->snapshot;
-  if (!req_done_ && req_has_body_ && !buffering_) {
+  const Snapshot& snap = *req_.services->snapshot;
+  if (!req_.req_done && req_.req_has_body && !req_.buffering) {
     // A small body is read whole before an upstream connection is chosen and taken (as nginx
     // does), so that a slow client holds no connection to the service while it trickles in.
     const size_t limit = snap.config->limits.request_buffer_bytes;
     if (limit > 0 && (head.chunked || static_cast<uint64_t>(head.content_length) <= limit) &&
-        up_out_.size() <= limit) {
-      buffering_ = true;
-      if (head.expect_continue && !client_http10_ && !resumed) {
-        continue_sent_ = true;
+        req_.up_out.size() <= limit) {
+      req_.buffering = true;
+      if (head.expect_continue && !req_.client_http10 && !resumed) {
+        req_.continue_sent = true;
         ds_out_.append("HTTP/1.1 100 Continue\r\n\r\n");
         flush_downstream();
       }
       return;
     }
   }
-  buffering_ = false;
-  if (const auto total = snap.services[service_index_].cfg->timeouts.total; total.count() > 0) {
-    total_deadline_ = request_began_ + total;
+  req_.buffering = false;
+  if (const auto total = snap.services[req_.service_index].cfg->timeouts.total; total.count() > 0) {
+    req_.total_deadline = request_began_ + total;
   }
   // A forwarded request is governed by the owner city's gateway, which sees it next.
-  if (!forward_) {
+  if (!req_.forward) {
     if (!admit(head)) return;
   }
-  idempotent_ = is_idempotent(method_);
+  req_.idempotent = is_idempotent(req_.method);
   compute_hash(head);
   std::string body, replay_body;
-  if (!up_out_.empty() || !replay_.empty()) {
-    body = std::move(up_out_);  // body bytes that arrived while the request was held
-    replay_body = std::move(replay_);
+  if (!req_.up_out.empty() || !req_.replay.empty()) {
+    body = std::move(req_.up_out);  // body bytes that arrived while the request was held
+    replay_body = std::move(req_.replay);
   }
-  build_upstream_head(head);
-  up_out_.append(body);
-  if (replayable_) replay_.append(replay_body);
-  if (head.expect_continue && !client_http10_ && !resumed && !continue_sent_) {
-    continue_sent_ = true;
+  if (!build_upstream_head(head)) return;
+  req_.up_out.append(body);
+  if (req_.replayable) req_.replay.append(replay_body);
+  if (head.expect_continue && !req_.client_http10 && !resumed && !req_.continue_sent) {
+    req_.continue_sent = true;
     ds_out_.append("HTTP/1.1 100 Continue\r\n\r\n");
     flush_downstream();
   }
-  ++services_->services[service_index_].active_requests;
-  counted_active_ = true;
+  ++req_.services->services[req_.service_index].active_requests;
+  req_.counted_active = true;
   start_attempt();
 }
 
 bool Connection::admit(const http::MessageHead& head) {
-  const Snapshot& snap = *services_->snapshot;
+  const Snapshot& snap = *req_.services->snapshot;
   RequestFacts facts;
   facts.head = &head;
   facts.client_ip = client_ip_;
-  facts.route = route_->name;
-  facts.service = snap.services[service_index_].cfg->name;
-  facts.route_index = route_->index;
-  facts.service_index = service_index_;
+  facts.route = req_.route->name;
+  facts.service = snap.services[req_.service_index].cfg->name;
+  facts.route_index = req_.route->index;
+  facts.service_index = req_.service_index;
   Verdict verdict = admission_.admit(*snap.governance, facts, worker_.now());
   if (verdict == Verdict::kPass) return true;
   reply_refused(verdict);
@@ -499,36 +481,37 @@ bool Connection::admit(const http::MessageHead& head) {
 }
 
 bool Connection::forward_direct() {
-  if (!forward_ || resp_head_sent_ || !replayable_ || closed_ || !route_ || !parser_.head_done())
+  if (!req_.forward || req_.resp_head_sent || !req_.replayable || closed_ || !req_.route ||
+      !parser_.head_done())
     return false;
-  const Snapshot& snap = *services_->snapshot;
-  const ServiceInfo& peer = snap.services[service_index_];
+  const Snapshot& snap = *req_.services->snapshot;
+  const ServiceInfo& peer = snap.services[req_.service_index];
   if (peer.endpoints.empty()) return false;
-  // The request is still whole in replay_ (head for the peer + body so far): only the head
+  // The request is still whole in req_.replay (head for the peer + body so far): only the head
   // changes. A rare path (a city's gateway is down): the copies are fine here.
-  std::string body = replay_.substr(std::min(replay_head_bytes_, replay_.size()));
+  std::string body = req_.replay.substr(std::min(req_.replay_head_bytes, req_.replay.size()));
   std::string owner = peer.endpoints.front().cfg.city;
   release_request();  // leaves the peer service (nothing was admitted for a forward)
-  gov_failure_ = gov_dropped_ = false;
+  req_.gov_failure = req_.gov_dropped = false;
   snap.unit_results[static_cast<size_t>(UnitResult::kDirect)]->inc();
-  forward_ = false;
-  direct_ = true;
-  service_index_ = route_->service_index;
-  unit_city_ = std::move(owner);
-  tried_.clear();
-  if (const auto total = snap.services[service_index_].cfg->timeouts.total; total.count() > 0) {
-    total_deadline_ = request_began_ + total;  // the service's own bound, as if served here
+  req_.forward = false;
+  req_.direct = true;
+  req_.service_index = req_.route->service_index;
+  req_.unit_city = std::move(owner);
+  req_.tried.clear();
+  if (const auto total = snap.services[req_.service_index].cfg->timeouts.total; total.count() > 0) {
+    req_.total_deadline = request_began_ + total;  // the service's own bound, as if served here
   }
   const http::MessageHead& head = parser_.head();
   // The owner city's gateway would have governed it; it is down, so this one does.
   if (!admit(head)) return true;
   compute_hash(head);
-  build_upstream_head(head);
-  up_out_.append(body);
-  replay_.append(body);
-  ++services_->services[service_index_].active_requests;
-  counted_active_ = true;
-  attempts_ = 0;  // the service's own retries; the access log says `"unit":"direct"`
+  if (!build_upstream_head(head)) return true;
+  req_.up_out.append(body);
+  req_.replay.append(body);
+  ++req_.services->services[req_.service_index].active_requests;
+  req_.counted_active = true;
+  req_.attempts = 0;  // the service's own retries; the access log says `"unit":"direct"`
   start_attempt();
   return true;
 }
@@ -536,7 +519,7 @@ bool Connection::forward_direct() {
 void Connection::compute_hash(const http::MessageHead& head) {
   using Source = config::HashKey::Source;
   const config::HashKey& key =
-      services_->snapshot->services[service_index_].cfg->load_balancer.hash_on;
+      req_.services->snapshot->services[req_.service_index].cfg->load_balancer.hash_on;
   std::string_view value;
   switch (key.source) {
     case Source::kNone:
@@ -554,122 +537,97 @@ void Connection::compute_hash(const http::MessageHead& head) {
       value = http::find_query_param(head.query(), key.name).value_or(std::string_view());
       break;
   }
-  has_hash_ = !value.empty();
-  hash_ = has_hash_ ? upstream::hash_key(value) : 0;
+  req_.has_hash = !value.empty();
+  req_.hash = req_.has_hash ? upstream::hash_key(value) : 0;
 }
 
-void Connection::build_upstream_head(const http::MessageHead& head) {
-  std::string& out = up_out_;
-  out.clear();
-  out.append(method_);
-  out.push_back(' ');
-  if (forward_) {
-    out.append(target_);  // the owner city's gateway routes the request as it came
+bool Connection::build_upstream_head(const http::MessageHead& head) {
+  const Snapshot& snap = *req_.services->snapshot;
+  std::string& target = target_scratch_;
+  target.clear();
+  if (req_.forward) {
+    target.append(req_.target);  // the owner city's gateway routes the request as it came
   } else {
-    router::Router::rewrite_path(*route_, head.path(), out);
+    router::Router::rewrite_path(*req_.route, head.path(), target);
     std::string_view query = head.query();
-    if (!query.empty() || target_.find('?') != std::string::npos) {
-      out.push_back('?');
-      out.append(query);
+    if (!query.empty() || req_.target.find('?') != std::string::npos) {
+      target.push_back('?');
+      target.append(query);
     }
   }
-  out.append(" HTTP/1.1\r\n");
-  std::string_view connection = head.headers.get("connection");
-  std::string_view xff;
-  std::string_view traceparent;
-  bool has_host = false;
-  for (size_t i = 0; i < head.headers.size(); ++i) {
-    auto f = head.headers.at(i);
-    if (http::is_hop_by_hop(f.name)) continue;
-    if (!connection.empty() && http::listed_in_connection(connection, f.name)) continue;
-    if (http::iequals(f.name, "content-length") || http::iequals(f.name, "expect") ||
-        http::iequals(f.name, "x-request-id") || http::iequals(f.name, "x-forwarded-proto") ||
-        http::iequals(f.name, "x-sluice-hop")) {
-      continue;
-    }
-    if (http::iequals(f.name, "x-forwarded-for")) {
-      if (xff.empty()) xff = f.value;
-      continue;
-    }
-    if (http::iequals(f.name, "traceparent")) {
-      traceparent = f.value;
-      continue;
-    }
-    if (http::iequals(f.name, "host")) has_host = true;
-    out.append(f.name);
-    out.append(": ");
-    out.append(f.value);
-    out.append("\r\n");
+  // The incoming trace context, unless the client declared it hop-by-hop (Connection: ...).
+  std::string_view incoming_trace = head.headers.get("traceparent");
+  if (std::string_view conn = head.headers.get("connection");
+      !conn.empty() && http::listed_in_connection(conn, "traceparent")) {
+    incoming_trace = {};
   }
-  if (!has_host) {
-    const auto& ep = services_->snapshot->services[service_index_];
-    if (!ep.endpoints.empty()) http::append_header(out, "Host", ep.endpoints.front().address);
-  }
-  out.append("X-Forwarded-For: ");
-  if (!xff.empty()) {
-    out.append(xff);
-    out.append(", ");
-  }
-  out.append(client_ip_);
-  out.append("\r\nX-Forwarded-Proto: http\r\n");
-  http::append_header(out, "x-request-id", request_id_);
-  observability::make_child_traceparent(traceparent, core::thread_rng(), traceparent_);
-  http::append_header(out, "traceparent", traceparent_);
-  if (forward_ || direct_) {
+  observability::make_child_traceparent(incoming_trace, core::thread_rng(), traceparent_);
+  const ServiceInfo& si = snap.services[req_.service_index];
+  http::UpstreamHeadInput in;
+  in.method = req_.method;
+  in.target = target;
+  in.headers = &head.headers;
+  if (!si.endpoints.empty()) in.default_host = si.endpoints.front().address;
+  in.client_ip = client_ip_;
+  in.request_id = req_.request_id;
+  in.traceparent = traceparent_;
+  if (req_.forward || req_.direct) {
     // The cities this request went through, so that a forward can never come back unnoticed
     // (also on a direct send: the owner city's instances may call through a gateway).
-    out.append("x-sluice-hop: ");
-    if (!hop_in_.empty()) {
-      out.append(hop_in_);
-      out.append(",");
-    }
-    out.append(services_->snapshot->config->node.city);
-    out.append("\r\n");
+    in.hop_prev = req_.hop_in;
+    in.hop_city = snap.config->node.city;
   }
-  if (head.chunked) {
-    out.append("Transfer-Encoding: chunked\r\n");
-  } else if (head.content_length >= 0) {
-    http::append_header(out, "Content-Length", static_cast<uint64_t>(head.content_length));
+  in.chunked = head.chunked;
+  in.content_length = head.chunked ? -1 : head.content_length;
+  req_.up_out.clear();
+  if (auto err = http::append_upstream_head(req_.up_out, in);
+      err != http::UpstreamHeadError::kNone) {
+    // The parser refuses such bytes first; this is the second line (upstream_head.h).
+    worker_.shared().reject(RejectReason::kBadRequest);
+    release_request();
+    reply({.status = 400, .message = http::to_string(err), .code = "BAD_REQUEST"});
+    return false;
   }
-  out.append("\r\n");
-  replay_ = out;
-  replay_head_bytes_ = out.size();
+  req_.replay = req_.up_out;
+  req_.replay_head_bytes = req_.up_out.size();
+  return true;
 }
 
 void Connection::on_body(std::string_view data) {
-  bytes_in_ += data.size();
-  if (local_reply_) return;
-  size_t before = up_out_.size();
-  if (req_chunked_) http::append_chunk_header(up_out_, data.size());
-  up_out_.append(data);
-  if (req_chunked_) up_out_.append("\r\n");
-  if (replayable_) {
-    if (replay_.size() + (up_out_.size() - before) > kMaxReplayBytes) {
-      replayable_ = false;
-      replay_.clear();
+  req_.bytes_in += data.size();
+  if (req_.local_reply) return;
+  size_t before = req_.up_out.size();
+  if (req_.req_chunked) http::append_chunk_header(req_.up_out, data.size());
+  req_.up_out.append(data);
+  if (req_.req_chunked) req_.up_out.append("\r\n");
+  if (req_.replayable) {
+    if (req_.replay.size() + (req_.up_out.size() - before) > kMaxReplayBytes) {
+      req_.replayable = false;
+      req_.replay.clear();
     } else {
-      replay_.append(up_out_, before, std::string::npos);
+      req_.replay.append(req_.up_out, before, std::string::npos);
     }
   }
   // A chunked body that turns out larger than the buffer streams from here on.
-  if (buffering_ && up_out_.size() > services_->snapshot->config->limits.request_buffer_bytes) {
+  if (req_.buffering &&
+      req_.up_out.size() > req_.services->snapshot->config->limits.request_buffer_bytes) {
     end_buffering();
   }
 }
 
 void Connection::on_complete() {
-  req_done_ = true;
-  if (local_reply_) return;
-  if (req_chunked_) {
-    http::append_last_chunk(up_out_);
-    if (replayable_) http::append_last_chunk(replay_);
+  req_.req_done = true;
+  if (req_.local_reply) return;
+  if (req_.req_chunked) {
+    http::append_last_chunk(req_.up_out);
+    if (req_.replayable) http::append_last_chunk(req_.replay);
   }
-  if (buffering_) end_buffering();
+  if (req_.buffering) end_buffering();
 }
 
 void Connection::end_buffering() {
-  if (held_) {
-    buffering_ = false;  // a unit switch holds it: on_units_changed goes on
+  if (req_.held) {
+    req_.buffering = false;  // a unit switch holds it: on_units_changed goes on
     return;
   }
   // The parser keeps the head until the next message starts, which cannot happen before this
@@ -678,34 +636,35 @@ void Connection::end_buffering() {
 }
 
 void Connection::start_attempt() {
-  auto& ws = services_->services[service_index_];
-  const ServiceInfo& si = services_->snapshot->services[service_index_];
-  const ServiceInfo& si0 = services_->snapshot->services[service_index_];
-  if (worker_.now() >= total_deadline_) {
+  auto& ws = req_.services->services[req_.service_index];
+  const ServiceInfo& si = req_.services->snapshot->services[req_.service_index];
+  const ServiceInfo& si0 = req_.services->snapshot->services[req_.service_index];
+  if (worker_.now() >= req_.total_deadline) {
     // The body took all of timeouts.total (a retry checks before it starts).
     release_request();
     local_reply(504, "request deadline (timeouts.total) exceeded");
     return;
   }
   if (!choose_endpoints()) {
-    if (forward_ && forward_direct()) return;  // the peer gateway is ejected: straight there
+    if (req_.forward && forward_direct()) return;  // the peer gateway is ejected: straight there
     si0.no_endpoint->inc();
     release_request();
-    std::string extra = ",\"code\":\"NO_ENDPOINT\"";
-    if (!unit_city_.empty()) {
-      extra.append(",\"city\":");
-      observability::append_json_string(extra, unit_city_);
+    std::string city;
+    if (!req_.unit_city.empty()) {
+      city = ",\"city\":";
+      observability::append_json_string(city, req_.unit_city);
     }
-    local_reply(503,
-                unit_city_.empty() ? "no upstream endpoint available"
-                                   : "no endpoint of the shard's owner city is available",
-                "Retry-After: 1\r\n", extra);
+    reply({.status = 503,
+           .message = req_.unit_city.empty() ? "no upstream endpoint available"
+                                             : "no endpoint of the shard's owner city is available",
+           .code = "NO_ENDPOINT",
+           .extra_json = city});
     return;
   }
   upstream::PickContext ctx;
-  ctx.tried = tried_;
-  ctx.has_hash = has_hash_;
-  ctx.hash = hash_;
+  ctx.tried = req_.tried;
+  ctx.has_hash = req_.has_hash;
+  ctx.hash = req_.hash;
   int idx = ws.lb->pick(ctx);
   if (idx < 0) {
     si.no_endpoint->inc();
@@ -713,54 +672,58 @@ void Connection::start_attempt() {
     local_reply(503, "no upstream endpoint available");
     return;
   }
-  endpoint_ = idx;
+  req_.endpoint = idx;
   if (auto* cross = si.endpoints[idx].cross_city) cross->inc();
-  tried_.push_back(static_cast<uint32_t>(idx));
-  ++attempts_;
+  req_.tried.push_back(static_cast<uint32_t>(idx));
+  ++req_.attempts;
   ++ws.states[idx].active;
-  attempt_start_ = worker_.now();
-  resp_got_bytes_ = false;
-  up_reused_ = connect_error_ = false;
-  up_connected_ = false;
-  up_writing_ = false;
+  req_.attempt_start = worker_.now();
+  req_.resp_got_bytes = false;
+  req_.up_reused = req_.connect_error = false;
+  req_.up_connected = false;
+  req_.up_writing = false;
   if (!up_wbuf_busy_) up_wbuf_.clear();
   response_parser_.reset();
-  response_parser_.expect_no_body(head_request_);
+  response_parser_.expect_no_body(req_.head_request);
   uint64_t gen = ++attempt_gen_;
 
   const EndpointInfo& ep = si.endpoints[idx];
   upstream_ = worker_.pool().take(ep.address, worker_.now());
   if (upstream_) {
-    up_reused_ = true;
+    req_.up_reused = true;
     upstream_ready();
     return;
   }
-  const ServiceRuntime& gs = services_->snapshot->governance->services[service_index_];
+  const ServiceRuntime& gs = req_.services->snapshot->governance->services[req_.service_index];
   if (!gs.breaker->try_acquire_pending()) {
     gs.rejected_pending->inc();
     release_endpoint();
     release_request();
-    local_reply(503, "too many requests waiting for an upstream connection", "Retry-After: 1\r\n",
-                ",\"code\":\"MAX_PENDING\"");
+    reply({.status = 503,
+           .message = "too many requests waiting for an upstream connection",
+           .code = "MAX_PENDING"});
     return;
   }
-  pending_held_ = true;
+  req_.pending_held = true;
   upstream_ = worker_.pool().create(worker_.loop(), ep.address, worker_.now());
   arm_upstream_deadline(Deadline::kConnect, si.cfg->timeouts.connect);
-  upstream_->socket().async_connect(
-      ep.resolved.data(), static_cast<socklen_t>(ep.resolved.size()),
-      [self = shared_from_this(), gen](int err, size_t) { self->on_connected(err, gen); });
+  auto on_connect = [self = shared_from_this(), gen](int err, size_t) {
+    self->on_connected(err, gen);
+  };
+  static_assert(IoHandler::fits<decltype(on_connect)>, "a request-path handler must not allocate");
+  upstream_->socket().async_connect(ep.resolved.data(), static_cast<socklen_t>(ep.resolved.size()),
+                                    std::move(on_connect));
 }
 
 void Connection::on_connected(int err, uint64_t gen) {
   if (gen != attempt_gen_ || closed_ || !upstream_) return;
   worker_.refresh_now();
-  if (pending_held_) {
-    pending_held_ = false;
-    services_->snapshot->governance->services[service_index_].breaker->release_pending();
+  if (req_.pending_held) {
+    req_.pending_held = false;
+    req_.services->snapshot->governance->services[req_.service_index].breaker->release_pending();
   }
   if (err != 0) {
-    connect_error_ = endpoint_refused(err);
+    req_.connect_error = endpoint_refused(err);
     on_upstream_failure(UpstreamErrorKind::kConnectFailure, "upstream connect failed");
     return;
   }
@@ -769,10 +732,10 @@ void Connection::on_connected(int err, uint64_t gen) {
 }
 
 void Connection::upstream_ready() {
-  up_connected_ = true;
+  req_.up_connected = true;
   upstream_->attach(this);
-  const ServiceInfo& si = services_->snapshot->services[service_index_];
-  const EndpointInfo& ep = si.endpoints[endpoint_];
+  const ServiceInfo& si = req_.services->snapshot->services[req_.service_index];
+  const EndpointInfo& ep = si.endpoints[req_.endpoint];
   (upstream_->reused() ? ep.pool_hits : ep.connections_opened)->inc();
   upstream_->count_request();
   arm_upstream_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
@@ -781,47 +744,50 @@ void Connection::upstream_ready() {
 }
 
 void Connection::flush_upstream() {
-  if (up_body_stopped_) up_out_.clear();  // the upstream has answered: the rest is not sent
-  if (!up_connected_ || up_writing_ || up_wbuf_busy_ || up_out_.empty() || !upstream_) return;
-  up_wbuf_.swap(up_out_);
-  up_writing_ = true;
+  if (req_.up_body_stopped) req_.up_out.clear();  // the upstream has answered: the rest is not sent
+  if (!req_.up_connected || req_.up_writing || up_wbuf_busy_ || req_.up_out.empty() || !upstream_)
+    return;
+  up_wbuf_.swap(req_.up_out);
+  req_.up_writing = true;
   up_wbuf_busy_ = true;
   uint64_t gen = attempt_gen_;
-  upstream_->socket().async_write(
-      up_wbuf_.data(), up_wbuf_.size(), [self = shared_from_this(), gen](int err, size_t) {
-        // The kernel is done with up_wbuf_ only now, also when the attempt was dropped.
-        self->up_wbuf_busy_ = false;
-        if (gen != self->attempt_gen_ || self->closed_) {
-          self->up_wbuf_.clear();
-          if (!self->closed_) self->flush_upstream();  // a newer attempt may be waiting for it
-          return;
-        }
-        self->up_writing_ = false;
-        self->worker_.refresh_now();
-        if (err != 0) {
-          // The response may already be complete (an early answer); otherwise
-          // the attempt failed.
-          if (!self->resp_done_) {
-            self->on_upstream_failure(UpstreamErrorKind::kReset, "upstream write failed");
-          }
-          return;
-        }
-        self->up_wbuf_.clear();
-        // Upload progress counts as activity: a long request body is not a timeout.
-        if (self->deadline_kind_ == Deadline::kUpstream) {
-          const ServiceInfo& si = self->services_->snapshot->services[self->service_index_];
-          self->arm_upstream_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
-        }
-        if (!self->up_out_.empty()) {
-          self->flush_upstream();
-        } else if (!self->req_done_) {
-          self->read_downstream();
-        }
-      });
+  auto on_write = [self = shared_from_this(), gen](int err, size_t) {
+    // The kernel is done with up_wbuf_ only now, also when the attempt was dropped.
+    self->up_wbuf_busy_ = false;
+    if (gen != self->attempt_gen_ || self->closed_) {
+      self->up_wbuf_.clear();
+      if (!self->closed_) self->flush_upstream();  // a newer attempt may be waiting for it
+      return;
+    }
+    self->req_.up_writing = false;
+    self->worker_.refresh_now();
+    if (err != 0) {
+      // The response may already be complete (an early answer); otherwise
+      // the attempt failed.
+      if (!self->req_.resp_done) {
+        self->on_upstream_failure(UpstreamErrorKind::kReset, "upstream write failed");
+      }
+      return;
+    }
+    self->up_wbuf_.clear();
+    // Upload progress counts as activity: a long request body is not a timeout.
+    if (self->deadline_kind_ == Deadline::kUpstream) {
+      const ServiceInfo& si = self->req_.services->snapshot->services[self->req_.service_index];
+      self->arm_upstream_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
+    }
+    if (!self->req_.up_out.empty()) {
+      self->flush_upstream();
+    } else if (!self->req_.req_done) {
+      self->read_downstream();
+    }
+  };
+  static_assert(IoHandler::fits<decltype(on_write)>, "a request-path handler must not allocate");
+  upstream_->socket().async_write(up_wbuf_.data(), up_wbuf_.size(), std::move(on_write));
 }
 
 void Connection::read_upstream() {
-  if (upstream_ && up_connected_ && !resp_done_ && !ds_writing_ && !closed_) upstream_->read();
+  if (upstream_ && req_.up_connected && !req_.resp_done && !ds_writing_ && !closed_)
+    upstream_->read();
 }
 
 void Connection::on_upstream_data(int err, const char* data, size_t n) {
@@ -832,44 +798,44 @@ void Connection::on_upstream_data(int err, const char* data, size_t n) {
     if (err == 0 && response_parser_.in_message() &&
         response_parser_.finish() == http::Parser::Status::kComplete) {
       // A response delimited by the connection closing ends here.
-      resp_keep_alive_ = false;
+      req_.resp_keep_alive = false;
       flush_downstream();
       return;
     }
     // A new connection reset before any response byte: a process that died with the request
     // accepted by its kernel (the listener goes with it), not the keep-alive race of a pooled
     // one. Out of every worker's choice at once, as a refusal is (issue 11).
-    if (err == ECONNRESET && !up_reused_ && !resp_got_bytes_ && endpoint_ >= 0) {
-      const ServiceInfo& si = services_->snapshot->services[service_index_];
-      auto& od = *services_->snapshot->governance->services[service_index_].outlier;
-      if (od.mark_down(static_cast<size_t>(endpoint_), worker_.now())) {
+    if (err == ECONNRESET && !req_.up_reused && !req_.resp_got_bytes && req_.endpoint >= 0) {
+      const ServiceInfo& si = req_.services->snapshot->services[req_.service_index];
+      auto& od = *req_.services->snapshot->governance->services[req_.service_index].outlier;
+      if (od.mark_down(static_cast<size_t>(req_.endpoint), worker_.now())) {
         core::log_warn("endpoint {} of service {} reset a new connection: out of rotation for {}",
-                       si.endpoints[endpoint_].address, si.cfg->name,
+                       si.endpoints[req_.endpoint].address, si.cfg->name,
                        core::format_duration(od.down_for()));
       }
     }
     on_upstream_failure(UpstreamErrorKind::kReset, "upstream closed the connection");
     return;
   }
-  resp_got_bytes_ = true;
-  const ServiceInfo& si = services_->snapshot->services[service_index_];
+  req_.resp_got_bytes = true;
+  const ServiceInfo& si = req_.services->snapshot->services[req_.service_index];
   arm_upstream_deadline(Deadline::kUpstream, si.cfg->timeouts.request);
   size_t off = 0;
   uint64_t gen = attempt_gen_;
   while (off < n) {
     auto r = response_parser_.feed(data + off, n - off);
     if (gen != attempt_gen_ || closed_) return;  // aborted from a callback
-    if (resp_bad_101_) {
+    if (req_.resp_bad_101) {
       // What follows a 101 is another protocol: never parsed as a response to this request.
       note_protocol_error(UpstreamProtocolError::kUnexpected101);
       on_upstream_failure(UpstreamErrorKind::kProtocol,
                           "upstream switched protocols (101) for a request that did not ask to");
       return;
     }
-    if (retry_status_) {
-      si.endpoints[endpoint_].requests.inc(retry_status_);
+    if (req_.retry_status) {
+      si.endpoints[req_.endpoint].requests.inc(req_.retry_status);
       record_attempt(true);
-      retry_status_ = 0;
+      req_.retry_status = 0;
       drop_upstream();
       retry(RetryCost::kBudgeted);
       return;
@@ -881,11 +847,11 @@ void Connection::on_upstream_data(int err, const char* data, size_t n) {
       return;
     }
     if (r.status == http::Parser::Status::kNeedMore) break;
-    if (resp_done_) {
+    if (req_.resp_done) {
       if (off < n) {
         // Bytes nobody asked for yet (a second response?): they are dropped with the
         // connection, never given to the next request.
-        up_extra_bytes_ = true;
+        req_.up_extra_bytes = true;
         note_protocol_error(UpstreamProtocolError::kBytesAfterResponse);
       }
       break;
@@ -899,37 +865,37 @@ void Connection::on_response_head(http::MessageHead& head) {
   if (head.status == 101) {
     // The gateway never forwards an upgrade (Upgrade is hop-by-hop and not sent upstream), so a
     // 101 is always unasked for; the bytes after it belong to no HTTP response.
-    resp_bad_101_ = true;
+    req_.resp_bad_101 = true;
     return;
   }
   if (head.status >= 100 && head.status < 200) {
-    resp_interim_ = true;  // 1xx: not forwarded; the final response follows
+    req_.resp_interim = true;  // 1xx: not forwarded; the final response follows
     return;
   }
   uint32_t flag = retry_flag_for_status(head.status);
   if (flag && can_retry(flag) != RetryCost::kNone) {
     // Not forwarded: read_upstream retries once the parser has returned.
-    retry_status_ = head.status;
+    req_.retry_status = head.status;
     return;
   }
-  if (!head.keep_alive && (!req_done_ || up_writing_ || !up_out_.empty())) {
+  if (!head.keep_alive && (!req_.req_done || req_.up_writing || !req_.up_out.empty())) {
     // A final answer before the whole request was sent, from an upstream that is closing the
     // connection (e.g. 413 to a large upload): forwarded, and the rest of the body is not sent
     // (RFC 9112 section 9.3). An answer on a connection that stays open (a streaming echo) lets
     // the body go on; that connection is reused only if the request then completes.
-    up_body_stopped_ = true;
-    up_out_.clear();
+    req_.up_body_stopped = true;
+    req_.up_out.clear();
     note_protocol_error(UpstreamProtocolError::kEarlyResponse);
   }
-  status_ = head.status;
+  req_.status = head.status;
   record_attempt(head.status >= 500);
-  gov_failure_ = head.status >= 500;
-  gov_dropped_ = head.status == 503;
-  resp_keep_alive_ = head.keep_alive;
-  resp_head_sent_ = true;
-  bool no_body = head_request_ || head.status == 204 || head.status == 304;
-  if (worker_.draining() || draining_ || !req_done_) closing_ = true;
-  if (!client_keep_alive_) closing_ = true;
+  req_.gov_failure = head.status >= 500;
+  req_.gov_dropped = head.status == 503;
+  req_.resp_keep_alive = head.keep_alive;
+  req_.resp_head_sent = true;
+  bool no_body = req_.head_request || head.status == 204 || head.status == 304;
+  if (worker_.draining() || draining_ || !req_.req_done) closing_ = true;
+  if (!req_.client_keep_alive) closing_ = true;
   std::string& out = ds_out_;
   http::append_status_line(out, head.status, head.reason);
   std::string_view connection = head.headers.get("connection");
@@ -944,58 +910,60 @@ void Connection::on_response_head(http::MessageHead& head) {
     out.append(f.value);
     out.append("\r\n");
   }
-  resp_chunked_out_ = false;
+  req_.resp_chunked_out = false;
   if (!no_body) {
     if (head.content_length >= 0 && !head.chunked) {
       http::append_header(out, "Content-Length", static_cast<uint64_t>(head.content_length));
-    } else if (!client_http10_) {
+    } else if (!req_.client_http10) {
       out.append("Transfer-Encoding: chunked\r\n");
-      resp_chunked_out_ = true;
+      req_.resp_chunked_out = true;
     } else {
       closing_ = true;  // HTTP/1.0 client: the body ends when the connection closes
     }
   }
-  http::append_header(out, "x-request-id", request_id_);
+  http::append_header(out, "x-request-id", req_.request_id);
   if (closing_) {
     out.append("Connection: close\r\n");
-  } else if (client_http10_) {
+  } else if (req_.client_http10) {
     out.append("Connection: keep-alive\r\n");
   }
   out.append("\r\n");
 }
 
 void Connection::on_response_body(std::string_view data) {
-  if (retry_status_) return;
-  bytes_out_ += data.size();
-  if (resp_chunked_out_) http::append_chunk_header(ds_out_, data.size());
+  if (req_.retry_status) return;
+  req_.bytes_out += data.size();
+  if (req_.resp_chunked_out) http::append_chunk_header(ds_out_, data.size());
   ds_out_.append(data);
-  if (resp_chunked_out_) ds_out_.append("\r\n");
+  if (req_.resp_chunked_out) ds_out_.append("\r\n");
 }
 
 void Connection::on_response_complete() {
-  if (retry_status_ || resp_bad_101_) return;
-  if (resp_interim_) {
-    resp_interim_ = false;
+  if (req_.retry_status || req_.resp_bad_101) return;
+  if (req_.resp_interim) {
+    req_.resp_interim = false;
     return;
   }
-  resp_done_ = true;
-  if (resp_chunked_out_) http::append_last_chunk(ds_out_);
-  upstream_seconds_ = std::chrono::duration<double>(worker_.now() - attempt_start_).count();
+  req_.resp_done = true;
+  if (req_.resp_chunked_out) http::append_last_chunk(ds_out_);
+  req_.upstream_seconds = std::chrono::duration<double>(worker_.now() - req_.attempt_start).count();
 }
 
 void Connection::note_protocol_error(UpstreamProtocolError e) {
-  services_->snapshot->services[service_index_].protocol_errors[static_cast<size_t>(e)]->inc();
-  up_error_ = to_string(e);
+  req_.services->snapshot->services[req_.service_index]
+      .protocol_errors[static_cast<size_t>(e)]
+      ->inc();
+  req_.up_error = to_string(e);
 }
 
 Connection::RetryCost Connection::can_retry(uint32_t on_flag, bool refused, bool stale,
                                             bool before_response) const {
-  const ServiceInfo& si = services_->snapshot->services[service_index_];
+  const ServiceInfo& si = req_.services->snapshot->services[req_.service_index];
   const config::Retry& r = si.cfg->retry;
-  if (resp_head_sent_ || !replayable_ || closed_) return RetryCost::kNone;
+  if (req_.resp_head_sent || !req_.replayable || closed_) return RetryCost::kNone;
   if (r.attempts == 0 || !(r.on & on_flag)) return RetryCost::kNone;
   if (!time_left_for_try()) return RetryCost::kNone;
-  const bool may_resend = idempotent_ || r.non_idempotent;
+  const bool may_resend = req_.idempotent || r.non_idempotent;
   // Failover, not extra load: a connection that could not be opened carried nothing (any method
   // may go elsewhere), and is retried on an endpoint not tried yet; a pooled connection that
   // closed before any response byte is the keep-alive race or an instance that died (idempotent
@@ -1005,16 +973,16 @@ Connection::RetryCost Connection::can_retry(uint32_t on_flag, bool refused, bool
   // every endpoint is down, the usual rules apply), and a stale connection is retried for free
   // once per request (a request that itself kills connections gets one extra try, no more).
   const size_t n = si.endpoints.size();
-  if (refused && free_retries_ < n) {
-    const auto& od = *services_->snapshot->governance->services[service_index_].outlier;
+  if (refused && req_.free_retries < n) {
+    const auto& od = *req_.services->snapshot->governance->services[req_.service_index].outlier;
     const core::MonoTime now = worker_.now();
     for (size_t i = 0; i < n; ++i) {
-      if (od.available(i, now) &&
-          std::find(tried_.begin(), tried_.end(), static_cast<uint32_t>(i)) == tried_.end()) {
+      if (od.available(i, now) && std::find(req_.tried.begin(), req_.tried.end(),
+                                            static_cast<uint32_t>(i)) == req_.tried.end()) {
         return RetryCost::kFree;
       }
     }
-  } else if (stale && may_resend && !stale_retried_) {
+  } else if (stale && may_resend && !req_.stale_retried) {
     return RetryCost::kFree;
   }
   // Nothing of the request left the gateway when the connection could not be opened.
@@ -1027,63 +995,65 @@ Connection::RetryCost Connection::can_retry(uint32_t on_flag, bool refused, bool
   // without refusing (never down) keep the 1 + attempts bound.
   uint32_t dead = 0;
   if (may_resend && (before_response || refused)) {
-    const auto& od = *services_->snapshot->governance->services[service_index_].outlier;
+    const auto& od = *req_.services->snapshot->governance->services[req_.service_index].outlier;
     const core::MonoTime now = worker_.now();
     bool elsewhere = false;
-    for (size_t k = 0; k < tried_.size(); ++k) {
-      const uint32_t i = tried_[k];
-      if (std::find(tried_.begin(), tried_.begin() + k, i) == tried_.begin() + k &&
-          od.down(i, now)) {
+    const auto& tried = req_.tried;
+    for (size_t k = 0; k < tried.size(); ++k) {
+      const uint32_t i = tried[k];
+      if (std::find(tried.begin(), tried.begin() + k, i) == tried.begin() + k && od.down(i, now)) {
         ++dead;
       }
     }
     for (size_t i = 0; i < n && !elsewhere; ++i) {
       elsewhere = od.available(i, now) &&
-                  std::find(tried_.begin(), tried_.end(), static_cast<uint32_t>(i)) == tried_.end();
+                  std::find(tried.begin(), tried.end(), static_cast<uint32_t>(i)) == tried.end();
     }
     // Refusals that were retried for free already used their endpoint's free try.
-    const uint32_t refused_free = free_retries_ - (stale_retried_ ? 1 : 0);
+    const uint32_t refused_free = req_.free_retries - (req_.stale_retried ? 1 : 0);
     dead = elsewhere && dead > refused_free ? dead - refused_free : 0;
   }
-  if (int64_t{attempts_} - free_retries_ - dead > int64_t{r.attempts}) return RetryCost::kNone;
+  if (int64_t{req_.attempts} - req_.free_retries - dead > int64_t{r.attempts}) {
+    return RetryCost::kNone;
+  }
   // A connect that failed or timed out put no load on the service: no budget needed. Nor does a
   // connection that closed before any response byte: that is an instance going away (a
   // connection the kernel accepted for a process that died, a further stale pooled connection),
   // not a service answering slowly or with errors, which is what the budget is for; `attempts`
   // bounds it (1 + attempts tries at most).
   if (on_flag == config::kRetryConnectFailure || before_response) return RetryCost::kAttempt;
-  const auto& ws = services_->services[service_index_];
+  const auto& ws = req_.services->services[req_.service_index];
   uint64_t budget = std::max<uint64_t>(r.min_retry_concurrency,
                                        uint64_t{ws.active_requests} * r.budget_percent / 100);
   return ws.active_retries < budget ? RetryCost::kBudgeted : RetryCost::kNone;
 }
 
 bool Connection::time_left_for_try() const {
-  if (total_deadline_ == core::MonoTime::max()) return true;
-  const auto& t = services_->snapshot->services[service_index_].cfg->timeouts;
+  if (req_.total_deadline == core::MonoTime::max()) return true;
+  const auto& t = req_.services->snapshot->services[req_.service_index].cfg->timeouts;
   const std::chrono::nanoseconds min_try =
       std::max<std::chrono::nanoseconds>(kMinTry, t.request / 10);
-  return total_deadline_ - worker_.now() >= min_try;
+  return req_.total_deadline - worker_.now() >= min_try;
 }
 
 void Connection::arm_upstream_deadline(Deadline kind, std::chrono::nanoseconds after) {
   // timeouts.total bounds the wait for the response head; a response that has started streams
   // under the request timeout alone.
-  if (total_deadline_ != core::MonoTime::max() && !resp_head_sent_) {
-    after = std::min<std::chrono::nanoseconds>(after, total_deadline_ - worker_.now());
+  if (req_.total_deadline != core::MonoTime::max() && !req_.resp_head_sent) {
+    after = std::min<std::chrono::nanoseconds>(after, req_.total_deadline - worker_.now());
   }
   set_deadline(kind, after);
 }
 
 void Connection::release_endpoint() {
-  if (pending_held_) {
-    pending_held_ = false;
-    services_->snapshot->governance->services[service_index_].breaker->release_pending();
+  if (req_.pending_held) {
+    req_.pending_held = false;
+    req_.services->snapshot->governance->services[req_.service_index].breaker->release_pending();
   }
-  if (endpoint_ < 0) return;
-  auto& ws = services_->services[service_index_];
-  if (ws.states[endpoint_].active > 0) --ws.states[endpoint_].active;
-  endpoint_ = -1;
+  if (req_.endpoint < 0) return;
+  auto& ws = req_.services->services[req_.service_index];
+  if (ws.states[req_.endpoint].active > 0) --ws.states[req_.endpoint].active;
+  req_.endpoint = -1;
 }
 
 void Connection::discard_upstream() {
@@ -1094,7 +1064,7 @@ void Connection::discard_upstream() {
 
 void Connection::on_client_gone() {
   // A request whose body had not fully arrived cannot complete.
-  if (in_request_ && !req_done_ && parser_.head_done()) abort_request();
+  if (req_.in_request && !req_.req_done && parser_.head_done()) abort_request();
   close();
 }
 
@@ -1102,59 +1072,59 @@ void Connection::drop_upstream() {
   release_endpoint();
   discard_upstream();
   ++attempt_gen_;  // handlers of the dropped attempt find a newer generation and stop
-  up_connected_ = false;
-  up_writing_ = false;
+  req_.up_connected = false;
+  req_.up_writing = false;
   // A write in flight still owns up_wbuf_ (io_uring reads it when the submission runs, epoll
   // after a short write): clearing it here put a NUL on the wire. Its handler frees it.
   if (!up_wbuf_busy_) up_wbuf_.clear();
-  auto& ws = services_->services[service_index_];
-  if (retrying_) {
+  auto& ws = req_.services->services[req_.service_index];
+  if (req_.retrying) {
     --ws.active_retries;
-    retrying_ = false;
+    req_.retrying = false;
   }
 }
 
 void Connection::retry(RetryCost cost, bool stale) {
   if (cost == RetryCost::kFree) {
-    ++free_retries_;
-    stale_retried_ = stale_retried_ || stale;
+    ++req_.free_retries;
+    req_.stale_retried = req_.stale_retried || stale;
   } else if (cost == RetryCost::kBudgeted) {
-    retrying_ = true;
-    ++services_->services[service_index_].active_retries;
+    req_.retrying = true;
+    ++req_.services->services[req_.service_index].active_retries;
   }
-  services_->snapshot->services[service_index_].retries->inc();
-  up_out_ = replay_;
+  req_.services->snapshot->services[req_.service_index].retries->inc();
+  req_.up_out = req_.replay;
   start_attempt();
 }
 
 void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
-  const ServiceInfo& si = services_->snapshot->services[service_index_];
-  const bool refused = kind == UpstreamErrorKind::kConnectFailure && connect_error_;
-  const bool before_response = kind == UpstreamErrorKind::kReset && !resp_got_bytes_;
-  const bool stale = before_response && up_reused_;
-  if (endpoint_ >= 0) {
-    si.endpoints[endpoint_].errors[static_cast<size_t>(kind)]->inc();
+  const ServiceInfo& si = req_.services->snapshot->services[req_.service_index];
+  const bool refused = kind == UpstreamErrorKind::kConnectFailure && req_.connect_error;
+  const bool before_response = kind == UpstreamErrorKind::kReset && !req_.resp_got_bytes;
+  const bool stale = before_response && req_.up_reused;
+  if (req_.endpoint >= 0) {
+    si.endpoints[req_.endpoint].errors[static_cast<size_t>(kind)]->inc();
     if (refused) {
       // Nothing serves there: out of every worker's choice now, not after the health check's
       // thresholds (governance::OutlierDetector, "Down").
-      auto& od = *services_->snapshot->governance->services[service_index_].outlier;
-      if (od.mark_down(static_cast<size_t>(endpoint_), worker_.now())) {
+      auto& od = *req_.services->snapshot->governance->services[req_.service_index].outlier;
+      if (od.mark_down(static_cast<size_t>(req_.endpoint), worker_.now())) {
         core::log_warn("endpoint {} of service {} refused a connection: out of rotation for {}",
-                       si.endpoints[endpoint_].address, si.cfg->name,
+                       si.endpoints[req_.endpoint].address, si.cfg->name,
                        core::format_duration(od.down_for()));
       }
     }
   }
   record_attempt(true);
-  gov_failure_ = true;
-  gov_dropped_ = kind != UpstreamErrorKind::kProtocol;
+  req_.gov_failure = true;
+  req_.gov_dropped = kind != UpstreamErrorKind::kProtocol;
   drop_upstream();
   // The owner city's gateway is unreachable: rather than a 502 until it is back, the owner city's
   // instances serve the request. Safe when it never left (connect failed); after a close without
   // a byte of answer (a dying gateway's listener can still complete handshakes) only for the
   // methods a retry would resend too.
-  if (forward_ &&
-      (kind == UpstreamErrorKind::kConnectFailure || (before_response && idempotent_)) &&
+  if (req_.forward &&
+      (kind == UpstreamErrorKind::kConnectFailure || (before_response && req_.idempotent)) &&
       forward_direct()) {
     return;
   }
@@ -1164,18 +1134,19 @@ void Connection::on_upstream_failure(UpstreamErrorKind kind, const char* what) {
     return;
   }
   release_request();
-  if (resp_head_sent_ && !resp_on_wire_) unsend_response();
-  if (resp_head_sent_) {
+  if (req_.resp_head_sent && !req_.resp_on_wire) unsend_response();
+  if (req_.resp_head_sent) {
     // Part of the response is already with the client: all that is left is to cut it short.
-    status_ = 502;
+    req_.status = 502;
     abort_request();
     close();
     return;
   }
-  up_out_.clear();
+  req_.up_out.clear();
   int status = kind == UpstreamErrorKind::kTimeout ? 504 : 502;
   // Out of time: the total deadline fired, or what it leaves is too short for another try.
-  if (total_expired_ || (total_deadline_ != core::MonoTime::max() && !time_left_for_try())) {
+  if (req_.total_expired ||
+      (req_.total_deadline != core::MonoTime::max() && !time_left_for_try())) {
     status = 504;
     what = "request deadline (timeouts.total) exceeded";
   }
@@ -1186,45 +1157,31 @@ void Connection::unsend_response() {
   // Nothing of the upstream's response has been handed to the socket yet: drop what was queued
   // so that the client gets a clean error response instead of a cut connection.
   ds_out_.clear();
-  resp_head_sent_ = false;
-  resp_chunked_out_ = false;
-  bytes_out_ = 0;
+  req_.resp_head_sent = false;
+  req_.resp_chunked_out = false;
+  req_.bytes_out = 0;
 }
 
 void Connection::local_reply(int status, std::string_view message) {
-  local_reply(status, message, status == 503 ? "Retry-After: 1\r\n" : "", {});
+  reply({.status = status, .message = message});
 }
 
-void Connection::local_reply(int status, std::string_view message, std::string_view extra_headers,
-                             std::string_view extra_json) {
-  local_reply_ = true;
-  status_ = status;
-  resp_done_ = true;
-  if (!req_done_ && req_has_body_) closing_ = true;  // the rest of the body is not read
-  if (!client_keep_alive_ || worker_.draining() || draining_) closing_ = true;
-  std::string body = "{\"error\":";
-  observability::append_json_string(body, message);
-  body.append(extra_json);
-  body.append(",\"status\":");
-  body.append(std::to_string(status));
-  body.append(",\"request_id\":");
-  observability::append_json_string(body, request_id_);
-  body.append("}\n");
-  http::append_status_line(ds_out_, status);
-  ds_out_.append("Content-Type: application/json\r\n");
-  http::append_header(ds_out_, "Content-Length", static_cast<uint64_t>(body.size()));
-  http::append_header(ds_out_, "x-request-id", request_id_);
-  ds_out_.append(extra_headers);
-  if (closing_) ds_out_.append("Connection: close\r\n");
-  ds_out_.append("\r\n");
-  if (!head_request_) ds_out_.append(body);
-  bytes_out_ = head_request_ ? 0 : body.size();
-  resp_head_sent_ = true;
+void Connection::reply(LocalReply r) {
+  req_.local_reply = true;
+  req_.status = r.status;
+  req_.resp_done = true;
+  if (!req_.req_done && req_.req_has_body) closing_ = true;  // the rest of the body is not read
+  if (!req_.client_keep_alive || worker_.draining() || draining_) closing_ = true;
+  r.request_id = req_.request_id;
+  r.close = closing_;
+  r.head_request = req_.head_request;
+  req_.bytes_out = append_local_reply(ds_out_, r, reply_scratch_);
+  req_.resp_head_sent = true;
   flush_downstream();
 }
 
 void Connection::reply_refused(Verdict verdict) {
-  const ServiceRuntime& gs = services_->snapshot->governance->services[service_index_];
+  const ServiceRuntime& gs = req_.services->snapshot->governance->services[req_.service_index];
   switch (verdict) {
     case Verdict::kRateLimited: {
       const RuleRuntime* rule = admission_.rejecting_rule();
@@ -1233,51 +1190,50 @@ void Connection::reply_refused(Verdict verdict) {
         return static_cast<uint64_t>((std::max<int64_t>(ns.count(), 0) + 999'999'999) /
                                      1'000'000'000);
       };
-      std::string headers;
+      // Built in scratch space kept by the worker's thread: a gateway shedding load with 429s
+      // answers without allocating.
+      thread_local std::string headers, rule_json;
+      headers.clear();
       http::append_header(headers, "Retry-After",
                           std::max<uint64_t>(1, ceil_seconds(d.retry_after)));
       http::append_header(headers, "RateLimit-Limit", d.limit);
       http::append_header(headers, "RateLimit-Remaining", d.remaining);
       http::append_header(headers, "RateLimit-Reset", ceil_seconds(d.reset));
-      std::string extra = ",\"code\":\"RATE_LIMITED\",\"rule\":";
-      observability::append_json_string(extra, rule ? std::string_view(rule->cfg->name) : "");
-      local_reply(429, "rate limit exceeded", headers, extra);
+      rule_json.assign(",\"rule\":");
+      observability::append_json_string(rule_json, rule ? std::string_view(rule->cfg->name) : "");
+      reply({.status = 429,
+             .message = "rate limit exceeded",
+             .code = "RATE_LIMITED",
+             .extra_json = rule_json,
+             .extra_headers = headers});
       return;
     }
     case Verdict::kOverloaded: {
-      std::string extra = ",\"code\":\"OVERLOADED\",\"priority\":";
-      observability::append_json_string(extra, admission_.priority());
-      local_reply(503, "overloaded: request shed", "Retry-After: 1\r\n", extra);
+      thread_local std::string priority;
+      priority.assign(",\"priority\":");
+      observability::append_json_string(priority, admission_.priority());
+      reply({.status = 503,
+             .message = "overloaded: request shed",
+             .code = "OVERLOADED",
+             .extra_json = priority});
       return;
     }
     case Verdict::kAtCapacity:
-      local_reply(503, "service at its concurrency limit", "Retry-After: 1\r\n",
-                  ",\"code\":\"MAX_CONCURRENT\"");
+      reply(
+          {.status = 503, .message = "service at its concurrency limit", .code = "MAX_CONCURRENT"});
       return;
     case Verdict::kBreakerOpen: {
       const config::Fallback& fb = gs.cfg->fallback;
       if (!fb.enabled) {
-        local_reply(503, "circuit breaker open", "Retry-After: 1\r\n",
-                    ",\"code\":\"CIRCUIT_OPEN\"");
+        reply({.status = 503, .message = "circuit breaker open", .code = "CIRCUIT_OPEN"});
         return;
       }
       gs.fallback_served->inc();
-      local_reply_ = true;
-      status_ = fb.status;
-      resp_done_ = true;
-      if (!req_done_ && req_has_body_) closing_ = true;
-      if (!client_keep_alive_ || worker_.draining() || draining_) closing_ = true;
-      http::append_status_line(ds_out_, fb.status);
-      http::append_header(ds_out_, "Content-Type", fb.content_type);
-      http::append_header(ds_out_, "Content-Length", static_cast<uint64_t>(fb.body.size()));
-      http::append_header(ds_out_, "x-request-id", request_id_);
-      ds_out_.append("x-sluice-fallback: circuit-open\r\n");
-      if (closing_) ds_out_.append("Connection: close\r\n");
-      ds_out_.append("\r\n");
-      if (!head_request_) ds_out_.append(fb.body);
-      bytes_out_ = head_request_ ? 0 : fb.body.size();
-      resp_head_sent_ = true;
-      flush_downstream();
+      reply({.status = fb.status,
+             .extra_headers = "x-sluice-fallback: circuit-open\r\n",
+             .raw = true,
+             .content_type = fb.content_type,
+             .body = fb.body});
       return;
     }
     case Verdict::kPass:
@@ -1286,71 +1242,73 @@ void Connection::reply_refused(Verdict verdict) {
 }
 
 bool Connection::choose_endpoints() {
-  auto& ws = services_->services[service_index_];
-  const ServiceInfo& si = services_->snapshot->services[service_index_];
+  auto& ws = req_.services->services[req_.service_index];
+  const ServiceInfo& si = req_.services->snapshot->services[req_.service_index];
   const governance::OutlierDetector& od =
-      *services_->snapshot->governance->services[service_index_].outlier;
+      *req_.services->snapshot->governance->services[req_.service_index].outlier;
   core::MonoTime now = worker_.now();
   std::vector<uint8_t>& available = worker_.available_scratch();
   available.resize(ws.states.size());
   for (size_t i = 0; i < ws.states.size(); ++i) available[i] = od.available(i, now) ? 1 : 0;
-  auto choice = si.locality->apply(ws.states, available, tried_, core::thread_rng().next_double(),
-                                   unit_city_);
+  auto choice = si.locality->apply(ws.states, available, req_.tried,
+                                   core::thread_rng().next_double(), req_.unit_city);
   return choice.tier >= 0;
 }
 
 void Connection::record_attempt(bool error) {
-  if (endpoint_ < 0) return;
-  services_->snapshot->governance->services[service_index_].outlier->record(
-      static_cast<size_t>(endpoint_), error, worker_.now());
+  if (req_.endpoint < 0) return;
+  req_.services->snapshot->governance->services[req_.service_index].outlier->record(
+      static_cast<size_t>(req_.endpoint), error, worker_.now());
 }
 
 void Connection::flush_downstream() {
   if (ds_writing_ || closed_) return;
   if (ds_out_.empty()) {
-    if (resp_done_ && in_request_) finish_request();
+    if (req_.resp_done && req_.in_request) finish_request();
     return;
   }
   ds_wbuf_.swap(ds_out_);
   ds_writing_ = true;
-  if (resp_head_sent_) resp_on_wire_ = true;
+  if (req_.resp_head_sent) req_.resp_on_wire = true;
   ds_write_started_ = worker_.now();
-  socket_.async_write(ds_wbuf_.data(), ds_wbuf_.size(),
-                      [self = shared_from_this()](int err, size_t) {
-                        self->ds_writing_ = false;
-                        if (self->closed_) return;
-                        self->worker_.refresh_now();
-                        if (err != 0) {
-                          self->abort_request();
-                          self->close();
-                          return;
-                        }
-                        self->ds_wbuf_.clear();
-                        if (!self->ds_out_.empty()) {
-                          self->flush_downstream();
-                        } else if (self->resp_done_ && self->in_request_) {
-                          self->finish_request();
-                        } else if (self->closing_ && !self->in_request_) {
-                          self->close();
-                        } else {
-                          self->read_upstream();
-                        }
-                      });
+  auto on_write = [self = shared_from_this()](int err, size_t) {
+    self->ds_writing_ = false;
+    if (self->closed_) return;
+    self->worker_.refresh_now();
+    if (err != 0) {
+      self->abort_request();
+      self->close();
+      return;
+    }
+    self->ds_wbuf_.clear();
+    if (!self->ds_out_.empty()) {
+      self->flush_downstream();
+    } else if (self->req_.resp_done && self->req_.in_request) {
+      self->finish_request();
+    } else if (self->closing_ && !self->req_.in_request) {
+      self->close();
+    } else {
+      self->read_upstream();
+    }
+  };
+  static_assert(IoHandler::fits<decltype(on_write)>, "a request-path handler must not allocate");
+  socket_.async_write(ds_wbuf_.data(), ds_wbuf_.size(), std::move(on_write));
 }
 
 void Connection::finish_request() {
-  if (!in_request_) return;
-  in_request_ = false;
-  const Snapshot& snap = *services_->snapshot;
+  if (!req_.in_request) return;
+  req_.in_request = false;
+  const Snapshot& snap = *req_.services->snapshot;
   std::string_view endpoint_addr;
-  if (upstream_ && route_ && !tried_.empty()) {
-    const ServiceInfo& si = snap.services[service_index_];
-    const EndpointInfo& ep = si.endpoints[tried_.back()];
+  if (upstream_ && req_.route && !req_.tried.empty()) {
+    const ServiceInfo& si = snap.services[req_.service_index];
+    const EndpointInfo& ep = si.endpoints[req_.tried.back()];
     endpoint_addr = ep.address;
-    ep.requests.inc(status_);
-    if (upstream_seconds_ >= 0) ep.duration->observe(upstream_seconds_);
-    bool reusable = resp_keep_alive_ && req_done_ && !up_writing_ && up_out_.empty() &&
-                    !up_extra_bytes_ && !up_body_stopped_ && up_error_ == nullptr;
+    ep.requests.inc(req_.status);
+    if (req_.upstream_seconds >= 0) ep.duration->observe(req_.upstream_seconds);
+    bool reusable = req_.resp_keep_alive && req_.req_done && !req_.up_writing &&
+                    req_.up_out.empty() && !req_.up_extra_bytes && !req_.up_body_stopped &&
+                    req_.up_error == nullptr;
     if (reusable) {
       upstream::IdleCapConfig cap;
       cap.floor = si.cfg->max_idle_connections;
@@ -1364,10 +1322,10 @@ void Connection::finish_request() {
   release_request();
   record(endpoint_addr);
 
-  auto keep_config = services_->snapshot->config;
-  services_.reset();
-  route_ = nullptr;
-  if (closing_ || !req_done_ || worker_.draining() || draining_) {
+  auto keep_config = req_.services->snapshot->config;
+  req_.services.reset();
+  req_.route = nullptr;
+  if (closing_ || !req_.req_done || worker_.draining() || draining_) {
     close();
     return;
   }
@@ -1382,63 +1340,64 @@ void Connection::finish_request() {
 void Connection::release_request() {
   // The service's latency ends with its response, not with the client taking it.
   core::MonoTime end = worker_.now();
-  if (upstream_seconds_ >= 0) {
-    end = attempt_start_ + std::chrono::duration_cast<std::chrono::nanoseconds>(
-                               std::chrono::duration<double>(upstream_seconds_));
+  if (req_.upstream_seconds >= 0) {
+    end = req_.attempt_start + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::duration<double>(req_.upstream_seconds));
   }
-  admission_.finish(gov_failure_, gov_dropped_, end);
+  admission_.finish(req_.gov_failure, req_.gov_dropped, end);
   release_endpoint();
-  if (!counted_active_) return;
-  counted_active_ = false;
-  auto& ws = services_->services[service_index_];
+  if (!req_.counted_active) return;
+  req_.counted_active = false;
+  auto& ws = req_.services->services[req_.service_index];
   --ws.active_requests;
-  if (retrying_) {
+  if (req_.retrying) {
     --ws.active_retries;
-    retrying_ = false;
+    req_.retrying = false;
   }
 }
 
 void Connection::record(std::string_view endpoint) {
-  const Snapshot& snap = *services_->snapshot;
-  double total = std::chrono::duration<double>(worker_.now() - start_).count();
-  const RouteMetrics& rm = snap.metrics_for(listener_, route_);
-  rm.requests.inc(status_);
+  const Snapshot& snap = *req_.services->snapshot;
+  double total = std::chrono::duration<double>(worker_.now() - req_.start).count();
+  const RouteMetrics& rm = snap.metrics_for(listener_, req_.route);
+  rm.requests.inc(req_.status);
   rm.duration->observe(total);
 
   observability::AccessRecord rec;
-  rec.time = start_wall_;
-  rec.request_id = request_id_;
+  rec.time = req_.start_wall;
+  rec.request_id = req_.request_id;
   rec.client_ip = client_ip_;
-  rec.method = method_;
-  rec.path = target_;
-  rec.original_path = original_target_;
-  if (route_) {
-    rec.route = route_->name;
-    rec.service = snap.services[service_index_].cfg->name;
+  rec.method = req_.method;
+  rec.path = req_.target;
+  rec.original_path = req_.original_target;
+  if (req_.route) {
+    rec.route = req_.route->name;
+    rec.service = snap.services[req_.service_index].cfg->name;
   }
   rec.endpoint = endpoint;
-  rec.status = status_;
-  rec.bytes_in = bytes_in_;
-  rec.bytes_out = bytes_out_;
-  rec.upstream_duration = upstream_seconds_;
+  rec.status = req_.status;
+  rec.bytes_in = req_.bytes_in;
+  rec.bytes_out = req_.bytes_out;
+  rec.upstream_duration = req_.upstream_seconds;
   rec.duration = total;
-  rec.attempts = attempts_;
-  if (forward_) rec.unit = "forwarded";
-  if (direct_) rec.unit = "direct";
+  rec.attempts = req_.attempts;
+  if (req_.forward) rec.unit = "forwarded";
+  if (req_.direct) rec.unit = "direct";
   rec.listener = worker_.shared().listeners[listener_].name;
-  rec.user_agent = user_agent_;
-  if (up_error_) rec.upstream_error = up_error_;
+  rec.user_agent = req_.user_agent;
+  if (req_.up_error) rec.upstream_error = req_.up_error;
   worker_.access_log().log(rec);
 }
 
 void Connection::abort_request() {
-  if (!in_request_) return;
-  if (status_ == 0) status_ = 499;  // client closed before the response (nginx's convention)
+  if (!req_.in_request) return;
+  if (req_.status == 0)
+    req_.status = 499;  // client closed before the response (nginx's convention)
   closing_ = true;
   admission_.cancel();
   discard_upstream();
   release_request();
-  in_request_ = false;
+  req_.in_request = false;
   record({});
 }
 
@@ -1453,13 +1412,14 @@ void Connection::on_tick(core::MonoTime now) {
     }
     return;
   }
-  if (body_timed_ && in_request_ && !req_done_ && !local_reply_) {
-    const auto& limits = services_->snapshot->config->limits;
-    auto until = body_start_ + limits.body_timeout;
+  if (req_.body_timed && req_.in_request && !req_.req_done && !req_.local_reply) {
+    const auto& limits = req_.services->snapshot->config->limits;
+    auto until = req_.body_start + limits.body_timeout;
     if (limits.min_body_rate > 0) {
       // Every min_body_rate bytes received buy one more second (capped: no overflow).
       until += std::chrono::nanoseconds(static_cast<int64_t>(std::min<double>(
-          1e18, static_cast<double>(bytes_in_) * 1e9 / static_cast<double>(limits.min_body_rate))));
+          1e18,
+          static_cast<double>(req_.bytes_in) * 1e9 / static_cast<double>(limits.min_body_rate))));
     }
     if (now >= until) {
       on_body_timeout();
@@ -1472,7 +1432,7 @@ void Connection::on_tick(core::MonoTime now) {
       if (parser_.in_message()) {
         worker_.shared().reject(RejectReason::kHeaderTimeout);
         begin_request();
-        observability::make_request_id(core::thread_rng(), request_id_);
+        observability::make_request_id(core::thread_rng(), req_.request_id);
         closing_ = true;
         local_reply(408, "request head not received in time");
       } else {
@@ -1486,22 +1446,24 @@ void Connection::on_tick(core::MonoTime now) {
       break;
     case Deadline::kConnect:
       deadline_kind_ = Deadline::kNone;
-      total_expired_ = deadline_ >= total_deadline_;  // the deadline was cut to timeouts.total
+      req_.total_expired =
+          deadline_ >= req_.total_deadline;  // the deadline was cut to timeouts.total
       on_upstream_failure(UpstreamErrorKind::kConnectFailure, "upstream connect timed out");
       break;
     case Deadline::kUpstream:
       deadline_kind_ = Deadline::kNone;
-      total_expired_ = deadline_ >= total_deadline_;
+      req_.total_expired = deadline_ >= req_.total_deadline;
       on_upstream_failure(UpstreamErrorKind::kTimeout, "upstream request timed out");
       break;
     case Deadline::kHold:
       deadline_kind_ = Deadline::kNone;
-      if (held_) {
-        held_ = false;
-        held_head_.reset();
-        services_->snapshot->unit_results[static_cast<size_t>(UnitResult::kHoldTimeout)]->inc();
-        local_reply(503, "the shard of this request is being switched to another city",
-                    "Retry-After: 1\r\n", ",\"code\":\"UNIT_SWITCHING\"");
+      if (req_.held) {
+        req_.held = false;
+        req_.held_head.reset();
+        req_.services->snapshot->unit_results[static_cast<size_t>(UnitResult::kHoldTimeout)]->inc();
+        reply({.status = 503,
+               .message = "the shard of this request is being switched to another city",
+               .code = "UNIT_SWITCHING"});
       }
       break;
     case Deadline::kNone:
@@ -1511,31 +1473,31 @@ void Connection::on_tick(core::MonoTime now) {
 
 void Connection::on_body_timeout() {
   worker_.shared().reject(RejectReason::kBodyTimeout);
-  body_timed_ = false;
-  buffering_ = false;
+  req_.body_timed = false;
+  req_.buffering = false;
   closing_ = true;  // the rest of the body is not read
-  if (resp_head_sent_) {
+  if (req_.resp_head_sent) {
     // The service already answered and part of it is with the client: cut it short.
     abort_request();
     close();
     return;
   }
-  if (held_) {
-    held_ = false;
-    held_head_.reset();
+  if (req_.held) {
+    req_.held = false;
+    req_.held_head.reset();
   }
   deadline_kind_ = Deadline::kNone;
-  if (route_) {
+  if (req_.route) {
     drop_upstream();
     release_request();
-    up_out_.clear();
+    req_.up_out.clear();
   }
   local_reply(408, "request body not received in time");
 }
 
 void Connection::drain() {
   draining_ = true;
-  if (in_request_ || ds_writing_) return;  // closes after the response in progress
+  if (req_.in_request || ds_writing_) return;  // closes after the response in progress
   if (!pending_.empty()) {
     process_pending();  // a pipelined request already read is answered, with Connection: close
     return;

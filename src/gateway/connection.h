@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "gateway/governance.h"
+#include "gateway/local_reply.h"
+#include "gateway/request_state.h"
 #include "gateway/upstream_pool.h"
 #include "http/parser.h"
 #include "http/path.h"
@@ -106,7 +108,9 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   // `stale`: the retry of a stale pooled connection (free once per request).
   void retry(RetryCost cost, bool stale = false);
   void release_endpoint();
-  void build_upstream_head(const http::MessageHead& head);
+  // The upstream head into req_.up_out (and replay): http::append_upstream_head with this
+  // request's routing decisions. False when it cannot be built (answered 400).
+  bool build_upstream_head(const http::MessageHead& head);
   // The ring_hash key of this request (load_balancer.hash_on), if the request carries one.
   void compute_hash(const http::MessageHead& head);
   void on_response_head(http::MessageHead& head);
@@ -118,12 +122,11 @@ class Connection final : public std::enable_shared_from_this<Connection>,
 
   // Downstream writing and completion.
   void flush_downstream();
+  // Every response the gateway makes itself goes through reply() (local_reply.h); it fills in
+  // the request id, HEAD and whether the connection closes after it.
+  void reply(LocalReply r);
   void local_reply(int status, std::string_view message);
   void unsend_response();
-  // A JSON error reply with extra response header lines ("Name: value\r\n"...) and extra JSON
-  // members (",\"rule\":\"x\"") after "error".
-  void local_reply(int status, std::string_view message, std::string_view extra_headers,
-                   std::string_view extra_json);
   // Answers a request the governance chain refused (429, fallback or 503).
   void reply_refused(Verdict verdict);
   // Marks the endpoints this attempt may use: health, ejection, locality tiers, unit city.
@@ -179,97 +182,18 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   uint64_t requests_ = 0;
   core::MonoTime request_began_{};  // when the first byte of the next/current request was read
 
-  // Per request.
-  std::shared_ptr<WorkerServices> services_;  // the snapshot this request started on
-  const router::Route* route_ = nullptr;
-  size_t service_index_ = 0;
-  bool in_request_ = false;
-  bool req_done_ = false;
-  bool req_chunked_ = false;
-  bool req_has_body_ = false;
-  bool client_keep_alive_ = true;
-  bool client_http10_ = false;
-  bool head_request_ = false;
-  bool idempotent_ = false;
-  bool local_reply_ = false;
-  std::string method_;
-  std::string target_;           // as routed and forwarded: the path part normalised
-  std::string original_target_;  // as received, when normalising changed it (access log)
-  std::string path_scratch_;     // the normal form is built here (capacity kept)
-  std::string request_id_;
-  std::string traceparent_;  // sent upstream (reused buffer)
-  std::string user_agent_;
-  std::chrono::system_clock::time_point start_wall_;
-  core::MonoTime start_{};
-  uint64_t bytes_in_ = 0;
-  uint64_t bytes_out_ = 0;
-  // Body deadline: body_start_ + body_timeout + bytes_in_ / min_body_rate (limits).
-  core::MonoTime body_start_{};
-  bool body_timed_ = false;     // a body is expected and the deadline runs
-  bool buffering_ = false;      // reading a small body whole before choosing an upstream
-  bool continue_sent_ = false;  // 100 Continue already written for this request
-  core::MonoTime total_deadline_ = core::MonoTime::max();  // timeouts.total
-  bool total_expired_ = false;  // the deadline that fired was timeouts.total
-
-  // Upstream exchange of the current request.
+  // Per request: reset with one assignment in begin_request (request_state.h).
+  RequestState req_;
+  // What outlives a request, or is scratch space (request_state.h says why these stay out).
   std::shared_ptr<UpstreamConnection> upstream_;
-  std::string up_out_;   // request bytes waiting to be written upstream
-  std::string up_wbuf_;  // request bytes being written
-  std::string replay_;   // every request byte so far, while small enough to resend on retry
-  bool replayable_ = true;
-  bool up_connected_ = false;
-  bool up_writing_ = false;
-  bool up_wbuf_busy_ = false;    // a write of up_wbuf_ has not completed (even if dropped)
-  bool retrying_ = false;        // the current attempt holds one of the service's active_retries
-  bool up_reused_ = false;       // the current attempt's connection came from the pool
-  bool connect_error_ = false;   // the current attempt's connect failed at once (not a timeout)
-  uint32_t free_retries_ = 0;    // retries of cost kFree made by this request
-  bool stale_retried_ = false;   // ... one of them after a stale pooled connection
-  bool counted_active_ = false;  // holds one of the service's active_requests
-  uint64_t attempt_gen_ = 0;
-  int endpoint_ = -1;
-  std::vector<uint32_t> tried_;
-  uint64_t hash_ = 0;
-  bool has_hash_ = false;
-  int attempts_ = 0;
-  core::MonoTime attempt_start_{};
-  double upstream_seconds_ = -1;
-  bool resp_head_sent_ = false;
-  bool resp_on_wire_ = false;  // part of this response has been handed to the socket
-  bool resp_done_ = false;
-  bool resp_interim_ = false;
-  bool resp_chunked_out_ = false;
-  bool resp_keep_alive_ = false;
-  bool resp_got_bytes_ = false;
-  bool up_extra_bytes_ = false;
-  // A final response came before the whole request was sent: the rest of the body is not sent
-  // (RFC 9112 section 9.3) and the connection is not reused.
-  bool up_body_stopped_ = false;
-  bool resp_bad_101_ = false;       // set by on_response_head, acted on after the parser returns
-  const char* up_error_ = nullptr;  // the protocol error of this request, for the access log
-  int status_ = 0;
-  int retry_status_ = 0;  // a 502/503/504 answer to retry instead of forwarding
-
-  // Governance of the current request.
-  Admission admission_;
-  bool gov_failure_ = false;   // the service failed this request (5xx or upstream error)
-  bool gov_dropped_ = false;   // ... with a sign of overload (timeout, reset, 503)
-  bool pending_held_ = false;  // holds one of the service's max_pending slots
-
-  // Dual-city unit routing of the current request.
-  std::string unit_city_;  // only endpoints of this city may serve it; empty = any (locality)
-  bool forward_ = false;   // sent to the owner city's gateway, unchanged
-  // The owner city's gateway could not be reached: sent straight to the owner city's endpoints
-  // of the route's service instead (forward_direct()).
-  bool direct_ = false;
-  size_t replay_head_bytes_ = 0;  // the upstream head at the start of replay_
-  bool held_ = false;             // waiting for a switch of its shard to finish
-  bool unit_has_key_ = false;
-  bool unit_hop_ = false;   // arrived from another city's gateway (x-sluice-hop)
-  bool unit_loop_ = false;  // ... and this city is among those that forwarded it
-  std::string hop_in_;      // the x-sluice-hop list it arrived with
-  uint32_t unit_shard_ = 0;
-  std::unique_ptr<http::MessageHead> held_head_;  // the head of a held request
+  std::string up_wbuf_;         // request bytes being written upstream
+  bool up_wbuf_busy_ = false;   // a write of up_wbuf_ has not completed (even if dropped)
+  uint64_t attempt_gen_ = 0;    // grows with every attempt and request: stale handlers stop
+  Admission admission_;         // the governance chain's holds for the current request
+  std::string path_scratch_;    // the normal form of the path is built here
+  std::string target_scratch_;  // the upstream request-target is built here
+  std::string traceparent_;     // sent upstream
+  std::string reply_scratch_;   // the JSON body of a local reply
 };
 
 }  // namespace sluice::gateway

@@ -211,6 +211,23 @@ class SmugglingTest(BadInputBase):
                 self.assertNotIn("upgrade", r.json().get("headers", {}))
 
 
+class KeepAliveStateTest(BadInputBase):
+    def test_error_after_head_request_on_same_connection_has_its_body(self):
+        # Nothing of one request carries over to the next on a keep-alive connection: the
+        # "no body" of a HEAD request once left the 400 for the malformed request after it
+        # without its body (Content-Length said there was one; the client hung or was cut).
+        with RawConn(self.gw.address) as c:
+            c.send(build_request("HEAD", "/first"))
+            r = c.read_response("HEAD")
+            self.assertEqual(r.status, 200, r)
+            c.send(b"GET /second HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")
+            r = c.read_response()
+            self.assertEqual(r.status, 400, r)
+            self.assertEqual(int(r.header("content-length")), len(r.body), r)
+            self.assertEqual(r.json()["status"], 400, r)
+            self.assertClosed(c)
+
+
 class LimitsTest(BadInputBase):
     def test_head_too_large_431(self):
         self.assertRejected(build_request("GET", "/", {"X-Big": "a" * 5000}), 431,

@@ -10,8 +10,8 @@ import threading
 import time
 import unittest
 
-from harness import (BIN, SluiceTestCase, addr, endpoint, free_port, http_request, route,
-                     wait_until)
+from harness import (BIN, RawConn, SluiceTestCase, addr, build_request, endpoint, free_port,
+                     http_request, route, wait_until)
 
 CUSTOMER_A = "10"   # shard 10: city a
 CUSTOMER_B = "75"   # shard 75: city b
@@ -277,6 +277,31 @@ class DualCityTest(SluiceTestCase):
 
     def direct_log_lines(self, gw):
         return sum(1 for l in self.access_lines(gw) if l.get("unit") == "direct")
+
+    def test_next_request_on_a_connection_carries_nothing_of_a_forward(self):
+        # Per-request state is reset as a whole: a 404 after a request forwarded to city b on
+        # the same keep-alive connection was once logged as forwarded too ("unit":"forwarded").
+        gw = self.gws["a"]
+        paths = ["/accounts/k1", "/nowhere/k2", "/catalog/k3"]
+        with RawConn(gw.address) as c:
+            c.send(build_request("GET", paths[0], headers={"x-customer-id": CUSTOMER_B}))
+            r = c.read_response()
+            self.assertEqual((r.status, r.json()["city"]), (200, "b"), r)
+            c.send(build_request("GET", paths[1]))
+            self.assertEqual(c.read_response().status, 404)
+            c.send(build_request("GET", paths[2]))
+            r = c.read_response()
+            self.assertEqual((r.status, r.json()["city"]), (200, "a"), r)
+
+        def logged():
+            by_path = {l["path"]: l for l in self.access_lines(gw)}
+            return by_path if all(p in by_path for p in paths) else None
+        wait_until(logged, 10, message="access log lines of the three requests")
+        lines = logged()
+        self.assertEqual(lines[paths[0]].get("unit"), "forwarded", lines[paths[0]])
+        self.assertNotIn("unit", lines[paths[1]], lines[paths[1]])
+        self.assertNotIn("unit", lines[paths[2]], lines[paths[2]])
+        self.assertEqual(lines[paths[2]]["attempts"], 1, lines[paths[2]])
 
     def test_loop_detected(self):
         # Misconfigured: city a's gateway lists itself as the peer of city b.
