@@ -21,11 +21,13 @@ struct Node {
   std::string id = "sluice";
   std::string city;
   std::string zone;
+  bool operator==(const Node&) const = default;
 };
 
 struct Listener {
   std::string name;
   core::HostPort address;
+  bool operator==(const Listener&) const = default;
 };
 
 struct Admin {
@@ -39,6 +41,7 @@ struct Admin {
   // Host names (lower case, "name" or "name:port") a Host or Origin header may carry besides the
   // address the request came in on (and localhost on loopback): DNS rebinding protection.
   std::vector<std::string> allowed_hosts;
+  bool operator==(const Admin&) const = default;
 };
 
 struct Limits {
@@ -61,11 +64,13 @@ struct Limits {
   // Memory the idle pooled upstream connections of the whole gateway may take (shared equally by
   // the workers; kIdleUpstreamConnectionBytes each): bounds a pool that follows demand.
   size_t max_idle_upstream_bytes = 64 * 1024 * 1024;
+  bool operator==(const Limits&) const = default;
 };
 
 // How the gateway reads requests before routing them.
 struct Http {
   http::PathOptions path;  // normalize_path, merge_slashes, escaped_slashes, path_parameters
+  bool operator==(const Http&) const = default;
 };
 
 // What one idle pooled upstream connection costs, for limits.max_idle_upstream_bytes: its 16 KiB
@@ -75,6 +80,7 @@ inline constexpr size_t kIdleUpstreamConnectionBytes = 20 * 1024;
 struct AccessLog {
   std::string path = "stdout";  // stdout | off | FILE
   std::string format = "json";
+  bool operator==(const AccessLog&) const = default;
 };
 
 struct Endpoint {
@@ -93,11 +99,13 @@ struct HashKey {
   enum class Source { kNone, kHeader, kQuery, kClientIp, kPath };
   Source source = Source::kNone;
   std::string name;  // lower-case header name, or query parameter name
+  bool operator==(const HashKey&) const = default;
 };
 
 struct LoadBalancer {
   LbPolicy policy = LbPolicy::kRoundRobin;
   HashKey hash_on;  // ring_hash only
+  bool operator==(const LoadBalancer&) const = default;
 };
 
 struct Timeouts {
@@ -128,6 +136,7 @@ struct Retry {
   uint32_t budget_percent = 20;        // retries in flight <= this % of requests in flight
   uint32_t min_retry_concurrency = 3;  // retries always allowed up to this many in flight
   bool non_idempotent = false;         // also retry POST/PATCH (unsafe; off by default)
+  bool operator==(const Retry&) const = default;
 };
 
 enum class ServiceKind { kGlobal, kUnit };
@@ -189,7 +198,6 @@ enum class Mode { kEnforce, kShadow };
 // Which endpoints of a service a gateway prefers, by its own node.city / node.zone.
 struct Locality {
   enum class Prefer { kNone, kSameCity, kSameZone };
-  bool configured = false;            // present in the file (the defaults apply either way)
   Prefer prefer = Prefer::kSameCity;  // none: all endpoints alike; same_zone: zone, then city
   // While this share (by weight) of the preferred tier is available, all traffic stays there;
   // below it, tier k keeps available_share/threshold of the traffic and the rest spills on
@@ -226,6 +234,7 @@ struct Overload {
     enum class Source { kNone, kHeader, kQuery };
     Source source = Source::kNone;
     std::string name;  // lower-case header name or query parameter
+    bool operator==(const KeySource&) const = default;
   } priority_key;
   std::vector<std::string> priorities;  // highest first, e.g. [payment, branch, mobile, web]
   size_t default_priority = 0;          // index used when the key is absent/unknown; default lowest
@@ -233,6 +242,7 @@ struct Overload {
                                         // is shed at (1 - reserve) x limit; 0..0.9
   uint32_t max_in_flight = 0;           // gateway-wide in-flight cap; 0 = none
   Mode mode = Mode::kEnforce;
+  bool operator==(const Overload&) const = default;
 };
 
 struct Service {
@@ -252,12 +262,14 @@ struct Service {
   Fallback fallback;
   AdaptiveConcurrency adaptive_concurrency;
   Locality locality;
+  bool operator==(const Service&) const = default;
 };
 
 struct HeaderMatch {
   std::string name;   // lower-case
   std::string value;  // exact match; empty with present_only = true means "header present"
   bool present_only = false;
+  bool operator==(const HeaderMatch&) const = default;
 };
 
 struct RouteMatch {
@@ -266,6 +278,7 @@ struct RouteMatch {
   std::string path_prefix;           // prefix; empty (and path empty) = "/"
   std::vector<std::string> methods;  // upper-case; empty = any
   std::vector<HeaderMatch> headers;
+  bool operator==(const RouteMatch&) const = default;
 };
 
 struct Route {
@@ -275,6 +288,7 @@ struct Route {
   size_t service_index = 0;  // resolved by validation
   std::string strip_prefix;
   std::string prefix_rewrite;  // replaces strip_prefix (or nothing) after stripping
+  bool operator==(const Route&) const = default;
 };
 
 // One dimension of a rate-limit key.
@@ -292,7 +306,7 @@ enum class RateScope { kNode, kCluster };
 struct RateLimitValue {
   uint64_t requests = 0;  // per `per` (token_bucket, sliding_window) or in flight (concurrency)
   Duration per = 1s;      // 1ms..1d; not used by concurrency
-  uint64_t burst = 0;     // token_bucket capacity; 0 in the file = `requests`
+  uint64_t burst = 0;     // token_bucket capacity; loaded as `requests` when not given
 
   bool operator==(const RateLimitValue&) const = default;
 };
@@ -317,6 +331,7 @@ struct RateLimitRule {
   Mode mode = Mode::kEnforce;
   std::vector<RateLimitOverride> overrides;
   size_t max_keys = 100000;  // tracked keys per rule; 1..10e6
+  bool operator==(const RateLimitRule&) const = default;
 };
 
 struct Redis {
@@ -327,6 +342,7 @@ struct Redis {
   OnError on_error = OnError::kLocalFallback;
   std::string key_prefix = "sluice:";
   uint32_t gateways = 0;  // gateways sharing cluster limits, for the fallback share; 0 = discovered
+  bool operator==(const Redis&) const = default;
 };
 
 // Dual-city unit (shard) routing: which city owns which shard of a key space.
@@ -367,6 +383,7 @@ struct Units {
 struct SourceMark {
   std::string file;
   int line = 0;
+  bool operator==(const SourceMark&) const = default;
 };
 
 // Where services, routes, rate limits and units come from when not from this file: a `sluice
@@ -399,6 +416,7 @@ struct GatewayConfig {
   Overload overload;
   Units units;
   ControlPlane control_plane;
+  bool operator==(const GatewayConfig&) const = default;
 };
 
 }  // namespace sluice::config

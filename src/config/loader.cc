@@ -1340,7 +1340,6 @@ class SchemaLoader {
   void load_locality(const Value& v, Locality& l) {
     MapReader m(diag_, v, {"prefer", "failover_threshold", "panic_threshold"});
     if (!m.is_map()) return;
-    l.configured = true;
     if (const Value* p = m.get("prefer")) {
       if (auto i = read_enum(diag_, *p, kLocalityPrefer))
         l.prefer = static_cast<Locality::Prefer>(*i);
@@ -1755,6 +1754,9 @@ class SchemaLoader {
     } else {
       m.read_uint("burst", out.burst, 1, kMaxRequests);
     }
+    // A bucket without a burst holds `requests`: resolved here, so that the config says what
+    // takes effect and GET /config (which shows it so) loads back to the same limit.
+    if (algorithm == RateAlgorithm::kTokenBucket && out.burst == 0) out.burst = out.requests;
   }
 
   void load_overrides(const Value& v, std::optional<RateAlgorithm> algorithm, bool key_ok,

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <thread>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace sluice::config {
@@ -66,6 +67,89 @@ LoadResult load_with(std::string_view extra) {
   LoadResult r = load_with(extra);
   if (r.ok() && r.config) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "rejected:\n" << extra << "\n" << dump(r);
+}
+
+// Struct equality, naming what differs. A field that to_json leaves out (or writes so that it
+// loads back differently) loads back as something else and is named here; comparing to_json's
+// own output with itself would not see it.
+::testing::AssertionResult SameConfig(const GatewayConfig& want, const GatewayConfig& got) {
+  std::vector<std::string> diff;
+  auto check = [&](bool same, const std::string& what) {
+    if (!same) diff.push_back(what);
+  };
+  check(want.node == got.node, "node");
+  check(want.workers == got.workers, "workers");
+  check(want.io_backend == got.io_backend, "io_backend");
+  check(want.listeners == got.listeners, "listeners");
+  check(want.admin == got.admin, "admin");
+  check(want.limits == got.limits, "limits");
+  check(want.http == got.http, "http");
+  check(want.access_log == got.access_log, "access_log");
+  check(want.services.size() == got.services.size(), "services (count)");
+  for (size_t i = 0; i < std::min(want.services.size(), got.services.size()); ++i) {
+    const Service& a = want.services[i];
+    const Service& b = got.services[i];
+    const std::string at = "services[" + std::to_string(i) + "].";
+    check(a.name == b.name, at + "name");
+    check(a.endpoints == b.endpoints, at + "endpoints");
+    check(a.load_balancer == b.load_balancer, at + "load_balancer");
+    check(a.timeouts == b.timeouts, at + "timeouts");
+    check(a.retry == b.retry, at + "retry");
+    check(a.kind == b.kind, at + "kind");
+    check(a.max_idle_connections == b.max_idle_connections &&
+              a.max_idle_connections_set == b.max_idle_connections_set,
+          at + "max_idle_connections");
+    check(a.health_check == b.health_check, at + "health_check");
+    check(a.outlier_detection == b.outlier_detection, at + "outlier_detection");
+    check(a.circuit_breaker == b.circuit_breaker, at + "circuit_breaker");
+    check(a.fallback == b.fallback, at + "fallback");
+    check(a.adaptive_concurrency == b.adaptive_concurrency, at + "adaptive_concurrency");
+    check(a.locality == b.locality, at + "locality");
+  }
+  check(want.routes == got.routes, "routes");
+  check(want.rate_limits.size() == got.rate_limits.size(), "rate_limits (count)");
+  for (size_t i = 0; i < std::min(want.rate_limits.size(), got.rate_limits.size()); ++i) {
+    const RateLimitRule& a = want.rate_limits[i];
+    const RateLimitRule& b = got.rate_limits[i];
+    const std::string at = "rate_limits[" + std::to_string(i) + "].";
+    check(a.name == b.name, at + "name");
+    check(a.match_routes == b.match_routes && a.route_indices == b.route_indices,
+          at + "match.routes");
+    check(a.match_services == b.match_services && a.service_indices == b.service_indices,
+          at + "match.services");
+    check(a.key == b.key, at + "key");
+    check(a.limit == b.limit, at + "limit");
+    check(a.algorithm == b.algorithm, at + "algorithm");
+    check(a.scope == b.scope, at + "scope");
+    check(a.mode == b.mode, at + "mode");
+    check(a.overrides == b.overrides, at + "overrides");
+    check(a.max_keys == b.max_keys, at + "max_keys");
+  }
+  check(want.redis == got.redis, "redis");
+  check(want.overload == got.overload, "overload");
+  check(want.units == got.units, "units");
+  check(want.control_plane == got.control_plane, "control_plane");
+  // Whatever the list above misses (a section added later) still fails here.
+  GatewayConfig renamed = got;
+  renamed.source_file = want.source_file;
+  if (diff.empty() && !(renamed == want)) diff.push_back("(a field not named in SameConfig)");
+  if (diff.empty()) return ::testing::AssertionSuccess();
+  std::string names;
+  for (const auto& d : diff) names += "  " + d + "\n";
+  return ::testing::AssertionFailure() << "loaded back differently:\n" << names;
+}
+
+// load -> to_json -> load gives the same structs; returns the JSON for further checks.
+std::string ExpectRoundTrip(const LoadResult& first) {
+  EXPECT_TRUE(first.ok()) << dump(first);
+  if (!first.ok()) return "";
+  std::string json = to_json(*first.config);
+  LoadResult second = load_string(json, "effective.json");
+  EXPECT_TRUE(second.ok()) << dump(second) << json;
+  if (!second.ok()) return json;
+  EXPECT_TRUE(SameConfig(*first.config, *second.config)) << json;
+  EXPECT_EQ(to_json(*second.config), json);
+  return json;
 }
 
 constexpr std::string_view kFullExample = R"(
@@ -871,7 +955,7 @@ services:
 units: {key: header:x-customer-id, owners: {a: "0-99"}}
 )");
   ASSERT_TRUE(r.ok()) << dump(r);
-  EXPECT_TRUE(r.config->services[0].locality.configured);
+  EXPECT_EQ(r.config->services[0].locality.prefer, Locality::Prefer::kSameCity);
   EXPECT_TRUE(r.config->units.enabled);
 }
 
@@ -1169,7 +1253,7 @@ TEST(Http, ToJsonRoundTrips) {
   EXPECT_EQ(j["http"]["path_parameters"], "keep");
   LoadResult second = load_string(json, "effective.json");
   ASSERT_TRUE(second.ok()) << dump(second) << json;
-  EXPECT_EQ(second.config->http.path, first.config->http.path);
+  EXPECT_TRUE(SameConfig(*first.config, *second.config)) << json;
   auto d = nlohmann::json::parse(to_json(*load_with("").config));
   EXPECT_EQ(d["http"]["escaped_slashes"], "reject");
   EXPECT_EQ(d["http"]["path_parameters"], "reject");
@@ -1208,12 +1292,8 @@ TEST(ToJson, DefaultsAndFormats) {
 
 // JSON is YAML: the effective config loads back to itself.
 TEST(ToJson, RoundTrips) {
-  LoadResult first = load(kFullExample);
-  ASSERT_TRUE(first.ok()) << dump(first);
-  std::string json = to_json(*first.config);
-  LoadResult second = load_string(json, "effective.json");
-  ASSERT_TRUE(second.ok()) << dump(second) << json;
-  EXPECT_EQ(to_json(*second.config), json);
+  std::string json = ExpectRoundTrip(load(kFullExample));
+  ASSERT_FALSE(json.empty());
   auto j = nlohmann::json::parse(json);
   EXPECT_EQ(j["admin"]["address"], "127.0.0.1:9901");
   EXPECT_EQ(j["limits"]["drain_timeout"], "1500ms");
@@ -1418,7 +1498,7 @@ TEST(Governance, FullExampleLandsInTheStructs) {
   EXPECT_EQ(app.overrides[1].key, "batch|pay");
   EXPECT_EQ(app.overrides[1].limit.requests, 5u);
   EXPECT_EQ(app.overrides[1].limit.per, 1min);
-  EXPECT_EQ(app.overrides[1].limit.burst, 0u);  // not inherited: 0 = the override's requests
+  EXPECT_EQ(app.overrides[1].limit.burst, 5u);  // not inherited: the override's requests
   EXPECT_EQ(app.max_keys, 5000u);
 
   const RateLimitRule& ip = c.rate_limits[1];
@@ -1548,7 +1628,7 @@ overload: {}
   EXPECT_TRUE(rule.key.empty());
   EXPECT_EQ(rule.limit.requests, 10u);
   EXPECT_EQ(rule.limit.per, 1s);
-  EXPECT_EQ(rule.limit.burst, 0u);
+  EXPECT_EQ(rule.limit.burst, 10u);  // a bucket holds `requests` when no burst is given
   EXPECT_EQ(rule.algorithm, RateAlgorithm::kTokenBucket);
   EXPECT_EQ(rule.scope, RateScope::kNode);
   EXPECT_EQ(rule.mode, Mode::kEnforce);
@@ -2062,12 +2142,8 @@ overload:
 }
 
 TEST(ToJson, GovernanceRoundTrips) {
-  LoadResult first = load(kGovernanceExample);
-  ASSERT_TRUE(first.ok()) << dump(first);
-  std::string json = to_json(*first.config);
-  LoadResult second = load_string(json, "effective.json");
-  ASSERT_TRUE(second.ok()) << dump(second) << json;
-  EXPECT_EQ(to_json(*second.config), json);
+  std::string json = ExpectRoundTrip(load(kGovernanceExample));
+  ASSERT_FALSE(json.empty());
   auto j = nlohmann::json::parse(json);
   const auto& s = j["services"][0];
   EXPECT_EQ(s["health_check"]["path"], "/healthz?deep=1");
@@ -2164,17 +2240,15 @@ TEST(DualCity, FullExampleLandsInTheStructs) {
   ASSERT_EQ(c.services.size(), 3u);
 
   const Locality& acc = c.services[0].locality;
-  EXPECT_TRUE(acc.configured);
   EXPECT_EQ(acc.prefer, Locality::Prefer::kSameZone);
   EXPECT_EQ(acc.failover_threshold, 0.5);
   EXPECT_EQ(acc.panic_threshold, 0.0);
   EXPECT_EQ(c.services[0].kind, ServiceKind::kUnit);
   const Locality& cat = c.services[1].locality;
-  EXPECT_TRUE(cat.configured);
   EXPECT_EQ(cat.prefer, Locality::Prefer::kNone);
   EXPECT_EQ(cat.failover_threshold, 1.0);
   EXPECT_EQ(cat.panic_threshold, 0.9);
-  EXPECT_FALSE(c.services[2].locality.configured);
+  EXPECT_EQ(c.services[2].locality, Locality{});  // no section: the defaults
 
   const Units& u = c.units;
   EXPECT_TRUE(u.enabled);
@@ -2218,10 +2292,9 @@ TEST(DualCity, Defaults) {
   EXPECT_EQ(u.peer_timeouts.connect, 1s);
   EXPECT_EQ(u.peer_timeouts.request, 5s);
 
-  // An empty locality section is "configured" with the defaults; an absent one is not.
-  Locality expected;
-  expected.configured = true;
-  EXPECT_EQ(r.config->services[0].locality, expected);
+  // An empty locality section and an absent one both mean the defaults (which apply either way,
+  // so GET /config always shows them and loading that back gives the same struct).
+  EXPECT_EQ(r.config->services[0].locality, Locality{});
   EXPECT_EQ(r.config->services[1].locality, Locality{});
   EXPECT_EQ(Locality{}.prefer, Locality::Prefer::kSameCity);
   EXPECT_EQ(Locality{}.failover_threshold, 0.7);
@@ -2554,15 +2627,8 @@ units:
 }
 
 TEST(ToJson, DualCityRoundTrips) {
-  LoadResult first = load(kDualCityExample);
-  ASSERT_TRUE(first.ok()) << dump(first);
-  std::string json = to_json(*first.config);
-  LoadResult second = load_string(json, "effective.json");
-  ASSERT_TRUE(second.ok()) << dump(second) << json;
-  EXPECT_EQ(to_json(*second.config), json);
-  EXPECT_EQ(second.config->units, first.config->units);
-  for (size_t i = 0; i < 2; ++i)
-    EXPECT_EQ(second.config->services[i].locality, first.config->services[i].locality) << i;
+  std::string json = ExpectRoundTrip(load(kDualCityExample));
+  ASSERT_FALSE(json.empty());
 
   auto j = nlohmann::json::parse(json);
   EXPECT_EQ(j["services"][0]["kind"], "unit");
@@ -2582,15 +2648,11 @@ TEST(ToJson, DualCityRoundTrips) {
     "peer_timeouts": {"connect": "200ms", "request": "3s"}})"));
 
   // Other key sources, cities owning nothing or scattered shards, and no peers.
-  LoadResult other = load_with(
-      "node: {city: c}\n"
-      "units: {key: path_segment:3, owners: {a: '0-9, 20', b: '10-19, 21-99', c: []}, "
-      "hold_timeout: 0s}\n");
-  ASSERT_TRUE(other.ok()) << dump(other);
-  std::string other_json = to_json(*other.config);
-  LoadResult again = load_string(other_json, "effective.json");
-  ASSERT_TRUE(again.ok()) << dump(again) << other_json;
-  EXPECT_EQ(again.config->units, other.config->units);
+  std::string other_json = ExpectRoundTrip(
+      load_with("node: {city: c}\n"
+                "units: {key: path_segment:3, owners: {a: '0-9, 20', b: '10-19, 21-99', c: []}, "
+                "hold_timeout: 0s}\n"));
+  ASSERT_FALSE(other_json.empty());
   auto ju = nlohmann::json::parse(other_json)["units"];
   EXPECT_EQ(ju["key"], "path_segment:3");
   EXPECT_EQ(ju["owners"], nlohmann::json::parse(R"({"a":"0-9, 20","b":"10-19, 21-99","c":""})"));
@@ -2607,6 +2669,120 @@ TEST(ToJson, UnitsLeftOutStayOut) {
   auto j = nlohmann::json::parse(to_json(*r.config));
   EXPECT_FALSE(j.contains("units"));
   EXPECT_TRUE(j["services"][0].contains("locality"));
+}
+
+// Every key of the file at a value other than its default: a field that to_json forgets loads
+// back as its default, and SameConfig names it.
+TEST(ToJson, EveryFieldRoundTrips) {
+  ControlPlaneDir d;
+  const std::filesystem::path admin_token = d.dir / "admin.token";
+  std::ofstream(admin_token) << std::string(40, 'a') << "\n";
+  ::chmod(admin_token.c_str(), 0600);
+  std::string yaml = R"(node: {id: gw-b2, city: b, zone: b2}
+workers: 3
+io_backend: epoll
+listeners:
+  - {name: public, address: 127.0.0.1:18080}
+  - {name: internal, address: "[::1]:18081"}
+admin:
+  address: 127.0.0.1:19901
+  token_file: )" + admin_token.string() +
+                     R"(
+  allowed_hosts: [gw-b2.bank.example, "gw.bank.example:8443"]
+limits:
+  max_header_bytes: 32KiB
+  max_uri_bytes: 4KiB
+  max_body_bytes: 2MiB
+  max_headers: 50
+  header_timeout: 5s
+  idle_timeout: 30s
+  drain_timeout: 1500ms
+  max_connections: 5000
+  body_timeout: 7s
+  min_body_rate: 1000
+  request_buffer_bytes: 8KiB
+  max_idle_upstream_bytes: 32MiB
+http: {normalize_path: false, merge_slashes: false, escaped_slashes: unescape, path_parameters: keep}
+access_log: {path: "off", format: json}
+services:
+  - name: accounts
+    kind: unit
+    endpoints:
+      - {address: 127.0.0.1:9101, city: a, zone: a1, weight: 3}
+      - {address: 127.0.0.1:9201, city: b, zone: b1, weight: 2}
+    load_balancer: {policy: ring_hash, hash_on: query:cid}
+    timeouts: {connect: 250ms, request: 2s, idle: 90s, total: 4s}
+    retry: {attempts: 3, on: [timeout, 503], budget_percent: 30, min_retry_concurrency: 7,
+            non_idempotent: true}
+    max_idle_connections: 0
+    health_check: {path: /ready, host: accounts.internal, interval: 3s, timeout: 1s,
+                   jitter: 200ms, healthy_threshold: 4, unhealthy_threshold: 6}
+    outlier_detection: {consecutive_errors: 9, base_ejection_time: 20s, max_ejection_time: 200s,
+                        max_ejection_percent: 40}
+    circuit_breaker: {window: 30s, min_requests: 50, error_ratio: 0.3, slow_call_duration: 2s,
+                      slow_call_ratio: 0.6, open_duration: 7s, max_open_duration: 70s,
+                      half_open_probes: 9, max_concurrent: 800, max_pending: 90}
+    fallback: {status: 200, body: cached, content_type: text/plain}
+    adaptive_concurrency: {algorithm: aimd, initial_limit: 30, min_limit: 8, max_limit: 300,
+                           sample_window: 1s, latency_threshold: 250ms, backoff: 0.8, mode: shadow}
+    locality: {prefer: same_zone, failover_threshold: 0.6, panic_threshold: 0.1}
+  - name: payments
+    endpoints: [{address: pay.internal:9401}]
+    load_balancer: {policy: least_request}
+    adaptive_concurrency: {tolerance: 3}
+routes:
+  - name: accounts-api
+    match: {hosts: [api.example.com], path_prefix: /api/accounts, methods: [GET, PUT],
+            headers: {x-channel: mobile, x-app: "*"}}
+    service: accounts
+    strip_prefix: /api
+    prefix_rewrite: /v3
+  - {name: pay, match: {path: /pay}, service: payments}
+rate_limits:
+  - name: per-app
+    match: {routes: [pay], services: [payments]}
+    key: [header:x-app-id, query:t, client_ip, route, service, method]
+    limit: {requests: 100, per: 2s, burst: 30}
+    scope: cluster
+    mode: shadow
+    overrides: [{key: "a|b|10.0.0.1|pay|payments|GET", limit: {requests: 7, per: 3s, burst: 9}}]
+    max_keys: 777
+  - {name: window, key: [client_ip], limit: {requests: 50, per: 10s}, algorithm: sliding_window}
+  - {name: flight, limit: {requests: 64}, algorithm: concurrency}
+  - name: implicit-burst
+    key: [client_ip]
+    limit: {requests: 10}
+    overrides: [{key: 10.0.0.2, limit: {requests: 20}}]
+redis: {address: redis.internal:6380, timeout: 50ms, on_error: allow, key_prefix: "gw:", gateways: 4}
+overload: {priority_key: query:prio, priorities: [payment, web], default_priority: payment,
+           reserve: 0.2, max_in_flight: 5000, mode: shadow}
+units:
+  key: path_segment:2
+  shards: 10
+  owners: {a: "0-4", b: "5-9"}
+  peers: {a: 127.0.0.1:28080}
+  protect: false
+  hold_timeout: 3s
+  peer_timeouts: {connect: 300ms, request: 4s}
+)";
+  std::string json = ExpectRoundTrip(load_string(yaml, "test.yaml"));
+  ASSERT_FALSE(json.empty());
+  EXPECT_EQ(json.find(std::string(40, 'a')), std::string::npos) << "the admin token is shown";
+
+  // control_plane cannot share a file with the sections it pushes, which GET /config shows (here
+  // empty): they are left out to load it back.
+  std::ofstream(d.dir / "ca.pem") << "not checked at load\n";
+  LoadResult cp = load_with(
+      "control_plane: {address: 'https://cp.internal:7443/sluice', token_file: " +
+      (d.dir / "token").string() + ", cache_dir: " + (d.dir / "cache").string() +
+      ", ca_file: " + (d.dir / "ca.pem").string() + ", poll_wait: 45s, report_interval: 9s}\n");
+  ASSERT_TRUE(cp.ok()) << dump(cp);
+  auto cp_json = nlohmann::ordered_json::parse(to_json(*cp.config));
+  for (const char* pushed : {"services", "routes", "rate_limits"}) cp_json.erase(pushed);
+  EXPECT_EQ(cp_json["control_plane"]["ca_file"], (d.dir / "ca.pem").string());
+  LoadResult cp_again = load_string(cp_json.dump(), "effective.json");
+  ASSERT_TRUE(cp_again.ok()) << dump(cp_again);
+  EXPECT_TRUE(SameConfig(*cp.config, *cp_again.config));
 }
 
 // ---- robustness ----
