@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "config/request_input.h"
 #include "core/address.h"
 #include "core/duration.h"
 #include "http/path.h"
@@ -94,17 +95,10 @@ struct Endpoint {
 
 enum class LbPolicy { kRoundRobin, kLeastRequest, kRingHash };
 
-// Where a hash key comes from ("header:x-customer-id", "query:id", "client_ip", "path").
-struct HashKey {
-  enum class Source { kNone, kHeader, kQuery, kClientIp, kPath };
-  Source source = Source::kNone;
-  std::string name;  // lower-case header name, or query parameter name
-  bool operator==(const HashKey&) const = default;
-};
-
 struct LoadBalancer {
   LbPolicy policy = LbPolicy::kRoundRobin;
-  HashKey hash_on;  // ring_hash only
+  // ring_hash only: header:NAME, query:NAME, client_ip or path; kNone otherwise.
+  RequestInput hash_on;
   bool operator==(const LoadBalancer&) const = default;
 };
 
@@ -230,12 +224,7 @@ struct AdaptiveConcurrency {
 // Priority classes by channel: who is shed first when the gateway or a service is overloaded.
 struct Overload {
   bool enabled = false;
-  struct KeySource {
-    enum class Source { kNone, kHeader, kQuery };
-    Source source = Source::kNone;
-    std::string name;  // lower-case header name or query parameter
-    bool operator==(const KeySource&) const = default;
-  } priority_key;
+  RequestInput priority_key;            // header:NAME or query:NAME; kNone = no classes
   std::vector<std::string> priorities;  // highest first, e.g. [payment, branch, mobile, web]
   size_t default_priority = 0;          // index used when the key is absent/unknown; default lowest
   double reserve = 0.3;                 // share of a limit kept for higher classes; lowest class
@@ -291,15 +280,6 @@ struct Route {
   bool operator==(const Route&) const = default;
 };
 
-// One dimension of a rate-limit key.
-struct KeyPart {
-  enum class Source { kClientIp, kRoute, kService, kMethod, kHeader, kQuery };
-  Source source = Source::kClientIp;
-  std::string name;  // header (lower-case) or query parameter name
-
-  bool operator==(const KeyPart&) const = default;
-};
-
 enum class RateAlgorithm { kTokenBucket, kSlidingWindow, kConcurrency };
 enum class RateScope { kNode, kCluster };
 
@@ -324,7 +304,9 @@ struct RateLimitRule {
   std::vector<std::string> match_services;  // empty = every service
   std::vector<size_t> route_indices;        // resolved from match_routes
   std::vector<size_t> service_indices;      // resolved from match_services
-  std::vector<KeyPart> key;                 // empty = one key for all requests
+  // Dimensions: client_ip, route, service, method, header:NAME, query:NAME. Empty = one key for
+  // all requests.
+  std::vector<RequestInput> key;
   RateLimitValue limit;
   RateAlgorithm algorithm = RateAlgorithm::kTokenBucket;
   RateScope scope = RateScope::kNode;
@@ -365,11 +347,8 @@ struct UnitPeer {
 };
 
 struct Units {
-  bool enabled = false;  // present in the file
-  enum class KeySource { kHeader, kQuery, kPathSegment };
-  KeySource key_source = KeySource::kHeader;
-  std::string key_name;           // header (lower-case) or query parameter
-  uint32_t key_segment = 0;       // path_segment:N, 1-based ("/users/42/x": segment 2 is "42")
+  bool enabled = false;           // present in the file
+  RequestInput key;               // header:NAME, query:NAME or path_segment:N
   uint32_t shards = 100;          // 1..100000
   std::vector<UnitOwner> owners;  // every shard owned by exactly one city
   std::vector<UnitPeer> peers;    // optional; a city without a peer cannot be forwarded to

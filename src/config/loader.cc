@@ -62,8 +62,6 @@ constexpr std::array<std::string_view, 3> kRateAlgorithms = {"token_bucket", "sl
                                                              "concurrency"};
 constexpr std::array<std::string_view, 2> kRateScopes = {"node", "cluster"};
 constexpr std::array<std::string_view, 3> kRedisOnError = {"local_fallback", "allow", "deny"};
-constexpr std::array<std::string_view, 4> kPlainKeyParts = {"client_ip", "route", "service",
-                                                            "method"};
 constexpr std::array<std::string_view, 3> kLocalityPrefer = {"none", "same_city", "same_zone"};
 
 // Governance bounds (docs/config.md lists each one).
@@ -77,7 +75,6 @@ constexpr size_t kMaxFallbackBody = 64 * 1024;
 // Dual-city bounds (docs/config.md lists each one).
 constexpr RealRange kPanicRatio{0, 1, /*lo_open=*/false, /*hi_open=*/true};
 constexpr uint32_t kMaxShards = 100'000;
-constexpr uint32_t kMaxPathSegment = 1000;
 constexpr Duration kMaxHoldTimeout = 60s;
 constexpr size_t kMaxUnitCities = 254;  // router::UnitTable indexes cities in a byte
 // Shard lists in errors stop after this many ranges ("... and 12 more ranges").
@@ -222,44 +219,15 @@ std::optional<std::string> read_host(Diagnostics& diag, const Value& v) {
   return host;
 }
 
-// A query parameter name as written in a key: no spaces, controls, '&', '=' or '#'.
-bool is_query_name(std::string_view name) {
-  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
-    auto u = static_cast<unsigned char>(c);
-    return u > 0x20 && u != 0x7f && c != '&' && c != '=' && c != '#';
-  });
-}
-
-std::optional<HashKey> read_hash_key(Diagnostics& diag, const Value& v) {
+// A request input (config/request_input.h) as one of the forms `syntax` allows.
+std::optional<RequestInput> read_request_input(Diagnostics& diag, const Value& v,
+                                               const RequestInputSyntax& syntax) {
   auto s = read_string(diag, v);
   if (!s) return std::nullopt;
-  HashKey key;
-  std::string_view text = *s;
-  if (text == "client_ip") {
-    key.source = HashKey::Source::kClientIp;
-    return key;
-  }
-  if (text == "path") {
-    key.source = HashKey::Source::kPath;
-    return key;
-  }
-  if (text.starts_with("header:")) {
-    std::string_view name = text.substr(7);
-    if (is_token(name)) {
-      key.source = HashKey::Source::kHeader;
-      key.name = to_lower(name);
-      return key;
-    }
-  } else if (text.starts_with("query:")) {
-    std::string_view name = text.substr(6);
-    if (is_query_name(name)) {
-      key.source = HashKey::Source::kQuery;
-      key.name = std::string(name);
-      return key;
-    }
-  }
-  v.error(diag, fmt::format("must be header:NAME, query:NAME, client_ip or path, got '{}'", *s));
-  return std::nullopt;
+  std::string error;
+  auto input = parse_request_input(*s, syntax, error);
+  if (!input) v.error(diag, error);
+  return input;
 }
 
 // True when `s` has no control characters (CR, LF and NUL included), so it can go in a header.
@@ -268,83 +236,6 @@ bool is_header_value(std::string_view s) {
     auto u = static_cast<unsigned char>(c);
     return (u >= 0x20 && u != 0x7f) || c == '\t';
   });
-}
-
-std::optional<KeyPart> read_key_part(Diagnostics& diag, const Value& v) {
-  auto s = read_string(diag, v);
-  if (!s) return std::nullopt;
-  std::string_view text = *s;
-  KeyPart part;
-  for (size_t i = 0; i < kPlainKeyParts.size(); ++i) {
-    if (text == kPlainKeyParts[i]) {
-      part.source = std::array{KeyPart::Source::kClientIp, KeyPart::Source::kRoute,
-                               KeyPart::Source::kService, KeyPart::Source::kMethod}[i];
-      return part;
-    }
-  }
-  if (text.starts_with("header:") && is_token(text.substr(7))) {
-    part.source = KeyPart::Source::kHeader;
-    part.name = to_lower(text.substr(7));
-    return part;
-  }
-  if (text.starts_with("query:") && is_query_name(text.substr(6))) {
-    part.source = KeyPart::Source::kQuery;
-    part.name = std::string(text.substr(6));
-    return part;
-  }
-  v.error(diag, fmt::format("must be client_ip, route, service, method, header:NAME or "
-                            "query:NAME, got '{}'{}",
-                            *s, did_you_mean(text, kPlainKeyParts)));
-  return std::nullopt;
-}
-
-std::string key_part_string(const KeyPart& part) {
-  switch (part.source) {
-    case KeyPart::Source::kClientIp:
-      return "client_ip";
-    case KeyPart::Source::kRoute:
-      return "route";
-    case KeyPart::Source::kService:
-      return "service";
-    case KeyPart::Source::kMethod:
-      return "method";
-    case KeyPart::Source::kHeader:
-      return "header:" + part.name;
-    case KeyPart::Source::kQuery:
-      return "query:" + part.name;
-  }
-  return "";
-}
-
-std::optional<Overload::KeySource> read_priority_key(Diagnostics& diag, const Value& v) {
-  auto s = read_string(diag, v);
-  if (!s) return std::nullopt;
-  std::string_view text = *s;
-  Overload::KeySource key;
-  if (text.starts_with("header:") && is_token(text.substr(7))) {
-    key.source = Overload::KeySource::Source::kHeader;
-    key.name = to_lower(text.substr(7));
-    return key;
-  }
-  if (text.starts_with("query:") && is_query_name(text.substr(6))) {
-    key.source = Overload::KeySource::Source::kQuery;
-    key.name = std::string(text.substr(6));
-    return key;
-  }
-  v.error(diag, fmt::format("must be header:NAME or query:NAME, got '{}'", *s));
-  return std::nullopt;
-}
-
-std::string priority_key_string(const Overload::KeySource& key) {
-  switch (key.source) {
-    case Overload::KeySource::Source::kHeader:
-      return "header:" + key.name;
-    case Overload::KeySource::Source::kQuery:
-      return "query:" + key.name;
-    case Overload::KeySource::Source::kNone:
-      break;
-  }
-  return "";
 }
 
 // The text an address has as a key part: what inet_ntop gives, which is how the gateway writes a
@@ -358,71 +249,6 @@ std::optional<std::string> canonical_ip(const std::string& s) {
       return std::string(text);
   }
   return std::nullopt;
-}
-
-std::string hash_key_string(const HashKey& key) {
-  switch (key.source) {
-    case HashKey::Source::kHeader:
-      return "header:" + key.name;
-    case HashKey::Source::kQuery:
-      return "query:" + key.name;
-    case HashKey::Source::kClientIp:
-      return "client_ip";
-    case HashKey::Source::kPath:
-      return "path";
-    case HashKey::Source::kNone:
-      break;
-  }
-  return "";
-}
-
-// "header:NAME", "query:NAME" or "path_segment:N" into `units`; false (reported) otherwise.
-bool read_unit_key(Diagnostics& diag, const Value& v, Units& units) {
-  auto s = read_string(diag, v);
-  if (!s) return false;
-  std::string_view text = *s;
-  if (text.starts_with("header:") && is_token(text.substr(7))) {
-    units.key_source = Units::KeySource::kHeader;
-    units.key_name = to_lower(text.substr(7));
-    return true;
-  }
-  if (text.starts_with("query:") && is_query_name(text.substr(6))) {
-    units.key_source = Units::KeySource::kQuery;
-    units.key_name = std::string(text.substr(6));
-    return true;
-  }
-  if (text.starts_with("path_segment:")) {
-    std::string_view digits = text.substr(13);
-    bool all_digits = !digits.empty() && std::all_of(digits.begin(), digits.end(),
-                                                     [](char c) { return c >= '0' && c <= '9'; });
-    if (all_digits) {
-      uint64_t n = 0;
-      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
-      if (ec == std::errc() && n >= 1 && n <= kMaxPathSegment) {
-        units.key_source = Units::KeySource::kPathSegment;
-        units.key_segment = static_cast<uint32_t>(n);
-        return true;
-      }
-      v.error(diag, fmt::format("path_segment must be 1..{} (segments count from 1: in "
-                                "/users/42, segment 2 is 42), got {}",
-                                kMaxPathSegment, digits));
-      return false;
-    }
-  }
-  v.error(diag, fmt::format("must be header:NAME, query:NAME or path_segment:N, got '{}'", *s));
-  return false;
-}
-
-std::string unit_key_string(const Units& units) {
-  switch (units.key_source) {
-    case Units::KeySource::kHeader:
-      return "header:" + units.key_name;
-    case Units::KeySource::kQuery:
-      return "query:" + units.key_name;
-    case Units::KeySource::kPathSegment:
-      return "path_segment:" + std::to_string(units.key_segment);
-  }
-  return "";
 }
 
 std::string shard_range_string(const ShardRange& r) {
@@ -933,7 +759,7 @@ class SchemaLoader {
     }
     const Value* h = m.get("hash_on");
     if (h != nullptr) {
-      if (auto key = read_hash_key(diag_, *h)) lb.hash_on = *key;
+      if (auto key = read_request_input(diag_, *h, kHashOnSyntax)) lb.hash_on = *key;
     }
     if (!policy_ok) return;
     if (lb.policy == LbPolicy::kRingHash && h == nullptr) {
@@ -1354,7 +1180,9 @@ class SchemaLoader {
     if (!m.is_map()) return;
     Units& u = config_.units;
     u.enabled = true;
-    if (const Value* k = m.require("key")) read_unit_key(diag_, *k, u);
+    if (const Value* k = m.require("key")) {
+      if (auto key = read_request_input(diag_, *k, kUnitKeySyntax)) u.key = *key;
+    }
     bool shards_ok = m.read_uint("shards", u.shards, 1, kMaxShards);
     std::optional<std::vector<std::string>> cities;
     if (const Value* o = m.require("owners")) cities = load_unit_owners(*o, shards_ok, u);
@@ -1708,20 +1536,18 @@ class SchemaLoader {
   }
 
   // Returns false when a part failed to load, so that overrides are not checked against it.
-  bool load_rate_key(const Value& v, std::vector<KeyPart>& key) {
+  bool load_rate_key(const Value& v, std::vector<RequestInput>& key) {
     auto items = read_list(diag_, v);
     if (!items) return false;
     bool ok = true;
     for (const Value& item : *items) {
-      auto part = read_key_part(diag_, item);
+      auto part = read_request_input(diag_, item, kRateKeySyntax);
       if (!part) {
         ok = false;
         continue;
       }
-      std::string text = key_part_string(*part);
-      bool duplicate = std::any_of(key.begin(), key.end(),
-                                   [&](const KeyPart& k) { return key_part_string(k) == text; });
-      if (duplicate) {
+      if (std::find(key.begin(), key.end(), *part) != key.end()) {
+        std::string text = to_string(*part);
         item.error(diag_, fmt::format("duplicate key part '{}'", text));
         ok = false;
         continue;
@@ -1797,7 +1623,7 @@ class SchemaLoader {
   // Values the loader can know (routes, services, addresses) are checked so a typo is not an
   // override that never matches.
   void check_override_key(const Value& at, const std::string& key,
-                          const std::vector<KeyPart>& parts) {
+                          const std::vector<RequestInput>& parts) {
     std::vector<std::string> values;
     for (size_t start = 0;;) {
       size_t bar = key.find('|', start);
@@ -1807,7 +1633,7 @@ class SchemaLoader {
     }
     if (values.size() != parts.size()) {
       std::string names;
-      for (const auto& p : parts) names += (names.empty() ? "" : "|") + key_part_string(p);
+      for (const auto& p : parts) names += (names.empty() ? "" : "|") + to_string(p);
       at.error(diag_, fmt::format("'{}' has {} value(s) but the rule's key has {} ({}); join the "
                                   "values with '|'",
                                   key, values.size(), parts.size(), names));
@@ -1815,10 +1641,10 @@ class SchemaLoader {
     }
     for (size_t i = 0; i < parts.size(); ++i) {
       const std::string& value = values[i];
-      switch (parts[i].source) {
-        case KeyPart::Source::kRoute:
-        case KeyPart::Source::kService: {
-          bool route = parts[i].source == KeyPart::Source::kRoute;
+      switch (parts[i].kind) {
+        case RequestInput::Kind::kRoute:
+        case RequestInput::Kind::kService: {
+          bool route = parts[i].kind == RequestInput::Kind::kRoute;
           const char* what = route ? "route" : "service";
           if (!find_name(value, what)) {
             std::vector<std::string_view> candidates;
@@ -1829,7 +1655,7 @@ class SchemaLoader {
           }
           break;
         }
-        case KeyPart::Source::kClientIp: {
+        case RequestInput::Kind::kClientIp: {
           auto ip = canonical_ip(value);
           if (!ip) {
             at.error(diag_, fmt::format("value {} of '{}': expected an IP address, got '{}'", i + 1,
@@ -1856,7 +1682,7 @@ class SchemaLoader {
     o.enabled = true;
     const Value* key = m.get("priority_key");
     if (key != nullptr) {
-      if (auto k = read_priority_key(diag_, *key)) o.priority_key = *k;
+      if (auto k = read_request_input(diag_, *key, kPriorityKeySyntax)) o.priority_key = *k;
     }
     const Value* priorities = m.get("priorities");
     bool priorities_ok = true;
@@ -2099,8 +1925,8 @@ std::string to_json(const GatewayConfig& config) {
                                  {"weight", e.weight}});
     }
     js["load_balancer"] = {{"policy", kLbPolicies[static_cast<size_t>(s.load_balancer.policy)]}};
-    if (s.load_balancer.hash_on.source != HashKey::Source::kNone) {
-      js["load_balancer"]["hash_on"] = hash_key_string(s.load_balancer.hash_on);
+    if (s.load_balancer.hash_on.kind != RequestInput::Kind::kNone) {
+      js["load_balancer"]["hash_on"] = to_string(s.load_balancer.hash_on);
     }
     js["timeouts"] = {{"connect", d(s.timeouts.connect)},
                       {"request", d(s.timeouts.request)},
@@ -2204,7 +2030,7 @@ std::string to_json(const GatewayConfig& config) {
     if (!rule.match_routes.empty()) jr["match"]["routes"] = rule.match_routes;
     if (!rule.match_services.empty()) jr["match"]["services"] = rule.match_services;
     jr["key"] = Json::array();
-    for (const auto& part : rule.key) jr["key"].push_back(key_part_string(part));
+    for (const auto& part : rule.key) jr["key"].push_back(to_string(part));
     jr["limit"] = limit_json(rule.limit, rule.algorithm);
     jr["algorithm"] = kRateAlgorithms[static_cast<size_t>(rule.algorithm)];
     jr["scope"] = kRateScopes[static_cast<size_t>(rule.scope)];
@@ -2225,8 +2051,8 @@ std::string to_json(const GatewayConfig& config) {
   }
   if (const Overload& o = config.overload; o.enabled) {
     Json jo;
-    if (o.priority_key.source != Overload::KeySource::Source::kNone)
-      jo["priority_key"] = priority_key_string(o.priority_key);
+    if (o.priority_key.kind != RequestInput::Kind::kNone)
+      jo["priority_key"] = to_string(o.priority_key);
     if (!o.priorities.empty()) {
       jo["priorities"] = o.priorities;
       jo["default_priority"] = o.priorities[o.default_priority];
@@ -2238,7 +2064,7 @@ std::string to_json(const GatewayConfig& config) {
   }
   if (const Units& u = config.units; u.enabled) {
     Json ju;
-    ju["key"] = unit_key_string(u);
+    ju["key"] = to_string(u.key);
     ju["shards"] = u.shards;
     ju["owners"] = Json::object();
     for (const auto& o : u.owners) ju["owners"][o.city] = shard_ranges_string(o.ranges);

@@ -18,6 +18,7 @@
 #include "http/writer.h"
 #include "observability/access_log.h"
 #include "observability/trace.h"
+#include "router/request_input.h"
 #include "router/units.h"
 
 namespace sluice::gateway {
@@ -517,26 +518,14 @@ bool Connection::forward_direct() {
 }
 
 void Connection::compute_hash(const http::MessageHead& head) {
-  using Source = config::HashKey::Source;
-  const config::HashKey& key =
+  const config::RequestInput& key =
       req_.services->snapshot->services[req_.service_index].cfg->load_balancer.hash_on;
-  std::string_view value;
-  switch (key.source) {
-    case Source::kNone:
-      break;
-    case Source::kHeader:
-      value = head.headers.get(key.name);
-      break;
-    case Source::kClientIp:
-      value = client_ip_;
-      break;
-    case Source::kPath:
-      value = head.path();
-      break;
-    case Source::kQuery:
-      value = http::find_query_param(head.query(), key.name).value_or(std::string_view());
-      break;
-  }
+  router::RequestInputs inputs;
+  if (key.kind == config::RequestInput::Kind::kPath) inputs.path = head.path();
+  if (key.kind == config::RequestInput::Kind::kQuery) inputs.query = head.query();
+  inputs.headers = &head.headers;
+  inputs.client_ip = client_ip_;
+  const std::string_view value = router::input_value(key, inputs).value_or(std::string_view());
   req_.has_hash = !value.empty();
   req_.hash = req_.has_hash ? upstream::hash_key(value) : 0;
 }

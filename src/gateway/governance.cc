@@ -13,67 +13,49 @@
 #include "governance/cluster_quota.h"
 #include "governance/outlier_detector.h"
 #include "http/parser.h"
+#include "router/request_input.h"
 #include "upstream/load_balancer.h"
 
 namespace sluice::gateway {
 
 namespace {
 
-using config::KeyPart;
 using governance::CircuitBreaker;
 
 constexpr const char* kStateNames[] = {"closed", "open", "half_open"};
 
-// Appends the value of one key part; false when the request does not carry it (the rule then
-// does not apply, as with Envoy's descriptors: add a client_ip rule to cover such requests).
-bool append_key_part(const KeyPart& part, const RequestFacts& f, std::string& key) {
-  std::string_view v;
-  switch (part.source) {
-    case KeyPart::Source::kClientIp:
-      v = f.client_ip;
-      break;
-    case KeyPart::Source::kRoute:
-      v = f.route;
-      break;
-    case KeyPart::Source::kService:
-      v = f.service;
-      break;
-    case KeyPart::Source::kMethod:
-      v = f.head->method;
-      break;
-    case KeyPart::Source::kHeader: {
-      if (!f.head->headers.has(part.name)) return false;
-      v = f.head->headers.get(part.name);
-      break;
-    }
-    case KeyPart::Source::kQuery: {
-      auto q = http::find_query_param(f.head->query(), part.name);
-      if (!q) return false;
-      v = *q;
-      break;
-    }
-  }
-  key.append(v);
-  return true;
+router::RequestInputs inputs_of(const RequestFacts& f) {
+  router::RequestInputs r;
+  r.method = f.head->method;
+  r.path = f.head->path();
+  r.query = f.head->query();
+  r.headers = &f.head->headers;
+  r.client_ip = f.client_ip;
+  r.route = f.route;
+  r.service = f.service;
+  return r;
 }
 
+// The values of the key parts joined by '|'; false when the request does not carry one of them
+// (the rule then does not apply, as with Envoy's descriptors: add a client_ip rule to cover such
+// requests).
 bool compose_key(const config::RateLimitRule& rule, const RequestFacts& f, std::string& key) {
   key.clear();
+  const router::RequestInputs inputs = inputs_of(f);
   for (size_t i = 0; i < rule.key.size(); ++i) {
     if (i) key.push_back('|');
-    if (!append_key_part(rule.key[i], f, key)) return false;
+    auto v = router::input_value(rule.key[i], inputs);
+    if (!v) return false;
+    key.append(*v);
   }
   return true;
 }
 
 size_t priority_of(const config::Overload& o, const http::MessageHead& head) {
-  using Source = config::Overload::KeySource::Source;
-  std::optional<std::string_view> v;
-  if (o.priority_key.source == Source::kHeader) {
-    if (head.headers.has(o.priority_key.name)) v = head.headers.get(o.priority_key.name);
-  } else if (o.priority_key.source == Source::kQuery) {
-    v = http::find_query_param(head.query(), o.priority_key.name);
-  }
+  router::RequestInputs inputs;
+  inputs.query = head.query();
+  inputs.headers = &head.headers;
+  std::optional<std::string_view> v = router::input_value(o.priority_key, inputs);
   if (v) {
     for (size_t i = 0; i < o.priorities.size(); ++i) {
       if (o.priorities[i] == *v) return i;

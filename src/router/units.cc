@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "http/parser.h"
+#include "router/request_input.h"
 #include "upstream/load_balancer.h"
 
 namespace sluice::router {
@@ -21,18 +21,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && is_blank(s.front())) s.remove_prefix(1);
   while (!s.empty() && is_blank(s.back())) s.remove_suffix(1);
   return s;
-}
-
-// Segment n (1-based) of "/a/b/c"; segments are split positionally ("//x" has an empty segment 1).
-std::string_view path_segment(std::string_view path, uint32_t n) {
-  if (n == 0) return {};
-  if (!path.empty() && path.front() == '/') path.remove_prefix(1);
-  for (uint32_t i = 1;; ++i) {
-    const size_t slash = path.find('/');
-    if (i == n) return path.substr(0, slash);
-    if (slash == std::string_view::npos) return {};
-    path.remove_prefix(slash + 1);
-  }
 }
 
 // Sorted, merged ranges of the shards for which pred(shard) holds.
@@ -92,19 +80,12 @@ uint32_t shard_of(std::string_view key, uint32_t shards) {
 
 std::optional<std::string_view> unit_key(const config::Units& u, std::string_view path,
                                          std::string_view query, const http::HeaderMap& headers) {
-  std::string_view v;
-  switch (u.key_source) {
-    case config::Units::KeySource::kHeader:
-      v = headers.get(u.key_name);
-      break;
-    case config::Units::KeySource::kQuery:
-      v = http::find_query_param(query, u.key_name).value_or(std::string_view());
-      break;
-    case config::Units::KeySource::kPathSegment:
-      v = path_segment(path, u.key_segment);
-      break;
-  }
-  if (v.empty()) return std::nullopt;
+  RequestInputs request;
+  request.path = path;
+  request.query = query;
+  request.headers = &headers;
+  auto v = input_value(u.key, request);
+  if (!v || v->empty()) return std::nullopt;
   return v;
 }
 

@@ -244,7 +244,7 @@ TEST(Loader, FullExample) {
   EXPECT_EQ(acc.endpoints[1].city, "b");
   EXPECT_EQ(acc.endpoints[1].weight, 1u);
   EXPECT_EQ(acc.load_balancer.policy, LbPolicy::kRingHash);
-  EXPECT_EQ(acc.load_balancer.hash_on.source, HashKey::Source::kHeader);
+  EXPECT_EQ(acc.load_balancer.hash_on.kind, RequestInput::Kind::kHeader);
   EXPECT_EQ(acc.load_balancer.hash_on.name, "x-customer-id");
   EXPECT_EQ(acc.timeouts.connect, 250ms);
   EXPECT_EQ(acc.timeouts.request, 2s);
@@ -325,7 +325,7 @@ routes: [{name: r, service: s}]
   EXPECT_EQ(s.endpoints[0].weight, 1u);
   EXPECT_EQ(s.endpoints[0].city, "");
   EXPECT_EQ(s.load_balancer.policy, LbPolicy::kRoundRobin);
-  EXPECT_EQ(s.load_balancer.hash_on.source, HashKey::Source::kNone);
+  EXPECT_EQ(s.load_balancer.hash_on.kind, RequestInput::Kind::kNone);
   EXPECT_EQ(s.timeouts.connect, 1s);
   EXPECT_EQ(s.timeouts.request, 5s);
   EXPECT_EQ(s.timeouts.idle, 60s);
@@ -632,7 +632,7 @@ TEST(Rules, RingHashAndHashOn) {
   }
   LoadResult q = load_with(service_with("load_balancer: {policy: ring_hash, hash_on: query:Cust}"));
   ASSERT_TRUE(q.ok()) << dump(q);
-  EXPECT_EQ(q.config->services[0].load_balancer.hash_on.source, HashKey::Source::kQuery);
+  EXPECT_EQ(q.config->services[0].load_balancer.hash_on.kind, RequestInput::Kind::kQuery);
   EXPECT_EQ(q.config->services[0].load_balancer.hash_on.name, "Cust");  // query names keep case
 }
 
@@ -1481,9 +1481,9 @@ TEST(Governance, FullExampleLandsInTheStructs) {
   EXPECT_EQ(app.match_services, (std::vector<std::string>{"accounts"}));
   EXPECT_EQ(app.service_indices, (std::vector<size_t>{0}));
   ASSERT_EQ(app.key.size(), 2u);
-  EXPECT_EQ(app.key[0].source, KeyPart::Source::kHeader);
+  EXPECT_EQ(app.key[0].kind, RequestInput::Kind::kHeader);
   EXPECT_EQ(app.key[0].name, "x-app-id");
-  EXPECT_EQ(app.key[1].source, KeyPart::Source::kRoute);
+  EXPECT_EQ(app.key[1].kind, RequestInput::Kind::kRoute);
   EXPECT_EQ(app.limit.requests, 100u);
   EXPECT_EQ(app.limit.per, 1s);
   EXPECT_EQ(app.limit.burst, 20u);
@@ -1503,11 +1503,11 @@ TEST(Governance, FullExampleLandsInTheStructs) {
 
   const RateLimitRule& ip = c.rate_limits[1];
   ASSERT_EQ(ip.key.size(), 4u);
-  EXPECT_EQ(ip.key[0].source, KeyPart::Source::kClientIp);
-  EXPECT_EQ(ip.key[1].source, KeyPart::Source::kMethod);
-  EXPECT_EQ(ip.key[2].source, KeyPart::Source::kQuery);
+  EXPECT_EQ(ip.key[0].kind, RequestInput::Kind::kClientIp);
+  EXPECT_EQ(ip.key[1].kind, RequestInput::Kind::kMethod);
+  EXPECT_EQ(ip.key[2].kind, RequestInput::Kind::kQuery);
   EXPECT_EQ(ip.key[2].name, "Tenant");  // query parameter names keep their case
-  EXPECT_EQ(ip.key[3].source, KeyPart::Source::kService);
+  EXPECT_EQ(ip.key[3].kind, RequestInput::Kind::kService);
   EXPECT_TRUE(ip.match_routes.empty());
   EXPECT_TRUE(ip.route_indices.empty());
   EXPECT_TRUE(ip.service_indices.empty());
@@ -1538,7 +1538,7 @@ TEST(Governance, FullExampleLandsInTheStructs) {
 
   const Overload& o = c.overload;
   EXPECT_TRUE(o.enabled);
-  EXPECT_EQ(o.priority_key.source, Overload::KeySource::Source::kHeader);
+  EXPECT_EQ(o.priority_key.kind, RequestInput::Kind::kHeader);
   EXPECT_EQ(o.priority_key.name, "x-channel");
   EXPECT_EQ(o.priorities, (std::vector<std::string>{"payment", "branch", "mobile", "web"}));
   EXPECT_EQ(o.default_priority, 2u);
@@ -1644,7 +1644,7 @@ overload: {}
 
   const Overload& o = r.config->overload;
   EXPECT_TRUE(o.enabled);
-  EXPECT_EQ(o.priority_key.source, Overload::KeySource::Source::kNone);
+  EXPECT_EQ(o.priority_key.kind, RequestInput::Kind::kNone);
   EXPECT_TRUE(o.priorities.empty());
   EXPECT_EQ(o.reserve, 0.3);
   EXPECT_EQ(o.max_in_flight, 0u);
@@ -2252,8 +2252,8 @@ TEST(DualCity, FullExampleLandsInTheStructs) {
 
   const Units& u = c.units;
   EXPECT_TRUE(u.enabled);
-  EXPECT_EQ(u.key_source, Units::KeySource::kHeader);
-  EXPECT_EQ(u.key_name, "x-customer-id");  // header names lower-cased
+  EXPECT_EQ(u.key.kind, RequestInput::Kind::kHeader);
+  EXPECT_EQ(u.key.name, "x-customer-id");  // header names lower-cased
   EXPECT_EQ(u.shards, 1000u);
   // Owners and peers sorted by city; each city's ranges sorted and merged.
   ASSERT_EQ(u.owners.size(), 2u);
@@ -2281,8 +2281,8 @@ TEST(DualCity, Defaults) {
   const Units& u = r.config->units;
   Units d;  // the defaults as declared in config.h
   EXPECT_TRUE(u.enabled);
-  EXPECT_EQ(u.key_source, Units::KeySource::kQuery);
-  EXPECT_EQ(u.key_name, "Cid");  // query names keep their case
+  EXPECT_EQ(u.key.kind, RequestInput::Kind::kQuery);
+  EXPECT_EQ(u.key.name, "Cid");  // query names keep their case
   EXPECT_EQ(u.shards, 100u);
   EXPECT_EQ(u.owners, (std::vector<UnitOwner>{{"a", {{0, 99}}}}));
   EXPECT_TRUE(u.peers.empty());
@@ -2328,12 +2328,12 @@ TEST(DualCity, UnitKeySyntax) {
   };
   LoadResult header = key("header:X-Tenant");
   ASSERT_TRUE(header.ok()) << dump(header);
-  EXPECT_EQ(header.config->units.key_name, "x-tenant");
+  EXPECT_EQ(header.config->units.key.name, "x-tenant");
   LoadResult segment = key("path_segment:2");
   ASSERT_TRUE(segment.ok()) << dump(segment);
-  EXPECT_EQ(segment.config->units.key_source, Units::KeySource::kPathSegment);
-  EXPECT_EQ(segment.config->units.key_segment, 2u);
-  EXPECT_TRUE(segment.config->units.key_name.empty());
+  EXPECT_EQ(segment.config->units.key.kind, RequestInput::Kind::kPathSegment);
+  EXPECT_EQ(segment.config->units.key.segment, 2u);
+  EXPECT_TRUE(segment.config->units.key.name.empty());
   EXPECT_TRUE(key("path_segment:1000").ok());
 
   const std::string kSyntax = "must be header:NAME, query:NAME or path_segment:N, got ";

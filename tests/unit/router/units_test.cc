@@ -59,22 +59,22 @@ TEST(ShardOfTest, OneShard) {
 
 config::Units header_units(std::string name) {
   config::Units u;
-  u.key_source = config::Units::KeySource::kHeader;
-  u.key_name = std::move(name);
+  u.key.kind = config::RequestInput::Kind::kHeader;
+  u.key.name = std::move(name);
   return u;
 }
 
 config::Units query_units(std::string name) {
   config::Units u;
-  u.key_source = config::Units::KeySource::kQuery;
-  u.key_name = std::move(name);
+  u.key.kind = config::RequestInput::Kind::kQuery;
+  u.key.name = std::move(name);
   return u;
 }
 
 config::Units segment_units(uint32_t n) {
   config::Units u;
-  u.key_source = config::Units::KeySource::kPathSegment;
-  u.key_segment = n;
+  u.key.kind = config::RequestInput::Kind::kPathSegment;
+  u.key.segment = n;
   return u;
 }
 
