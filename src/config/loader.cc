@@ -23,6 +23,7 @@
 #include <yaml-cpp/yaml.h>
 #include <nlohmann/json.hpp>
 
+#include "config/fields.h"
 #include "config/reader.h"
 #include "config/secret_file.h"
 #include "control/client.h"
@@ -358,6 +359,192 @@ struct BoundAddress {
   core::HostPort address;
 };
 
+// ---- readers of fields with checks of their own ----
+
+std::optional<std::string> read_id(Diagnostics& diag, const Value& v) {
+  return read_name(diag, v);
+}
+std::optional<std::string> read_name_or_empty(Diagnostics& diag, const Value& v) {
+  return read_name(diag, v, /*allow_empty=*/true);
+}
+
+std::optional<std::string> read_log_path(Diagnostics& diag, const Value& v) {
+  auto s = read_string(diag, v);
+  if (s && s->empty()) {
+    v.error(diag, "must not be empty (use 'off' to disable the access log)");
+    return std::nullopt;
+  }
+  return s;
+}
+
+std::optional<std::string> read_key_prefix(Diagnostics& diag, const Value& v) {
+  auto s = read_string(diag, v);
+  if (!s) return std::nullopt;
+  bool ok = s->size() <= kMaxNameLength && std::all_of(s->begin(), s->end(), [](char c) {
+              auto u = static_cast<unsigned char>(c);
+              return u > 0x20 && u != 0x7f;
+            });
+  if (ok) return s;
+  v.error(diag, fmt::format("must be at most {} characters, without spaces or control characters",
+                            kMaxNameLength));
+  return std::nullopt;
+}
+
+std::optional<std::string> read_server_url(Diagnostics& diag, const Value& v) {
+  auto text = read_string(diag, v);
+  if (!text) return std::nullopt;
+  std::string error;
+  auto url = control::parse_server_url(*text, &error);
+  if (!url) {
+    v.error(diag, error);
+    return std::nullopt;
+  }
+  return url->url;
+}
+
+std::optional<std::string> read_token_path(Diagnostics& diag, const Value& v) {
+  auto path = read_string(diag, v);
+  if (!path) return std::nullopt;
+  std::string error;
+  if (!control::read_token_file(*path, &error)) {
+    v.error(diag, "cannot read the token: " + error);
+    return std::nullopt;
+  }
+  return path;
+}
+
+// Created when missing: the gateway keeps the last applied config there.
+std::optional<std::string> read_cache_dir(Diagnostics& diag, const Value& v) {
+  auto dir = read_string(diag, v);
+  if (!dir) return std::nullopt;
+  std::error_code ec;
+  std::filesystem::create_directories(*dir, ec);
+  if (*dir == "" || ec || !std::filesystem::is_directory(*dir) ||
+      ::access(dir->c_str(), W_OK | X_OK) != 0) {
+    v.error(diag, fmt::format("'{}' is not a writable directory{}", *dir,
+                              ec ? " (" + ec.message() + ")" : ""));
+    return std::nullopt;
+  }
+  return dir;
+}
+
+std::optional<std::string> read_readable_file(Diagnostics& diag, const Value& v) {
+  auto path = read_string(diag, v);
+  if (!path) return std::nullopt;
+  if (::access(path->c_str(), R_OK) != 0) {
+    v.error(diag, fmt::format("cannot read '{}': {}", *path, std::strerror(errno)));
+    return std::nullopt;
+  }
+  return path;
+}
+
+// ---- field tables (config/fields.h): one declaration per field ----
+
+constexpr std::array kLimitsFields = {
+    size_field("max_header_bytes", &Limits::max_header_bytes, kKiB, kMiB),
+    size_field("max_uri_bytes", &Limits::max_uri_bytes, 256, kMiB),
+    size_field("max_body_bytes", &Limits::max_body_bytes, 1, kTiB),
+    uint_field("max_headers", &Limits::max_headers, 1, 1000),
+    duration_field("header_timeout", &Limits::header_timeout, kMaxTimeout),
+    duration_field("idle_timeout", &Limits::idle_timeout, kMaxTimeout),
+    duration_field("drain_timeout", &Limits::drain_timeout, kMaxTimeout),
+    uint_field("max_connections", &Limits::max_connections, 1, 1'000'000),
+    duration_field("body_timeout", &Limits::body_timeout, 1ms, kMaxTimeout),
+    size_field("min_body_rate", &Limits::min_body_rate, 0, kGiB),
+    // Bounded: every connection may hold this much while its body arrives.
+    size_field("request_buffer_bytes", &Limits::request_buffer_bytes, 0, kMiB),
+    size_field("max_idle_upstream_bytes", &Limits::max_idle_upstream_bytes, 0, kTiB),
+};
+constexpr size_t kMaxHeaderBytes = field_index(kLimitsFields, "max_header_bytes");
+constexpr size_t kMaxUriBytes = field_index(kLimitsFields, "max_uri_bytes");
+
+// Top-level scalars. Both are bound to the threads made at start.
+constexpr std::array kTopFields = {
+    uint_field("workers", &GatewayConfig::workers, 0, kMaxWorkers, /*restart=*/true),
+    mapped_enum_field<&GatewayConfig::io_backend, kIoBackends>("io_backend", kIoBackends,
+                                                               /*restart=*/true),
+};
+
+// node: who this gateway is; its metrics, routing and unit ownership are bound to it at start.
+constexpr std::array kNodeFields = {
+    string_field("id", &Node::id, read_id, /*restart=*/true),
+    string_field("city", &Node::city, read_name_or_empty, /*restart=*/true),
+    string_field("zone", &Node::zone, read_name_or_empty, /*restart=*/true),
+};
+
+constexpr std::array kHttpFields = {
+    bool_field("normalize_path", &http::PathOptions::normalize),
+    bool_field("merge_slashes", &http::PathOptions::merge_slashes),
+    mapped_enum_field<&http::PathOptions::escaped_slashes, kEscapedSlashValues>("escaped_slashes",
+                                                                                kEscapedSlashes),
+    mapped_enum_field<&http::PathOptions::parameters, kPathParameterValues>("path_parameters",
+                                                                            kPathParameters),
+};
+
+// The access log file is opened at start.
+constexpr std::array kAccessLogFields = {
+    string_field("path", &AccessLog::path, read_log_path, /*restart=*/true),
+    mapped_enum_field<&AccessLog::format, kLogFormats>("format", kLogFormats),
+};
+
+constexpr std::array kTimeoutsFields = {
+    duration_field("connect", &Timeouts::connect, kMaxTimeout),
+    duration_field("request", &Timeouts::request, kMaxTimeout),
+    duration_field("idle", &Timeouts::idle, kMaxTimeout),
+    duration_field("total", &Timeouts::total, 0ns, kMaxTimeout),
+};
+// units.peer_timeouts: cross-city forwards have no idle pool or overall deadline of their own.
+constexpr std::array kPeerTimeoutsFields = {kTimeoutsFields[0], kTimeoutsFields[1]};
+
+constexpr std::array kOutlierFields = {
+    uint_field("consecutive_errors", &OutlierDetection::consecutive_errors, 1, 10000),
+    duration_field("base_ejection_time", &OutlierDetection::base_ejection_time, kMaxTimeout),
+    duration_field("max_ejection_time", &OutlierDetection::max_ejection_time, kMaxTimeout),
+    uint_field("max_ejection_percent", &OutlierDetection::max_ejection_percent, 0, 100),
+};
+
+constexpr std::array kBreakerFields = {
+    duration_field("window", &CircuitBreaker::window, 1s, kMaxTimeout),
+    uint_field("min_requests", &CircuitBreaker::min_requests, 1, 1'000'000),
+    real_field("error_ratio", &CircuitBreaker::error_ratio, kRatio),
+    duration_field("slow_call_duration", &CircuitBreaker::slow_call_duration, kMaxTimeout),
+    real_field("slow_call_ratio", &CircuitBreaker::slow_call_ratio, kRatio),
+    duration_field("open_duration", &CircuitBreaker::open_duration, kMaxTimeout),
+    duration_field("max_open_duration", &CircuitBreaker::max_open_duration, kMaxTimeout),
+    uint_field("half_open_probes", &CircuitBreaker::half_open_probes, 1, 1000),
+    uint_field("max_concurrent", &CircuitBreaker::max_concurrent, 0, kMaxConcurrencyLimit),
+    uint_field("max_pending", &CircuitBreaker::max_pending, 0, kMaxConcurrencyLimit),
+};
+
+constexpr std::array kLocalityFields = {
+    enum_field<&Locality::prefer>("prefer", kLocalityPrefer),
+    real_field("failover_threshold", &Locality::failover_threshold, kRatio),
+    real_field("panic_threshold", &Locality::panic_threshold, kPanicRatio),
+};
+
+// Redis connections and the cluster-limit share are set up at start.
+constexpr std::array kRedisFields = {
+    address_field("address", &Redis::address, read_address, /*restart=*/true, /*required=*/true),
+    duration_field("timeout", &Redis::timeout, 1ms, 10s, /*restart=*/true),
+    enum_field<&Redis::on_error>("on_error", kRedisOnError, /*restart=*/true),
+    string_field("key_prefix", &Redis::key_prefix, read_key_prefix, /*restart=*/true),
+    uint_field("gateways", &Redis::gateways, 0, 10000, /*restart=*/true),
+};
+
+// The control link is made at start. ca_file last: to_json leaves it out when not set.
+constexpr auto kControlPlaneFields = [] {
+  std::array fields = {
+      string_field("address", &ControlPlane::address, read_server_url, true, /*required=*/true),
+      string_field("token_file", &ControlPlane::token_file, read_token_path, true, true),
+      string_field("cache_dir", &ControlPlane::cache_dir, read_cache_dir, true, true),
+      duration_field("poll_wait", &ControlPlane::poll_wait, 1s, 300s, /*restart=*/true),
+      duration_field("report_interval", &ControlPlane::report_interval, 1s, 300s, true),
+      string_field("ca_file", &ControlPlane::ca_file, read_readable_file, /*restart=*/true),
+  };
+  fields[5].omit_empty = true;
+  return fields;
+}();
+
 class SchemaLoader {
  public:
   // `pushed`: the document is a gateway file merged with the sections a control plane pushed.
@@ -408,83 +595,23 @@ class SchemaLoader {
 
  private:
   void load_control_plane(const Value& v) {
-    MapReader m(diag_, v,
-                {"address", "token_file", "cache_dir", "ca_file", "poll_wait", "report_interval"});
+    MapReader m(diag_, v, field_keys(kControlPlaneFields));
     if (!m.is_map()) return;
-    ControlPlane& cp = config_.control_plane;
-    cp.enabled = true;
-    if (const Value* a = m.require("address")) {
-      if (auto text = read_string(diag_, *a)) {
-        std::string error;
-        auto url = control::parse_server_url(*text, &error);
-        if (!url) {
-          a->error(diag_, error);
-        } else {
-          cp.address = url->url;
-        }
-      }
-    }
-    if (const Value* t = m.require("token_file")) {
-      if (auto path = read_string(diag_, *t)) {
-        std::string error;
-        if (!control::read_token_file(*path, &error)) {
-          t->error(diag_, "cannot read the token: " + error);
-        } else {
-          cp.token_file = *path;
-        }
-      }
-    }
-    if (const Value* c = m.require("cache_dir")) {
-      if (auto dir = read_string(diag_, *c)) {
-        std::error_code ec;
-        std::filesystem::create_directories(*dir, ec);
-        if (*dir == "" || ec || !std::filesystem::is_directory(*dir) ||
-            ::access(dir->c_str(), W_OK | X_OK) != 0) {
-          c->error(diag_, fmt::format("'{}' is not a writable directory{}", *dir,
-                                      ec ? " (" + ec.message() + ")" : ""));
-        } else {
-          cp.cache_dir = *dir;
-        }
-      }
-    }
-    if (const Value* f = m.get("ca_file")) {
-      if (auto path = read_string(diag_, *f)) {
-        if (::access(path->c_str(), R_OK) != 0) {
-          f->error(diag_, fmt::format("cannot read '{}': {}", *path, std::strerror(errno)));
-        } else {
-          cp.ca_file = *path;
-        }
-      }
-    }
-    m.read("poll_wait", cp.poll_wait, 1s, 300s);
-    m.read("report_interval", cp.report_interval, 1s, 300s);
+    config_.control_plane.enabled = true;
+    read_fields(m, kControlPlaneFields, config_.control_plane);
   }
 
   void load_node(const Value& v) {
-    MapReader m(diag_, v, {"id", "city", "zone"});
-    if (const Value* id = m.get("id")) {
-      if (auto s = read_name(diag_, *id)) config_.node.id = *s;
-    }
-    if (const Value* city = m.get("city")) {
-      if (auto s = read_name(diag_, *city, /*allow_empty=*/true)) {
-        config_.node.city = *s;
-      } else {
-        node_city_invalid_ = true;
-      }
-    }
-    if (const Value* zone = m.get("zone")) {
-      if (auto s = read_name(diag_, *zone, /*allow_empty=*/true)) config_.node.zone = *s;
-    }
+    MapReader m(diag_, v, field_keys(kNodeFields));
+    const auto ok = read_fields(m, kNodeFields, config_.node);
+    node_city_invalid_ = !ok[field_index(kNodeFields, "city")];
   }
 
   void load_workers(const MapReader& top) {
-    top.read_uint("workers", config_.workers, 0, kMaxWorkers);
+    read_fields(top, kTopFields, config_);
     if (config_.workers == 0) {
       unsigned cores = std::thread::hardware_concurrency();
       config_.workers = std::clamp<uint32_t>(cores, 1, kMaxWorkers);
-    }
-    if (const Value* v = top.get("io_backend")) {
-      if (auto i = read_enum(diag_, *v, kIoBackends)) config_.io_backend = kIoBackends[*i];
     }
   }
 
@@ -570,25 +697,11 @@ class SchemaLoader {
   }
 
   void load_limits(const Value& v) {
-    MapReader m(
-        diag_, v,
-        {"max_header_bytes", "max_uri_bytes", "max_body_bytes", "max_headers", "header_timeout",
-         "idle_timeout", "drain_timeout", "max_connections", "body_timeout", "min_body_rate",
-         "request_buffer_bytes", "max_idle_upstream_bytes"});
+    MapReader m(diag_, v, field_keys(kLimitsFields));
     Limits& l = config_.limits;
-    bool header_ok = m.read_size("max_header_bytes", l.max_header_bytes, kKiB, kMiB);
-    bool uri_ok = m.read_size("max_uri_bytes", l.max_uri_bytes, 256, kMiB);
-    m.read_size("max_body_bytes", l.max_body_bytes, 1, kTiB);
-    m.read_uint("max_headers", l.max_headers, 1, 1000);
-    m.read("header_timeout", l.header_timeout, kMaxTimeout);
-    m.read("idle_timeout", l.idle_timeout, kMaxTimeout);
-    m.read("drain_timeout", l.drain_timeout, kMaxTimeout);
-    m.read_uint("max_connections", l.max_connections, 1, 1'000'000);
-    m.read("body_timeout", l.body_timeout, 1ms, kMaxTimeout);
-    m.read_size("min_body_rate", l.min_body_rate, 0, kGiB);
-    // Bounded: every connection may hold this much while its body arrives.
-    m.read_size("request_buffer_bytes", l.request_buffer_bytes, 0, kMiB);
-    m.read_size("max_idle_upstream_bytes", l.max_idle_upstream_bytes, 0, kTiB);
+    const auto ok = read_fields(m, kLimitsFields, l);
+    const bool header_ok = ok[kMaxHeaderBytes];
+    const bool uri_ok = ok[kMaxUriBytes];
     // The URI is part of the request head, so a larger URI limit could never take effect.
     if (header_ok && uri_ok && l.max_uri_bytes > l.max_header_bytes) {
       const Value* at = m.get("max_uri_bytes");
@@ -600,18 +713,8 @@ class SchemaLoader {
   }
 
   void load_http(const Value& v) {
-    MapReader m(diag_, v,
-                {"normalize_path", "merge_slashes", "escaped_slashes", "path_parameters"});
-    http::PathOptions& p = config_.http.path;
-    m.read("normalize_path", p.normalize);
-    m.read("merge_slashes", p.merge_slashes);
-    if (const Value* e = m.get("escaped_slashes")) {
-      if (auto i = read_enum(diag_, *e, kEscapedSlashes))
-        p.escaped_slashes = kEscapedSlashValues[*i];
-    }
-    if (const Value* e = m.get("path_parameters")) {
-      if (auto i = read_enum(diag_, *e, kPathParameters)) p.parameters = kPathParameterValues[*i];
-    }
+    MapReader m(diag_, v, field_keys(kHttpFields));
+    read_fields(m, kHttpFields, config_.http.path);
   }
 
   // A route path that request paths can never equal (they are normalised first, or refused)
@@ -634,19 +737,8 @@ class SchemaLoader {
   }
 
   void load_access_log(const Value& v) {
-    MapReader m(diag_, v, {"path", "format"});
-    if (const Value* p = m.get("path")) {
-      if (auto s = read_string(diag_, *p)) {
-        if (s->empty()) {
-          p->error(diag_, "must not be empty (use 'off' to disable the access log)");
-        } else {
-          config_.access_log.path = *s;
-        }
-      }
-    }
-    if (const Value* f = m.get("format")) {
-      if (auto i = read_enum(diag_, *f, kLogFormats)) config_.access_log.format = kLogFormats[*i];
-    }
+    MapReader m(diag_, v, field_keys(kAccessLogFields));
+    read_fields(m, kAccessLogFields, config_.access_log);
   }
 
   void load_services(const Value& v) {
@@ -672,11 +764,8 @@ class SchemaLoader {
       }
       if (const Value* lb = m.get("load_balancer")) load_load_balancer(*lb, service.load_balancer);
       if (const Value* t = m.get("timeouts")) {
-        MapReader tm(diag_, *t, {"connect", "request", "idle", "total"});
-        tm.read("connect", service.timeouts.connect, kMaxTimeout);
-        tm.read("request", service.timeouts.request, kMaxTimeout);
-        tm.read("idle", service.timeouts.idle, kMaxTimeout);
-        tm.read("total", service.timeouts.total, 0ns, kMaxTimeout);
+        MapReader tm(diag_, *t, field_keys(kTimeoutsFields));
+        read_fields(tm, kTimeoutsFields, service.timeouts);
       }
       if (const Value* r = m.get("retry")) load_retry(*r, service.retry);
       if (const Value* k = m.get("kind")) {
@@ -1014,38 +1103,23 @@ class SchemaLoader {
   }
 
   void load_outlier_detection(const Value& v, OutlierDetection& od) {
-    MapReader m(
-        diag_, v,
-        {"consecutive_errors", "base_ejection_time", "max_ejection_time", "max_ejection_percent"});
+    MapReader m(diag_, v, field_keys(kOutlierFields));
     if (!m.is_map()) return;
     od.enabled = true;
-    m.read_uint("consecutive_errors", od.consecutive_errors, 1, 10000);
-    bool base_ok = m.read("base_ejection_time", od.base_ejection_time, kMaxTimeout);
-    bool max_ok = m.read("max_ejection_time", od.max_ejection_time, kMaxTimeout);
-    m.read_uint("max_ejection_percent", od.max_ejection_percent, 0, 100);
-    at_least(m, "max_ejection_time", od.max_ejection_time, max_ok, "base_ejection_time",
-             od.base_ejection_time, base_ok);
+    const auto ok = read_fields(m, kOutlierFields, od);
+    at_least(m, "max_ejection_time", od.max_ejection_time,
+             ok[field_index(kOutlierFields, "max_ejection_time")], "base_ejection_time",
+             od.base_ejection_time, ok[field_index(kOutlierFields, "base_ejection_time")]);
   }
 
   void load_circuit_breaker(const Value& v, CircuitBreaker& cb) {
-    MapReader m(diag_, v,
-                {"window", "min_requests", "error_ratio", "slow_call_duration", "slow_call_ratio",
-                 "open_duration", "max_open_duration", "half_open_probes", "max_concurrent",
-                 "max_pending"});
+    MapReader m(diag_, v, field_keys(kBreakerFields));
     if (!m.is_map()) return;
     cb.enabled = true;
-    m.read("window", cb.window, 1s, kMaxTimeout);
-    m.read_uint("min_requests", cb.min_requests, 1, 1'000'000);
-    m.read("error_ratio", cb.error_ratio, kRatio);
-    m.read("slow_call_duration", cb.slow_call_duration, kMaxTimeout);
-    m.read("slow_call_ratio", cb.slow_call_ratio, kRatio);
-    bool open_ok = m.read("open_duration", cb.open_duration, kMaxTimeout);
-    bool max_ok = m.read("max_open_duration", cb.max_open_duration, kMaxTimeout);
-    m.read_uint("half_open_probes", cb.half_open_probes, 1, 1000);
-    m.read_uint("max_concurrent", cb.max_concurrent, 0, kMaxConcurrencyLimit);
-    m.read_uint("max_pending", cb.max_pending, 0, kMaxConcurrencyLimit);
-    at_least(m, "max_open_duration", cb.max_open_duration, max_ok, "open_duration",
-             cb.open_duration, open_ok);
+    const auto ok = read_fields(m, kBreakerFields, cb);
+    at_least(m, "max_open_duration", cb.max_open_duration,
+             ok[field_index(kBreakerFields, "max_open_duration")], "open_duration",
+             cb.open_duration, ok[field_index(kBreakerFields, "open_duration")]);
   }
 
   // `upper` (key `upper_key`) must be >= `lower`. Written out, a smaller value is an error; left
@@ -1164,14 +1238,9 @@ class SchemaLoader {
   // A prefer of same_city/same_zone with an empty node.city/zone is not an error: every endpoint
   // is then in the same tier (docs/config.md says so).
   void load_locality(const Value& v, Locality& l) {
-    MapReader m(diag_, v, {"prefer", "failover_threshold", "panic_threshold"});
+    MapReader m(diag_, v, field_keys(kLocalityFields));
     if (!m.is_map()) return;
-    if (const Value* p = m.get("prefer")) {
-      if (auto i = read_enum(diag_, *p, kLocalityPrefer))
-        l.prefer = static_cast<Locality::Prefer>(*i);
-    }
-    m.read("failover_threshold", l.failover_threshold, kRatio);
-    m.read("panic_threshold", l.panic_threshold, kPanicRatio);
+    read_fields(m, kLocalityFields, l);
   }
 
   void load_units(const Value& v) {
@@ -1190,9 +1259,8 @@ class SchemaLoader {
     m.read("protect", u.protect);
     m.read("hold_timeout", u.hold_timeout, 0ns, kMaxHoldTimeout);
     if (const Value* t = m.get("peer_timeouts")) {
-      MapReader tm(diag_, *t, {"connect", "request"});
-      tm.read("connect", u.peer_timeouts.connect, kMaxTimeout);
-      tm.read("request", u.peer_timeouts.request, kMaxTimeout);
+      MapReader tm(diag_, *t, field_keys(kPeerTimeoutsFields));
+      read_fields(tm, kPeerTimeoutsFields, u.peer_timeouts);
     }
     // Sorted by city, ranges sorted and merged: a reload keeps run-time ownership when the
     // section is unchanged, and moving a city or range within the file changes nothing.
@@ -1406,34 +1474,10 @@ class SchemaLoader {
   // ---- rate limiting and overload, top level ----
 
   void load_redis(const Value& v) {
-    MapReader m(diag_, v, {"address", "timeout", "on_error", "key_prefix", "gateways"});
+    MapReader m(diag_, v, field_keys(kRedisFields));
     if (!m.is_map()) return;
-    Redis& r = config_.redis;
-    r.enabled = true;
-    if (const Value* a = m.require("address")) {
-      if (auto hp = read_address(diag_, *a)) r.address = *hp;
-    }
-    m.read("timeout", r.timeout, 1ms, 10s);
-    if (const Value* e = m.get("on_error")) {
-      if (auto i = read_enum(diag_, *e, kRedisOnError))
-        r.on_error = static_cast<Redis::OnError>(*i);
-    }
-    if (const Value* p = m.get("key_prefix")) {
-      if (auto s = read_string(diag_, *p)) {
-        bool ok = s->size() <= kMaxNameLength && std::all_of(s->begin(), s->end(), [](char c) {
-                    auto u = static_cast<unsigned char>(c);
-                    return u > 0x20 && u != 0x7f;
-                  });
-        if (ok) {
-          r.key_prefix = *s;
-        } else {
-          p->error(diag_, fmt::format("must be at most {} characters, without spaces or control "
-                                      "characters",
-                                      kMaxNameLength));
-        }
-      }
-    }
-    m.read_uint("gateways", r.gateways, 0, 10000);
+    config_.redis.enabled = true;
+    read_fields(m, kRedisFields, config_.redis);
   }
 
   void load_rate_limits(const Value& v) {
@@ -1876,9 +1920,8 @@ std::string to_json(const GatewayConfig& config) {
   using Json = nlohmann::ordered_json;
   auto d = [](Duration x) { return core::format_duration(x); };
   Json j;
-  j["node"] = {{"id", config.node.id}, {"city", config.node.city}, {"zone", config.node.zone}};
-  j["workers"] = config.workers;
-  j["io_backend"] = config.io_backend;
+  write_fields(j["node"], kNodeFields, config.node);
+  write_fields(j, kTopFields, config);
   j["listeners"] = Json::array();
   for (const auto& l : config.listeners) {
     j["listeners"].push_back({{"name", l.name}, {"address", l.address.to_string()}});
@@ -1889,29 +1932,9 @@ std::string to_json(const GatewayConfig& config) {
     if (!config.admin.token_file.empty()) j["admin"]["token_file"] = config.admin.token_file;
     j["admin"]["allowed_hosts"] = config.admin.allowed_hosts;
   }
-  const Limits& l = config.limits;
-  j["limits"] = {{"max_header_bytes", l.max_header_bytes},
-                 {"max_uri_bytes", l.max_uri_bytes},
-                 {"max_body_bytes", l.max_body_bytes},
-                 {"max_headers", l.max_headers},
-                 {"header_timeout", d(l.header_timeout)},
-                 {"idle_timeout", d(l.idle_timeout)},
-                 {"drain_timeout", d(l.drain_timeout)},
-                 {"max_connections", l.max_connections},
-                 {"body_timeout", d(l.body_timeout)},
-                 {"min_body_rate", l.min_body_rate},
-                 {"request_buffer_bytes", l.request_buffer_bytes},
-                 {"max_idle_upstream_bytes", l.max_idle_upstream_bytes}};
-  const http::PathOptions& hp = config.http.path;
-  auto index_of = [](const auto& values, auto v) {
-    return static_cast<size_t>(std::find(values.begin(), values.end(), v) - values.begin());
-  };
-  j["http"] = {
-      {"normalize_path", hp.normalize},
-      {"merge_slashes", hp.merge_slashes},
-      {"escaped_slashes", kEscapedSlashes[index_of(kEscapedSlashValues, hp.escaped_slashes)]},
-      {"path_parameters", kPathParameters[index_of(kPathParameterValues, hp.parameters)]}};
-  j["access_log"] = {{"path", config.access_log.path}, {"format", config.access_log.format}};
+  write_fields(j["limits"], kLimitsFields, config.limits);
+  write_fields(j["http"], kHttpFields, config.http.path);
+  write_fields(j["access_log"], kAccessLogFields, config.access_log);
   j["services"] = Json::array();
   for (const auto& s : config.services) {
     Json js;
@@ -1928,10 +1951,7 @@ std::string to_json(const GatewayConfig& config) {
     if (s.load_balancer.hash_on.kind != RequestInput::Kind::kNone) {
       js["load_balancer"]["hash_on"] = to_string(s.load_balancer.hash_on);
     }
-    js["timeouts"] = {{"connect", d(s.timeouts.connect)},
-                      {"request", d(s.timeouts.request)},
-                      {"idle", d(s.timeouts.idle)},
-                      {"total", d(s.timeouts.total)}};
+    write_fields(js["timeouts"], kTimeoutsFields, s.timeouts);
     Json on = Json::array();
     for (const auto& r : kRetryOn) {
       if (s.retry.on & r.bit) on.push_back(r.name);
@@ -1954,22 +1974,10 @@ std::string to_json(const GatewayConfig& config) {
                             {"unhealthy_threshold", h.unhealthy_threshold}};
     }
     if (const OutlierDetection& o = s.outlier_detection; o.enabled) {
-      js["outlier_detection"] = {{"consecutive_errors", o.consecutive_errors},
-                                 {"base_ejection_time", d(o.base_ejection_time)},
-                                 {"max_ejection_time", d(o.max_ejection_time)},
-                                 {"max_ejection_percent", o.max_ejection_percent}};
+      write_fields(js["outlier_detection"], kOutlierFields, o);
     }
     if (const CircuitBreaker& b = s.circuit_breaker; b.enabled) {
-      js["circuit_breaker"] = {{"window", d(b.window)},
-                               {"min_requests", b.min_requests},
-                               {"error_ratio", b.error_ratio},
-                               {"slow_call_duration", d(b.slow_call_duration)},
-                               {"slow_call_ratio", b.slow_call_ratio},
-                               {"open_duration", d(b.open_duration)},
-                               {"max_open_duration", d(b.max_open_duration)},
-                               {"half_open_probes", b.half_open_probes},
-                               {"max_concurrent", b.max_concurrent},
-                               {"max_pending", b.max_pending}};
+      write_fields(js["circuit_breaker"], kBreakerFields, b);
     }
     if (const Fallback& f = s.fallback; f.enabled) {
       js["fallback"] = {{"status", f.status}, {"body", f.body}, {"content_type", f.content_type}};
@@ -1992,10 +2000,7 @@ std::string to_json(const GatewayConfig& config) {
       js["adaptive_concurrency"] = std::move(ja);
     }
     // Always shown: the defaults apply whether or not the file has the section.
-    const Locality& loc = s.locality;
-    js["locality"] = {{"prefer", kLocalityPrefer[static_cast<size_t>(loc.prefer)]},
-                      {"failover_threshold", loc.failover_threshold},
-                      {"panic_threshold", loc.panic_threshold}};
+    write_fields(js["locality"], kLocalityFields, s.locality);
     j["services"].push_back(std::move(js));
   }
   j["routes"] = Json::array();
@@ -2043,11 +2048,7 @@ std::string to_json(const GatewayConfig& config) {
     j["rate_limits"].push_back(std::move(jr));
   }
   if (const Redis& r = config.redis; r.enabled) {
-    j["redis"] = {{"address", r.address.to_string()},
-                  {"timeout", d(r.timeout)},
-                  {"on_error", kRedisOnError[static_cast<size_t>(r.on_error)]},
-                  {"key_prefix", r.key_prefix},
-                  {"gateways", r.gateways}};
+    write_fields(j["redis"], kRedisFields, r);
   }
   if (const Overload& o = config.overload; o.enabled) {
     Json jo;
@@ -2072,19 +2073,43 @@ std::string to_json(const GatewayConfig& config) {
     for (const auto& p : u.peers) ju["peers"][p.city] = p.address.to_string();
     ju["protect"] = u.protect;
     ju["hold_timeout"] = d(u.hold_timeout);
-    ju["peer_timeouts"] = {{"connect", d(u.peer_timeouts.connect)},
-                           {"request", d(u.peer_timeouts.request)}};
+    write_fields(ju["peer_timeouts"], kPeerTimeoutsFields, u.peer_timeouts);
     j["units"] = std::move(ju);
   }
   if (const ControlPlane& cp = config.control_plane; cp.enabled) {
-    j["control_plane"] = {{"address", cp.address},
-                          {"token_file", cp.token_file},
-                          {"cache_dir", cp.cache_dir},
-                          {"poll_wait", d(cp.poll_wait)},
-                          {"report_interval", d(cp.report_interval)}};
-    if (!cp.ca_file.empty()) j["control_plane"]["ca_file"] = cp.ca_file;
+    write_fields(j["control_plane"], kControlPlaneFields, cp);
   }
   return j.dump(2);
+}
+
+std::vector<std::string> restart_only_changes(const GatewayConfig& a, const GatewayConfig& b) {
+  std::vector<std::string> out;
+  const char* why = ": cannot change on reload; restart the gateway to apply";
+  std::vector<std::string_view> top;
+  restart_fields_changed(kTopFields, a, b, top);
+  for (std::string_view key : top) out.push_back(std::string(key) + why);
+  bool listeners_same = a.listeners.size() == b.listeners.size();
+  for (size_t i = 0; listeners_same && i < a.listeners.size(); ++i) {
+    listeners_same = a.listeners[i].name == b.listeners[i].name &&
+                     a.listeners[i].address.to_string() == b.listeners[i].address.to_string();
+  }
+  if (!listeners_same) out.push_back(std::string("listeners") + why);
+  if (a.admin.enabled != b.admin.enabled ||
+      a.admin.address.to_string() != b.admin.address.to_string()) {
+    out.push_back(std::string("admin.address") + why);
+  }
+  std::vector<std::string_view> log;
+  restart_fields_changed(kAccessLogFields, a.access_log, b.access_log, log);
+  for (std::string_view key : log) out.push_back("access_log." + std::string(key) + why);
+  // Sections named as a whole.
+  if (restart_needed(kNodeFields, a.node, b.node)) out.push_back(std::string("node") + why);
+  if (a.redis.enabled != b.redis.enabled || restart_needed(kRedisFields, a.redis, b.redis))
+    out.push_back(std::string("redis") + why);
+  if (a.control_plane.enabled != b.control_plane.enabled ||
+      restart_needed(kControlPlaneFields, a.control_plane, b.control_plane)) {
+    out.push_back(std::string("control_plane") + why);
+  }
+  return out;
 }
 
 }  // namespace sluice::config

@@ -35,4 +35,10 @@ LoadResult load_with_pushed(std::string_view local_yaml, const std::string& loca
 // The effective config (defaults filled in) as JSON, for GET /config.
 std::string to_json(const GatewayConfig& config);
 
+// What a reload from `before` to `after` would change that only a restart can (settings bound to
+// sockets and threads made at start), one "<key>: cannot change on reload; restart the gateway
+// to apply" per setting; empty when the reload can apply everything. From the field tables.
+std::vector<std::string> restart_only_changes(const GatewayConfig& before,
+                                              const GatewayConfig& after);
+
 }  // namespace sluice::config

@@ -458,6 +458,11 @@ std::optional<std::vector<Value>> read_list(Diagnostics& diag, const Value& v) {
 MapReader::MapReader(Diagnostics& diag, const Value& map,
                      std::initializer_list<std::string_view> known,
                      std::initializer_list<PlannedKey> planned)
+    : MapReader(diag, map, std::span<const std::string_view>(known.begin(), known.size()),
+                std::span<const PlannedKey>(planned.begin(), planned.size())) {}
+
+MapReader::MapReader(Diagnostics& diag, const Value& map, std::span<const std::string_view> known,
+                     std::span<const PlannedKey> planned)
     : diag_(diag), map_(map) {
   if (map.node.IsNull()) {
     is_map_ = true;
@@ -468,7 +473,7 @@ MapReader::MapReader(Diagnostics& diag, const Value& map,
     return;
   }
   is_map_ = true;
-  std::vector<std::string_view> candidates(known);
+  std::vector<std::string_view> candidates(known.begin(), known.end());
   for (const auto& p : planned) candidates.push_back(p.key);
   std::vector<std::pair<std::string, int>> seen;
   for (auto it = map.node.begin(); it != map.node.end(); ++it) {

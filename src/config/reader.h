@@ -128,6 +128,9 @@ class MapReader {
  public:
   MapReader(Diagnostics& diag, const Value& map, std::initializer_list<std::string_view> known,
             std::initializer_list<PlannedKey> planned = {});
+  // The same with the keys from a field table (config/fields.h).
+  MapReader(Diagnostics& diag, const Value& map, std::span<const std::string_view> known,
+            std::span<const PlannedKey> planned = {});
 
   bool is_map() const { return is_map_; }
   const Value& value() const { return map_; }

@@ -19,37 +19,6 @@ constexpr const char* kRejectNames[] = {
     "idle_timeout", "unsupported",      "too_many_connections", "body_timeout",   "bad_path"};
 static_assert(std::size(kRejectNames) == static_cast<size_t>(RejectReason::kCount));
 
-// What a reload cannot change: these are bound to sockets and threads made at start.
-std::vector<std::string> restart_only_changes(const config::GatewayConfig& a,
-                                              const config::GatewayConfig& b) {
-  std::vector<std::string> out;
-  const char* why = ": cannot change on reload; restart the gateway to apply";
-  if (a.workers != b.workers) out.push_back(std::string("workers") + why);
-  if (a.io_backend != b.io_backend) out.push_back(std::string("io_backend") + why);
-  bool listeners_same = a.listeners.size() == b.listeners.size();
-  for (size_t i = 0; listeners_same && i < a.listeners.size(); ++i) {
-    listeners_same = a.listeners[i].name == b.listeners[i].name &&
-                     a.listeners[i].address.to_string() == b.listeners[i].address.to_string();
-  }
-  if (!listeners_same) out.push_back(std::string("listeners") + why);
-  if (a.admin.enabled != b.admin.enabled ||
-      a.admin.address.to_string() != b.admin.address.to_string()) {
-    out.push_back(std::string("admin.address") + why);
-  }
-  if (a.access_log.path != b.access_log.path) out.push_back(std::string("access_log.path") + why);
-  if (a.node.id != b.node.id || a.node.city != b.node.city || a.node.zone != b.node.zone) {
-    out.push_back(std::string("node") + why);
-  }
-  const config::Redis& ra = a.redis;
-  const config::Redis& rb = b.redis;
-  if (ra.enabled != rb.enabled || !(ra.address == rb.address) || ra.timeout != rb.timeout ||
-      ra.on_error != rb.on_error || ra.key_prefix != rb.key_prefix || ra.gateways != rb.gateways) {
-    out.push_back(std::string("redis") + why);
-  }
-  if (!(a.control_plane == b.control_plane)) out.push_back(std::string("control_plane") + why);
-  return out;
-}
-
 uint64_t sum(const CodeCounters& c) {
   uint64_t n = 0;
   for (auto* k : c.by_class) n += k->value();
@@ -280,7 +249,7 @@ ReloadResult Gateway::install(config::LoadResult loaded, const std::string& what
   if (!loaded.ok()) {
     for (const auto& e : loaded.errors) result.errors.push_back(e.to_string());
   } else {
-    result.errors = restart_only_changes(*config_, *loaded.config);
+    result.errors = config::restart_only_changes(*config_, *loaded.config);
   }
   std::shared_ptr<const Snapshot> snap;
   if (result.errors.empty()) {

@@ -2785,6 +2785,63 @@ units:
   EXPECT_TRUE(SameConfig(*cp.config, *cp_again.config));
 }
 
+// ---- reload: what only a restart can change (from the field tables) ----
+
+std::vector<std::string> RestartOnly(std::string_view before, std::string_view after) {
+  LoadResult a = load_with(before);
+  LoadResult b = load_with(after);
+  EXPECT_TRUE(a.ok()) << dump(a);
+  EXPECT_TRUE(b.ok()) << dump(b);
+  if (!a.ok() || !b.ok()) return {"(not loaded)"};
+  return restart_only_changes(*a.config, *b.config);
+}
+
+TEST(RestartOnlyChanges, NamesEachSettingBoundAtStart) {
+  const std::string why = ": cannot change on reload; restart the gateway to apply";
+  EXPECT_EQ(RestartOnly("workers: 2\n", "workers: 3\n"), std::vector<std::string>{"workers" + why});
+  EXPECT_EQ(RestartOnly("", "io_backend: epoll\n"), std::vector<std::string>{"io_backend" + why});
+  EXPECT_EQ(RestartOnly("", "node: {zone: z1}\n"), std::vector<std::string>{"node" + why});
+  EXPECT_EQ(RestartOnly("access_log: {path: stdout}\n", "access_log: {path: 'off'}\n"),
+            std::vector<std::string>{"access_log.path" + why});
+  EXPECT_EQ(RestartOnly("", "admin: {address: 127.0.0.1:9901}\n"),
+            std::vector<std::string>{"admin.address" + why});
+  LoadResult base = load_with("");
+  ASSERT_TRUE(base.ok()) << dump(base);
+  GatewayConfig moved = *base.config;
+  moved.listeners[0].address.port = 8081;
+  EXPECT_EQ(restart_only_changes(*base.config, moved), std::vector<std::string>{"listeners" + why});
+  const std::string redis = "redis: {address: 127.0.0.1:6379}\n";
+  EXPECT_EQ(RestartOnly("", redis), std::vector<std::string>{"redis" + why});
+  EXPECT_EQ(RestartOnly(redis, "redis: {address: 127.0.0.1:6379, gateways: 3}\n"),
+            std::vector<std::string>{"redis" + why});
+  EXPECT_EQ(RestartOnly(redis, "redis: {address: 127.0.0.1:6379, on_error: deny}\n"),
+            std::vector<std::string>{"redis" + why});
+  // In file order, all at once.
+  EXPECT_EQ(RestartOnly("", "workers: 5\nio_backend: epoll\nnode: {id: b}\n"),
+            (std::vector<std::string>{"workers" + why, "io_backend" + why, "node" + why}));
+}
+
+TEST(RestartOnlyChanges, EverythingElseReloads) {
+  EXPECT_TRUE(RestartOnly("", "").empty());
+  EXPECT_TRUE(RestartOnly("",
+                          "limits: {max_headers: 10, idle_timeout: 5s, max_body_bytes: 1KiB}\n"
+                          "http: {merge_slashes: false}\n"
+                          "access_log: {format: json}\n"
+                          "services: [{name: s, endpoints: [{address: 127.0.0.1:1}]}]\n")
+                  .empty());
+}
+
+TEST(RestartOnlyChanges, ControlPlaneAsAWhole) {
+  ControlPlaneDir d;
+  const std::string cp = d.section();
+  EXPECT_TRUE(RestartOnly(cp, cp).empty());
+  std::string slower = cp;
+  slower.insert(slower.rfind('}'), ", poll_wait: 10s");
+  EXPECT_EQ(RestartOnly(cp, slower),
+            std::vector<std::string>{
+                "control_plane: cannot change on reload; restart the gateway to apply"});
+}
+
 // ---- robustness ----
 
 TEST(Robustness, NothingEscapes) {
