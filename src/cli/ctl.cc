@@ -17,7 +17,7 @@
 #include "cli/ctl/output.h"
 #include "cli/ctl/verb.h"
 #include "config/reader.h"
-#include "control/client.h"
+#include "net/http_client.h"
 
 namespace sluice::cli {
 
@@ -302,7 +302,7 @@ int resolve(const Globals& g, Ctx* c) {
     url = file_server;
   }
   std::string error;
-  auto server = control::parse_server_url(url, &error);
+  auto server = net::parse_server_url(url, &error);
   if (!server) return usage_error(error);
   c->server = *server;
   auto home_path = [](std::string p) {
@@ -315,7 +315,7 @@ int resolve(const Globals& g, Ctx* c) {
   if (c->ca_file.empty() && !file_ca_file.empty()) c->ca_file = home_path(file_ca_file);
 
   auto read_token = [&](const std::string& path, const std::string& source) -> bool {
-    auto token = control::read_token_file(path, &error);
+    auto token = net::read_token_file(path, &error);
     if (!token) {
       std::fprintf(stderr, "sluice ctl: token file (%s): %s\n", source.c_str(), error.c_str());
       return false;

@@ -8,32 +8,32 @@
 #include <optional>
 
 #include "config/secret_file.h"
-#include "control/client.h"
 #include "core/address.h"
 #include "core/json.h"
+#include "net/http_client.h"
 
 namespace sluice::cli {
 
 namespace {
 
-using Reply = control::HttpReply;
+using Reply = net::HttpReply;
 
 // One POST to a gateway's admin listener.
 Reply post(const std::string& admin, const std::string& path, const std::string& body,
            double timeout_seconds, const std::string& token) {
   std::string error;
   auto hp = core::parse_host_port(admin);
-  auto server = hp ? control::parse_server_url(admin, &error) : std::nullopt;
+  auto server = hp ? net::parse_server_url(admin, &error) : std::nullopt;
   if (!server) {
     Reply r;
     r.error = "not a host:port: '" + admin + "'";
     return r;
   }
-  control::HttpOptions options;
+  net::HttpOptions options;
   options.connect_timeout = options.io_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
   options.user_agent = "sluice-switch";
-  return control::http_call(*server, token, "POST", path, &body, options);
+  return net::http_call(*server, token, "POST", path, &body, options);
 }
 
 std::string describe(const Reply& r) {
@@ -66,14 +66,14 @@ bool step(const SwitchOptions& o, const std::string& admin, const char* phase, s
 
 // The control plane to record the switch in (--control-plane).
 struct ControlPlaneTarget {
-  control::ServerUrl server;
+  net::ServerUrl server;
   std::string token;
-  control::HttpOptions options;
+  net::HttpOptions options;
   nlohmann::json units;  // the units resource as it is now
   int64_t version = 0;   // the config version it was read at
 };
 
-std::string describe_cp(const control::HttpReply& r) {
+std::string describe_cp(const net::HttpReply& r) {
   if (r.status == 0) return r.error;
   auto j = sluice::core::parse_json_or_discarded(r.body);
   std::string out = "HTTP " + std::to_string(r.status);
@@ -91,13 +91,13 @@ std::string describe_cp(const control::HttpReply& r) {
 std::optional<ControlPlaneTarget> open_control_plane(const SwitchOptions& o) {
   ControlPlaneTarget t;
   std::string error;
-  auto server = control::parse_server_url(o.control_plane, &error);
+  auto server = net::parse_server_url(o.control_plane, &error);
   if (!server) {
     std::fprintf(stderr, "sluice gateway switch: --control-plane: %s\n", error.c_str());
     return std::nullopt;
   }
   t.server = *server;
-  auto token = control::read_token_file(o.token_file, &error);
+  auto token = net::read_token_file(o.token_file, &error);
   if (o.token_file.empty() || !token) {
     std::fprintf(stderr, "sluice gateway switch: --control-plane needs --token-file: %s\n",
                  o.token_file.empty() ? "not given" : error.c_str());
@@ -107,8 +107,8 @@ std::optional<ControlPlaneTarget> open_control_plane(const SwitchOptions& o) {
   t.options.ca_file = o.ca_file;
   t.options.io_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_seconds * 1000));
   t.options.user_agent = "sluice-switch";
-  control::HttpReply r =
-      control::http_call(t.server, t.token, "GET", "/v1/resources?kind=units", nullptr, t.options);
+  net::HttpReply r =
+      net::http_call(t.server, t.token, "GET", "/v1/resources?kind=units", nullptr, t.options);
   auto j = sluice::core::parse_json_or_discarded(r.body);
   if (r.status != 200 || !j.is_object() || !j.contains("resources") || !j["resources"].is_array()) {
     std::fprintf(stderr, "sluice gateway switch: control plane %s: %s\n", t.server.url.c_str(),
@@ -151,8 +151,7 @@ bool record_switch(const SwitchOptions& o, ControlPlaneTarget& t, const std::str
   nlohmann::json body = {
       {"resources", {units}}, {"reason", reason}, {"expected_version", t.version}};
   std::string text = body.dump();
-  control::HttpReply r =
-      control::http_call(t.server, t.token, "POST", "/v1/apply", &text, t.options);
+  net::HttpReply r = net::http_call(t.server, t.token, "POST", "/v1/apply", &text, t.options);
   if (r.status == 200) {
     auto j = sluice::core::parse_json_or_discarded(r.body);
     std::printf("control plane %s: units recorded as version %s\n", t.server.url.c_str(),

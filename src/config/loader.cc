@@ -26,8 +26,8 @@
 #include "config/fields.h"
 #include "config/reader.h"
 #include "config/secret_file.h"
-#include "control/client.h"
 #include "core/log.h"
+#include "net/http_client.h"
 
 namespace sluice::config {
 namespace {
@@ -394,7 +394,7 @@ std::optional<std::string> read_server_url(Diagnostics& diag, const Value& v) {
   auto text = read_string(diag, v);
   if (!text) return std::nullopt;
   std::string error;
-  auto url = control::parse_server_url(*text, &error);
+  auto url = net::parse_server_url(*text, &error);
   if (!url) {
     v.error(diag, error);
     return std::nullopt;
@@ -406,7 +406,7 @@ std::optional<std::string> read_token_path(Diagnostics& diag, const Value& v) {
   auto path = read_string(diag, v);
   if (!path) return std::nullopt;
   std::string error;
-  if (!control::read_token_file(*path, &error)) {
+  if (!net::read_token_file(*path, &error)) {
     v.error(diag, "cannot read the token: " + error);
     return std::nullopt;
   }

@@ -61,18 +61,18 @@ std::string join_errors(const std::vector<std::string>& errors, size_t max) {
 }
 
 std::string config_path(const config::Node& node, const std::string& after, core::Duration wait) {
-  std::string p = "/v1/gateway-config?gateway=" + control::url_encode(node.id);
-  if (!node.city.empty()) p += "&city=" + control::url_encode(node.city);
-  if (!node.zone.empty()) p += "&zone=" + control::url_encode(node.zone);
-  if (!after.empty()) p += "&after=" + control::url_encode(after);
+  std::string p = "/v1/gateway-config?gateway=" + net::url_encode(node.id);
+  if (!node.city.empty()) p += "&city=" + net::url_encode(node.city);
+  if (!node.zone.empty()) p += "&zone=" + net::url_encode(node.zone);
+  if (!after.empty()) p += "&after=" + net::url_encode(after);
   p += "&wait=" +
        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(wait).count()) + "ms";
   return p;
 }
 
-control::HttpOptions http_options(const config::ControlPlane& cp, std::chrono::milliseconds io,
-                                  control::CallCanceller* canceller) {
-  control::HttpOptions o;
+net::HttpOptions http_options(const config::ControlPlane& cp, std::chrono::milliseconds io,
+                              net::CallCanceller* canceller) {
+  net::HttpOptions o;
   o.connect_timeout = 3s;
   o.io_timeout = io;
   o.ca_file = cp.ca_file;
@@ -177,13 +177,13 @@ Bootstrap bootstrap_from_control_plane(const std::string& local_path, const std:
   b.config = local;
   const config::ControlPlane& cp = local->control_plane;
   std::string error;
-  auto server = control::parse_server_url(cp.address, &error);
-  auto token = control::read_token_file(cp.token_file, &error);
+  auto server = net::parse_server_url(cp.address, &error);
+  auto token = net::read_token_file(cp.token_file, &error);
   std::optional<PushedConfig> fetched;
   if (server && token) {
-    control::HttpReply r = control::http_call(*server, *token, "GET",
-                                              config_path(local->node, "", core::Duration::zero()),
-                                              nullptr, http_options(cp, 5s, nullptr));
+    net::HttpReply r =
+        net::http_call(*server, *token, "GET", config_path(local->node, "", core::Duration::zero()),
+                       nullptr, http_options(cp, 5s, nullptr));
     if (r.status == 200) {
       fetched = parse_answer(r.body, &error);
     } else {
@@ -230,10 +230,10 @@ Bootstrap bootstrap_from_control_plane(const std::string& local_path, const std:
   return b;
 }
 
-control::HttpReply HttpControlTransport::call(const std::string& token, const std::string& method,
-                                              const std::string& path, const std::string* body,
-                                              const control::HttpOptions& options) {
-  return control::http_call(server_, token, method, path, body, options);
+net::HttpReply HttpControlTransport::call(const std::string& token, const std::string& method,
+                                          const std::string& path, const std::string* body,
+                                          const net::HttpOptions& options) {
+  return net::http_call(server_, token, method, path, body, options);
 }
 
 namespace {
@@ -262,7 +262,7 @@ class GatewayLinkHost final : public LinkHost {
 
 std::unique_ptr<ControlTransport> http_transport(const config::ControlPlane& cp) {
   std::string error;
-  auto server = control::parse_server_url(cp.address, &error);
+  auto server = net::parse_server_url(cp.address, &error);
   if (!server) throw std::runtime_error("control_plane.address: " + error);
   return std::make_unique<HttpControlTransport>(std::move(*server));
 }
@@ -286,9 +286,9 @@ ControlLink::ControlLink(LinkHost& host, const config::GatewayConfig& config,
       cfg_(config.control_plane),
       node_(config.node) {}
 
-control::HttpReply ControlLink::call(const std::string& token, const std::string& method,
-                                     const std::string& path, const std::string* body,
-                                     const control::HttpOptions& options) {
+net::HttpReply ControlLink::call(const std::string& token, const std::string& method,
+                                 const std::string& path, const std::string* body,
+                                 const net::HttpOptions& options) {
   return transport_.call(token, method, path, body, options);
 }
 
@@ -358,7 +358,7 @@ void ControlLink::report_exit() {
     exit_reported_ = true;
   }
   std::string error;
-  auto token = control::read_token_file(cfg_.token_file, &error);
+  auto token = net::read_token_file(cfg_.token_file, &error);
   if (!token) return;
   // Without this the control plane would list the gateway as healthy until it goes stale (90 s).
   // Short timeouts and no retry: a control plane that is away must not hold up the exit.
@@ -366,10 +366,10 @@ void ControlLink::report_exit() {
   std::string applied = applied_version();
   if (!applied.empty()) body["applied_version"] = applied;
   std::string text = body.dump();
-  control::HttpOptions o = http_options(cfg_, 500ms, nullptr);
+  net::HttpOptions o = http_options(cfg_, 500ms, nullptr);
   o.connect_timeout = 500ms;
-  control::HttpReply r =
-      call(*token, "POST", "/v1/gateways/" + control::url_encode(node_.id) + "/status", &text, o);
+  net::HttpReply r =
+      call(*token, "POST", "/v1/gateways/" + net::url_encode(node_.id) + "/status", &text, o);
   if (r.status >= 200 && r.status < 300) {
     core::log_info("control plane {}: told it this gateway exited", cfg_.address);
   } else {
@@ -435,16 +435,15 @@ void ControlLink::contact() {
 }
 
 bool ControlLink::send_status(const Status& s, const std::string& token,
-                              control::CallCanceller* canceller, std::string* error) {
+                              net::CallCanceller* canceller, std::string* error) {
   json body = {{"city", node_.city},
                {"zone", node_.zone},
                {"status", status_word(s.applied)},
                {"error", s.error}};
   if (!s.version.empty()) body["applied_version"] = s.version;  // none yet: the store keeps 0
   std::string text = body.dump();
-  control::HttpReply r =
-      call(token, "POST", "/v1/gateways/" + control::url_encode(node_.id) + "/status", &text,
-           http_options(cfg_, 5s, canceller));
+  net::HttpReply r = call(token, "POST", "/v1/gateways/" + net::url_encode(node_.id) + "/status",
+                          &text, http_options(cfg_, 5s, canceller));
   if (r.status >= 200 && r.status < 300) {
     contact();
     return true;
@@ -491,7 +490,7 @@ void ControlLink::watch_loop() {
     }
     // The token may be rotated by replacing the file: read it for every poll.
     std::string error;
-    auto token = control::read_token_file(cfg_.token_file, &error);
+    auto token = net::read_token_file(cfg_.token_file, &error);
     if (!token) {
       healthy = false;
       problem("control_plane.token_file: " + error, false);
@@ -515,8 +514,8 @@ void ControlLink::watch_loop() {
     }
     const core::Duration wait = healthy ? cfg_.poll_wait : core::Duration::zero();
     auto io = std::chrono::duration_cast<std::chrono::milliseconds>(wait) + 15s;
-    control::HttpReply r = call(token_, "GET", config_path(node_, after, wait), nullptr,
-                                http_options(cfg_, io, &watch_cancel_));
+    net::HttpReply r = call(token_, "GET", config_path(node_, after, wait), nullptr,
+                            http_options(cfg_, io, &watch_cancel_));
     {
       std::lock_guard lock(mu_);
       if (stopping_) return;
@@ -594,7 +593,7 @@ void ControlLink::report_loop() {
     }
     if (draining_to_send) {
       std::string error;
-      auto token = control::read_token_file(cfg_.token_file, &error);
+      auto token = net::read_token_file(cfg_.token_file, &error);
       if (token &&
           send_status(Status{applied_version(), true, ""}, *token, &report_cancel_, &error))
         draining_to_send = false;
@@ -604,13 +603,13 @@ void ControlLink::report_loop() {
     if (now - last_report < cfg_.report_interval) continue;
     last_report = now;
     std::string error;
-    auto token = control::read_token_file(cfg_.token_file, &error);
+    auto token = net::read_token_file(cfg_.token_file, &error);
     if (!token) continue;  // the watcher reports it
     auto options = http_options(cfg_, 5s, &report_cancel_);
     // Counters are sent as deltas; a snapshot that does not arrive is folded into the next one.
     std::map<std::string, uint64_t> before = prev_;
     std::string snapshot = stats_snapshot();
-    control::HttpReply r = call(*token, "POST", "/v1/stats", &snapshot, options);
+    net::HttpReply r = call(*token, "POST", "/v1/stats", &snapshot, options);
     if (r.status < 200 || r.status >= 300) {
       prev_ = std::move(before);
     } else {
@@ -625,7 +624,7 @@ void ControlLink::report_loop() {
     std::string body = "[";
     for (size_t i = 0; i < events.size(); ++i) body += (i ? "," : "") + events[i];
     body += "]";
-    r = call(*token, "POST", "/v1/events?gateway=" + control::url_encode(node_.id), &body, options);
+    r = call(*token, "POST", "/v1/events?gateway=" + net::url_encode(node_.id), &body, options);
     if (r.status < 200 || r.status >= 300) {
       std::lock_guard lock(mu_);
       events.insert(events.end(), events_.begin(), events_.end());

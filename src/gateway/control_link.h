@@ -22,8 +22,8 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "config/config.h"
-#include "control/client.h"
 #include "core/clock.h"
+#include "net/http_client.h"
 
 namespace sluice::gateway {
 
@@ -61,21 +61,20 @@ bool write_cache(const config::ControlPlane& cp, const PushedConfig& pushed, std
 class ControlTransport {
  public:
   virtual ~ControlTransport() = default;
-  virtual control::HttpReply call(const std::string& token, const std::string& method,
-                                  const std::string& path, const std::string* body,
-                                  const control::HttpOptions& options) = 0;
+  virtual net::HttpReply call(const std::string& token, const std::string& method,
+                              const std::string& path, const std::string* body,
+                              const net::HttpOptions& options) = 0;
 };
 
-// The production transport: control::http_call to one server.
+// The production transport: net::http_call to one server.
 class HttpControlTransport final : public ControlTransport {
  public:
-  explicit HttpControlTransport(control::ServerUrl server) : server_(std::move(server)) {}
-  control::HttpReply call(const std::string& token, const std::string& method,
-                          const std::string& path, const std::string* body,
-                          const control::HttpOptions& options) override;
+  explicit HttpControlTransport(net::ServerUrl server) : server_(std::move(server)) {}
+  net::HttpReply call(const std::string& token, const std::string& method, const std::string& path,
+                      const std::string* body, const net::HttpOptions& options) override;
 
  private:
-  control::ServerUrl server_;
+  net::ServerUrl server_;
 };
 
 // What the link needs of its gateway. Thread-safe: called from the link's threads.
@@ -138,11 +137,10 @@ class ControlLink {
   };
   void watch_loop();
   void report_loop();
-  bool send_status(const Status& s, const std::string& token, control::CallCanceller* canceller,
+  bool send_status(const Status& s, const std::string& token, net::CallCanceller* canceller,
                    std::string* error);
-  control::HttpReply call(const std::string& token, const std::string& method,
-                          const std::string& path, const std::string* body,
-                          const control::HttpOptions& options);
+  net::HttpReply call(const std::string& token, const std::string& method, const std::string& path,
+                      const std::string* body, const net::HttpOptions& options);
   void contact();  // the control plane answered: clear the error, note the time
   void scan_events();
   std::string stats_snapshot();
@@ -163,8 +161,8 @@ class ControlLink {
   config::ControlPlane cfg_;
   config::Node node_;
   std::string token_;
-  control::CallCanceller watch_cancel_;
-  control::CallCanceller report_cancel_;
+  net::CallCanceller watch_cancel_;
+  net::CallCanceller report_cancel_;
   std::thread watcher_;
   std::thread reporter_;
 

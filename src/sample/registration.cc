@@ -11,8 +11,8 @@ namespace sluice::sample {
 
 namespace {
 
-control::HttpOptions options(const RegistrationOptions& o, control::CallCanceller* cancel) {
-  control::HttpOptions h;
+net::HttpOptions options(const RegistrationOptions& o, net::CallCanceller* cancel) {
+  net::HttpOptions h;
   h.connect_timeout = std::chrono::seconds(2);
   h.io_timeout = std::chrono::seconds(5);
   h.ca_file = o.ca_file;
@@ -21,7 +21,7 @@ control::HttpOptions options(const RegistrationOptions& o, control::CallCancelle
   return h;
 }
 
-std::string describe(const control::HttpReply& r) {
+std::string describe(const net::HttpReply& r) {
   if (r.status == 0) return r.error;
   auto j = sluice::core::parse_json_or_discarded(r.body);
   if (j.is_object() && j.contains("error") && j["error"].is_string()) {
@@ -34,11 +34,11 @@ std::string describe(const control::HttpReply& r) {
 
 Registration::Registration(RegistrationOptions options) : opt_(std::move(options)) {
   std::string error;
-  auto server = control::parse_server_url(opt_.control_plane, &error);
+  auto server = net::parse_server_url(opt_.control_plane, &error);
   if (!server) throw std::invalid_argument("--control-plane: " + error);
   server_ = *server;
   if (opt_.token_file.empty()) throw std::invalid_argument("--control-plane needs --token-file");
-  if (!control::read_token_file(opt_.token_file, &error))
+  if (!net::read_token_file(opt_.token_file, &error))
     throw std::invalid_argument("--token-file: " + error);
   if (opt_.heartbeat.count() <= 0) opt_.heartbeat = opt_.ttl / 3;
 }
@@ -66,8 +66,8 @@ bool Registration::register_now(const std::string& token) {
   if (!opt_.city.empty()) body["city"] = opt_.city;
   if (!opt_.zone.empty()) body["zone"] = opt_.zone;
   std::string text = body.dump();
-  control::HttpReply r =
-      control::http_call(server_, token, "POST", "/v1/instances", &text, options(opt_, &cancel_));
+  net::HttpReply r =
+      net::http_call(server_, token, "POST", "/v1/instances", &text, options(opt_, &cancel_));
   if (r.status >= 200 && r.status < 300) {
     core::log_info("registered {}/{} ({}) with {}", opt_.service, opt_.id, opt_.address,
                    server_.url);
@@ -79,13 +79,13 @@ bool Registration::register_now(const std::string& token) {
 }
 
 void Registration::run() {
-  const std::string path = "/v1/instances/" + control::url_encode(opt_.service) + "/" +
-                           control::url_encode(opt_.id) + "/heartbeat";
+  const std::string path = "/v1/instances/" + net::url_encode(opt_.service) + "/" +
+                           net::url_encode(opt_.id) + "/heartbeat";
   std::chrono::milliseconds retry{500};
   bool warned = false;
   while (true) {
     std::string error;
-    auto token = control::read_token_file(opt_.token_file, &error);
+    auto token = net::read_token_file(opt_.token_file, &error);
     if (!token) {
       core::log_warn("control plane token: {}", error);
       if (!wait(opt_.heartbeat)) return;
@@ -102,8 +102,8 @@ void Registration::run() {
       if (!wait(opt_.heartbeat)) return;
       continue;
     }
-    control::HttpReply r =
-        control::http_call(server_, *token, "PUT", path, nullptr, options(opt_, &cancel_));
+    net::HttpReply r =
+        net::http_call(server_, *token, "PUT", path, nullptr, options(opt_, &cancel_));
     if (r.status == 404) {
       registered_ = false;  // forgotten (expired, or a new database): register again at once
       continue;
@@ -131,12 +131,12 @@ void Registration::stop() {
   if (thread_.joinable()) thread_.join();
   if (!registered_) return;
   std::string error;
-  auto token = control::read_token_file(opt_.token_file, &error);
+  auto token = net::read_token_file(opt_.token_file, &error);
   if (!token) return;
-  control::HttpReply r = control::http_call(
+  net::HttpReply r = net::http_call(
       server_, *token, "DELETE",
-      "/v1/instances/" + control::url_encode(opt_.service) + "/" + control::url_encode(opt_.id),
-      nullptr, options(opt_, nullptr));
+      "/v1/instances/" + net::url_encode(opt_.service) + "/" + net::url_encode(opt_.id), nullptr,
+      options(opt_, nullptr));
   if (r.status >= 200 && r.status < 300) {
     core::log_info("deregistered {}/{}", opt_.service, opt_.id);
   } else {

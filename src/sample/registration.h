@@ -10,7 +10,7 @@
 #include <string>
 #include <thread>
 
-#include "control/client.h"
+#include "net/http_client.h"
 
 namespace sluice::sample {
 
@@ -42,8 +42,8 @@ class Registration {
   bool wait(std::chrono::milliseconds d);  // false when stopping
 
   RegistrationOptions opt_;
-  control::ServerUrl server_;
-  control::CallCanceller cancel_;
+  net::ServerUrl server_;
+  net::CallCanceller cancel_;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -57,7 +57,7 @@ bool need_reason(const Args& a, int* rc) {
 namespace {
 
 // Explains a failed request on stderr; returns the exit code (1).
-int report(const Ctx& c, const control::HttpReply& r, const std::string& what) {
+int report(const Ctx& c, const net::HttpReply& r, const std::string& what) {
   if (r.status == 0) {
     std::fprintf(stderr, "sluice ctl: cannot reach control plane at %s: %s\n", c.server.url.c_str(),
                  r.error.c_str());
@@ -98,11 +98,11 @@ int report(const Ctx& c, const control::HttpReply& r, const std::string& what) {
 bool call(const Ctx& c, const std::string& method, const std::string& path, const json* body,
           const std::string& what, json* answer, int* rc) {
   std::string text = body ? body->dump() : "";
-  control::HttpOptions options;
+  net::HttpOptions options;
   options.user_agent = "sluice-ctl";
   options.ca_file = c.ca_file;
-  control::HttpReply r =
-      control::http_call(c.server, c.token, method, path, body ? &text : nullptr, options);
+  net::HttpReply r =
+      net::http_call(c.server, c.token, method, path, body ? &text : nullptr, options);
   if (r.status < 200 || r.status >= 300) {
     *rc = report(c, r, what);
     return false;

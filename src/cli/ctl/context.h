@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "control/client.h"
+#include "net/http_client.h"
 
 namespace sluice::cli::ctl {
 
@@ -36,7 +36,7 @@ struct Args {
 
 // The server and token a verb talks to (resolved from flags, environment and ctl.yaml).
 struct Ctx {
-  control::ServerUrl server;
+  net::ServerUrl server;
   std::string token;
   std::string token_source;  // for messages: the file, or SLUICE_TOKEN
   std::string ca_file;       // trust for an https:// server

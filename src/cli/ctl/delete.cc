@@ -4,7 +4,7 @@
 #include "cli/ctl/kinds.h"
 #include "cli/ctl/output.h"
 #include "cli/ctl/verb.h"
-#include "control/client.h"
+#include "net/http_client.h"
 
 namespace sluice::cli::ctl {
 
@@ -17,8 +17,8 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
   if (!kind) return usage_error("delete: unknown kind '" + a.words[0] + "'");
   if (!need_reason(a, &rc)) return rc;
   const std::string& name = a.words[1];
-  std::string path = "/v1/resources/" + *kind + "/" + control::url_encode(name) + "?";
-  if (a.reason && !a.reason->empty()) path += "reason=" + control::url_encode(*a.reason);
+  std::string path = "/v1/resources/" + *kind + "/" + net::url_encode(name) + "?";
+  if (a.reason && !a.reason->empty()) path += "reason=" + net::url_encode(*a.reason);
   if (a.dry_run) path += "&dry_run=true";
   json answer;
   if (!call(c, "DELETE", path, nullptr, "delete " + *kind + "/" + name + " refused", &answer, &rc))

@@ -3,7 +3,7 @@
 
 #include "cli/ctl/output.h"
 #include "cli/ctl/verb.h"
-#include "control/client.h"
+#include "net/http_client.h"
 
 namespace sluice::cli::ctl {
 
@@ -14,8 +14,8 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
   if (!a.words.empty()) return usage_error("events takes no arguments");
   std::string path = "/v1/events";
   std::string sep = "?";
-  if (!a.after.empty()) path += sep + "after=" + control::url_encode(a.after), sep = "&";
-  if (!a.limit.empty()) path += sep + "limit=" + control::url_encode(a.limit);
+  if (!a.after.empty()) path += sep + "after=" + net::url_encode(a.after), sep = "&";
+  if (!a.limit.empty()) path += sep + "limit=" + net::url_encode(a.limit);
   json answer;
   if (!call(c, "GET", path, nullptr, "events", &answer, &rc)) return rc;
   if (structured(a)) {

@@ -6,7 +6,7 @@
 #include "cli/ctl/output.h"
 #include "cli/ctl/verb.h"
 #include "cli/ctl/yaml_json.h"
-#include "control/client.h"
+#include "net/http_client.h"
 
 namespace sluice::cli::ctl {
 
@@ -63,7 +63,7 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
   if (a.words.size() == 2) {
     if (!kind) return usage_error("get all takes no NAME");
     const std::string& name = a.words[1];
-    std::string path = "/v1/resources/" + *kind + "/" + control::url_encode(name);
+    std::string path = "/v1/resources/" + *kind + "/" + net::url_encode(name);
     if (!call(c, "GET", path, nullptr, "get " + *kind + "/" + name, &answer, &rc)) return rc;
     if (structured(a)) {
       print_output(a, answer);

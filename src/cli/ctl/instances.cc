@@ -3,7 +3,7 @@
 
 #include "cli/ctl/output.h"
 #include "cli/ctl/verb.h"
-#include "control/client.h"
+#include "net/http_client.h"
 
 namespace sluice::cli::ctl {
 
@@ -15,7 +15,7 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
   if (a.words.size() == 1 && service.empty()) service = a.words[0];
   if (a.words.size() > 1) return usage_error("instances [SERVICE]");
   std::string path = "/v1/instances";
-  if (!service.empty()) path += "?service=" + control::url_encode(service);
+  if (!service.empty()) path += "?service=" + net::url_encode(service);
   json answer;
   if (!call(c, "GET", path, nullptr, "instances", &answer, &rc)) return rc;
   if (structured(a)) {

@@ -4,7 +4,7 @@
 
 #include "cli/ctl/output.h"
 #include "cli/ctl/verb.h"
-#include "control/client.h"
+#include "net/http_client.h"
 
 namespace sluice::cli::ctl {
 
@@ -68,7 +68,7 @@ int revoke(const Ctx& c, const Args& a) {
   if (a.words.size() != 1) return usage_error("tokens revoke ID");
   const std::string& id = a.words[0];
   json answer;
-  if (!call(c, "DELETE", "/v1/tokens/" + control::url_encode(id), nullptr, "tokens revoke " + id,
+  if (!call(c, "DELETE", "/v1/tokens/" + net::url_encode(id), nullptr, "tokens revoke " + id,
             &answer, &rc))
     return rc;
   if (structured(a)) {

@@ -3,7 +3,7 @@
 
 #include "cli/ctl/output.h"
 #include "cli/ctl/verb.h"
-#include "control/client.h"
+#include "net/http_client.h"
 
 namespace sluice::cli::ctl {
 
@@ -28,7 +28,7 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
     return kOk;
   }
   std::string path = "/v1/versions";
-  if (!a.limit.empty()) path += "?limit=" + control::url_encode(a.limit);
+  if (!a.limit.empty()) path += "?limit=" + net::url_encode(a.limit);
   if (!call(c, "GET", path, nullptr, "versions", &answer, &rc)) return rc;
   if (structured(a)) {
     print_output(a, answer);

@@ -32,13 +32,13 @@ class FakeControlPlane : public ControlTransport {
     std::string method, path, body;
   };
 
-  control::HttpReply call(const std::string&, const std::string& method, const std::string& path,
-                          const std::string* body, const control::HttpOptions& options) override {
+  net::HttpReply call(const std::string&, const std::string& method, const std::string& path,
+                      const std::string* body, const net::HttpOptions& options) override {
     std::unique_lock lock(mu_);
     calls_.push_back({method, path, body ? *body : ""});
     cv_.notify_all();
     if (method != "GET") {
-      control::HttpReply r;
+      net::HttpReply r;
       r.status = post_status_;
       return r;
     }
@@ -47,7 +47,7 @@ class FakeControlPlane : public ControlTransport {
     while (polls_.empty()) {
       if (options.canceller && options.canceller->cancelled()) {
         --parked_;
-        control::HttpReply r;
+        net::HttpReply r;
         r.error = "cancelled";
         return r;
       }
@@ -55,13 +55,13 @@ class FakeControlPlane : public ControlTransport {
       cv_.wait_for(lock, 5ms);
     }
     --parked_;
-    control::HttpReply r = std::move(polls_.front());
+    net::HttpReply r = std::move(polls_.front());
     polls_.pop_front();
     return r;
   }
 
   void reply(int status, std::string body = {}, std::string error = {}) {
-    control::HttpReply r;
+    net::HttpReply r;
     r.status = status;
     r.body = std::move(body);
     r.error = std::move(error);
@@ -108,7 +108,7 @@ class FakeControlPlane : public ControlTransport {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Call> calls_;
-  std::deque<control::HttpReply> polls_;
+  std::deque<net::HttpReply> polls_;
   int parked_ = 0;
   int post_status_ = 200;
 };

@@ -1,4 +1,4 @@
-#include "control/client.h"
+#include "net/http_client.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -16,7 +16,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace sluice::control {
+namespace sluice::net {
 
 namespace {
 
@@ -347,4 +347,4 @@ std::optional<std::string> read_token_file(const std::string& path, std::string*
   return token;
 }
 
-}  // namespace sluice::control
+}  // namespace sluice::net

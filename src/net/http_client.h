@@ -1,8 +1,8 @@
 // A small blocking HTTP/1.1 client for the control plane's API: one request per connection
 // (Connection: close), plain or TLS, with a deadline on connect and on every read and write, and
 // a way to abort a call that is waiting (a long poll) from another thread. Used by `sluice ctl`,
-// by a gateway's control-plane link and by the sample service's registration; never on a
-// request path.
+// by a gateway's control-plane link and by the sample service's registration, whose URL and
+// token file the config loader checks with the helpers below; never on a request path.
 #pragma once
 
 #include <chrono>
@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-namespace sluice::control {
+namespace sluice::net {
 
 struct ServerUrl {
   std::string url;  // as given (with http:// added when it had no scheme), for messages
@@ -67,4 +67,4 @@ std::string url_encode(const std::string& s);
 // be read or is empty.
 std::optional<std::string> read_token_file(const std::string& path, std::string* error);
 
-}  // namespace sluice::control
+}  // namespace sluice::net
