@@ -63,9 +63,7 @@ TEST(InlineFunctionTest, MoveTransfersOwnershipExactlyOnce) {
   EXPECT_EQ(owner.use_count(), 2);
   c(0, 0);
   EXPECT_EQ(calls, 1);
-  {
-    Handler d = std::move(c);
-  }
+  { Handler d = std::move(c); }
   EXPECT_EQ(owner.use_count(), 1);
 }
 

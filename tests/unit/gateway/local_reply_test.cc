@@ -15,14 +15,14 @@ std::string build(const LocalReply& r, size_t* body_bytes = nullptr) {
 
 TEST(LocalReplyTest, JsonErrorExactBytes) {
   size_t n = 0;
-  std::string out = build({.status = 404, .message = "no route matches this request",
-                           .request_id = "abc"},
-                          &n);
+  std::string out =
+      build({.status = 404, .message = "no route matches this request", .request_id = "abc"}, &n);
   const std::string body =
       "{\"error\":\"no route matches this request\",\"status\":404,\"request_id\":\"abc\"}\n";
-  EXPECT_EQ(out, "before|HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
-                 "Content-Length: " +
-                     std::to_string(body.size()) + "\r\nx-request-id: abc\r\n\r\n" + body);
+  EXPECT_EQ(out,
+            "before|HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+            "Content-Length: " +
+                std::to_string(body.size()) + "\r\nx-request-id: abc\r\n\r\n" + body);
   EXPECT_EQ(n, body.size());
 }
 
@@ -36,8 +36,9 @@ TEST(LocalReplyTest, CodeAndExtraMembersInOrder) {
   EXPECT_NE(out.find("\r\nx-request-id: r\r\nRetry-After: 3\r\nRateLimit-Limit: 10\r\n\r\n"),
             std::string::npos)
       << out;
-  EXPECT_TRUE(out.ends_with("{\"error\":\"rate limit exceeded\",\"code\":\"RATE_LIMITED\","
-                            "\"rule\":\"per-app\",\"status\":429,\"request_id\":\"r\"}\n"))
+  EXPECT_TRUE(
+      out.ends_with("{\"error\":\"rate limit exceeded\",\"code\":\"RATE_LIMITED\","
+                    "\"rule\":\"per-app\",\"status\":429,\"request_id\":\"r\"}\n"))
       << out;
 }
 
@@ -80,14 +81,15 @@ TEST(LocalReplyTest, RawFallbackBody) {
                            .request_id = "r",
                            .close = true},
                           &n);
-  EXPECT_EQ(out, "before|HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n"
-                 "x-request-id: r\r\nx-sluice-fallback: circuit-open\r\nConnection: close\r\n\r\n"
-                 "cached");
+  EXPECT_EQ(out,
+            "before|HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n"
+            "x-request-id: r\r\nx-sluice-fallback: circuit-open\r\nConnection: close\r\n\r\n"
+            "cached");
   EXPECT_EQ(n, 6u);
   // A fallback with status 503 is the operator's answer: no Retry-After is made up for it.
-  EXPECT_EQ(build({.status = 503, .raw = true, .content_type = "a/b", .body = "x"})
-                .find("Retry-After"),
-            std::string::npos);
+  EXPECT_EQ(
+      build({.status = 503, .raw = true, .content_type = "a/b", .body = "x"}).find("Retry-After"),
+      std::string::npos);
 }
 
 TEST(LocalReplyTest, ScratchCapacityReused) {

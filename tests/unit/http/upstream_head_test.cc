@@ -40,11 +40,12 @@ TEST(UpstreamHeadTest, PlainRequestExactBytes) {
   c.headers.add("Accept", "*/*");
   Built b = c.build();
   ASSERT_EQ(b.err, UpstreamHeadError::kNone);
-  EXPECT_EQ(b.out, "prefix|GET /x HTTP/1.1\r\n"
-                   "Host: api.example\r\n"
-                   "Accept: */*\r\n"
-                   "X-Forwarded-For: 10.0.0.9\r\n" +
-                       std::string(kTail) + "\r\n");
+  EXPECT_EQ(b.out,
+            "prefix|GET /x HTTP/1.1\r\n"
+            "Host: api.example\r\n"
+            "Accept: */*\r\n"
+            "X-Forwarded-For: 10.0.0.9\r\n" +
+                std::string(kTail) + "\r\n");
 }
 
 TEST(UpstreamHeadTest, HopByHopAndConnectionListedFieldsDropped) {
@@ -61,8 +62,8 @@ TEST(UpstreamHeadTest, HopByHopAndConnectionListedFieldsDropped) {
   c.headers.add("X-Kept", "k");
   Built b = c.build();
   ASSERT_EQ(b.err, UpstreamHeadError::kNone);
-  for (std::string_view gone : {"Connection", "Keep-Alive", "Upgrade", "TE:", "Trailer",
-                                "Proxy-", "x-secret", "websocket"}) {
+  for (std::string_view gone : {"Connection", "Keep-Alive", "Upgrade", "TE:", "Trailer", "Proxy-",
+                                "x-secret", "websocket"}) {
     EXPECT_EQ(b.out.find(gone), std::string::npos) << gone << " in " << b.out;
   }
   EXPECT_NE(b.out.find("\r\nX-Kept: k\r\n"), std::string::npos);
