@@ -275,13 +275,14 @@ TEST(HealthCheckerClockTest, UnhealthyAfterNFailuresHealthyAfterMPassesOnTheInte
   EXPECT_TRUE(seen.get().empty());
   next_check(clock, checker, probe, 3, 1s, false, "connect: refused");
   EXPECT_FALSE(checker.status()[0].healthy);
-  EXPECT_EQ(seen.get(), std::vector<bool>{false});
+  // on_change runs after the counts are visible (outside the checker's lock): wait for it.
+  EXPECT_TRUE(eventually([&] { return seen.get() == std::vector<bool>{false}; }));
   EXPECT_EQ(checker.status()[0].last_error, "connect: refused");
   next_check(clock, checker, probe, 4, 1s, true);
   EXPECT_FALSE(checker.status()[0].healthy);
   next_check(clock, checker, probe, 5, 1s, true);
   EXPECT_TRUE(checker.status()[0].healthy);
-  EXPECT_EQ(seen.get(), (std::vector<bool>{false, true}));
+  EXPECT_TRUE(eventually([&] { return seen.get() == std::vector<bool>{false, true}; }));
   checker.stop();
   auto st = checker.status();
   EXPECT_EQ(st[0].passes, 2u);
@@ -332,7 +333,8 @@ TEST(HealthCheckerClockTest, NoAnswerWithinTheTimeoutIsAFailureAndTheProbeIsCanc
   ASSERT_TRUE(eventually([&] { return checker.status()[0].failures == 1; }));
   EXPECT_EQ(checker.status()[0].last_error, "timeout");
   EXPECT_EQ(probe.cancelled(), std::vector<uint64_t>{probe.id(0)});
-  EXPECT_EQ(seen.get(), std::vector<bool>{false});
+  // on_change runs after the counts are visible (outside the checker's lock): wait for it.
+  EXPECT_TRUE(eventually([&] { return seen.get() == std::vector<bool>{false}; }));
   // A late answer of the cancelled probe counts for nothing.
   probe.answer(0, true);
   // The next check is an interval after the timeout, and its answer does count.
