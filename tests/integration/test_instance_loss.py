@@ -124,7 +124,10 @@ class DyingCityTest(SluiceTestCase):
                 "endpoints": [endpoint(x.address, city="a", zone="a1"),
                               endpoint(y.address, city="a", zone="a1"),
                               endpoint(z.address, city="b", zone="b1")],
-                "locality": {"prefer": "same_city"},
+                # One of two local instances down is half the tier: with the default 0.7 the
+                # balancer spills part of the traffic to city b, so the retry would reach the
+                # second local instance only sometimes. 0.5 keeps it in city a.
+                "locality": {"prefer": "same_city", "failover_threshold": 0.5},
             }],
             "routes": [route("pay", "pay", path_prefix="/")],
         })
