@@ -686,6 +686,18 @@ class Gateway(Proc):
     def metric(self, name, **labels):
         return metric_sum(self.metrics(), name, **labels)
 
+    def metric_reaching(self, name, target, timeout=5, **labels):
+        """A request is counted when its last byte has been handed to the socket, which can be
+        after the client has read the response: polls until the sum reaches `target` and returns
+        it (an overshoot is returned too, for the caller's assertEqual to show), or the last value
+        after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.metric(name, **labels)
+            if value >= target or time.monotonic() >= deadline:
+                return value
+            time.sleep(0.02)
+
     def reload(self, timeout=10):
         return http_request(self.admin, "POST", "/reload", body=b"", timeout=timeout)
 
