@@ -104,6 +104,20 @@ class GatewaySightings {
                           int64_t units_version) = 0;
 };
 
+// Which config version each gateway is served. Owned by the changes service while a staged
+// rollout runs (control/rollout/); without one (nullptr in the context), every gateway gets the
+// latest committed version.
+class VersionPlan {
+ public:
+  virtual ~VersionPlan() = default;
+  // The config version to serve `gateway` (of `city`; either may be empty for a gateway that did
+  // not say) when `latest` is the newest committed version.
+  virtual int64_t version_for(const std::string& gateway, const std::string& city,
+                              int64_t latest) const = 0;
+  // Moves whenever an answer of version_for may have changed (a stage reached, a rollback).
+  virtual int64_t generation() const = 0;
+};
+
 struct ServiceContext {
   Store& store;
   Auth& auth;
@@ -118,6 +132,7 @@ struct ServiceContext {
   EventLog* events = nullptr;
   GatewaySightings* sightings = nullptr;
   stats::StatsReader* stats = nullptr;  // what gateways reported, for later domains
+  VersionPlan* versions = nullptr;      // optional: nullptr serves the latest to every gateway
 
   // Runs periodic work; a failure is counted and logged, and retried on the next tick.
   void guarded(const char* what, const std::function<void()>& fn) const;
