@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
@@ -269,6 +270,11 @@ HttpReply http_call(const ServerUrl& server, const std::string& token, const std
     for (;;) {
       size_t n = secure ? secure->read_some(asio::buffer(buf), ec)
                         : plain.read_some(asio::buffer(buf), ec);
+      if (resp.size() + n > options.max_reply_bytes) {
+        r.error = "the answer is larger than " + std::to_string(options.max_reply_bytes) +
+                  " bytes; refused";
+        return r;
+      }
       resp.append(buf, n);
       if (ec) break;
     }
@@ -305,9 +311,17 @@ HttpReply http_call(const ServerUrl& server, const std::string& token, const std
     const std::string* cl = r.header("content-length");
     if (te && lower(*te).find("chunked") != std::string::npos) {
       r.body = decode_chunked(r.body);
-    } else if (cl) {
+    } else if (cl && method != "HEAD" && r.status != 204 && r.status != 304 && r.status >= 200) {
       size_t n = std::strtoul(cl->c_str(), nullptr, 10);
-      if (r.body.size() > n) r.body.resize(n);
+      if (r.body.size() < n) {
+        // Connection: close ends the body; a shorter one was cut off on the way.
+        r.error = "the answer ended after " + std::to_string(r.body.size()) + " of " +
+                  std::to_string(n) + " body bytes";
+        r.status = 0;
+        r.body.clear();
+        return r;
+      }
+      r.body.resize(n);
     }
   } catch (const std::exception& e) {
     r.status = 0;
@@ -332,14 +346,35 @@ std::string url_encode(const std::string& s) {
 }
 
 std::optional<std::string> read_token_file(const std::string& path, std::string* error) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    *error = path + ": " + std::string(std::strerror(errno));
+    return std::nullopt;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    *error = path + ": not a regular file";
+    return std::nullopt;
+  }
+  if (static_cast<size_t>(st.st_size) > kMaxTokenFileBytes) {
+    *error = path + ": larger than " + std::to_string(kMaxTokenFileBytes / 1024) +
+             " KiB; is this the token file?";
+    return std::nullopt;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     *error = path + ": " + std::string(std::strerror(errno));
     return std::nullopt;
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  std::string token = trim(ss.str());
+  // Read at most the bound: the file may have grown since stat.
+  std::string content(kMaxTokenFileBytes + 1, '\0');
+  in.read(content.data(), static_cast<std::streamsize>(content.size()));
+  content.resize(static_cast<size_t>(in.gcount()));
+  if (content.size() > kMaxTokenFileBytes) {
+    *error = path + ": larger than " + std::to_string(kMaxTokenFileBytes / 1024) +
+             " KiB; is this the token file?";
+    return std::nullopt;
+  }
+  std::string token = trim(content);
   if (token.empty()) {
     *error = path + ": the token file is empty";
     return std::nullopt;

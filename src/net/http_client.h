@@ -53,6 +53,9 @@ struct HttpOptions {
   std::string ca_file;                          // TLS: trust these (PEM) instead of the system's
   std::string user_agent = "sluice";
   CallCanceller* canceller = nullptr;
+  // A longer answer (head and body as received) is an error, not a string that grows until
+  // the process runs out of memory: a gateway's whole config for a large fleet is a few MiB.
+  size_t max_reply_bytes = 64 << 20;
 };
 
 // `body` null: no body. `content_type` is sent with a body.
@@ -64,7 +67,9 @@ HttpReply http_call(const ServerUrl& server, const std::string& token, const std
 std::string url_encode(const std::string& s);
 
 // A token file's content without surrounding whitespace; nullopt with `error` set when it cannot
-// be read or is empty.
+// be read, is not a regular file (a FIFO would block the reader), is larger than
+// kMaxTokenFileBytes, or is empty.
+inline constexpr size_t kMaxTokenFileBytes = 64 << 10;
 std::optional<std::string> read_token_file(const std::string& path, std::string* error);
 
 }  // namespace sluice::net

@@ -116,6 +116,20 @@ TEST(ReadTokenFile, EmptyOrMissingIsAnErrorNamingThePath) {
   EXPECT_EQ(error, "/nonexistent/sluice/token: No such file or directory");
 }
 
+TEST(ReadTokenFile, RefusesWhatCannotBeAToken) {
+  TempFile big(std::string(kMaxTokenFileBytes + 1, 'x'));
+  std::string error;
+  EXPECT_FALSE(read_token_file(big.path(), &error));
+  EXPECT_EQ(error, big.path() + ": larger than 64 KiB; is this the token file?");
+  TempFile at_bound(std::string(kMaxTokenFileBytes, 'y'));
+  auto token = read_token_file(at_bound.path(), &error);
+  ASSERT_TRUE(token) << error;
+  EXPECT_EQ(token->size(), kMaxTokenFileBytes);
+  error.clear();
+  EXPECT_FALSE(read_token_file("/tmp", &error));  // a FIFO or a directory would block or fail
+  EXPECT_EQ(error, "/tmp: not a regular file");
+}
+
 // One-connection HTTP peer on an ephemeral loopback port: reads the request head (and a body by
 // Content-Length), hands it to `answer`, which may write a reply or wait; then closes.
 class Peer {
@@ -239,6 +253,39 @@ TEST(HttpCall, ContentLengthCutsTrailingBytesAndNoTokenNoAuthorization) {
   EXPECT_EQ(r.body, "ok");
   EXPECT_EQ(peer.request().find("Authorization"), std::string::npos);
   EXPECT_EQ(peer.request().find("Content-Length"), std::string::npos);
+}
+
+TEST(HttpCall, AnAnswerLargerThanTheBoundIsRefused) {
+  Peer peer([](int fd, const std::string&) {
+    write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" +
+                      std::string(100000, 'z'));
+  });
+  HttpOptions o = quick();
+  o.max_reply_bytes = 50000;
+  HttpReply r = http_call(peer.url(), "", "GET", "/v1/gateway-config", nullptr, o);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.error, "the answer is larger than 50000 bytes; refused");
+  EXPECT_EQ(r.body, "");
+}
+
+TEST(HttpCall, ABodyShorterThanItsContentLengthIsAnError) {
+  Peer peer([](int fd, const std::string&) {
+    write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{\"a\":");
+  });
+  HttpReply r = http_call(peer.url(), "", "GET", "/v1/resources", nullptr, quick());
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.error, "the answer ended after 5 of 10 body bytes");
+  EXPECT_EQ(r.body, "");
+}
+
+TEST(HttpCall, NotModifiedWithAContentLengthHasNoBody) {
+  Peer peer([](int fd, const std::string&) {
+    write_all(fd, "HTTP/1.1 304 Not Modified\r\nContent-Length: 42\r\n\r\n");
+  });
+  HttpReply r = http_call(peer.url(), "", "GET", "/v1/gateway-config", nullptr, quick());
+  EXPECT_EQ(r.error, "");
+  EXPECT_EQ(r.status, 304);
+  EXPECT_EQ(r.body, "");
 }
 
 TEST(HttpCall, AnAnswerThatIsNotHttpIsAnError) {
