@@ -187,23 +187,31 @@ class FakeProbe : public HealthProbe {
   std::vector<uint64_t> cancelled_;
 };
 
-// Waits (bounded) for something the checker thread does after an event the test caused.
-bool eventually(const std::function<bool()>& done) {
-  const auto end = std::chrono::steady_clock::now() + 5s;
+// Waits (bounded) for something another thread does after an event the test caused.
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds deadline = 5000ms) {
+  const auto end = std::chrono::steady_clock::now() + deadline;
   while (!done()) {
     if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::yield();
+    std::this_thread::sleep_for(1ms);
   }
   return true;
 }
 
-config::HealthCheck clocked_check(uint32_t healthy_threshold, uint32_t unhealthy_threshold) {
+// The schedule of a check: exact on an injected clock, or fast and jittered on the real one.
+struct Schedule {
+  std::chrono::nanoseconds interval, jitter, timeout;
+};
+constexpr Schedule kOnTheTestClock{1s, 0ns, 500ms};
+constexpr Schedule kFastRealTime{20ms, 5ms, 200ms};
+
+config::HealthCheck make_check(uint32_t healthy_threshold, uint32_t unhealthy_threshold,
+                               Schedule schedule = kOnTheTestClock) {
   config::HealthCheck c;
   c.enabled = true;
   c.path = "/healthz";
-  c.interval = 1s;
-  c.jitter = 0ns;  // exact schedule
-  c.timeout = 500ms;
+  c.interval = std::chrono::duration_cast<decltype(c.interval)>(schedule.interval);
+  c.jitter = std::chrono::duration_cast<decltype(c.jitter)>(schedule.jitter);
+  c.timeout = std::chrono::duration_cast<decltype(c.timeout)>(schedule.timeout);
   c.healthy_threshold = healthy_threshold;
   c.unhealthy_threshold = unhealthy_threshold;
   return c;
@@ -255,7 +263,7 @@ void next_check(core::ManualClock& clock, HealthChecker& checker, FakeProbe& pro
   ASSERT_TRUE(probe.wait_started(n)) << "check " << n << " did not start";
   const uint64_t total = checker.status()[0].passes + checker.status()[0].failures;
   probe.answer(n - 1, pass, std::move(error));
-  ASSERT_TRUE(eventually([&] {
+  ASSERT_TRUE(wait_until([&] {
     auto st = checker.status();
     return st[0].passes + st[0].failures == total + 1;
   }));
@@ -266,7 +274,7 @@ TEST(HealthCheckerClockTest, UnhealthyAfterNFailuresHealthyAfterMPassesOnTheInte
   FakeProbe probe;
   HealthChecker checker(clock, probe);
   Seen seen;
-  checker.set_targets({clocked_target(clocked_check(2, 3), seen.callback())});
+  checker.set_targets({clocked_target(make_check(2, 3), seen.callback())});
   checker.start();
   // The first check at once (no jitter), then one per interval after the previous one ended.
   next_check(clock, checker, probe, 1, 0s, false, "status 503");
@@ -276,13 +284,13 @@ TEST(HealthCheckerClockTest, UnhealthyAfterNFailuresHealthyAfterMPassesOnTheInte
   next_check(clock, checker, probe, 3, 1s, false, "connect: refused");
   EXPECT_FALSE(checker.status()[0].healthy);
   // on_change runs after the counts are visible (outside the checker's lock): wait for it.
-  EXPECT_TRUE(eventually([&] { return seen.get() == std::vector<bool>{false}; }));
+  EXPECT_TRUE(wait_until([&] { return seen.get() == std::vector<bool>{false}; }));
   EXPECT_EQ(checker.status()[0].last_error, "connect: refused");
   next_check(clock, checker, probe, 4, 1s, true);
   EXPECT_FALSE(checker.status()[0].healthy);
   next_check(clock, checker, probe, 5, 1s, true);
   EXPECT_TRUE(checker.status()[0].healthy);
-  EXPECT_TRUE(eventually([&] { return seen.get() == std::vector<bool>{false, true}; }));
+  EXPECT_TRUE(wait_until([&] { return seen.get() == std::vector<bool>{false, true}; }));
   checker.stop();
   auto st = checker.status();
   EXPECT_EQ(st[0].passes, 2u);
@@ -294,10 +302,10 @@ TEST(HealthCheckerClockTest, ProbeAsksForThePathAndHost) {
   core::ManualClock clock;
   FakeProbe probe;
   HealthChecker checker(clock, probe);
-  auto check = clocked_check(1, 1);
+  auto check = make_check(1, 1);
   check.path = "/ready?deep=1";
   checker.set_targets({clocked_target(check),
-                       clocked_target(clocked_check(1, 1), nullptr, "other", "backend:8080")});
+                       clocked_target(make_check(1, 1), nullptr, "other", "backend:8080")});
   checker.start();
   ASSERT_TRUE(probe.wait_started(2));
   std::vector<ProbeRequest> r = {probe.request(0), probe.request(1)};
@@ -322,7 +330,7 @@ TEST(HealthCheckerClockTest, NoAnswerWithinTheTimeoutIsAFailureAndTheProbeIsCanc
   FakeProbe probe;
   HealthChecker checker(clock, probe);
   Seen seen;
-  checker.set_targets({clocked_target(clocked_check(1, 1), seen.callback())});
+  checker.set_targets({clocked_target(make_check(1, 1), seen.callback())});
   checker.start();
   ASSERT_TRUE(probe.wait_started(1));
   clock.advance(500ms - 1ns);
@@ -330,11 +338,11 @@ TEST(HealthCheckerClockTest, NoAnswerWithinTheTimeoutIsAFailureAndTheProbeIsCanc
   EXPECT_EQ(checker.status()[0].failures, 0u);
   clock.advance(1ns);
   checker.wake();
-  ASSERT_TRUE(eventually([&] { return checker.status()[0].failures == 1; }));
+  ASSERT_TRUE(wait_until([&] { return checker.status()[0].failures == 1; }));
   EXPECT_EQ(checker.status()[0].last_error, "timeout");
   EXPECT_EQ(probe.cancelled(), std::vector<uint64_t>{probe.id(0)});
   // on_change runs after the counts are visible (outside the checker's lock): wait for it.
-  EXPECT_TRUE(eventually([&] { return seen.get() == std::vector<bool>{false}; }));
+  EXPECT_TRUE(wait_until([&] { return seen.get() == std::vector<bool>{false}; }));
   // A late answer of the cancelled probe counts for nothing.
   probe.answer(0, true);
   // The next check is an interval after the timeout, and its answer does count.
@@ -350,7 +358,7 @@ TEST(HealthCheckerClockTest, ChecksAreSpreadOverTheJitter) {
   core::ManualClock clock;
   FakeProbe probe;
   HealthChecker checker(clock, probe);
-  auto check = clocked_check(1, 1);
+  auto check = make_check(1, 1);
   check.jitter = 100ms;
   std::vector<HealthChecker::Target> targets;
   for (int i = 0; i < 20; ++i)
@@ -363,7 +371,7 @@ TEST(HealthCheckerClockTest, ChecksAreSpreadOverTheJitter) {
   checker.wake();
   ASSERT_TRUE(probe.wait_started(20));
   for (size_t i = 0; i < 20; ++i) probe.answer(i, true);
-  ASSERT_TRUE(eventually([&] {
+  ASSERT_TRUE(wait_until([&] {
     uint64_t passes = 0;
     for (const auto& st : checker.status()) passes += st.passes;
     return passes == 20;
@@ -383,17 +391,17 @@ TEST(HealthCheckerClockTest, ReloadKeepsStateAndTellsTheNewConsumerOnce) {
   FakeProbe probe;
   HealthChecker checker(clock, probe);
   Seen first, second, fresh;
-  checker.set_targets({clocked_target(clocked_check(1, 2), first.callback())});
+  checker.set_targets({clocked_target(make_check(1, 2), first.callback())});
   checker.start();
   next_check(clock, checker, probe, 1, 0s, false, "status 500");
   next_check(clock, checker, probe, 2, 1s, false, "status 500");
   ASSERT_EQ(first.get(), std::vector<bool>{false});
 
-  auto other_path = clocked_check(1, 2);
+  auto other_path = make_check(1, 2);
   other_path.path = "/other";
-  checker.set_targets({clocked_target(clocked_check(1, 2), second.callback()),
+  checker.set_targets({clocked_target(make_check(1, 2), second.callback()),
                        clocked_target(other_path, fresh.callback())});
-  ASSERT_TRUE(eventually([&] { return second.get().size() == 1; }));
+  ASSERT_TRUE(wait_until([&] { return second.get().size() == 1; }));
   EXPECT_EQ(second.get(), std::vector<bool>{false});
   auto st = checker.status();
   ASSERT_EQ(st.size(), 2u);
@@ -413,11 +421,11 @@ TEST(HealthCheckerClockTest, RemovedTargetIsCancelledAndNotCheckedAgain) {
   core::ManualClock clock;
   FakeProbe probe;
   HealthChecker checker(clock, probe);
-  checker.set_targets({clocked_target(clocked_check(1, 1))});
+  checker.set_targets({clocked_target(make_check(1, 1))});
   checker.start();
   ASSERT_TRUE(probe.wait_started(1));
   checker.set_targets({});
-  ASSERT_TRUE(eventually([&] { return probe.cancelled().size() == 1; }));
+  ASSERT_TRUE(wait_until([&] { return probe.cancelled().size() == 1; }));
   EXPECT_EQ(probe.cancelled()[0], probe.id(0));
   probe.answer(0, false, "late");  // ignored
   clock.advance(1h);
@@ -431,7 +439,7 @@ TEST(HealthCheckerClockTest, StopCancelsTheCheckInFlightAndStartResumes) {
   core::ManualClock clock;
   FakeProbe probe;
   HealthChecker checker(clock, probe);
-  checker.set_targets({clocked_target(clocked_check(1, 1))});
+  checker.set_targets({clocked_target(make_check(1, 1))});
   checker.start();
   ASSERT_TRUE(probe.wait_started(1));
   checker.stop();
@@ -441,7 +449,7 @@ TEST(HealthCheckerClockTest, StopCancelsTheCheckInFlightAndStartResumes) {
   checker.start();
   ASSERT_TRUE(probe.wait_started(2));  // re-armed: checked at once again
   probe.answer(1, false, "status 503");
-  ASSERT_TRUE(eventually([&] { return checker.status()[0].failures == 1; }));
+  ASSERT_TRUE(wait_until([&] { return checker.status()[0].failures == 1; }));
   EXPECT_FALSE(checker.status()[0].healthy);
   checker.stop();
 }
@@ -451,7 +459,7 @@ TEST(HealthCheckerClockTest, ThrowingConsumerDoesNotStopTheChecks) {
   FakeProbe probe;
   HealthChecker checker(clock, probe);
   std::atomic<int> calls{0};
-  checker.set_targets({clocked_target(clocked_check(1, 1), [&](bool) {
+  checker.set_targets({clocked_target(make_check(1, 1), [&](bool) {
     ++calls;
     throw std::runtime_error("consumer bug");
   })});
@@ -588,27 +596,6 @@ class ScriptedServer {
 };
 
 using Reply = ScriptedServer::Reply;
-
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds deadline = 2000ms) {
-  const auto end = std::chrono::steady_clock::now() + deadline;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
-}
-
-config::HealthCheck fast_check(uint32_t healthy_threshold, uint32_t unhealthy_threshold) {
-  config::HealthCheck c;
-  c.enabled = true;
-  c.path = "/healthz";
-  c.interval = 20ms;
-  c.jitter = 5ms;
-  c.timeout = 200ms;
-  c.healthy_threshold = healthy_threshold;
-  c.unhealthy_threshold = unhealthy_threshold;
-  return c;
-}
 
 // What an on_change saw: the new state, how many requests the server had answered and the
 // checker's totals at that moment.
@@ -763,7 +750,7 @@ TEST(HealthCheckerTest, ProductionCheckerFollowsARealEndpointDownAndUp) {
   ScriptedServer server([](int n) { return n <= 3 ? Reply::k503 : Reply::k200; });
   HealthChecker checker;
   Changes changes;
-  checker.set_targets({make_target(server, fast_check(2, 3), changes.callback(checker, server))});
+  checker.set_targets({make_target(server, make_check(2, 3, kFastRealTime), changes.callback(checker, server))});
   checker.start();
   ASSERT_TRUE(wait_until([&] { return changes.size() >= 2; }, 5000ms));
   checker.stop();
@@ -778,7 +765,7 @@ TEST(HealthCheckerTest, ProductionCheckerFollowsARealEndpointDownAndUp) {
 
 TEST(HealthCheckerTest, ProductionCheckerTimesOutASilentEndpointAndStopsAtOnce) {
   ScriptedServer server([](int) { return Reply::kSilent; });
-  auto check = fast_check(1, 1);
+  auto check = make_check(1, 1, kFastRealTime);
   check.timeout = 30ms;
   HealthChecker checker;
   Changes changes;
