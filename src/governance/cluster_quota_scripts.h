@@ -51,7 +51,7 @@ local function share(key, member, demand, now, rate, burst, asked)
           total = total + d
           others[#others + 1] = {m, d}
         else
-          redis.call('HDEL', key, 'v:' .. m, 'd:' .. m, 'c:' .. m, 't:' .. m)
+          redis.call('HDEL', key, 'v:' .. m, 'd:' .. m, 'c:' .. m, 't:' .. m, 'f:' .. m)
         end
       end
     end
@@ -71,21 +71,43 @@ local function share(key, member, demand, now, rate, burst, asked)
     return math.min(cap, c)
   end
   local reserved = 0
-  for _, o in ipairs(others) do reserved = reserved + credit_of(o[1], weight_of(o[2])) end
+  local others_f = nil
+  for _, o in ipairs(others) do
+    reserved = reserved + credit_of(o[1], weight_of(o[2]))
+    local f = tonumber(h['f:' .. o[1]])
+    if f ~= nil and (others_f == nil or f < others_f) then others_f = f end
+  end
   local weight = weight_of(demand)
   -- What this gateway can expect to get at once: its lease, or its share of the burst if that
   -- is smaller (the wait is computed for it, else a gateway would wait for a lease it can never
   -- be granted whole).
   local target = math.min(asked, math.max(1, math.floor(burst * weight)))
-  return h, credit_of(member, weight), weight, reserved, target
+  -- Virtual time (weighted fair queueing): each grant moves a gateway's f by tokens / weight, so
+  -- equal f means shares in proportion to the weights. The gateway furthest behind (lowest f) is
+  -- owed most: when the credits add up to more than the key holds, it may take a whole token
+  -- that its proportional part (a fraction) would not give it. Without that, the gateway that
+  -- calls most often takes every token the moment its fraction reaches one, and the others'
+  -- fractions never do. A gateway new to the key, or idle, starts at most one share of the burst
+  -- behind the others (it is owed its turn, not a backlog).
+  local f = tonumber(h['f:' .. member])
+  if others_f ~= nil then
+    local floor = others_f - math.max(1, burst * weight) / weight
+    if f == nil or f < floor then f = math.max(floor, 0) end
+  elseif f == nil then
+    f = 0
+  end
+  local owed = others_f == nil or f <= others_f
+  return h, credit_of(member, weight), weight, reserved, target, owed, f
 end
 
 -- What this gateway may take of `room`: all of it but the others' credits; when the credits add
 -- up to more than the room, the room split in proportion to the credits.
-local function available(room, credit, reserved)
+local function available(room, credit, reserved, owed)
   if room <= 0 then return 0 end
   if credit + reserved <= room then return room - reserved end
-  return room * credit / (credit + reserved)
+  local part = room * credit / (credit + reserved)
+  if owed and part < 1 and room >= 1 and credit >= 1 then return 1 end
+  return part
 end
 )lua";
 
@@ -100,8 +122,8 @@ local burst = tonumber(ARGV[3])
 local asked = tonumber(ARGV[4])
 local member = ARGV[6]
 local rate = requests / per
-local v, credit, weight, reserved, target = share(KEYS[1], member, tonumber(ARGV[7]), now, rate,
-                                                 burst, asked)
+local v, credit, weight, reserved, target, owed, f =
+    share(KEYS[1], member, tonumber(ARGV[7]), now, rate, burst, asked)
 local tokens = tonumber(v['tk'])
 local ts = tonumber(v['ts'])
 if tokens == nil or ts == nil then
@@ -111,7 +133,7 @@ elseif now > ts then
   tokens = math.min(burst, tokens + (now - ts) * rate)
   ts = now
 end
-local avail = available(tokens, credit, reserved)
+local avail = available(tokens, credit, reserved, owed)
 local granted = math.floor(math.min(asked, avail))
 if granted < 0 then granted = 0 end
 tokens = tokens - granted
@@ -119,14 +141,15 @@ credit = math.max(0, credit - granted)
 local wait = 0
 if granted < asked then
   -- What is not reserved grows at least at this gateway's share of the rate.
-  wait = math.max((math.min(target, burst) - tokens) / rate,
-                  (target - (avail - granted)) / (rate * weight))
+  wait = (math.min(target, burst) - tokens) / rate
+  if not owed then wait = math.max(wait, (target - (avail - granted)) / (rate * weight)) end
   wait = math.ceil(wait)
   if wait < 1000 then wait = 1000 end
 end
 redis.call('HSET', KEYS[1], 'tk', string.format('%.17g', tokens), 'ts', string.format('%.17g', ts),
            'd:' .. member, ARGV[7], 'v:' .. member, string.format('%.17g', now + wait + tonumber(ARGV[8])),
-           'c:' .. member, string.format('%.17g', credit), 't:' .. member, string.format('%.17g', now))
+           'c:' .. member, string.format('%.17g', credit), 't:' .. member, string.format('%.17g', now),
+           'f:' .. member, string.format('%.17g', f + granted / weight))
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return {granted, math.floor(tokens), wait, math.ceil((burst - tokens) / rate)}
 )lua";
@@ -135,7 +158,7 @@ return {granted, math.floor(tokens), wait, math.ceil((burst - tokens) / rate)}
 // burst, count, member, now.
 inline constexpr const char* kBucketReturnScript = R"lua(
 local m = ARGV[5]
-redis.call('HDEL', KEYS[1], 'v:' .. m, 'd:' .. m, 'c:' .. m, 't:' .. m)
+redis.call('HDEL', KEYS[1], 'v:' .. m, 'd:' .. m, 'c:' .. m, 't:' .. m, 'f:' .. m)
 local v = redis.call('HMGET', KEYS[1], 'tk', 'ts')
 local tokens = tonumber(v[1])
 local ts = tonumber(v[2])
@@ -169,8 +192,8 @@ local asked = tonumber(ARGV[3])
 local w = math.floor(now / per)
 local member = ARGV[5]
 local rate = limit / per
-local h, credit, fair, reserved, target = share(KEYS[1], member, tonumber(ARGV[6]), now, rate,
-                                               limit, asked)
+local h, credit, fair, reserved, target, owed, f =
+    share(KEYS[1], member, tonumber(ARGV[6]), now, rate, limit, asked)
 local sw = tonumber(h['w'])
 local c = tonumber(h['c']) or 0
 local p = tonumber(h['p']) or 0
@@ -187,7 +210,7 @@ local elapsed = now - w * per
 if elapsed < 0 then elapsed = 0 end
 local rest = per - elapsed
 local weight = 1 - elapsed / per
-local avail = available(limit - (p * weight + c), credit, reserved)
+local avail = available(limit - (p * weight + c), credit, reserved, owed)
 local granted = math.floor(math.min(asked, avail))
 if granted < 0 then granted = 0 end
 c = c + granted
@@ -201,12 +224,13 @@ if granted < asked then
     wait = rest
   end
   if wait > rest then wait = rest end
-  wait = math.max(wait, (target - (avail - granted)) / (rate * fair))
+  if not owed then wait = math.max(wait, (target - (avail - granted)) / (rate * fair)) end
   if wait < 1000 then wait = 1000 end
 end
 redis.call('HSET', KEYS[1], 'w', string.format('%.17g', w), 'c', c, 'p', p,
            'd:' .. member, ARGV[6], 'v:' .. member, string.format('%.17g', now + wait + tonumber(ARGV[7])),
-           'c:' .. member, string.format('%.17g', credit), 't:' .. member, string.format('%.17g', now))
+           'c:' .. member, string.format('%.17g', credit), 't:' .. member, string.format('%.17g', now),
+           'f:' .. member, string.format('%.17g', f + granted / fair))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 local remaining = math.floor(limit - (p * weight + c))
 if remaining < 0 then remaining = 0 end
@@ -220,7 +244,7 @@ return {granted, remaining, math.ceil(wait), math.ceil(reset), w}
 // shares. KEYS[1]; ARGV: count, window, member.
 inline constexpr const char* kWindowReturnScript = R"lua(
 local m = ARGV[3]
-redis.call('HDEL', KEYS[1], 'v:' .. m, 'd:' .. m, 'c:' .. m, 't:' .. m)
+redis.call('HDEL', KEYS[1], 'v:' .. m, 'd:' .. m, 'c:' .. m, 't:' .. m, 'f:' .. m)
 local v = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')
 local sw = tonumber(v[1])
 if sw == nil then return 0 end

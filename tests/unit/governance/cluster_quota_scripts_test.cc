@@ -116,10 +116,12 @@ TEST_F(QuotaScriptsTest, OtherGatewaysCreditIsReserved) {
   // b's reserved share is still there for b, whatever order the calls came in: the 5 left are
   // split by the credits (b 5, a 1), 4.17 for b.
   EXPECT_EQ(lease(false, "b", 100, 5, kT0).granted, 4);
-  // One token left, credits 1 and 1: half a token each, so neither gets it at this instant (the
-  // bucket keeps it; it is not lost, and the next refill makes it whole).
-  EXPECT_EQ(lease(false, "a", 100, 1, kT0).granted, 0);
-  EXPECT_EQ(lease(false, "a", 100, 1, kT0 + 20'000).granted, 1);  // + 20 ms: two more tokens
+  // One token left, credits 1 and 1: half a token each by proportion, but a is owed as much as
+  // b (1 of a cap of 5 each), so it takes the whole token rather than no one getting it; b then
+  // finds the bucket empty until the refill.
+  EXPECT_EQ(lease(false, "a", 100, 1, kT0).granted, 1);
+  EXPECT_EQ(lease(false, "b", 100, 1, kT0).granted, 0);
+  EXPECT_EQ(lease(false, "b", 100, 1, kT0 + 20'000).granted, 1);  // + 20 ms: two more tokens
 }
 
 // A gateway that returns its lease leaves the shares at once; one that stops calling leaves
@@ -142,26 +144,29 @@ TEST_F(QuotaScriptsTest, GatewayLeavesTheSharesOnReturnOrAfterItsHold) {
   EXPECT_EQ(redis_.command({"HEXISTS", "b", "v:b"}), "0");
 }
 
-// Issue 11: under overload, shares follow demand and do not depend on who calls first. Token
-// bucket only: the same model on the sliding window gave 151/143 (294 of 300) for equal demand
-// and 251/43 (85%) for 3:1 on 2026-12-07, outside these bounds; the real-time test
-// (cluster_quota_test.cc, SharesFollowDemand) holds it to +-10%. Open: see docs/cluster-limits.md.
+// Issue 11: under overload, shares follow demand and do not depend on who calls first. The
+// sliding window used to give 151/143 for equal demand and 251/43 (85%) for 3:1: its credits
+// (a share of the whole limit) were far larger than the room a window has left (a token or two),
+// the proportional parts of that room were fractions, and the gateway that called most often took
+// each token the moment its fraction reached one. A gateway owed most now takes a whole token.
 TEST_F(QuotaScriptsTest, OverloadSharesFollowDemandWhateverTheOrder) {
-  for (bool sliding : {false}) {
+  for (bool sliding : {false, true}) {
     const char* name = sliding ? "window" : "bucket";
     // Warm-up second (the bucket's burst, the window's first count), then 3 s measured.
     overload(sliding, 1000, 1000, kT0, 1'000'000);
     auto [a, b] = overload(sliding, 1000, 1000, kT0 + 1'000'000, 3'000'000);
     std::printf("[ figures  ] %s, equal demand: a %lld, b %lld in 3 s\n", name,
                 static_cast<long long>(a), static_cast<long long>(b));
-    // The limit: 100/s (no burst left after the warm-up; the window may be off by one lease).
-    EXPECT_NEAR(static_cast<double>(a + b), 300.0, 3.0) << name;
+    // The limit: 100/s (no burst left after the warm-up). The window admits up to 1% less: a
+    // window's leftover fractions of a token are lost when it slides (docs/cluster-limits.md).
+    const double total_slack = sliding ? 4.5 : 1.0;
+    EXPECT_NEAR(static_cast<double>(a + b), 300.0, total_slack) << name;
     EXPECT_NEAR(static_cast<double>(a) / static_cast<double>(b), 1.0, 0.1) << name;
 
     auto [a3, b3] = overload(sliding, 3000, 1000, kT0 + 4'000'000, 3'000'000);
     std::printf("[ figures  ] %s, demand 3:1: a %lld, b %lld in 3 s\n", name,
                 static_cast<long long>(a3), static_cast<long long>(b3));
-    EXPECT_NEAR(static_cast<double>(a3 + b3), 300.0, 3.0) << name;
+    EXPECT_NEAR(static_cast<double>(a3 + b3), 300.0, total_slack) << name;
     EXPECT_NEAR(static_cast<double>(a3) / static_cast<double>(a3 + b3), 0.75, 0.05) << name;
     redis_.command({"DEL", "b", "w"});
   }
