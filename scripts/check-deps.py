@@ -8,8 +8,11 @@ module, the modules it may use, and writes them to <build>/sluice-modules.txt as
   - an include climbs out of its folder ("../x.h"), which would dodge the rule above,
   - a file in src/ has the path of a system header (src/net/if.h would hide <net/if.h>),
   - a folder of src/ is not a declared module, or a declaration names an unknown module,
-  - the declared graph has a cycle (modules depend downwards only).
+  - the declared graph has a cycle (modules depend downwards only),
+  - with --tests: a test in <tests>/<m>/ includes "x/..." for a module x that m does not use,
+    directly or through its dependencies (a module's tests use what the module may use).
 Usage: scripts/check-deps.py [--modules build/release/sluice-modules.txt] [--src src]
+                             [--tests tests/unit]
 """
 
 import argparse
@@ -120,6 +123,46 @@ def check_sources(modules, src):
     return errors
 
 
+def reachable(modules, m):
+    """The modules m uses, directly or through its dependencies."""
+    seen, todo = set(), list(modules.get(m, []))
+    while todo:
+        d = todo.pop()
+        if d not in seen:
+            seen.add(d)
+            todo.extend(modules.get(d, []))
+    return seen
+
+
+def check_tests(modules, tests, src):
+    errors = []
+    for folder in sorted(e.name for e in os.scandir(tests) if e.is_dir()):
+        if folder not in modules:
+            continue  # shared test helpers
+        allowed = reachable(modules, folder) | {folder}
+        for dirpath, dirnames, filenames in os.walk(os.path.join(tests, folder)):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if not name.endswith(SOURCE_SUFFIXES):
+                    continue
+                path = os.path.join(dirpath, name)
+                with open(path, encoding='utf-8', errors='replace') as f:
+                    for n, line in enumerate(f, 1):
+                        match = INCLUDE.match(line)
+                        if not match:
+                            continue
+                        target = match.group(1) or match.group(2)
+                        if match.group(2) and not os.path.isfile(os.path.join(src, target)):
+                            continue
+                        top = target.split('/', 1)[0] if '/' in target else None
+                        if top is None or top not in modules or top in allowed:
+                            continue
+                        errors.append(f'{path}:{n}: a test of module {folder} includes '
+                                      f'"{target}", which {folder} does not use (it may use: '
+                                      f'{" ".join(sorted(allowed))})')
+    return errors
+
+
 def main(argv=None):
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.dirname(here)
@@ -128,6 +171,7 @@ def main(argv=None):
                         default=os.path.join(repo, 'build', 'release', 'sluice-modules.txt'),
                         help='the list CMake wrote (default: build/release/sluice-modules.txt)')
     parser.add_argument('--src', default=os.path.join(repo, 'src'), help='the source root')
+    parser.add_argument('--tests', help='a test root with one folder per module (tests/unit)')
     args = parser.parse_args(argv)
     if not os.path.isfile(args.modules):
         print(f'check-deps: {args.modules}: no such file (configure with cmake first)',
@@ -136,6 +180,8 @@ def main(argv=None):
     modules, errors = read_modules(args.modules)
     errors += check_graph(modules, args.modules)
     errors += check_sources(modules, args.src)
+    if args.tests:
+        errors += check_tests(modules, args.tests, args.src)
     for e in errors:
         print(e, file=sys.stderr)
     if errors:

@@ -44,11 +44,36 @@ class CheckDepsTest(unittest.TestCase):
         with open(path, 'w') as f:
             f.write(text)
 
-    def run_check(self):
+    def run_check(self, tests=None):
         out, err = io.StringIO(), io.StringIO()
+        args = ['--modules', self.modules, '--src', self.src]
+        if tests:
+            args += ['--tests', tests]
         with redirect_stdout(out), redirect_stderr(err):
-            rc = check_deps.main(['--modules', self.modules, '--src', self.src])
+            rc = check_deps.main(args)
         return rc, err.getvalue()
+
+    def test_a_modules_tests_may_use_what_it_uses_and_no_more(self):
+        tests = os.path.join(self.dir.name, 'tests')
+        for rel, text in {
+                'gateway/worker_test.cc': '#include "gateway/worker.h"\n#include "core/log.h"\n',
+                'config/config_test.cc': '#include "config/config.h"\n#include "core/log.h"\n'
+                                         '#include "unit/helper.h"\n',
+                'unit/helper.h': '#include "gateway/worker.h"\n'}.items():
+            path = os.path.join(tests, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, 'w') as f:
+                f.write(text)
+        self.assertEqual(self.run_check(tests), (0, ''))
+        # core does not use config: a core test that includes it breaks the direction.
+        path = os.path.join(tests, 'core', 'log_test.cc')
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'w') as f:
+            f.write('#include "core/log.h"\n#include "config/config.h"\n')
+        rc, err = self.run_check(tests)
+        self.assertEqual(rc, 1)
+        self.assertIn(f'{path}:2: a test of module core includes "config/config.h", which core '
+                      f'does not use (it may use: core)', err)
 
     def test_a_tree_that_keeps_its_directions_passes(self):
         rc, err = self.run_check()

@@ -5,13 +5,14 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "core/random.h"
-#include "upstream/load_balancer.h"
 
 namespace sluice::governance {
 namespace {
@@ -20,7 +21,6 @@ using namespace std::chrono_literals;
 using config::RateAlgorithm;
 using core::MonoTime;
 using std::chrono::nanoseconds;
-using upstream::hash_key;
 
 MonoTime at(nanoseconds since_epoch) {
   return MonoTime(since_epoch);
@@ -37,7 +37,7 @@ RateLimiter::Options opts(RateAlgorithm alg, uint64_t requests, nanoseconds per,
 
 RateDecision take(RateLimiter& rl, const std::string& key, MonoTime now,
                   RateTicket* ticket = nullptr) {
-  return rl.acquire(key, hash_key(key), now, ticket);
+  return rl.acquire(key, std::hash<std::string_view>{}(key), now, ticket);
 }
 
 int allowed(RateLimiter& rl, const std::string& key, MonoTime now, int attempts) {
