@@ -1,0 +1,296 @@
+#include "control/analysis/analysis.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "control/analysis/statistics.h"
+
+namespace sluice::control::analysis {
+namespace {
+
+using Json = nlohmann::json;
+
+double ratio(uint64_t part, uint64_t whole) {
+  return whole == 0 ? 0.0 : static_cast<double>(part) / static_cast<double>(whole);
+}
+
+std::string percent(double r) {
+  return fmt::format("{:.2f}%", 100 * r);
+}
+
+std::string p_text(double p) {
+  return p < 1e-300 ? "p<1e-300" : fmt::format("p={:.2g}", p);
+}
+
+std::string ms_text(double seconds) {
+  return fmt::format("{:.1f}ms", 1000 * seconds);
+}
+
+uint64_t histogram_n(const stats::Latency& l) {
+  uint64_t n = 0;
+  for (uint64_t b : l.buckets) n += b;
+  return n;
+}
+
+std::string too_little(uint64_t c, uint64_t b, uint64_t min, std::string_view what) {
+  return fmt::format(
+      "too little traffic: {} {} from the candidate, {} from the baseline; at least "
+      "{} each",
+      c, what, b, min);
+}
+
+// Error ratio and 429 share: the same test on a count out of requests.
+Measurement proportion(Measure m, std::string_view label, uint64_t c_events, uint64_t b_events,
+                       const Comparison& cmp, double max_increase, const Settings& s) {
+  Measurement out;
+  out.measure = m;
+  out.candidate_n = cmp.candidate.requests;
+  out.baseline_n = cmp.baseline.requests;
+  // Events above the requests they belong to are a gateway's mistake: clamped, never > 100%.
+  c_events = std::min(c_events, cmp.candidate.requests);
+  b_events = std::min(b_events, cmp.baseline.requests);
+  out.candidate = ratio(c_events, cmp.candidate.requests);
+  out.baseline = ratio(b_events, cmp.baseline.requests);
+  if (out.candidate_n < s.min_requests || out.baseline_n < s.min_requests) {
+    out.summary = too_little(out.candidate_n, out.baseline_n, s.min_requests, "requests");
+    return out;
+  }
+  const FisherResult f =
+      fisher_greater(c_events, cmp.candidate.requests, b_events, cmp.baseline.requests);
+  out.p = f.p;
+  const std::string figures = fmt::format("{} {} vs {} ({})", label, percent(out.candidate),
+                                          percent(out.baseline), p_text(f.p));
+  const bool significant = f.p < s.alpha;
+  const bool large = out.candidate - out.baseline > max_increase;
+  if (significant && large) {
+    out.status = Status::kFail;
+    out.summary = fmt::format("{} exceeds +{}", figures, percent(max_increase));
+  } else {
+    out.status = Status::kPass;
+    out.summary = !large ? fmt::format("{} within +{}", figures, percent(max_increase))
+                         : fmt::format("{} not significant at alpha {}", figures, s.alpha);
+  }
+  return out;
+}
+
+Measurement p99(const Comparison& cmp, const Settings& s) {
+  Measurement out;
+  out.measure = Measure::kP99;
+  const stats::Latency& c = cmp.candidate.latency;
+  const stats::Latency& b = cmp.baseline.latency;
+  out.candidate_n = histogram_n(c);
+  out.baseline_n = histogram_n(b);
+  if (out.candidate_n < s.min_requests || out.baseline_n < s.min_requests) {
+    out.summary = too_little(out.candidate_n, out.baseline_n, s.min_requests, "latencies");
+    return out;
+  }
+  if (c.mixed || b.mixed || c.bounds != b.bounds) {
+    out.summary = "latency histograms with different bucket bounds cannot be compared";
+    return out;
+  }
+  out.candidate = c.percentile(0.99).value_or(0);
+  out.baseline = b.percentile(0.99).value_or(0);
+  const auto mw = mann_whitney_greater(c.buckets, b.buckets);
+  out.p = mw ? mw->p : 1.0;
+  const double tolerance =
+      std::max(out.baseline * s.max_p99_increase, s.max_p99_increase_ms / 1000);
+  const std::string figures = fmt::format("p99 {} vs {} ({})", ms_text(out.candidate),
+                                          ms_text(out.baseline), p_text(*out.p));
+  const std::string limit =
+      fmt::format("+{}% and +{}ms", 100 * s.max_p99_increase, s.max_p99_increase_ms);
+  const bool significant = *out.p < s.alpha;
+  const bool large = out.candidate - out.baseline > tolerance;
+  if (significant && large) {
+    out.status = Status::kFail;
+    out.summary = fmt::format("{} exceeds {}", figures, limit);
+  } else {
+    out.status = Status::kPass;
+    out.summary = !large ? fmt::format("{} within {}", figures, limit)
+                         : fmt::format("{} not significant at alpha {}", figures, s.alpha);
+  }
+  return out;
+}
+
+Measurement throttled(const Comparison& cmp, const Settings& s) {
+  if (!cmp.candidate.throttled_reported || !cmp.baseline.throttled_reported) {
+    Measurement out;
+    out.measure = Measure::k429s;
+    out.candidate_n = cmp.candidate.requests;
+    out.baseline_n = cmp.baseline.requests;
+    out.summary = fmt::format("429s not reported by the {} gateways (stats key `throttled`)",
+                              !cmp.candidate.throttled_reported ? "candidate's" : "baseline's");
+    return out;
+  }
+  return proportion(Measure::k429s, "429 share", cmp.candidate.throttled, cmp.baseline.throttled,
+                    cmp, s.max_429_increase, s);
+}
+
+Measurement breaker_opens(const Comparison& cmp, const Settings& s) {
+  Measurement out;
+  out.measure = Measure::kBreakerOpens;
+  out.candidate_n = cmp.candidate.requests;
+  out.baseline_n = cmp.baseline.requests;
+  out.candidate = static_cast<double>(cmp.candidate.breaker_opens);
+  out.baseline = static_cast<double>(cmp.baseline.breaker_opens);
+  const std::string figures =
+      fmt::format("{} breaker opens in {} requests vs {} in {}", cmp.candidate.breaker_opens,
+                  cmp.candidate.requests, cmp.baseline.breaker_opens, cmp.baseline.requests);
+  // Opens per request, compared without dividing: c/nc > b/nb <=> c*nb > b*nc.
+  const bool more =
+      static_cast<long double>(cmp.candidate.breaker_opens) * cmp.baseline.requests >
+          static_cast<long double>(cmp.baseline.breaker_opens) * cmp.candidate.requests ||
+      (cmp.candidate.breaker_opens > 0 && cmp.baseline.breaker_opens == 0);
+  if (cmp.candidate.breaker_opens > s.max_breaker_opens && more) {
+    out.status = Status::kFail;
+    out.summary = fmt::format("{}: more than {} and more often than the baseline", figures,
+                              s.max_breaker_opens);
+  } else if (cmp.candidate.requests < s.min_requests) {
+    out.summary =
+        too_little(cmp.candidate.requests, cmp.baseline.requests, s.min_requests, "requests");
+  } else {
+    out.status = Status::kPass;
+    out.summary = figures;
+  }
+  return out;
+}
+
+bool traffic_gone(const Comparison& cmp, const Settings& s, double* expected) {
+  const double base = static_cast<double>(cmp.baseline.requests);
+  *expected = cmp.expected_ratio > 0 ? base * cmp.expected_ratio : base;
+  return cmp.candidate.requests == 0 && cmp.baseline.requests >= s.min_requests &&
+         *expected >= static_cast<double>(s.min_requests);
+}
+
+}  // namespace
+
+std::string_view status_name(Status s) {
+  switch (s) {
+    case Status::kPass:
+      return "pass";
+    case Status::kFail:
+      return "fail";
+    case Status::kInconclusive:
+      return "inconclusive";
+  }
+  return "inconclusive";
+}
+
+std::string_view step_name(Step s) {
+  switch (s) {
+    case Step::kProceed:
+      return "proceed";
+    case Step::kWait:
+      return "wait";
+    case Step::kRollBack:
+      return "roll_back";
+  }
+  return "wait";
+}
+
+Result analyze(std::span<const Comparison> comparisons, const Settings& settings) {
+  Result r;
+  for (const Comparison& cmp : comparisons) {
+    double expected = 0;
+    const bool gone = traffic_gone(cmp, settings, &expected);
+    for (Measure m : settings.measurements) {
+      Measurement out;
+      if (gone) {
+        out.measure = m;
+        out.status = Status::kFail;
+        out.baseline_n = cmp.baseline.requests;
+        out.summary = fmt::format(
+            "no requests from the candidate while the baseline had {} (about {:.0f} expected)",
+            cmp.baseline.requests, expected);
+      } else {
+        switch (m) {
+          case Measure::kErrorRatio:
+            out = proportion(m, "error ratio", cmp.candidate.errors, cmp.baseline.errors, cmp,
+                             settings.max_error_ratio_increase, settings);
+            break;
+          case Measure::kP99:
+            out = p99(cmp, settings);
+            break;
+          case Measure::k429s:
+            out = throttled(cmp, settings);
+            break;
+          case Measure::kBreakerOpens:
+            out = breaker_opens(cmp, settings);
+            break;
+        }
+      }
+      out.against = cmp.against;
+      r.measurements.push_back(std::move(out));
+    }
+  }
+  const auto count = [&](Status s) {
+    return std::count_if(r.measurements.begin(), r.measurements.end(),
+                         [&](const Measurement& m) { return m.status == s; });
+  };
+  if (count(Status::kFail) > 0) {
+    r.verdict = Status::kFail;
+  } else if (r.measurements.empty() || count(Status::kInconclusive) > 0) {
+    r.verdict = Status::kInconclusive;
+  } else {
+    r.verdict = Status::kPass;
+  }
+  r.summary = std::string(status_name(r.verdict));
+  if (r.measurements.empty()) {
+    r.summary += ": nothing to compare";
+  } else if (r.verdict == Status::kPass) {
+    r.summary += fmt::format(": all {} measurements passed", r.measurements.size());
+  } else {
+    std::string sep = ": ";
+    for (const Measurement& m : r.measurements) {
+      if (m.status != r.verdict) continue;
+      r.summary +=
+          fmt::format("{}{} vs {}: {}", sep, measure_name(m.measure), m.against, m.summary);
+      sep = "; ";
+    }
+  }
+  return r;
+}
+
+Step next_step(const Result& r, const Settings& settings, int64_t inconclusive_for_ms) {
+  switch (r.verdict) {
+    case Status::kPass:
+      return Step::kProceed;
+    case Status::kFail:
+      return Step::kRollBack;
+    case Status::kInconclusive:
+      break;
+  }
+  switch (settings.on_inconclusive) {
+    case OnInconclusive::kProceed:
+      return Step::kProceed;
+    case OnInconclusive::kFail:
+      return Step::kRollBack;
+    case OnInconclusive::kWait:
+      break;
+  }
+  return inconclusive_for_ms >= settings.max_wait_ms ? Step::kRollBack : Step::kWait;
+}
+
+nlohmann::json to_json(const Measurement& m) {
+  Json j = {{"measure", measure_name(m.measure)},
+            {"against", m.against},
+            {"status", status_name(m.status)},
+            {"candidate", m.candidate},
+            {"baseline", m.baseline},
+            {"candidate_n", m.candidate_n},
+            {"baseline_n", m.baseline_n},
+            {"summary", m.summary}};
+  j["p"] = m.p ? Json(*m.p) : Json(nullptr);
+  return j;
+}
+
+nlohmann::json to_json(const Result& r) {
+  Json list = Json::array();
+  for (const Measurement& m : r.measurements) list.push_back(to_json(m));
+  return {{"verdict", status_name(r.verdict)},
+          {"summary", r.summary},
+          {"measurements", std::move(list)}};
+}
+
+}  // namespace sluice::control::analysis

@@ -1,0 +1,327 @@
+// The judgement: low traffic is inconclusive, a clear regression fails with a sentence that
+// says why, equal groups pass (false failures counted over seeded random trials), a p99
+// regression read from histograms fails, lost traffic fails, and what the driver does next.
+#include "control/analysis/analysis.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+namespace sluice::control::analysis {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The gateways' histogram bounds (seconds), as in a real snapshot.
+const std::vector<double> kBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                     0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+
+stats::Latency histogram(std::vector<uint64_t> head) {
+  stats::Latency l;
+  l.bounds = kBounds;
+  head.resize(kBounds.size() + 1, 0);
+  l.buckets = head;
+  for (uint64_t b : l.buckets) l.count += b;
+  return l;
+}
+
+void observe(stats::Latency& l, double seconds) {
+  const size_t i = std::lower_bound(l.bounds.begin(), l.bounds.end(), seconds) - l.bounds.begin();
+  ++l.buckets[i];
+  ++l.count;
+}
+
+Sample sample(uint64_t requests, uint64_t errors, stats::Latency latency = {}) {
+  Sample s;
+  s.requests = requests;
+  s.errors = errors;
+  s.latency = std::move(latency);
+  s.throttled_reported = true;
+  return s;
+}
+
+Settings only(std::vector<Measure> m) {
+  Settings s;
+  s.measurements = std::move(m);
+  return s;
+}
+
+const Measurement& find(const Result& r, Measure m) {
+  for (const Measurement& x : r.measurements) {
+    if (x.measure == m) return x;
+  }
+  throw std::out_of_range("measurement not in the result");
+}
+
+Result one(const Sample& candidate, const Sample& baseline, const Settings& s,
+           double expected_ratio = 0) {
+  const std::vector<Comparison> c = {{"unchanged gateways", candidate, baseline, expected_ratio}};
+  return analyze(c, s);
+}
+
+TEST(Analysis, ClearErrorRegressionFailsWithItsFigures) {
+  const Result r = one(sample(1000, 41), sample(5000, 10), only({Measure::kErrorRatio}));
+  EXPECT_EQ(r.verdict, Status::kFail);
+  const Measurement& m = find(r, Measure::kErrorRatio);
+  EXPECT_EQ(m.status, Status::kFail);
+  EXPECT_DOUBLE_EQ(m.candidate, 0.041);
+  EXPECT_DOUBLE_EQ(m.baseline, 0.002);
+  ASSERT_TRUE(m.p);
+  EXPECT_LT(*m.p, 1e-20);
+  EXPECT_THAT(m.summary,
+              ::testing::MatchesRegex(
+                  R"(error ratio 4\.10% vs 0\.20% \(p=[0-9.]+e-[0-9]+\) exceeds \+0\.10%)"));
+  EXPECT_THAT(r.summary, HasSubstr("fail: error_ratio vs unchanged gateways: error ratio 4.10%"));
+  EXPECT_EQ(next_step(r, Settings{}, 0), Step::kRollBack);
+}
+
+TEST(Analysis, SignificantButSmallAndLargeButNotSignificantBothPass) {
+  Settings s = only({Measure::kErrorRatio});
+  // 0.13% vs 0.10% over 1e7 requests a side: significant, but within +0.10 points.
+  Result r = one(sample(10'000'000, 13'000), sample(10'000'000, 10'000), s);
+  EXPECT_LT(*find(r, Measure::kErrorRatio).p, 1e-9);
+  EXPECT_EQ(r.verdict, Status::kPass);
+  EXPECT_THAT(r.measurements[0].summary, HasSubstr("within +0.10%"));
+  // 1 error in 200 vs none in 200: +0.5 points, but p = 0.5.
+  r = one(sample(200, 1), sample(200, 0), s);
+  EXPECT_EQ(r.verdict, Status::kPass);
+  EXPECT_THAT(r.measurements[0].summary, HasSubstr("not significant at alpha 0.01"));
+  // Fewer errors than the baseline is no regression.
+  r = one(sample(1000, 0), sample(1000, 50), s);
+  EXPECT_EQ(r.verdict, Status::kPass);
+}
+
+TEST(Analysis, LowTrafficIsInconclusiveNotPass) {
+  const Settings s = only({Measure::kErrorRatio, Measure::kP99, Measure::kBreakerOpens});
+  const Result r =
+      one(sample(150, 0, histogram({0, 0, 150})), sample(180, 0, histogram({0, 0, 180})), s);
+  EXPECT_EQ(r.verdict, Status::kInconclusive);
+  for (const Measurement& m : r.measurements) {
+    EXPECT_EQ(m.status, Status::kInconclusive) << m.summary;
+  }
+  EXPECT_THAT(find(r, Measure::kErrorRatio).summary,
+              HasSubstr("too little traffic: 150 requests from the candidate, 180 from the "
+                        "baseline; at least 200 each"));
+  EXPECT_THAT(r.summary, HasSubstr("inconclusive: error_ratio vs unchanged gateways: too little"));
+  // One group enough, the other not: still inconclusive.
+  EXPECT_EQ(one(sample(150, 0), sample(100'000, 0), only({Measure::kErrorRatio})).verdict,
+            Status::kInconclusive);
+  // ... unless the little traffic already shows a failure: errors win over waiting.
+  Sample c = sample(150, 0);
+  c.breaker_opens = 1;
+  EXPECT_EQ(one(c, sample(180, 0), s).verdict, Status::kFail);
+}
+
+TEST(Analysis, NoTrafficAtTheCandidateWhenTrafficWasExpectedFails) {
+  const Settings s = only({Measure::kErrorRatio, Measure::kP99});
+  Result r = one(sample(0, 0), sample(5000, 5), s);
+  EXPECT_EQ(r.verdict, Status::kFail);
+  EXPECT_THAT(r.measurements[0].summary,
+              HasSubstr("no requests from the candidate while the baseline had 5000"));
+  // A 1% canary expects 50 requests for the stable side's 5000: too few to miss.
+  r = one(sample(0, 0), sample(5000, 5), s, 0.01);
+  EXPECT_EQ(r.verdict, Status::kInconclusive);
+  // 10% expects 500.
+  r = one(sample(0, 0), sample(5000, 5), s, 0.1);
+  EXPECT_EQ(r.verdict, Status::kFail);
+  EXPECT_THAT(r.measurements[0].summary, HasSubstr("(about 500 expected)"));
+  // Neither group has traffic: inconclusive.
+  EXPECT_EQ(one(sample(0, 0), sample(0, 0), s).verdict, Status::kInconclusive);
+  EXPECT_EQ(one(sample(0, 0), sample(150, 0), s).verdict, Status::kInconclusive);
+}
+
+TEST(Analysis, P99RegressionFromHistograms) {
+  const Settings s = only({Measure::kP99});
+  // Baseline: most requests 2.5-5 ms; candidate: the same shape shifted to 25-50 ms.
+  const Sample base = sample(1000, 0, histogram({0, 0, 100, 880, 20}));
+  const Sample slow = sample(1000, 0, histogram({0, 0, 0, 0, 0, 100, 880, 20}));
+  Result r = one(slow, base, s);
+  EXPECT_EQ(r.verdict, Status::kFail);
+  const Measurement& m = find(r, Measure::kP99);
+  // p99 by histogram_quantile: rank 990 of 1000 in the 5-10 ms bucket (20 there, 980 below):
+  // 5 + 5 * 10/20 = 7.5 ms; the candidate's 50 + 50 * 10/20 = 75 ms.
+  EXPECT_NEAR(m.baseline, 0.0075, 1e-12);
+  EXPECT_NEAR(m.candidate, 0.075, 1e-12);
+  EXPECT_LT(*m.p, 1e-100);
+  EXPECT_THAT(m.summary,
+              ::testing::MatchesRegex(
+                  R"(p99 75\.0ms vs 7\.5ms \(p[<=][0-9.e-]+\) exceeds \+20% and \+10ms)"));
+  // Past the relative tolerance but not the absolute one (7.5 ms -> 9.17 ms: +22%, +1.7 ms),
+  // significant or not: pass.
+  const Sample bit_slower = sample(1000, 0, histogram({0, 0, 100, 840, 60}));
+  r = one(bit_slower, base, s);
+  EXPECT_EQ(r.verdict, Status::kPass) << r.summary;
+  EXPECT_THAT(r.measurements[0].summary, HasSubstr("within +20% and +10ms"));
+  // Faster is never a regression.
+  EXPECT_EQ(one(base, slow, s).verdict, Status::kPass);
+  // Histograms that cannot be compared: inconclusive, with the reason.
+  Sample other = slow;
+  other.latency.bounds[0] = 0.0001;
+  r = one(other, base, s);
+  EXPECT_EQ(r.verdict, Status::kInconclusive);
+  EXPECT_THAT(r.measurements[0].summary, HasSubstr("different bucket bounds"));
+  other = slow;
+  other.latency.mixed = true;
+  EXPECT_EQ(one(other, base, s).verdict, Status::kInconclusive);
+}
+
+TEST(Analysis, P99InTheTailOnlyNeedsSignificance) {
+  const Settings s = only({Measure::kP99});
+  // 2% of the candidate's 300 requests take a second: p99 jumps, but Mann-Whitney over 300
+  // requests cannot tell (p ~ 0.25): pass, and the sentence says why.
+  const Sample base = sample(300, 0, histogram({0, 0, 30, 264, 6}));
+  const Sample tail = sample(300, 0, histogram({0, 0, 30, 258, 6, 0, 0, 0, 0, 0, 6}));
+  const Result r = one(tail, base, s);
+  const Measurement& m = find(r, Measure::kP99);
+  EXPECT_GT(m.candidate - m.baseline, 0.1);
+  EXPECT_GT(*m.p, s.alpha);
+  EXPECT_EQ(r.verdict, Status::kPass);
+  EXPECT_THAT(m.summary, HasSubstr("not significant at alpha 0.01"));
+}
+
+TEST(Analysis, FourTwentyNines) {
+  const Settings s = only({Measure::k429s});
+  Sample c = sample(1000, 0), b = sample(1000, 0);
+  c.throttled = 80;
+  b.throttled = 10;
+  Result r = one(c, b, s);
+  EXPECT_EQ(r.verdict, Status::kFail);
+  EXPECT_THAT(r.measurements[0].summary, HasSubstr("429 share 8.00% vs 1.00%"));
+  EXPECT_THAT(r.measurements[0].summary, HasSubstr("exceeds +1.00%"));
+  // Nobody reported 429s: never a pass on zeros nobody counted.
+  c.throttled_reported = false;
+  r = one(c, b, s);
+  EXPECT_EQ(r.verdict, Status::kInconclusive);
+  EXPECT_THAT(r.measurements[0].summary,
+              HasSubstr("429s not reported by the candidate's gateways (stats key `throttled`)"));
+}
+
+TEST(Analysis, BreakerOpens) {
+  const Settings s = only({Measure::kBreakerOpens});
+  Sample c = sample(1000, 0), b = sample(5000, 0);
+  EXPECT_EQ(one(c, b, s).verdict, Status::kPass);
+  c.breaker_opens = 1;
+  Result r = one(c, b, s);
+  EXPECT_EQ(r.verdict, Status::kFail);
+  EXPECT_THAT(r.measurements[0].summary,
+              HasSubstr("1 breaker opens in 1000 requests vs 0 in 5000: more than 0"));
+  // The upstream trips the breaker as often on the baseline: not the change's doing.
+  b.breaker_opens = 5;
+  EXPECT_EQ(one(c, b, s).verdict, Status::kPass);
+  // Allowed opens.
+  b.breaker_opens = 0;
+  Settings lenient = s;
+  lenient.max_breaker_opens = 1;
+  EXPECT_EQ(one(c, b, lenient).verdict, Status::kPass);
+}
+
+TEST(Analysis, VerdictOverComparisons) {
+  // Against the unchanged gateways all is well, against the hour before errors went up.
+  const Settings s = only({Measure::kErrorRatio});
+  std::vector<Comparison> c = {{"unchanged gateways", sample(1000, 1), sample(1000, 1), 1},
+                               {"the hour before", sample(1000, 30), sample(60'000, 60), 0}};
+  Result r = analyze(c, s);
+  EXPECT_EQ(r.verdict, Status::kFail);
+  ASSERT_EQ(r.measurements.size(), 2u);
+  EXPECT_EQ(r.measurements[0].against, "unchanged gateways");
+  EXPECT_EQ(r.measurements[0].status, Status::kPass);
+  EXPECT_EQ(r.measurements[1].against, "the hour before");
+  EXPECT_EQ(r.measurements[1].status, Status::kFail);
+  EXPECT_THAT(r.summary, HasSubstr("fail: error_ratio vs the hour before: error ratio 3.00%"));
+  // All pass.
+  c[1].candidate = sample(1000, 1);
+  r = analyze(c, s);
+  EXPECT_EQ(r.verdict, Status::kPass);
+  EXPECT_EQ(r.summary, "pass: all 2 measurements passed");
+  // A pass and an inconclusive: inconclusive.
+  c[1].baseline = sample(10, 0);
+  EXPECT_EQ(analyze(c, s).verdict, Status::kInconclusive);
+  // Nothing to compare is no pass either.
+  r = analyze({}, s);
+  EXPECT_EQ(r.verdict, Status::kInconclusive);
+  EXPECT_EQ(r.summary, "inconclusive: nothing to compare");
+}
+
+TEST(Analysis, NextStep) {
+  Result pass, fail, unsure;
+  pass.verdict = Status::kPass;
+  fail.verdict = Status::kFail;
+  unsure.verdict = Status::kInconclusive;
+  Settings s;  // wait, at most 10m
+  EXPECT_EQ(next_step(pass, s, 0), Step::kProceed);
+  EXPECT_EQ(next_step(fail, s, 0), Step::kRollBack);
+  EXPECT_EQ(next_step(unsure, s, 0), Step::kWait);
+  EXPECT_EQ(next_step(unsure, s, 599'999), Step::kWait);
+  EXPECT_EQ(next_step(unsure, s, 600'000), Step::kRollBack);  // never measured: a failure
+  s.on_inconclusive = OnInconclusive::kProceed;
+  EXPECT_EQ(next_step(unsure, s, 0), Step::kProceed);
+  s.on_inconclusive = OnInconclusive::kFail;
+  EXPECT_EQ(next_step(unsure, s, 0), Step::kRollBack);
+  EXPECT_EQ(step_name(Step::kRollBack), "roll_back");
+}
+
+// Equal groups, many times over: the default settings may not fail a healthy change more often
+// than alpha allows. Each trial draws two groups of 2,000 requests from the same service (1%
+// errors, 2% 429s, log-normal latency around 4 ms) and analyses all four measurements. Three of
+// them test at alpha 0.01, so at most 3% of trials may fail (the union bound); the one-sided
+// Fisher test's exact size at 1% errors and 2,000 a side is 0.68% (summed over every pair of
+// error counts in Python), so about 1.5% are expected.
+TEST(Analysis, EqualGroupsPassOverSeededTrials) {
+  Settings s;
+  std::mt19937_64 rng(20261207);
+  std::bernoulli_distribution error(0.01), throttled(0.02);
+  std::lognormal_distribution<double> latency(std::log(0.004), 0.5);
+  constexpr int kTrials = 2000;
+  int failed = 0, inconclusive = 0;
+  for (int t = 0; t < kTrials; ++t) {
+    Sample g[2];
+    for (Sample& x : g) {
+      x = sample(2000, 0, histogram({}));
+      for (int i = 0; i < 2000; ++i) {
+        x.errors += error(rng);
+        x.throttled += throttled(rng);
+        observe(x.latency, latency(rng));
+      }
+    }
+    const Result r = one(g[0], g[1], s, 1);
+    failed += r.verdict == Status::kFail;
+    inconclusive += r.verdict == Status::kInconclusive;
+  }
+  EXPECT_LE(failed, kTrials * 3 / 100);
+  EXPECT_EQ(inconclusive, 0);
+  std::printf("equal groups: %d of %d trials failed\n", failed, kTrials);
+}
+
+// And the same trials with a real regression (1% -> 3% errors) fail nearly always.
+TEST(Analysis, RegressionFailsOverSeededTrials) {
+  const Settings s = only({Measure::kErrorRatio});
+  std::mt19937_64 rng(7);
+  std::binomial_distribution<uint64_t> good(2000, 0.01), bad(2000, 0.03);
+  constexpr int kTrials = 400;
+  int failed = 0;
+  for (int t = 0; t < kTrials; ++t)
+    failed += one(sample(2000, bad(rng)), sample(2000, good(rng)), s).verdict == Status::kFail;
+  EXPECT_GE(failed, kTrials * 95 / 100);
+  std::printf("regressions: %d of %d trials failed\n", failed, kTrials);
+}
+
+TEST(Analysis, Json) {
+  const Result r = one(sample(1000, 41), sample(5000, 10), only({Measure::kErrorRatio}));
+  const nlohmann::json j = to_json(r);
+  EXPECT_EQ(j["verdict"], "fail");
+  EXPECT_EQ(j["measurements"][0]["measure"], "error_ratio");
+  EXPECT_EQ(j["measurements"][0]["against"], "unchanged gateways");
+  EXPECT_EQ(j["measurements"][0]["status"], "fail");
+  EXPECT_EQ(j["measurements"][0]["candidate_n"], 1000);
+  EXPECT_TRUE(j["measurements"][0]["p"].is_number());
+  EXPECT_EQ(to_json(one(sample(1, 0), sample(1, 0),
+                        only({Measure::kErrorRatio})))["measurements"][0]["p"],
+            nullptr);
+}
+
+}  // namespace
+}  // namespace sluice::control::analysis
