@@ -14,8 +14,10 @@
 //   max_error_ratio_increase; else pass.
 // - p99: inconclusive when either histogram holds fewer than min observations, or the two
 //   histograms' bounds differ (or either is `mixed`). Else fail when p99(candidate) -
-//   p99(baseline) exceeds both max_p99_increase * p99(baseline) and max_p99_increase_ms, AND the
-//   one-sided Mann-Whitney test (candidate slower) has p < alpha; else pass.
+//   p99(baseline) exceeds both max_p99_increase * p99(baseline) and max_p99_increase_ms, AND
+//   p < alpha, where p is the smaller of two one-sided tests' p-values, doubled (Bonferroni):
+//   Mann-Whitney over the buckets (candidate slower), and Fisher on the observations above the
+//   bucket that holds the baseline's p99 (more of the candidate's there); else pass.
 // - 429s: inconclusive when either n < min or a group's gateways did not report 429s. Else as
 //   error_ratio with 429s and max_429_increase.
 // - breaker_opens: fail when the candidate's opens exceed max_breaker_opens AND its opens per

@@ -60,8 +60,8 @@ stats::Latency latency_of(const Json& item) {
     const uint64_t v = b.is_number_unsigned()                          ? b.get<uint64_t>()
                        : b.is_number_integer() && b.get<int64_t>() > 0 ? b.get<uint64_t>()
                                                                        : 0;
-    counts.push_back(v);
-    total = saturating_add(total, v);
+    counts.push_back(std::min(v, kMaxBucketCount));
+    total += counts.back();  // at most kMaxBuckets * kMaxBucketCount
   }
   l.bounds = std::move(bounds);
   l.buckets = std::move(counts);

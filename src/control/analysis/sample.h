@@ -23,7 +23,10 @@
 //   the sum `mixed` (stats::Latency::add), which the p99 measurement refuses to judge.
 // - Every value comes from a gateway and is not trusted: a counter that is not a non-negative
 //   integer counts as 0, a histogram with more than kMaxBuckets buckets or bounds that do not
-//   parse is left out, and sums saturate instead of wrapping.
+//   parse is left out, a bucket count above kMaxBucketCount is taken as that (no gateway serves
+//   1e12 requests between two reports; histograms add up without saturation, and this keeps
+//   their sums below 2^64 for 100,000 snapshots), and counter sums saturate instead of
+//   wrapping.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +41,7 @@
 namespace sluice::control::analysis {
 
 inline constexpr size_t kMaxBuckets = 128;
+inline constexpr uint64_t kMaxBucketCount = 1'000'000'000'000;
 
 struct Sample {
   uint64_t requests = 0;

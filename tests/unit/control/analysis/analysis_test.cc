@@ -11,6 +11,8 @@
 #include <random>
 #include <vector>
 
+#include "control/analysis/statistics.h"
+
 namespace sluice::control::analysis {
 namespace {
 
@@ -169,18 +171,32 @@ TEST(Analysis, P99RegressionFromHistograms) {
   EXPECT_EQ(one(other, base, s).verdict, Status::kInconclusive);
 }
 
-TEST(Analysis, P99InTheTailOnlyNeedsSignificance) {
+TEST(Analysis, P99RegressionInTheTailOnly) {
   const Settings s = only({Measure::kP99});
-  // 2% of the candidate's 300 requests take a second: p99 jumps, but Mann-Whitney over 300
-  // requests cannot tell (p ~ 0.25): pass, and the sentence says why.
-  const Sample base = sample(300, 0, histogram({0, 0, 30, 264, 6}));
-  const Sample tail = sample(300, 0, histogram({0, 0, 30, 258, 6, 0, 0, 0, 0, 0, 6}));
-  const Result r = one(tail, base, s);
+  // 2% of the candidate's 2,000 requests take a second, the rest as the baseline's: p99 jumps
+  // from 7.5 ms to 750 ms. Mann-Whitney hardly sees it (a shift of 2% of the mass: p ~ 0.1);
+  // the tail test does: 40 of the candidate's requests above the baseline's p99 bucket, none of
+  // the baseline's (Fisher p ~ 1e-12).
+  Sample base = sample(2000, 0, histogram({0, 0, 200, 1760, 40}));
+  Sample tail = sample(2000, 0, histogram({0, 0, 200, 1720, 40, 0, 0, 0, 0, 0, 40}));
+  const auto mw = mann_whitney_greater(tail.latency.buckets, base.latency.buckets);
+  ASSERT_TRUE(mw);
+  EXPECT_GT(mw->p, s.alpha);
+  Result r = one(tail, base, s);
   const Measurement& m = find(r, Measure::kP99);
-  EXPECT_GT(m.candidate - m.baseline, 0.1);
-  EXPECT_GT(*m.p, s.alpha);
+  EXPECT_NEAR(m.baseline, 0.0075, 1e-12);
+  EXPECT_NEAR(m.candidate, 0.75, 1e-12);
+  EXPECT_LT(*m.p, 1e-9);
+  EXPECT_EQ(r.verdict, Status::kFail) << r.summary;
+  // The same shape over 300 requests (6 slow): neither test is sure (tail: p = 0.015, doubled
+  // 0.03): pass, and the sentence says why.
+  base = sample(300, 0, histogram({0, 0, 30, 264, 6}));
+  tail = sample(300, 0, histogram({0, 0, 30, 258, 6, 0, 0, 0, 0, 0, 6}));
+  r = one(tail, base, s);
+  EXPECT_GT(r.measurements[0].candidate - r.measurements[0].baseline, 0.1);
+  EXPECT_GT(*r.measurements[0].p, s.alpha);
   EXPECT_EQ(r.verdict, Status::kPass);
-  EXPECT_THAT(m.summary, HasSubstr("not significant at alpha 0.01"));
+  EXPECT_THAT(r.measurements[0].summary, HasSubstr("not significant at alpha 0.01"));
 }
 
 TEST(Analysis, FourTwentyNines) {

@@ -261,6 +261,8 @@ TEST(SumSnapshots, HostileValuesCountAsNothing) {
       {{"gateway", "g"}, {"routes", "a list?"}, {"services", {{"s", "a string"}}}},
       {{"gateway", "g"}, {"routes", {{"r", {{"requests", UINT64_MAX}, {"errors", UINT64_MAX}}}}}},
       {{"gateway", "g"}, {"routes", {{"r", {{"requests", 2}, {"errors", 1}}}}}},
+      {{"gateway", "g"},
+       {"routes", {{"r", {{"latency", {{"le", le}, {"buckets", {0, UINT64_MAX, 0}}}}}}}}},
   };
   Json many = {{"le", ""}, {"buckets", Json::array()}};
   for (size_t i = 0; i < kMaxBuckets; ++i) {
@@ -270,13 +272,14 @@ TEST(SumSnapshots, HostileValuesCountAsNothing) {
   many["buckets"].push_back(1);  // kMaxBuckets + 1 buckets
   snaps.push_back({{"gateway", "g"}, {"routes", {{"r", {{"latency", many}}}}}});
   const Sample s = sum_snapshots(snaps, {.routes = {"r"}});
-  EXPECT_EQ(s.snapshots, 8u);
+  EXPECT_EQ(s.snapshots, 9u);
   EXPECT_EQ(s.requests, UINT64_MAX);  // saturated, not wrapped
   EXPECT_EQ(s.errors, UINT64_MAX);
   EXPECT_FALSE(s.throttled_reported);
-  // Only the one well-formed histogram (negative bucket counts as 0).
+  // Only the two well-formed histograms (a negative bucket counts as 0, a huge one as
+  // kMaxBucketCount).
   EXPECT_THAT(s.latency.bounds, ElementsAre(0.001, 0.01));
-  EXPECT_THAT(s.latency.buckets, ElementsAre(1u, 0u, 3u));
+  EXPECT_THAT(s.latency.buckets, ElementsAre(1u, kMaxBucketCount, 3u));
   EXPECT_FALSE(s.latency.mixed);
 }
 
