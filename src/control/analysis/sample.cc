@@ -106,60 +106,86 @@ void Sample::add(const Sample& other) {
   throttled_reported = throttled_reported || other.throttled_reported;
 }
 
-Sample sum_snapshots(std::span<const nlohmann::json> snapshots, const Scope& scope) {
-  Sample out;
-  // Whether a (gateway, service) breaker was open in the gateway's previous snapshot.
-  std::map<std::pair<std::string, std::string>, bool> was_open;
-  const bool every_route = scope.routes.empty() && scope.services.empty();
-  for (const Json& snap : snapshots) {
-    if (!snap.is_object()) continue;
-    auto gw = snap.find("gateway");
-    if (gw == snap.end() || !gw->is_string()) continue;
-    const std::string& gateway = gw->get_ref<const std::string&>();
-    if (!scope.gateways.empty() && !contains(scope.gateways, gateway)) continue;
-    ++out.snapshots;
+namespace {
 
-    auto take = [&](const Json& entry) {
-      if (!entry.is_object()) return;
-      out.requests = saturating_add(out.requests, counter(entry, "requests").value_or(0));
-      out.errors = saturating_add(out.errors, counter(entry, "errors").value_or(0));
-      if (auto t = counter(entry, "throttled")) {
-        out.throttled = saturating_add(out.throttled, *t);
-        out.throttled_reported = true;
-      }
-      out.latency.add(latency_of(entry));
-    };
+// Sums snapshots (or minute rollups, which have the same sections) one at a time, following
+// each (gateway, service) breaker's state from one to the next.
+class Summer {
+ public:
+  explicit Summer(const Scope& scope)
+      : scope_(scope), every_route_(scope.routes.empty() && scope.services.empty()) {}
 
+  void add(const Json& snap, const std::string& gateway) {
+    if (!snap.is_object()) return;
+    if (!scope_.gateways.empty() && !contains(scope_.gateways, gateway)) return;
+    ++out_.snapshots;
     std::set<std::string> routed;  // services of the named routes present in this snapshot
     auto routes = snap.find("routes");
     if (routes != snap.end() && routes->is_object()) {
       for (auto it = routes->begin(); it != routes->end(); ++it) {
-        if (!every_route && !contains(scope.routes, it.key())) continue;
+        if (!every_route_ && !contains(scope_.routes, it.key())) continue;
         if (!it->is_object()) continue;
         take(*it);
-        if (!every_route) services_of_route(*it, routed);
+        if (!every_route_) services_of_route(*it, routed);
       }
     }
     auto services = snap.find("services");
-    if (services == snap.end() || !services->is_object()) continue;
+    if (services == snap.end() || !services->is_object()) return;
     for (auto it = services->begin(); it != services->end(); ++it) {
-      const bool named = contains(scope.services, it.key());
-      if (!every_route && !named && !routed.contains(it.key())) continue;
+      const bool named = contains(scope_.services, it.key());
+      if (!every_route_ && !named && !routed.contains(it.key())) continue;
       if (!it->is_object()) continue;
       if (named && !routed.contains(it.key())) take(*it);
       // Breaker opens: every service in scope, whichever way its traffic was counted.
-      bool& open_before = was_open[{gateway, it.key()}];
+      bool& open_before = was_open_[{gateway, it.key()}];
       auto state = it->find("breaker");
       const bool open = state != it->end() && state->is_string() && *state == "open";
       if (auto opens = counter(*it, "breaker_opens")) {
-        out.breaker_opens = saturating_add(out.breaker_opens, *opens);
+        out_.breaker_opens = saturating_add(out_.breaker_opens, *opens);
       } else if (open && !open_before) {
-        out.breaker_opens = saturating_add(out.breaker_opens, 1);
+        out_.breaker_opens = saturating_add(out_.breaker_opens, 1);
       }
       open_before = open;
     }
   }
-  return out;
+
+  Sample result() && { return std::move(out_); }
+
+ private:
+  void take(const Json& entry) {
+    out_.requests = saturating_add(out_.requests, counter(entry, "requests").value_or(0));
+    out_.errors = saturating_add(out_.errors, counter(entry, "errors").value_or(0));
+    if (auto t = counter(entry, "throttled")) {
+      out_.throttled = saturating_add(out_.throttled, *t);
+      out_.throttled_reported = true;
+    }
+    out_.latency.add(latency_of(entry));
+  }
+
+  const Scope& scope_;
+  const bool every_route_;
+  Sample out_;
+  // Whether a (gateway, service) breaker was open in the gateway's previous snapshot.
+  std::map<std::pair<std::string, std::string>, bool> was_open_;
+};
+
+}  // namespace
+
+Sample sum_snapshots(std::span<const nlohmann::json> snapshots, const Scope& scope) {
+  Summer sum(scope);
+  for (const Json& snap : snapshots) {
+    if (!snap.is_object()) continue;
+    auto gw = snap.find("gateway");
+    if (gw == snap.end() || !gw->is_string()) continue;
+    sum.add(snap, gw->get_ref<const std::string&>());
+  }
+  return std::move(sum).result();
+}
+
+Sample sum_rollups(std::span<const Rollup> rollups, const Scope& scope) {
+  Summer sum(scope);
+  for (const Rollup& r : rollups) sum.add(r.data, r.gateway);
+  return std::move(sum).result();
 }
 
 }  // namespace sluice::control::analysis

@@ -1,6 +1,6 @@
 // One side of an analysis: the traffic of a set of gateways on the routes and services a change
 // (or a release) touches, summed from the gateways' stats snapshots (POST /v1/stats bodies, as
-// StatsReader::recent returns them) over a window.
+// StatsReader::recent returns them) or their minute rollups over a window.
 //
 // Semantics, exactly:
 // - A snapshot counts when its `gateway` is in Scope::gateways (empty: every gateway). Its
@@ -62,6 +62,15 @@ struct Scope {
   std::vector<std::string> services;
 };
 
+// `snapshots` as StatsReader::recent returns them (oldest first), which holds the last few
+// minutes only.
 Sample sum_snapshots(std::span<const nlohmann::json> snapshots, const Scope& scope);
+
+// Minute rollups as StatsReader::rollups returns them (by minute, then gateway), summed the same
+// way: for windows older than the snapshots kept in memory, such as the hour before a change. A
+// rollup holds a minute's snapshots of one gateway added up, and its `breaker` is the minute's
+// last state, so breaker opens are counted from minute to minute (an open and a close within
+// one minute are missed unless gateways report `breaker_opens`).
+Sample sum_rollups(std::span<const Rollup> rollups, const Scope& scope);
 
 }  // namespace sluice::control::analysis

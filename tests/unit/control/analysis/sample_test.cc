@@ -1,10 +1,13 @@
-// Summing gateways' stats snapshots into a sample: by route, by service (never counting a
-// request twice), by gateway set; breaker opens from the state or a counter; hostile values.
+// Summing gateways' stats snapshots (and their minute rollups) into a sample: by route, by
+// service (never counting a request twice), by gateway set; breaker opens from the state or a
+// counter; hostile values.
 #include "control/analysis/sample.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <vector>
 
 namespace sluice::control::analysis {
@@ -291,6 +294,43 @@ TEST(SumSnapshots, DifferentBucketBoundsMakeTheSumMixed) {
        {"routes", {{"r", {{"latency", {{"le", "0.005 0.05"}, {"buckets", {1, 2, 3}}}}}}}}}};
   EXPECT_TRUE(sum_snapshots(snaps, {.routes = {"r"}}).latency.mixed);
   EXPECT_FALSE(sum_snapshots(snaps, {.gateways = {"h"}, .routes = {"r"}}).latency.mixed);
+}
+
+TEST(SumRollups, TheSameSumsFromTheStatsStoresMinuteRollups) {
+  // The captured snapshots filed in a real StatsStore (SQLite in memory) as POST /v1/stats
+  // files them, the minute written to the store, and read back as rollups.
+  auto store = Store::open("sqlite::memory:");
+  ApiOptions options;
+  stats::StatsStore stats(*store, options);
+  std::vector<Json> snaps = captured();
+  Json b = snaps[0];
+  b["gateway"] = "gw-b1";
+  snaps.push_back(b);
+  int64_t first = INT64_MAX;
+  for (const Json& snap : snaps) {
+    Json sections = snap;
+    for (const char* key : {"gateway", "at_ms", "versions"}) sections.erase(key);
+    const int64_t at = snap["at_ms"].get<int64_t>();
+    first = std::min(first, at);
+    stats.add(snap["gateway"].get<std::string>(), at, at, snap, sections);
+  }
+  stats.flush(first + 10 * stats::kMinuteMs, true);
+  const std::vector<Rollup> rollups =
+      stats.rollups(first - stats::kMinuteMs, first + stats::kMinuteMs, "");
+  ASSERT_EQ(rollups.size(), 2u);  // one minute, two gateways
+  for (const Scope& scope : {Scope{.routes = {"acc"}}, Scope{.services = {"accounts"}},
+                             Scope{.gateways = {"gw-a1"}}, Scope{.gateways = {"gw-b1"}}}) {
+    const Sample from_snapshots = sum_snapshots(snaps, scope);
+    const Sample from_rollups = sum_rollups(rollups, scope);
+    EXPECT_EQ(from_rollups.requests, from_snapshots.requests);
+    EXPECT_EQ(from_rollups.errors, from_snapshots.errors);
+    EXPECT_EQ(from_rollups.latency.buckets, from_snapshots.latency.buckets);
+    EXPECT_EQ(from_rollups.latency.bounds, from_snapshots.latency.bounds);
+  }
+  // gw-a1's minute ends open: one open, as from the snapshots; gw-b1's stays closed.
+  EXPECT_EQ(sum_rollups(rollups, {.services = {"accounts"}}).breaker_opens, 1u);
+  EXPECT_EQ(sum_rollups(rollups, {.gateways = {"gw-a1"}}).requests, 131u);
+  EXPECT_EQ(sum_rollups(rollups, {.gateways = {"gw-a1"}}).snapshots, 1u);  // one minute
 }
 
 }  // namespace
