@@ -29,6 +29,7 @@ TEST(Fisher, MatchesExactEnumeration) {
   expect_close(fisher_greater(60, 5000, 35, 5000).p, 0.006472591692948634);
   expect_close(fisher_greater(130, 20000, 100, 20000).p, 0.027456020432615098);
   expect_close(fisher_greater(1, 200, 0, 10000).p, 0.0196078431372549);
+  expect_close(fisher_greater(41, 1000, 10, 5000).p, 1.4396742342571978e-23, 1e-8);
   // Below the mode: one minus the lower tail.
   expect_close(fisher_greater(5, 1000, 10, 1000).p, 0.9414533957119401);
   expect_close(fisher_greater(2, 50, 40, 2000).p, 0.2732937572115589);
