@@ -286,7 +286,8 @@ TEST(Analysis, NextStep) {
 // Fisher test's exact size at 1% errors and 2,000 a side is 0.68% (summed over every pair of
 // error counts in Python), so about 1.5% are expected.
 TEST(Analysis, EqualGroupsPassOverSeededTrials) {
-  Settings s;
+  const Settings s =
+      only({Measure::kErrorRatio, Measure::kP99, Measure::k429s, Measure::kBreakerOpens});
   std::mt19937_64 rng(20261207);
   std::bernoulli_distribution error(0.01), throttled(0.02);
   std::lognormal_distribution<double> latency(std::log(0.004), 0.5);
