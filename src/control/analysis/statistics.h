@@ -20,8 +20,8 @@
 //   every other one in it. U_a = sum over bins of a[k] * (b below bin k + b[k] / 2), the number
 //   of pairs where a is larger plus half the ties; z = (U_a - n_a*n_b/2 - 0.5) / sigma with the
 //   tie-corrected sigma^2 = n_a*n_b/12 * ((N + 1) - sum(t^3 - t) / (N * (N - 1))); p = P(Z >= z).
-//   This is what scipy.stats.mannwhitneyu(a, b, alternative="greater", method="asymptotic")
-//   computes from the expanded observations. All observations tied (sigma = 0): p = 0.5.
+//   The formula of scipy.stats.mannwhitneyu(a, b, alternative="greater", method="asymptotic")
+//   over the expanded observations. All observations tied (sigma = 0): p = 0.5.
 #pragma once
 
 #include <cstdint>
