@@ -270,11 +270,33 @@ struct RouteMatch {
   bool operator==(const RouteMatch&) const = default;
 };
 
+// Weighted split of a route between services (canary releases): routes[].services instead of
+// routes[].service. How a request picks one is router/split.h.
+inline constexpr uint32_t kMaxSplitWeight = 10000;  // per service: 0.01% steps of a 100% split
+inline constexpr size_t kMaxSplitServices = 16;
+
+struct SplitService {
+  std::string name;
+  uint32_t weight = 0;       // 0..kMaxSplitWeight; 0 = no traffic but the override's
+  bool canary = false;       // where split.override_header sends a request; at most one
+  size_t service_index = 0;  // resolved by validation
+  bool operator==(const SplitService&) const = default;
+};
+
+struct Split {
+  std::string sticky_header;                 // lower-case; empty = not sticky by header
+  std::string sticky_cookie;                 // cookie name; empty = not sticky by cookie
+  std::string override_header = "x-canary";  // lower-case; value "1" = the canary service
+  bool operator==(const Split&) const = default;
+};
+
 struct Route {
   std::string name;
   RouteMatch match;
-  std::string service;
-  size_t service_index = 0;  // resolved by validation
+  std::string service;                 // empty when `services` (a weighted split) is used
+  size_t service_index = 0;            // resolved by validation; the first service of a split
+  std::vector<SplitService> services;  // weighted split; empty = `service`
+  Split split;                         // only with `services`
   std::string strip_prefix;
   std::string prefix_rewrite;  // replaces strip_prefix (or nothing) after stripping
   bool operator==(const Route&) const = default;

@@ -885,7 +885,9 @@ class SchemaLoader {
     auto items = read_list(diag_, v);
     if (!items) return;
     for (const Value& item : *items) {
-      MapReader m(diag_, item, {"name", "match", "service", "strip_prefix", "prefix_rewrite"});
+      MapReader m(
+          diag_, item,
+          {"name", "match", "service", "services", "split", "strip_prefix", "prefix_rewrite"});
       if (!m.is_map()) continue;
       Route route;
       if (const Value* n = m.require("name")) {
@@ -898,7 +900,27 @@ class SchemaLoader {
       if (const Value* mv = m.get("match")) match_ok = load_match(*mv, route.match);
       if (route.match.path.empty() && route.match.path_prefix.empty())
         route.match.path_prefix = "/";
-      if (const Value* s = m.require("service")) resolve_service(*s, route);
+      const Value* one = m.get("service");
+      const Value* split = m.get("services");
+      if (one != nullptr && split != nullptr) {
+        split->error(diag_, "use either 'service' or 'services' (a weighted split), not both");
+      } else if (split != nullptr) {
+        load_split_services(*split, route);
+      } else if (one != nullptr) {
+        resolve_service(*one, route);
+      } else if (m.is_map()) {
+        diag_.add(item.line, item.path + ".service",
+                  "required (or 'services' for a weighted split)");
+      }
+      if (const Value* sv = m.get("split")) {
+        if (split == nullptr) {
+          sv->error(diag_,
+                    "needs 'services' (a weighted split); a route with one 'service' has "
+                    "nothing to split");
+        } else {
+          load_split(*sv, route.split);
+        }
+      }
       const Value* strip = m.get("strip_prefix");
       if (strip != nullptr) {
         if (auto p = read_path(diag_, *strip); p && check_route_path(*strip, *p)) {
@@ -916,6 +938,131 @@ class SchemaLoader {
         if (auto p = read_path(diag_, *r)) route.prefix_rewrite = *p;
       }
       config_.routes.push_back(std::move(route));
+    }
+  }
+
+  // routes[].services: [{name, weight, canary}], each an existing service, named once; the
+  // weights pick among them per request (router/split.h).
+  void load_split_services(const Value& v, Route& route) {
+    auto items = read_list(diag_, v);
+    if (!items) return;
+    if (items->empty() || items->size() > kMaxSplitServices) {
+      v.error(diag_,
+              fmt::format("must list 1..{} services, got {}", kMaxSplitServices, items->size()));
+      return;
+    }
+    bool all_read = true;
+    const Value* canary_at = nullptr;
+    std::optional<ServiceKind> kind;
+    std::string kind_of;
+    for (const Value& item : *items) {
+      MapReader m(diag_, item, {"name", "weight", "canary"});
+      if (!m.is_map()) {
+        all_read = false;
+        continue;
+      }
+      SplitService s;
+      bool ok = true;
+      if (const Value* n = m.require("name")) {
+        if (auto name = read_string(diag_, *n)) {
+          s.name = *name;
+          if (auto i = find_name(s.name, "service")) {
+            s.service_index = *i;
+            const Service& svc = config_.services[*i];
+            if (std::any_of(route.services.begin(), route.services.end(),
+                            [&](const SplitService& o) { return o.name == s.name; })) {
+              n->error(diag_, fmt::format("service '{}' is listed twice", s.name));
+              ok = false;
+            } else if (kind && *kind != svc.kind) {
+              // A unit service routes by the customer's home city, a global one does not: one
+              // customer would be served in either city depending on the side of the split.
+              n->error(diag_, fmt::format("service '{}' is {} but '{}' is {}: the services of a "
+                                          "split must all be unit or all global",
+                                          s.name, kServiceKinds[svc.kind == ServiceKind::kUnit],
+                                          kind_of, kServiceKinds[*kind == ServiceKind::kUnit]));
+              ok = false;
+            } else if (!kind) {
+              kind = svc.kind;
+              kind_of = s.name;
+            }
+          } else {
+            std::vector<std::string_view> names;
+            for (const auto& [name_, line] : service_names_) names.push_back(name_);
+            n->error(diag_,
+                     fmt::format("no service named '{}'{}", s.name, did_you_mean(s.name, names)));
+            ok = false;
+          }
+        } else {
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+      if (const Value* w = m.require("weight")) {
+        if (auto x = read_uint(diag_, *w, 0, kMaxSplitWeight)) {
+          s.weight = static_cast<uint32_t>(*x);
+        } else {
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+      if (const Value* c = m.get("canary")) {
+        if (auto b = read_bool(diag_, *c)) {
+          s.canary = *b;
+          if (s.canary && canary_at != nullptr) {
+            c->error(diag_, fmt::format("only one service of a split may be the canary "
+                                        "(already {} at line {})",
+                                        canary_at->path, canary_at->line));
+            ok = false;
+          } else if (s.canary) {
+            canary_at = c;
+          }
+        } else {
+          ok = false;
+        }
+      }
+      if (!ok) {
+        all_read = false;
+        continue;
+      }
+      route.services.push_back(std::move(s));
+    }
+    // Judged only when every entry loaded: a weight that failed to read is not a weight of 0.
+    if (all_read && std::none_of(route.services.begin(), route.services.end(),
+                                 [](const SplitService& s) { return s.weight > 0; })) {
+      v.error(diag_, "at least one service needs a weight above 0 (the weights are all 0)");
+    }
+    if (!route.services.empty()) route.service_index = route.services.front().service_index;
+  }
+
+  void load_split(const Value& v, Split& split) {
+    MapReader m(diag_, v, {"sticky_header", "sticky_cookie", "override_header"});
+    if (!m.is_map()) return;
+    auto header = [&](const char* key, std::string& out, bool allow_empty) {
+      const Value* h = m.get(key);
+      if (h == nullptr) return;
+      auto s = read_string(diag_, *h);
+      if (!s) return;
+      if (s->empty() && allow_empty) {
+        out.clear();
+      } else if (!is_token(*s)) {
+        h->error(diag_, fmt::format("'{}' is not a valid header name", *s));
+      } else {
+        out = to_lower(*s);
+      }
+    };
+    header("sticky_header", split.sticky_header, false);
+    header("override_header", split.override_header, /*allow_empty=*/true);
+    if (const Value* c = m.get("sticky_cookie")) {
+      if (auto s = read_string(diag_, *c)) {
+        // RFC 6265: a cookie name is a token; compared case-sensitively.
+        if (!is_token(*s)) {
+          c->error(diag_, fmt::format("'{}' is not a valid cookie name", *s));
+        } else {
+          split.sticky_cookie = *s;
+        }
+      }
     }
   }
 
@@ -2015,7 +2162,21 @@ std::string to_json(const GatewayConfig& config) {
     m["headers"] = Json::object();
     for (const auto& h : r.match.headers) m["headers"][h.name] = h.present_only ? "*" : h.value;
     jr["match"] = std::move(m);
-    jr["service"] = r.service;
+    if (r.services.empty()) {
+      jr["service"] = r.service;
+    } else {
+      jr["services"] = Json::array();
+      for (const auto& sv : r.services) {
+        Json js = {{"name", sv.name}, {"weight", sv.weight}};
+        if (sv.canary) js["canary"] = true;
+        jr["services"].push_back(std::move(js));
+      }
+      Json split = Json::object();
+      if (!r.split.sticky_header.empty()) split["sticky_header"] = r.split.sticky_header;
+      if (!r.split.sticky_cookie.empty()) split["sticky_cookie"] = r.split.sticky_cookie;
+      split["override_header"] = r.split.override_header;
+      jr["split"] = std::move(split);
+    }
     if (!r.strip_prefix.empty()) jr["strip_prefix"] = r.strip_prefix;
     if (!r.prefix_rewrite.empty()) jr["prefix_rewrite"] = r.prefix_rewrite;
     j["routes"].push_back(std::move(jr));

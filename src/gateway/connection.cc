@@ -325,7 +325,15 @@ void Connection::on_head(http::MessageHead& head) {
     local_reply(404, "no route matches this request");
     return;
   }
-  req_.service_index = req_.route->service_index;
+  if (!req_.route->split.empty()) {
+    // Chosen once: retries, a unit forward's fallback and every metric stay with this service.
+    req_.split_slot =
+        static_cast<uint32_t>(req_.route->split.choose(head.headers, core::thread_rng()));
+    req_.routed_service = req_.route->split.entry(req_.split_slot).service_index;
+  } else {
+    req_.routed_service = req_.route->service_index;
+  }
+  req_.service_index = req_.routed_service;
   if (snap.services[req_.service_index].cfg->kind == config::ServiceKind::kUnit &&
       snap.config->units.enabled && worker_.units()) {
     auto key = router::unit_key(snap.config->units, head.path(), head.query(), head.headers);
@@ -497,7 +505,7 @@ bool Connection::forward_direct() {
   snap.unit_results[static_cast<size_t>(UnitResult::kDirect)]->inc();
   req_.forward = false;
   req_.direct = true;
-  req_.service_index = req_.route->service_index;
+  req_.service_index = req_.routed_service;
   req_.unit_city = std::move(owner);
   req_.tried.clear();
   if (const auto total = snap.services[req_.service_index].cfg->timeouts.total; total.count() > 0) {
@@ -1348,7 +1356,7 @@ void Connection::release_request() {
 void Connection::record(std::string_view endpoint) {
   const Snapshot& snap = *req_.services->snapshot;
   double total = std::chrono::duration<double>(worker_.now() - req_.start).count();
-  const RouteMetrics& rm = snap.metrics_for(listener_, req_.route);
+  const RouteMetrics& rm = snap.metrics_for(listener_, req_.route, req_.split_slot);
   rm.requests.inc(req_.status);
   rm.duration->observe(total);
 

@@ -102,6 +102,17 @@ struct Hist {
     sum += s.sum;
     count += s.count;
   }
+  void add(const Hist& h) {
+    if (h.buckets.empty()) return;
+    if (buckets.empty()) {
+      bounds = h.bounds;
+      buckets.assign(h.buckets.size(), 0);
+    }
+    if (h.buckets.size() != buckets.size()) return;
+    for (size_t i = 0; i < h.buckets.size(); ++i) buckets[i] += h.buckets[i];
+    sum += h.sum;
+    count += h.count;
+  }
 };
 
 }  // namespace
@@ -731,17 +742,42 @@ std::string ControlLink::stats_snapshot() {
 
   json routes = json::object();
   for (size_t r = 0; r < cfg.routes.size(); ++r) {
+    const config::Route& route = cfg.routes[r];
     uint64_t total = 0, errors = 0;
     Hist h;
-    for (const auto& row : snap->route_metrics) {
-      codes(row[r].requests, &total, &errors);
-      if (row[r].duration) h.add(row[r].duration->snapshot());
+    // A split route also reports each of its services, so that the control plane can compare
+    // a canary with the stable side on the same route (docs/config.md, "Weighted split").
+    json split = json::object();
+    for (size_t slot = 0; slot < snap->route_slot_count(r); ++slot) {
+      uint64_t s_total = 0, s_errors = 0;
+      Hist s_hist;
+      for (size_t l = 0; l < snap->route_metrics.size(); ++l) {
+        const RouteMetrics& m = snap->route_metrics[l][snap->route_slots[r] + slot];
+        codes(m.requests, &s_total, &s_errors);
+        // The duration histogram has no listener label: every row holds the same one.
+        if (l == 0 && m.duration) s_hist.add(m.duration->snapshot());
+      }
+      total += s_total;
+      errors += s_errors;
+      h.add(s_hist);
+      if (route.services.empty()) continue;
+      const std::string& name = route.services[slot].name;
+      const std::string key = "r/" + route.name + "/s/" + name;
+      split[name] = {{"weight", route.services[slot].weight},
+                     {"requests", delta(key + "/n", s_total)},
+                     {"errors", delta(key + "/e", s_errors)},
+                     {"latency", hist_delta(key + "/h", s_hist)}};
     }
-    const std::string key = "r/" + cfg.routes[r].name;
-    routes[cfg.routes[r].name] = {{"service", cfg.routes[r].service},
-                                  {"requests", delta(key + "/n", total)},
-                                  {"errors", delta(key + "/e", errors)},
-                                  {"latency", hist_delta(key + "/h", h)}};
+    const std::string key = "r/" + route.name;
+    json rj = {{"requests", delta(key + "/n", total)},
+               {"errors", delta(key + "/e", errors)},
+               {"latency", hist_delta(key + "/h", h)}};
+    if (route.services.empty()) {
+      rj["service"] = route.service;
+    } else {
+      rj["services"] = std::move(split);
+    }
+    routes[route.name] = std::move(rj);
   }
   json services = json::object(), endpoints = json::object(), cities = json::object();
   std::map<std::string, std::pair<uint64_t, uint64_t>> by_city;

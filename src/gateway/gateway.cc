@@ -507,15 +507,35 @@ std::string Gateway::stats_json() const {
   nlohmann::json routes = nlohmann::json::array();
   const auto& cfg = *snap->config;
   for (size_t r = 0; r < cfg.routes.size(); ++r) {
+    const config::Route& route = cfg.routes[r];
     uint64_t total = 0, errors5 = 0;
-    for (size_t l = 0; l < snap->route_metrics.size(); ++l) {
-      total += sum(snap->route_metrics[l][r].requests);
-      errors5 += snap->route_metrics[l][r].requests.by_class[4]->value();
+    nlohmann::json split = nlohmann::json::array();
+    for (size_t slot = 0; slot < snap->route_slot_count(r); ++slot) {
+      uint64_t s_total = 0, s_errors5 = 0;
+      for (size_t l = 0; l < snap->route_metrics.size(); ++l) {
+        const RouteMetrics& m = snap->route_metrics[l][snap->route_slots[r] + slot];
+        s_total += sum(m.requests);
+        s_errors5 += m.requests.by_class[4]->value();
+      }
+      total += s_total;
+      errors5 += s_errors5;
+      if (route.services.empty()) continue;
+      const config::SplitService& sv = route.services[slot];
+      split.push_back({{"name", sv.name},
+                       {"weight", sv.weight},
+                       {"canary", sv.canary},
+                       {"requests", s_total},
+                       {"responses_5xx", s_errors5}});
     }
-    routes.push_back({{"name", cfg.routes[r].name},
-                      {"service", cfg.routes[r].service},
-                      {"requests", total},
-                      {"responses_5xx", errors5}});
+    nlohmann::json rj = {{"name", route.name}};
+    if (route.services.empty()) {
+      rj["service"] = route.service;
+    } else {
+      rj["services"] = std::move(split);
+    }
+    rj["requests"] = total;
+    rj["responses_5xx"] = errors5;
+    routes.push_back(std::move(rj));
   }
   j["routes"] = routes;
   j["governance"] =

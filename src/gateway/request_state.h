@@ -34,7 +34,9 @@ struct WorkerServices;
 struct RequestState {
   std::shared_ptr<WorkerServices> services;  // the snapshot this request started on
   const router::Route* route = nullptr;
-  size_t service_index = 0;
+  size_t service_index = 0;   // the service being tried (a peer city's gateway for a forward)
+  size_t routed_service = 0;  // the route's service for this request (a split's choice)
+  uint32_t split_slot = 0;    // its position in the route's split, for metrics; 0 without one
   bool in_request = false;
   bool req_done = false;
   bool req_chunked = false;

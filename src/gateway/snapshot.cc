@@ -145,7 +145,12 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Gat
                          {{"route", route}, {"service", service}});
       row.push_back(m);
     };
-    for (const auto& route : config->routes) add(route.name, route.service);
+    snap->route_slots.clear();
+    for (const auto& route : config->routes) {
+      snap->route_slots.push_back(static_cast<uint32_t>(row.size()));
+      if (route.services.empty()) add(route.name, route.service);
+      for (const auto& s : route.services) add(route.name, s.name);
+    }
     add("", "");  // requests that matched no route or failed before routing
     snap->route_metrics.push_back(std::move(row));
   }

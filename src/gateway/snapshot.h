@@ -91,8 +91,11 @@ struct Snapshot {
   std::shared_ptr<const config::GatewayConfig> config;
   std::unique_ptr<router::Router> router;
   std::vector<ServiceInfo> services;
-  // [listener][route]; the last entry of each listener row is for requests that matched no route.
+  // [listener][route_slots[route] + slot]: one entry per service a route can send to (its
+  // split's slots, or one); the last entry of each listener row is for requests that matched no
+  // route.
   std::vector<std::vector<RouteMetrics>> route_metrics;
+  std::vector<uint32_t> route_slots;
   std::shared_ptr<const GovernanceSnapshot> governance;
   // Dual-city: the service index of each peer city's gateway, and unit request outcomes.
   std::vector<std::pair<std::string, size_t>> peer_services;
@@ -106,9 +109,14 @@ struct Snapshot {
     return -1;
   }
 
-  const RouteMetrics& metrics_for(size_t listener, const router::Route* route) const {
+  const RouteMetrics& metrics_for(size_t listener, const router::Route* route,
+                                  uint32_t slot = 0) const {
     const auto& row = route_metrics[listener];
-    return route ? row[route->index] : row.back();
+    return route ? row[route_slots[route->index] + slot] : row.back();
+  }
+  // How many entries of a route_metrics row are route r's: its split's size, or 1.
+  size_t route_slot_count(size_t r) const {
+    return config->routes[r].services.empty() ? 1 : config->routes[r].services.size();
   }
 };
 

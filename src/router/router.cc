@@ -241,6 +241,7 @@ Router::Router(const config::GatewayConfig& config) : impl_(std::make_unique<Imp
     route.index = static_cast<uint32_t>(i);
     route.name = r.name;
     route.service_index = r.service_index;
+    if (!r.services.empty()) route.split = WeightedSplit(r);
     route.strip_prefix = r.strip_prefix;
     route.prefix_rewrite = r.prefix_rewrite;
     routes_.push_back(std::move(route));

@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "http/header_map.h"
+#include "router/split.h"
 
 namespace sluice::router {
 
@@ -21,14 +22,16 @@ struct RequestView {
 struct Route {
   uint32_t index = 0;  // position in config.routes
   std::string name;
-  size_t service_index = 0;  // into config.services
+  size_t service_index = 0;  // into config.services; the first service of a split
+  WeightedSplit split;       // routes[].services; empty for a route with one service
   std::string strip_prefix;
   std::string prefix_rewrite;
 };
 
 class Router {
  public:
-  // Config must have passed validation (every route names an existing service).
+  // Config must have passed validation (every route names an existing service) and must outlive
+  // the router (routes' splits keep views of its header names).
   explicit Router(const config::GatewayConfig& config);
   ~Router();
   Router(const Router&) = delete;
