@@ -5,9 +5,12 @@ sticky customers, the tester override header, weight 0, a reload moving the weig
 import json
 import math
 import os
+import subprocess
+import time
 import unittest
 
-from harness import SluiceTestCase, Gateway, Sample, RawConn, wait_until, service
+from harness import BIN, SluiceTestCase, Gateway, Sample, RawConn, wait_until, service
+from test_control import Control
 
 
 def split_route(name, prefix, weights, canary=None, split=None):
@@ -206,6 +209,82 @@ class WeightedSplitReloadTest(SluiceTestCase):
         with RawConn(gw.address) as c:
             for _ in range(20):
                 self.assertEqual(c.request("GET", "/x").json()["service"], "canary")
+
+
+class WeightedSplitControlPlaneTest(SluiceTestCase):
+    """`sluice ctl apply` of a split route: validated by the gateway loader (an unknown service is
+    refused and nothing changes), pushed to a gateway, and reported per service in the stats
+    snapshots the control plane receives."""
+
+    def ctl(self, *args):
+        env = dict(os.environ, SLUICE_SERVER=f"http://{self.cp.address}")
+        p = subprocess.run([BIN, "ctl", "--token-file", self.cp.token_file, *args],
+                           capture_output=True, text=True, timeout=30, env=env,
+                           stdin=subprocess.DEVNULL)
+        return p.returncode, p.stdout + p.stderr
+
+    def apply_file(self, text):
+        path = os.path.join(self.dir, "resources.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return self.ctl("apply", "-f", path, "--reason", "canary")
+
+    def test_apply_split_route_and_stats_per_service(self):
+        self.cp = self.start(Control(self.dir))
+        stable = self.start(Sample(self.dir, "stable"))
+        canary = self.start(Sample(self.dir, "canary"))
+        services = (f"kind: service\nname: stable\nspec: {{endpoints: [{{address: {stable.address}}}]}}\n"
+                    f"---\nkind: service\nname: canary\n"
+                    f"spec: {{endpoints: [{{address: {canary.address}}}]}}\n")
+        # A split naming a service that does not exist is refused, naming it; nothing applied.
+        rc, out = self.apply_file(services + "---\nkind: route\nname: api\nspec:\n"
+                                  "  services: [{name: stable, weight: 80}, {name: canery, weight: 20}]\n")
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("route/api: spec.services[1].name: no service named 'canery' "
+                      "(did you mean 'canary'?)", out)
+        self.assertEqual(self.cp.call("GET", "/v1/resources").json()["resources"], [], out)
+        rc, out = self.apply_file(services + "---\nkind: route\nname: api\nspec:\n"
+                                  "  services: [{name: stable, weight: 80}, "
+                                  "{name: canary, weight: 20, canary: true}]\n"
+                                  "  split: {sticky_header: x-customer-id}\n")
+        self.assertEqual(rc, 0, out)
+        gw = self.start(Gateway(self.dir, {
+            "node": {"id": "gw-a", "city": "a", "zone": "a1"},
+            "control_plane": {"address": f"http://{self.cp.address}",
+                              "token_file": self.cp.token_file,
+                              "cache_dir": os.path.join(self.dir, "cache"),
+                              "report_interval": "1s"}}, name="gw-a"))
+        t0 = int(time.time() * 1000)
+        counts = {"stable": 0, "canary": 0}
+        with RawConn(gw.address) as c:
+            for i in range(300):
+                r = c.request("GET", f"/x/{i}")
+                self.assertEqual(r.status, 200, r)
+                counts[r.json()["service"]] += 1
+            # The tester override works on the pushed route too.
+            for _ in range(10):
+                r = c.request("GET", "/y", headers={"x-canary": "1"})
+                self.assertEqual(r.json()["service"], "canary")
+        counts["canary"] += 10
+        lo, hi = binomial_bound(300, 0.2)
+        self.assertTrue(lo <= counts["canary"] - 10 <= hi, counts)
+
+        def reported():
+            recent = self.cp.call("GET", f"/v1/stats?gateway=gw-a&from={t0 - 60000}").json()
+            got = {"stable": 0, "canary": 0}
+            for snap in recent["recent"]:
+                route = snap.get("routes", {}).get("api", {})
+                for name, st in route.get("services", {}).items():
+                    got[name] += st["requests"]
+            return got if got == counts else None
+        got = wait_until(reported, 10, message=f"per-service route stats reaching {counts}")
+        self.assertEqual(got, counts)
+        snap = self.cp.call("GET", "/v1/stats?gateway=gw-a").json()["recent"][-1]
+        route = snap["routes"]["api"]
+        self.assertNotIn("service", route)
+        self.assertEqual(route["services"]["canary"]["weight"], 20)
+        lat = route["services"]["canary"]["latency"]
+        self.assertEqual(len(lat["buckets"]), len(lat["le"].split()) + 1)
 
 
 if __name__ == "__main__":
