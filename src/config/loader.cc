@@ -545,6 +545,58 @@ constexpr auto kControlPlaneFields = [] {
   return fields;
 }();
 
+// routes[].split header names: RFC 9110 tokens, lower-cased (header names are matched ignoring
+// case). override_header may be "" to turn the override off.
+std::optional<std::string> read_header_name(Diagnostics& diag, const Value& v) {
+  auto s = read_string(diag, v);
+  if (!s) return std::nullopt;
+  if (!is_token(*s)) {
+    v.error(diag, fmt::format("'{}' is not a valid header name", *s));
+    return std::nullopt;
+  }
+  return to_lower(*s);
+}
+
+std::optional<std::string> read_header_name_or_empty(Diagnostics& diag, const Value& v) {
+  if (v.node.IsScalar() && v.node.Scalar().empty()) return std::string();
+  return read_header_name(diag, v);
+}
+
+// RFC 6265: a cookie name is a token, compared case-sensitively.
+std::optional<std::string> read_cookie_name(Diagnostics& diag, const Value& v) {
+  auto s = read_string(diag, v);
+  if (!s) return std::nullopt;
+  if (!is_token(*s)) {
+    v.error(diag, fmt::format("'{}' is not a valid cookie name", *s));
+    return std::nullopt;
+  }
+  return s;
+}
+
+// routes[].services[] besides `name`, which is resolved to a service by the loader.
+constexpr auto kSplitServiceFields = [] {
+  std::array fields = {
+      uint_field("weight", &SplitService::weight, 0, kMaxSplitWeight),
+      bool_field("canary", &SplitService::canary),
+  };
+  fields[0].required = true;
+  return fields;
+}();
+constexpr size_t kSplitWeight = field_index(kSplitServiceFields, "weight");
+constexpr size_t kSplitCanary = field_index(kSplitServiceFields, "canary");
+
+// routes[].split. An empty sticky key means "not set" and is left out of to_json.
+constexpr auto kSplitFields = [] {
+  std::array fields = {
+      string_field("sticky_header", &Split::sticky_header, read_header_name),
+      string_field("sticky_cookie", &Split::sticky_cookie, read_cookie_name),
+      string_field("override_header", &Split::override_header, read_header_name_or_empty),
+  };
+  fields[0].omit_empty = true;
+  fields[1].omit_empty = true;
+  return fields;
+}();
+
 class SchemaLoader {
  public:
   // `pushed`: the document is a gateway file merged with the sections a control plane pushed.
@@ -956,7 +1008,7 @@ class SchemaLoader {
     std::optional<ServiceKind> kind;
     std::string kind_of;
     for (const Value& item : *items) {
-      MapReader m(diag_, item, {"name", "weight", "canary"});
+      MapReader m(diag_, item, field_keys(kSplitServiceFields, {"name"}));
       if (!m.is_map()) {
         all_read = false;
         continue;
@@ -998,28 +1050,17 @@ class SchemaLoader {
       } else {
         ok = false;
       }
-      if (const Value* w = m.require("weight")) {
-        if (auto x = read_uint(diag_, *w, 0, kMaxSplitWeight)) {
-          s.weight = static_cast<uint32_t>(*x);
-        } else {
+      const auto read_ok = read_fields(m, kSplitServiceFields, s);
+      ok = ok && read_ok[kSplitWeight] && read_ok[kSplitCanary];
+      if (s.canary) {
+        const Value* c = m.get("canary");
+        if (canary_at != nullptr) {
+          c->error(diag_, fmt::format("only one service of a split may be the canary "
+                                      "(already {} at line {})",
+                                      canary_at->path, canary_at->line));
           ok = false;
-        }
-      } else {
-        ok = false;
-      }
-      if (const Value* c = m.get("canary")) {
-        if (auto b = read_bool(diag_, *c)) {
-          s.canary = *b;
-          if (s.canary && canary_at != nullptr) {
-            c->error(diag_, fmt::format("only one service of a split may be the canary "
-                                        "(already {} at line {})",
-                                        canary_at->path, canary_at->line));
-            ok = false;
-          } else if (s.canary) {
-            canary_at = c;
-          }
         } else {
-          ok = false;
+          canary_at = c;
         }
       }
       if (!ok) {
@@ -1037,33 +1078,8 @@ class SchemaLoader {
   }
 
   void load_split(const Value& v, Split& split) {
-    MapReader m(diag_, v, {"sticky_header", "sticky_cookie", "override_header"});
-    if (!m.is_map()) return;
-    auto header = [&](const char* key, std::string& out, bool allow_empty) {
-      const Value* h = m.get(key);
-      if (h == nullptr) return;
-      auto s = read_string(diag_, *h);
-      if (!s) return;
-      if (s->empty() && allow_empty) {
-        out.clear();
-      } else if (!is_token(*s)) {
-        h->error(diag_, fmt::format("'{}' is not a valid header name", *s));
-      } else {
-        out = to_lower(*s);
-      }
-    };
-    header("sticky_header", split.sticky_header, false);
-    header("override_header", split.override_header, /*allow_empty=*/true);
-    if (const Value* c = m.get("sticky_cookie")) {
-      if (auto s = read_string(diag_, *c)) {
-        // RFC 6265: a cookie name is a token; compared case-sensitively.
-        if (!is_token(*s)) {
-          c->error(diag_, fmt::format("'{}' is not a valid cookie name", *s));
-        } else {
-          split.sticky_cookie = *s;
-        }
-      }
-    }
+    MapReader m(diag_, v, field_keys(kSplitFields));
+    read_fields(m, kSplitFields, split);
   }
 
   // Returns false when a field that strip_prefix is checked against failed to load.
@@ -2167,15 +2183,11 @@ std::string to_json(const GatewayConfig& config) {
     } else {
       jr["services"] = Json::array();
       for (const auto& sv : r.services) {
-        Json js = {{"name", sv.name}, {"weight", sv.weight}};
-        if (sv.canary) js["canary"] = true;
+        Json js = {{"name", sv.name}};
+        write_fields(js, kSplitServiceFields, sv);
         jr["services"].push_back(std::move(js));
       }
-      Json split = Json::object();
-      if (!r.split.sticky_header.empty()) split["sticky_header"] = r.split.sticky_header;
-      if (!r.split.sticky_cookie.empty()) split["sticky_cookie"] = r.split.sticky_cookie;
-      split["override_header"] = r.split.override_header;
-      jr["split"] = std::move(split);
+      write_fields(jr["split"], kSplitFields, r.split);
     }
     if (!r.strip_prefix.empty()) jr["strip_prefix"] = r.strip_prefix;
     if (!r.prefix_rewrite.empty()) jr["prefix_rewrite"] = r.prefix_rewrite;

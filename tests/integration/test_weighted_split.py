@@ -87,7 +87,7 @@ class WeightedSplitTest(SluiceTestCase):
                          by_name["stable"]["requests"] + by_name["canary"]["requests"])
         config = json.loads(self.gw.admin_get("/config").body)["config"]
         r = next(r for r in config["routes"] if r["name"] == "r-ninety")
-        self.assertEqual(r["services"], [{"name": "stable", "weight": 90},
+        self.assertEqual(r["services"], [{"name": "stable", "weight": 90, "canary": False},
                                          {"name": "canary", "weight": 10, "canary": True}])
         self.assertEqual(r["split"], {"override_header": "x-canary"})
         self.assertNotIn("service", r)
