@@ -9,7 +9,8 @@ import subprocess
 import time
 import unittest
 
-from harness import BIN, SluiceTestCase, Gateway, Sample, RawConn, wait_until, service
+from harness import (BIN, DeadPort, Gateway, RawConn, Sample, SluiceTestCase, service,
+                     wait_until)
 from test_control import Control
 
 
@@ -147,6 +148,42 @@ class WeightedSplitTest(SluiceTestCase):
         # A route without a canary service ignores the header: still by weight.
         counts = self.sides("/sticky/o", 60, headers={"x-canary": "1"})
         self.assertEqual(set(counts), {"stable", "canary"})
+
+
+class WeightedSplitRetryTest(SluiceTestCase):
+    def test_retries_stay_on_the_chosen_service(self):
+        """Half the requests go to a service whose only endpoint refuses connections. Its retries
+        (connect_failure, 2 attempts) stay on that service: those requests fail, none is served
+        by the other side of the split."""
+        dead = DeadPort()
+        self.addCleanup(dead.close)
+        live = self.start(Sample(self.dir, "live"))
+        retry = {"attempts": 2, "on": ["connect_failure"]}
+        gw = self.start(Gateway(self.dir, {
+            "services": [service("live", live.address, retry=retry),
+                         service("dead", dead.address, retry=retry)],
+            "routes": [split_route("r-half", "/", [("live", 50), ("dead", 50)])]}))
+        n = 200
+        failed = served = 0
+        with RawConn(gw.address) as c:
+            for _ in range(n):
+                r = c.request("GET", "/x")
+                if r.status == 200:
+                    self.assertEqual(r.json()["service"], "live")
+                    served += 1
+                else:
+                    self.assertGreaterEqual(r.status, 500, r)
+                    failed += 1
+        lo, hi = binomial_bound(n, 0.5)
+        self.assertTrue(lo <= failed <= hi, (failed, served, lo, hi))
+        # Every failure is counted on the dead side, and each was tried 1 + 2 times there.
+        got = gw.metric_reaching("sluice_requests_total", failed, route="r-half", service="dead",
+                                 code="5xx")
+        self.assertEqual(got, failed)
+        self.assertEqual(gw.metric("sluice_requests_total", route="r-half", service="live",
+                                   code="5xx"), 0)
+        self.assertEqual(gw.metric("sluice_upstream_retries_total", service="dead"), 2 * failed)
+        self.assertEqual(gw.metric("sluice_upstream_retries_total", service="live"), 0)
 
 
 class WeightedSplitReloadTest(SluiceTestCase):
