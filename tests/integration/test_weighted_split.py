@@ -270,12 +270,14 @@ class WeightedSplitControlPlaneTest(SluiceTestCase):
         self.cp = self.start(Control(self.dir))
         stable = self.start(Sample(self.dir, "stable"))
         canary = self.start(Sample(self.dir, "canary"))
-        services = (f"kind: service\nname: stable\nspec: {{endpoints: [{{address: {stable.address}}}]}}\n"
+        services = (f"kind: service\nname: stable\n"
+                    f"spec: {{endpoints: [{{address: {stable.address}}}]}}\n"
                     f"---\nkind: service\nname: canary\n"
                     f"spec: {{endpoints: [{{address: {canary.address}}}]}}\n")
         # A split naming a service that does not exist is refused, naming it; nothing applied.
         rc, out = self.apply_file(services + "---\nkind: route\nname: api\nspec:\n"
-                                  "  services: [{name: stable, weight: 80}, {name: canery, weight: 20}]\n")
+                                  "  services: [{name: stable, weight: 80}, "
+                                  "{name: canery, weight: 20}]\n")
         self.assertNotEqual(rc, 0, out)
         self.assertIn("route/api: spec.services[1].name: no service named 'canery' "
                       "(did you mean 'canary'?)", out)
