@@ -1358,6 +1358,7 @@ void Connection::record(std::string_view endpoint) {
   double total = std::chrono::duration<double>(worker_.now() - req_.start).count();
   const RouteMetrics& rm = snap.metrics_for(listener_, req_.route, req_.split_slot);
   rm.requests.inc(req_.status);
+  if (req_.status == 429) rm.throttled->inc();
   rm.duration->observe(total);
 
   observability::AccessRecord rec;

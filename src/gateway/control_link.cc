@@ -741,36 +741,43 @@ std::string ControlLink::stats_snapshot() {
   const config::GatewayConfig& cfg = *snap->config;
 
   json routes = json::object();
+  std::map<std::string, uint64_t> throttled_by_service;  // 429s of the routes to each service
   for (size_t r = 0; r < cfg.routes.size(); ++r) {
     const config::Route& route = cfg.routes[r];
-    uint64_t total = 0, errors = 0;
+    uint64_t total = 0, errors = 0, throttled = 0;
     Hist h;
     // A split route also reports each of its services, so that the control plane can compare
     // a canary with the stable side on the same route (docs/config.md, "Weighted split").
     json split = json::object();
     for (size_t slot = 0; slot < snap->route_slot_count(r); ++slot) {
-      uint64_t s_total = 0, s_errors = 0;
+      uint64_t s_total = 0, s_errors = 0, s_throttled = 0;
       Hist s_hist;
       for (size_t l = 0; l < snap->route_metrics.size(); ++l) {
         const RouteMetrics& m = snap->route_metrics[l][snap->route_slots[r] + slot];
         codes(m.requests, &s_total, &s_errors);
+        if (m.throttled) s_throttled += m.throttled->value();
         // The duration histogram has no listener label: every row holds the same one.
         if (l == 0 && m.duration) s_hist.add(m.duration->snapshot());
       }
       total += s_total;
       errors += s_errors;
+      throttled += s_throttled;
       h.add(s_hist);
+      const std::string& service = route.services.empty() ? route.service
+                                                          : route.services[slot].name;
+      throttled_by_service[service] += s_throttled;
       if (route.services.empty()) continue;
-      const std::string& name = route.services[slot].name;
-      const std::string key = "r/" + route.name + "/s/" + name;
-      split[name] = {{"weight", route.services[slot].weight},
-                     {"requests", delta(key + "/n", s_total)},
-                     {"errors", delta(key + "/e", s_errors)},
-                     {"latency", hist_delta(key + "/h", s_hist)}};
+      const std::string key = "r/" + route.name + "/s/" + service;
+      split[service] = {{"weight", route.services[slot].weight},
+                        {"requests", delta(key + "/n", s_total)},
+                        {"errors", delta(key + "/e", s_errors)},
+                        {"throttled", delta(key + "/t", s_throttled)},
+                        {"latency", hist_delta(key + "/h", s_hist)}};
     }
     const std::string key = "r/" + route.name;
     json rj = {{"requests", delta(key + "/n", total)},
                {"errors", delta(key + "/e", errors)},
+               {"throttled", delta(key + "/t", throttled)},
                {"latency", hist_delta(key + "/h", h)}};
     if (route.services.empty()) {
       rj["service"] = route.service;
@@ -813,12 +820,16 @@ std::string ControlLink::stats_snapshot() {
                {"errors", delta(key + "/e", s_errors)},
                {"retries", delta(key + "/r", si.retries ? si.retries->value() : 0)},
                {"latency", hist_delta(key + "/h", s_hist)}};
+    if (auto t = throttled_by_service.find(name); t != throttled_by_service.end())
+      sj["throttled"] = delta(key + "/t", t->second);
     if (si.peer) sj["peer"] = true;
     if (gov && s < gov->services.size() && gov->services[s].breaker) {
       const auto& b = *gov->services[s].breaker;
       sj["concurrency"] = b.concurrent();
       static const char* kStates[] = {"closed", "open", "half_open"};
       sj["breaker"] = kStates[static_cast<int>(b.state())];
+      sj["breaker_opens"] =
+          delta(key + "/o", b.snapshot(std::chrono::steady_clock::now()).opened_total);
     }
     services[name] = std::move(sj);
   }

@@ -139,6 +139,10 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Gat
       RouteMetrics m;
       m.requests = make_code_counters(reg, "sluice_requests_total",
                                       "Requests answered by the gateway.", labels);
+      m.throttled = &reg.counter("sluice_requests_throttled_total",
+                                 "Requests answered 429 Too Many Requests (rate limits, overload "
+                                 "protection, or the upstream's own).",
+                                 labels);
       m.duration =
           &reg.histogram("sluice_request_duration_seconds",
                          "Time from the first byte of a request to the end of its response.",

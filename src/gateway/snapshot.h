@@ -70,6 +70,9 @@ struct ServiceInfo {
 
 struct RouteMetrics {
   CodeCounters requests;
+  // 429s among them, whoever answered it (a rate limit, overload protection or the upstream):
+  // what a change's analysis compares (docs/analysis.md).
+  observability::Counter* throttled = nullptr;
   observability::Histogram* duration = nullptr;
 };
 

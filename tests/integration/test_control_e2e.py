@@ -237,7 +237,7 @@ class ControlPlaneEndToEndTest(SluiceTestCase):
         self.wait_registered("accounts", 1)
         self.apply(service_resource("accounts", circuit_breaker={
                        "error_ratio": 0.5, "min_requests": 5, "open_duration": "30s"}),
-                   route_resource("acc", "accounts", "/acc"))
+                   route_resource("acc", "accounts", "/acc", strip_prefix="/acc"))
         gw = self.gateway("gw-a", "a")
         wait_until(lambda: self.served_by(gw, "/acc/1"), 5, message="route served")
         t0 = int(time.time() * 1000)
@@ -259,6 +259,25 @@ class ControlPlaneEndToEndTest(SluiceTestCase):
         lat = snap["services"]["accounts"]["latency"]
         self.assertEqual(len(lat["buckets"]), len(lat["le"].split()) + 1)
 
+        def summed(section, name, field):
+            recent = self.cp.call("GET", f"/v1/stats?gateway=gw-a&from={t0 - 60000}").json()
+            return sum(snap.get(section, {}).get(name, {}).get(field, 0)
+                       for snap in recent["recent"])
+        # 429s, whoever answered them, are reported per route and per service (a change's
+        # analysis compares them); none so far.
+        self.assertEqual(summed("routes", "acc", "throttled"), 0)
+        for i in range(3):
+            self.assertEqual(http_request(gw.address, "GET", "/acc/_sample/status/429").status, 429)
+        wait_until(lambda: summed("routes", "acc", "throttled") >= 3, 5,
+                   message="429s counted in stats snapshots")
+        self.assertEqual(summed("routes", "acc", "throttled"), 3)
+        wait_until(lambda: summed("services", "accounts", "throttled") >= 3, 5,
+                   message="429s counted for the service")
+        self.assertEqual(summed("services", "accounts", "throttled"), 3)
+        self.assertEqual(gw.metric("sluice_requests_throttled_total", route="acc",
+                                   service="accounts"), 3)
+        self.assertEqual(summed("services", "accounts", "breaker_opens"), 0)
+
         # Break the service: the breaker opens (the 30 good calls are still in its window), and
         # the gateway says so.
         s.faults(error_rate=1.0)
@@ -273,6 +292,11 @@ class ControlPlaneEndToEndTest(SluiceTestCase):
         self.assertEqual(e["source"], "gw-a")
         self.assertEqual(e["subject"], "service/accounts")
         self.assertEqual(e["detail"], {"from": "closed", "to": "open"})
+        # The opening is counted in the snapshots too (state names alone would miss an open and
+        # close between two snapshots).
+        wait_until(lambda: summed("services", "accounts", "breaker_opens") >= 1, 5,
+                   message="breaker_opens in stats snapshots")
+        self.assertEqual(summed("services", "accounts", "breaker_opens"), 1)
 
     def test_gateway_and_sample_over_https(self):
         tls_dir = os.path.join(self.dir, "tls")

@@ -30,9 +30,8 @@ struct Settings {
   double max_p99_increase_ms = 10;          // absolute; p99 fails only past both
   double max_429_increase = 0.01;           // absolute share of requests answered 429
   uint64_t max_breaker_opens = 0;           // in the candidate group per window
-  // 429s only when asked for: this build's gateways do not report them yet (stats key
-  // `throttled`), and a measurement nobody can make would hold every rollout inconclusive.
-  std::vector<Measure> measurements = {Measure::kErrorRatio, Measure::kP99, Measure::kBreakerOpens};
+  std::vector<Measure> measurements = {Measure::kErrorRatio, Measure::kP99, Measure::k429s,
+                                       Measure::kBreakerOpens};
   OnInconclusive on_inconclusive = OnInconclusive::kWait;
   int64_t max_wait_ms = 600'000;   // inconclusive for longer: rolled back
   int64_t history_ms = 3'600'000;  // the "before" baseline: this long before the change; 0 = none

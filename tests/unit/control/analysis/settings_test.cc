@@ -26,7 +26,8 @@ TEST(Settings, DefaultsWhenLeftOut) {
     EXPECT_EQ(s.max_429_increase, 0.01);
     EXPECT_EQ(s.max_breaker_opens, 0u);
     EXPECT_THAT(s.measurements,
-                ElementsAre(Measure::kErrorRatio, Measure::kP99, Measure::kBreakerOpens));
+                ElementsAre(Measure::kErrorRatio, Measure::kP99, Measure::k429s,
+                            Measure::kBreakerOpens));
     EXPECT_EQ(s.on_inconclusive, OnInconclusive::kWait);
     EXPECT_EQ(s.max_wait_ms, 600'000);
     EXPECT_EQ(s.history_ms, 3'600'000);
