@@ -9,7 +9,7 @@ packages=(
   # libraries
   libasio-dev node-llhttp libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libcli11-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev libhiredis-dev liburing-dev
-  libsqlite3-dev libpq-dev
+  libsqlite3-dev libpq-dev libicu-dev
   # tests, demo and benchmarks
   python3 curl prometheus nginx-light haproxy wrk procps util-linux redis-server
   postgresql openssl

@@ -118,6 +118,37 @@ class VersionPlan {
   virtual int64_t generation() const = 0;
 };
 
+// Config writes as changes (owned by the changes service, control/changes/): apply, delete and
+// rollback ask it before they commit. Without one (nullptr), writes commit as they are.
+struct ChangeRequest {
+  std::string operation;  // apply | delete | rollback
+  std::string author, reason;
+  bool emergency = false;
+  int64_t base = 0;            // the latest version the write was computed on
+  int64_t target_version = 0;  // rollback: the version restored
+  const std::vector<Resource>* current = nullptr;  // version `base`
+  const std::vector<Resource>* next = nullptr;     // what the write would commit (valid)
+  const nlohmann::json* diff = nullptr;            // resource_diff(current, next), not empty
+};
+
+class ChangeGate {
+ public:
+  virtual ~ChangeGate() = default;
+  struct Verdict {
+    // Set: the write is held (proposed, waiting for approval or a freeze's end) or refused, and
+    // this is the answer; nothing was committed.
+    std::optional<HttpResponse> answer;
+    // Otherwise: the change to record with the version, in the same transaction
+    // (Store::commit_change).
+    ChangeRecord change;
+    ChangeTransition rolled_back;  // for a rollback: what the changes it undoes record
+  };
+  // Called under the writer's lock, before the commit.
+  virtual Verdict review(const ChangeRequest& r, int64_t now) = 0;
+  // After commit_change succeeded (metrics, logs).
+  virtual void committed(const ChangeRecord& c) = 0;
+};
+
 struct ServiceContext {
   Store& store;
   Auth& auth;
@@ -133,6 +164,7 @@ struct ServiceContext {
   GatewaySightings* sightings = nullptr;
   stats::StatsReader* stats = nullptr;  // what gateways reported, for later domains
   VersionPlan* versions = nullptr;      // optional: nullptr serves the latest to every gateway
+  ChangeGate* changes = nullptr;        // optional: nullptr commits every write at once
 
   // Runs periodic work; a failure is counted and logged, and retried on the next tick.
   void guarded(const char* what, const std::function<void()>& fn) const;

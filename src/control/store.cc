@@ -35,6 +35,8 @@ using Json = nlohmann::json;
 constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
 // Advisory lock key (PostgreSQL) that makes event ids commit in order across control planes.
 constexpr int64_t kEventLock = 0x736c7569636531;  // "sluice1"
+// Advisory lock key that makes change ids unique across control planes.
+constexpr int64_t kChangeLock = 0x736c7569636532;  // "sluice2"
 // Rows per multi-row INSERT when committing a resource set: 4 parameters each stays far below
 // both backends' limits (SQLite 32766, PostgreSQL 65535) and saves round trips to PostgreSQL.
 constexpr size_t kInsertBatch = 100;
@@ -144,43 +146,14 @@ class SqlStore final : public Store {
                  const std::string& reason, const Json& diff, int64_t expected,
                  int64_t now_ms) override {
     require(!reason.empty(), "commit: a reason is required");
-    std::set<std::pair<std::string_view, std::string_view>> seen;
-    std::vector<std::string> specs;
-    specs.reserve(all.size());
-    for (const Resource& r : all) {
-      require(
-          std::find(kResourceKinds.begin(), kResourceKinds.end(), r.kind) != kResourceKinds.end(),
-          fmt::format("commit: unknown resource kind '{}' (expected service, route, "
-                      "rate_limit or units)",
-                      r.kind));
-      require(!r.name.empty(), fmt::format("commit: a {} without a name", r.kind));
-      require(seen.emplace(r.kind, r.name).second,
-              fmt::format("commit: {} '{}' given twice", r.kind, r.name));
-      specs.push_back(to_text(r.spec, fmt::format("spec of {} '{}'", r.kind, r.name)));
-    }
+    std::vector<std::string> specs = check_set(all, "commit");
     const std::string diff_text = to_text(diff, "diff");
     try {
       return transact("commit", Tx::kWrite, [&]() -> int64_t {
         const int64_t base = latest();
         if (base != expected) return 0;
-        const int64_t next = base + 1;
-        q("INSERT INTO config_versions (number, author, created_ms, reason, diff)"
-          " VALUES ($1, $2, $3, $4, $5)",
-          {next, author, now_ms, reason, diff_text});
-        for (size_t from = 0; from < all.size(); from += kInsertBatch) {
-          const size_t n = std::min(kInsertBatch, all.size() - from);
-          std::string sql = "INSERT INTO config_resources (version, kind, name, spec) VALUES ";
-          std::vector<SqlValue> params;
-          params.reserve(4 * n);
-          for (size_t i = 0; i < n; ++i) {
-            const size_t p = params.size();
-            sql += fmt::format("{}(${}, ${}, ${}, ${})", i ? ", " : "", p + 1, p + 2, p + 3, p + 4);
-            params.insert(params.end(),
-                          {next, all[from + i].kind, all[from + i].name, specs[from + i]});
-          }
-          conn_->query(sql, params);
-        }
-        return next;
+        insert_version(all, specs, author, reason, diff_text, base + 1, now_ms);
+        return base + 1;
       });
     } catch (const SqlError& e) {
       // Another control plane committed the same number first (its row blocks ours until it
@@ -188,6 +161,108 @@ class SqlStore final : public Store {
       if (e.failure == Failure::kConstraint || e.failure == Failure::kConflict) return 0;
       throw;
     }
+  }
+
+  int64_t add_change(const ChangeRecord& c) override {
+    ChangeTexts t = change_texts(c);
+    return transact("add_change", Tx::kWrite, [&] { return insert_change(c, t); });
+  }
+
+  bool update_change(int64_t id, const std::string& expected_state, const ChangeUpdate& u,
+                     int64_t now_ms) override {
+    try {
+      return transact("update_change", Tx::kWrite,
+                      [&] { return append_change(id, expected_state, u, now_ms); });
+    } catch (const SqlError& e) {
+      if (e.failure != Failure::kConstraint) throw;
+      throw StoreError(fmt::format("update_change: change {} was approved by '{}' already", id,
+                                   u.approval ? u.approval->approver : ""));
+    }
+  }
+
+  int64_t commit_change(const std::vector<Resource>& all, const Json& diff, int64_t expected,
+                        int64_t now_ms, ChangeRecord& c, const std::string& expected_state,
+                        const ChangeUpdate& u, const ChangeTransition& rolled_back) override {
+    require(!c.reason.empty(), "commit_change: a reason is required");
+    std::vector<std::string> specs = check_set(all, "commit_change");
+    const std::string diff_text = to_text(diff, "diff");
+    ChangeTexts t = change_texts(c);
+    try {
+      return transact("commit_change", Tx::kWrite, [&]() -> int64_t {
+        const int64_t base = latest();
+        if (base != expected) return 0;
+        const int64_t v = base + 1;
+        const std::string reason =
+            c.id > 0 ? fmt::format("{} (change {})", c.reason, c.id) : c.reason;
+        insert_version(all, specs, c.author, reason, diff_text, v, now_ms);
+        c.version = v;
+        if (c.id == 0) {
+          c.id = insert_change(c, t);
+        } else {
+          if (!append_change(c.id, expected_state, u, now_ms))
+            throw StoreError(
+                fmt::format("change {} is no longer {}: nothing was committed", c.id,
+                            expected_state));
+          q("UPDATE changes SET version = $1 WHERE id = $2", {v, c.id});
+        }
+        if (c.target_version > 0) {
+          for (const Row& r : q("SELECT id FROM changes WHERE state = 'done' AND version > $1"
+                                " AND id <> $2 ORDER BY id",
+                                {c.target_version, c.id})) {
+            ChangeTransition tr = rolled_back;
+            tr.from = "done";
+            tr.to = "rolled_back";
+            append_change(to_i64(r[0]), "done", ChangeUpdate{std::nullopt, {tr}, std::nullopt},
+                          now_ms);
+          }
+        }
+        return v;
+      });
+    } catch (const SqlError& e) {
+      if (e.failure == Failure::kConstraint || e.failure == Failure::kConflict) return 0;
+      throw;
+    }
+  }
+
+  std::optional<ChangeRecord> change(int64_t id) override {
+    return transact("change", Tx::kRead, [&]() -> std::optional<ChangeRecord> {
+      auto rows = q(std::string("SELECT ") + kChangeColumns + " FROM changes WHERE id = $1", {id});
+      if (rows.empty()) return std::nullopt;
+      ChangeRecord c = change_from(rows[0]);
+      load_history(c);
+      return c;
+    });
+  }
+
+  std::vector<ChangeRecord> changes(const std::string& state, int64_t since_ms, int64_t limit,
+                                    bool full) override {
+    return transact("changes", Tx::kRead, [&] {
+      std::vector<ChangeRecord> out;
+      auto rows = q(std::string("SELECT ") + kChangeColumns +
+                        " FROM changes WHERE ($1 = '' OR state = $1) AND proposed_ms >= $2"
+                        " ORDER BY id DESC LIMIT $3",
+                    {state, since_ms, limit > 0 ? limit : kNoLimit});
+      for (const Row& r : rows) {
+        out.push_back(change_from(r));
+        if (full) load_history(out.back());
+      }
+      return out;
+    });
+  }
+
+  std::vector<ChangeRecord> changes_active_since(int64_t since_ms) override {
+    return transact("changes_active_since", Tx::kRead, [&] {
+      std::vector<ChangeRecord> out;
+      auto rows = q(std::string("SELECT ") + kChangeColumns +
+                        " FROM changes WHERE id IN (SELECT change_id FROM change_transitions"
+                        " WHERE at_ms >= $1) ORDER BY id",
+                    {since_ms});
+      for (const Row& r : rows) {
+        out.push_back(change_from(r));
+        load_history(out.back());
+      }
+      return out;
+    });
   }
 
   std::vector<VersionInfo> versions(int64_t limit, int64_t before) override {
@@ -435,6 +510,138 @@ class SqlStore final : public Store {
   }
 
  private:
+  static constexpr const char* kChangeColumns =
+      "id, operation, author, reason, emergency, review_required, state, base_version, version,"
+      " target_version, proposed_ms, updated_ms, diff, affected, policy";
+
+  struct ChangeTexts {
+    std::string diff, affected, policy;
+  };
+
+  static ChangeTexts change_texts(const ChangeRecord& c) {
+    return {to_text(c.diff, "change diff"), to_text(c.affected, "change affected"),
+            to_text(c.policy, "change policy")};
+  }
+
+  static ChangeRecord change_from(const Row& r) {
+    ChangeRecord c;
+    c.id = to_i64(r[0]);
+    c.operation = r[1];
+    c.author = r[2];
+    c.reason = r[3];
+    c.emergency = to_i64(r[4]) != 0;
+    c.review_required = to_i64(r[5]) != 0;
+    c.state = r[6];
+    c.base_version = to_i64(r[7]);
+    c.version = to_i64(r[8]);
+    c.target_version = to_i64(r[9]);
+    c.proposed_ms = to_i64(r[10]);
+    c.updated_ms = to_i64(r[11]);
+    c.diff = from_text(r[12], "change diff");
+    c.affected = from_text(r[13], "change affected");
+    c.policy = from_text(r[14], "change policy");
+    return c;
+  }
+
+  // Each resource's spec as text, after the checks commit() documents.
+  static std::vector<std::string> check_set(const std::vector<Resource>& all, std::string_view op) {
+    std::set<std::pair<std::string_view, std::string_view>> seen;
+    std::vector<std::string> specs;
+    specs.reserve(all.size());
+    for (const Resource& r : all) {
+      require(
+          std::find(kResourceKinds.begin(), kResourceKinds.end(), r.kind) != kResourceKinds.end(),
+          fmt::format("{}: unknown resource kind '{}'", op, r.kind));
+      require(!r.name.empty(), fmt::format("{}: a {} without a name", op, r.kind));
+      require(seen.emplace(r.kind, r.name).second,
+              fmt::format("{}: {} '{}' given twice", op, r.kind, r.name));
+      specs.push_back(to_text(r.spec, fmt::format("spec of {} '{}'", r.kind, r.name)));
+    }
+    return specs;
+  }
+
+  // Inside a write transaction.
+  void insert_version(const std::vector<Resource>& all, const std::vector<std::string>& specs,
+                      const std::string& author, const std::string& reason,
+                      const std::string& diff_text, int64_t next, int64_t now_ms) {
+    q("INSERT INTO config_versions (number, author, created_ms, reason, diff)"
+      " VALUES ($1, $2, $3, $4, $5)",
+      {next, author, now_ms, reason, diff_text});
+    for (size_t from = 0; from < all.size(); from += kInsertBatch) {
+      const size_t n = std::min(kInsertBatch, all.size() - from);
+      std::string sql = "INSERT INTO config_resources (version, kind, name, spec) VALUES ";
+      std::vector<SqlValue> params;
+      params.reserve(4 * n);
+      for (size_t i = 0; i < n; ++i) {
+        const size_t p = params.size();
+        sql += fmt::format("{}(${}, ${}, ${}, ${})", i ? ", " : "", p + 1, p + 2, p + 3, p + 4);
+        params.insert(params.end(),
+                      {next, all[from + i].kind, all[from + i].name, specs[from + i]});
+      }
+      conn_->query(sql, params);
+    }
+  }
+
+  // Inside a write transaction. Ids are drawn under the lock so that two control planes on one
+  // PostgreSQL do not draw the same one.
+  int64_t insert_change(const ChangeRecord& c, const ChangeTexts& t) {
+    require(!c.transitions.empty(), "add_change: a change starts with a transition");
+    conn_->lock(kChangeLock);
+    const int64_t id = to_i64(q("SELECT COALESCE(MAX(id), 0) + 1 FROM changes", {}).at(0).at(0));
+    q(std::string("INSERT INTO changes (") + kChangeColumns +
+          ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+      {id, c.operation, c.author, c.reason, int64_t{c.emergency}, int64_t{c.review_required},
+       c.transitions.back().to, c.base_version, c.version, c.target_version, c.proposed_ms,
+       c.transitions.back().at_ms, t.diff, t.affected, t.policy});
+    for (const ChangeTransition& tr : c.transitions) insert_transition(id, tr);
+    for (const ChangeApproval& a : c.approvals) insert_approval(id, a);
+    return id;
+  }
+
+  void insert_transition(int64_t id, const ChangeTransition& tr) {
+    q("INSERT INTO change_transitions (change_id, seq, at_ms, from_state, to_state, actor, reason)"
+      " VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM change_transitions"
+      " WHERE change_id = $1), $2, $3, $4, $5, $6)",
+      {id, tr.at_ms, tr.from, tr.to, tr.actor, tr.reason});
+  }
+
+  void insert_approval(int64_t id, const ChangeApproval& a) {
+    q("INSERT INTO change_approvals (change_id, approver, role, at_ms, reason)"
+      " VALUES ($1, $2, $3, $4, $5)",
+      {id, a.approver, a.role, a.at_ms, a.reason});
+  }
+
+  // Inside a write transaction: false when the change is not (or no longer) in expected_state.
+  bool append_change(int64_t id, const std::string& expected_state, const ChangeUpdate& u,
+                     int64_t now_ms) {
+    auto rows = q("SELECT state FROM changes WHERE id = $1", {id});
+    if (rows.empty() || rows[0][0] != expected_state) return false;
+    if (u.approval) insert_approval(id, *u.approval);
+    for (const ChangeTransition& tr : u.transitions) insert_transition(id, tr);
+    const std::string state = u.transitions.empty() ? expected_state : u.transitions.back().to;
+    if (u.review_required) {
+      q("UPDATE changes SET state = $1, updated_ms = $2, review_required = $3 WHERE id = $4",
+        {state, now_ms, int64_t{*u.review_required}, id});
+    } else {
+      q("UPDATE changes SET state = $1, updated_ms = $2 WHERE id = $3", {state, now_ms, id});
+    }
+    return true;
+  }
+
+  void load_history(ChangeRecord& c) {
+    for (Row& r : q("SELECT at_ms, from_state, to_state, actor, reason FROM change_transitions"
+                    " WHERE change_id = $1 ORDER BY seq",
+                    {c.id}))
+      c.transitions.push_back(
+          ChangeTransition{to_i64(r[0]), std::move(r[1]), std::move(r[2]), std::move(r[3]),
+                           std::move(r[4])});
+    for (Row& r : q("SELECT approver, role, reason, at_ms FROM change_approvals"
+                    " WHERE change_id = $1 ORDER BY at_ms, approver",
+                    {c.id}))
+      c.approvals.push_back(
+          ChangeApproval{std::move(r[0]), std::move(r[1]), std::move(r[2]), to_i64(r[3])});
+  }
+
   static constexpr const char* kLatest = "SELECT COALESCE(MAX(number), 0) FROM config_versions";
 
   static std::vector<SqlValue> vals(std::initializer_list<SqlValue> v) { return v; }

@@ -25,8 +25,13 @@ struct StoreError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-inline constexpr std::array<std::string_view, 4> kResourceKinds = {"service", "route", "rate_limit",
-                                                                   "units"};
+// change_policy and freeze_window govern config writes (control/changes/); they live in config
+// versions like the others but are never sent to gateways.
+inline constexpr std::array<std::string_view, 6> kResourceKinds = {
+    "service", "route", "rate_limit", "units", "change_policy", "freeze_window"};
+// The kinds a gateway's config is built from (validate.h gateway_sections).
+inline constexpr std::array<std::string_view, 4> kGatewayKinds = {"service", "route", "rate_limit",
+                                                                  "units"};
 inline constexpr std::array<std::string_view, 3> kTokenRoles = {"viewer", "operator", "admin"};
 
 struct Resource {
@@ -86,6 +91,48 @@ struct Rollup {
   bool operator==(const Rollup&) const = default;
 };
 
+// A config write as a change (control/changes/): who proposed it, why, what it does, and every
+// state it went through. Transitions and approvals are append-only.
+struct ChangeTransition {
+  int64_t at_ms = 0;
+  std::string from, to;  // from is "" for the first
+  std::string actor, reason;
+  bool operator==(const ChangeTransition&) const = default;
+};
+
+struct ChangeApproval {
+  std::string approver, role, reason;
+  int64_t at_ms = 0;
+  bool operator==(const ChangeApproval&) const = default;
+};
+
+struct ChangeRecord {
+  int64_t id = 0;  // assigned by the store
+  std::string operation;  // apply | delete | rollback
+  std::string author, reason;
+  bool emergency = false;
+  bool review_required = false;
+  std::string state;           // the last transition's `to`
+  int64_t base_version = 0;    // the latest version when it was proposed
+  int64_t version = 0;         // the config version it committed, 0 before
+  int64_t target_version = 0;  // rollback: the version restored
+  int64_t proposed_ms = 0;
+  int64_t updated_ms = 0;
+  nlohmann::json diff;      // resource_diff against base_version
+  nlohmann::json affected;  // {resources, routes, services, cities}
+  nlohmann::json policy;    // the effective policy (control/changes/policy.h)
+  std::vector<ChangeTransition> transitions;  // oldest first
+  std::vector<ChangeApproval> approvals;      // oldest first
+  bool operator==(const ChangeRecord&) const = default;
+};
+
+// What update_change and commit_change append to a change that exists.
+struct ChangeUpdate {
+  std::optional<ChangeApproval> approval;
+  std::vector<ChangeTransition> transitions;  // the state becomes the last one's `to`
+  std::optional<bool> review_required;
+};
+
 // What a long poll compares: the latest config version and the registry revision (bumped when an
 // instance appears, leaves or changes address, city, zone or weight; not by heartbeats). One cheap
 // query, so a control plane learns of writes made through another one on the same database.
@@ -133,6 +180,31 @@ class Store {
   // Newest first; at most `limit` (<= 0: all), numbers below `before` (<= 0: from the latest).
   virtual std::vector<VersionInfo> versions(int64_t limit, int64_t before = 0) = 0;
   virtual std::optional<VersionInfo> version(int64_t number) = 0;
+
+  // Changes (control/changes/). add_change inserts a change that commits nothing (held for
+  // approval) with its transitions and approvals, and returns its id.
+  virtual int64_t add_change(const ChangeRecord& c) = 0;
+  // Appends to change `id` if its state is still `expected_state`; false otherwise (or unknown).
+  // Throws StoreError, writing nothing, if the approval's approver approved it already.
+  virtual bool update_change(int64_t id, const std::string& expected_state, const ChangeUpdate& u,
+                             int64_t now_ms) = 0;
+  // In one transaction: commits `all` as a config version (as commit() does, 0 on conflict) and
+  // records the change: a new one when c.id == 0 (with c's transitions), else `u` appended to
+  // change c.id, which must still be in `expected_state` (StoreError otherwise). For a rollback
+  // (c.target_version > 0), every other change in state done whose version is above the target
+  // goes to rolled_back, with `rolled_back` as the transition (from/to filled in here). The
+  // version's author and reason are the change's. Sets c.id and c.version.
+  virtual int64_t commit_change(const std::vector<Resource>& all, const nlohmann::json& diff,
+                                int64_t expected, int64_t now_ms, ChangeRecord& c,
+                                const std::string& expected_state, const ChangeUpdate& u,
+                                const ChangeTransition& rolled_back) = 0;
+  virtual std::optional<ChangeRecord> change(int64_t id) = 0;  // with transitions and approvals
+  // Newest first; `state` "" = any; proposed_ms >= since_ms; at most `limit` (<= 0: all). With
+  // `full`, transitions and approvals too.
+  virtual std::vector<ChangeRecord> changes(const std::string& state, int64_t since_ms,
+                                            int64_t limit, bool full) = 0;
+  // Changes with a transition at or after since_ms, with transitions and approvals, oldest first.
+  virtual std::vector<ChangeRecord> changes_active_since(int64_t since_ms) = 0;
 
   // Registry. Instances are sorted by service, id.
   virtual void upsert_instance(const Instance& i) = 0;  // register (or re-register)

@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 
 #include "config/loader.h"
+#include "control/changes/freeze.h"
+#include "control/changes/policy.h"
 
 namespace sluice::control {
 namespace {
@@ -239,7 +241,8 @@ std::vector<std::string> validate_resources(const std::vector<Resource>& resourc
     const std::string who = label(r);
     if (std::find(kResourceKinds.begin(), kResourceKinds.end(), r.kind) == kResourceKinds.end()) {
       errors.push_back(
-          fmt::format("{}: kind: unknown kind '{}' (expected service, route, rate_limit or units)",
+          fmt::format("{}: kind: unknown kind '{}' (expected service, route, rate_limit, units, "
+                      "change_policy or freeze_window)",
                       who, r.kind));
       continue;
     }
@@ -279,6 +282,15 @@ std::vector<std::string> validate_resources(const std::vector<Resource>& resourc
                                      describe_json(*order)));
       }
     }
+    // Change management's kinds never reach a gateway: they are checked here, not by the loader.
+    if (r.kind == "change_policy" || r.kind == "freeze_window") {
+      const std::string prefix = who + ": spec";
+      const nlohmann::json spec = r.spec.is_null() ? nlohmann::json::object() : r.spec;
+      for (std::string& e : r.kind == "change_policy" ? changes::check_policy(spec, prefix)
+                                                      : changes::check_freeze_window(spec, prefix))
+        errors.push_back(std::move(e));
+      continue;
+    }
     // A resource with a bad name still goes to the loader, so its spec is checked too.
     placeable.push_back(&r);
   }
@@ -316,7 +328,7 @@ nlohmann::ordered_json gateway_sections(const std::vector<Resource>& resources,
   std::vector<const Resource*> all;
   all.reserve(resources.size());
   for (const Resource& r : resources) {
-    if (std::find(kResourceKinds.begin(), kResourceKinds.end(), r.kind) != kResourceKinds.end())
+    if (std::find(kGatewayKinds.begin(), kGatewayKinds.end(), r.kind) != kGatewayKinds.end())
       all.push_back(&r);
   }
   return build_sections(arrange(all), &instances);

@@ -15,16 +15,18 @@ from test_control import Control
 
 # The options each verb takes (docs/control-plane.md "sluice ctl"), as its --help lists them.
 VERB_OPTIONS = {
-    "apply": ["-f, --filename, --file", "-m, --reason", "--dry-run", "-o, --output"],
+    "apply": ["-f, --filename, --file", "-m, --reason", "--dry-run", "--emergency", "-o, --output"],
     "diff": ["-f, --filename, --file"],
     "get": ["-o, --output"],
-    "delete": ["-m, --reason", "--dry-run", "-o, --output"],
+    "delete": ["-m, --reason", "--dry-run", "--emergency", "-o, --output"],
     "versions": ["--limit", "-o, --output"],
-    "rollback": ["-m, --reason", "--dry-run", "-o, --output"],
+    "rollback": ["-m, --reason", "--dry-run", "--emergency", "-o, --output"],
     "instances": ["--service", "-o, --output"],
     "gateways": ["-o, --output"],
     "events": ["--limit", "--after", "-o, --output"],
     "tokens": ["-o, --output", "--role"],
+    "changes": ["--state", "-o, --output"],
+    "change": ["-m, --reason", "-o, --output"],
 }
 
 # A misspelling of one of the verb's own options, and the name it should suggest.
@@ -116,7 +118,7 @@ class CtlUsageTest(unittest.TestCase):
         # Accepted and ignored before: `get --reason` recorded nothing, `gateways --limit`
         # limited nothing. Now a usage error that says which verbs take it.
         cases = [
-            (["get", "services", "--reason", "x"], "--reason", "apply, delete, rollback"),
+            (["get", "services", "--reason", "x"], "--reason", "apply, delete, rollback, change"),
             (["diff", "-f", "x.yaml", "--dry-run"], "--dry-run", "apply, delete, rollback"),
             (["gateways", "--limit", "3"], "--limit", "versions, events"),
             (["tokens", "list", "--role", "admin"], "--role", "tokens"),

@@ -18,6 +18,7 @@ int apply_or_diff(const Ctx& c, const Args& a, bool diff_only) {
   if (!load_files(a, &resources, &rc)) return rc;
   json body = {{"resources", resources}};
   if (diff_only || a.dry_run) body["dry_run"] = true;
+  if (a.emergency && !diff_only) body["emergency"] = true;
   if (a.reason && !a.reason->empty()) body["reason"] = *a.reason;
   json answer;
   if (!call(c, "POST", "/v1/apply", &body, diff_only ? "diff" : "apply refused", &answer, &rc))
@@ -50,7 +51,9 @@ int apply_or_diff(const Ctx& c, const Args& a, bool diff_only) {
     return kOk;
   }
   print_diff_summary(diff, "");
+  if (print_held(answer)) return kOk;
   std::printf("version %s\n", str_of(answer, "version").c_str());
+  print_committed(answer);
   return kOk;
 }
 
@@ -58,18 +61,22 @@ int apply_or_diff(const Ctx& c, const Args& a, bool diff_only) {
 
 const Verb kApply = {
     "apply",
-    "apply -f FILE|DIR|- --reason R [--dry-run] [-o json|yaml]",
+    "apply -f FILE|DIR|- --reason R [--dry-run] [--emergency] [-o json|yaml]",
     "create or replace the resources in FILE (YAML)",
     "Sends every resource of every -f in one request: validated and applied together, all or\n"
     "nothing, as one new version. -f may repeat; -f DIR reads DIR's *.yaml and *.yml files in "
     "name\n"
     "order (not subdirectories); -f - reads standard input. Each YAML document is one\n"
     "{kind, name, spec} resource, or a list of them. --reason is recorded with the version\n"
-    "(required unless --dry-run). --dry-run validates and shows what would change.",
+    "(required unless --dry-run). --dry-run validates and shows what would change.\n"
+    "A write that a change_policy governs is held as a proposed change (its id is printed) until\n"
+    "it is approved (sluice ctl change approve ID); --emergency skips the approval and flags the\n"
+    "change for review.",
     [](CLI::App& cmd, Args& a) {
       add_files(cmd, a);
       add_reason(cmd, a);
       add_dry_run(cmd, a);
+      add_emergency(cmd, a);
       add_output(cmd, a, /*tables=*/false);
       add_words(cmd, a, "(none)");
     },

@@ -39,6 +39,27 @@ void add_dry_run(CLI::App& cmd, Args& a) {
   cmd.add_flag("--dry-run", a.dry_run, "Validate and show what would change; write nothing");
 }
 
+void add_emergency(CLI::App& cmd, Args& a) {
+  cmd.add_flag("--emergency", a.emergency,
+               "Skip the approval a change_policy asks for (the change is flagged for review)");
+}
+
+bool print_held(const json& answer) {
+  if (!answer.is_object() || !answer.contains("change") || str_of(answer, "state") == "done")
+    return false;
+  std::printf("%s\n", str_of(answer, "message").c_str());
+  std::printf("change %s %s\n", str_of(answer, "change").c_str(), str_of(answer, "state").c_str());
+  return true;
+}
+
+void print_committed(const json& answer) {
+  if (!answer.is_object() || !answer.contains("change")) return;
+  std::printf("change %s done%s\n", str_of(answer, "change").c_str(),
+              answer.value("review_required", false)
+                  ? " (emergency: review required, sluice ctl change review ID --reason R)"
+                  : "");
+}
+
 void add_words(CLI::App& cmd, Args& a, const std::string& what) {
   cmd.add_option("words", a.words, what);
 }

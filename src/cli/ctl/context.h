@@ -31,6 +31,8 @@ struct Args {
   std::string after;                  // --after (events)
   std::string service;                // --service (instances)
   std::string role;                   // --role (tokens create)
+  bool emergency = false;             // --emergency (apply, delete, rollback)
+  std::string state;                  // --state (changes)
   std::vector<std::string> words;     // the words after the verb (KIND NAME, N, ...)
 };
 
@@ -50,6 +52,7 @@ void add_output(CLI::App& cmd, Args& a, bool tables);
 void add_files(CLI::App& cmd, Args& a);    // -f/--filename/--file FILE|DIR|- (repeatable)
 void add_reason(CLI::App& cmd, Args& a);   // --reason/-m R
 void add_dry_run(CLI::App& cmd, Args& a);  // --dry-run
+void add_emergency(CLI::App& cmd, Args& a);  // --emergency
 // The verb's words (KIND NAME, N, ...): checked by the verb itself, whose messages name them.
 void add_words(CLI::App& cmd, Args& a, const std::string& what);
 
@@ -59,6 +62,12 @@ void add_words(CLI::App& cmd, Args& a, const std::string& what);
 int usage_error(const std::string& message);
 // --reason given and not blank, unless --dry-run; else a usage error into *rc.
 bool need_reason(const Args& a, int* rc);
+
+// A write's answer as a change, on stdout. print_held: the server's message when the change is
+// held (proposed, or approved and waiting), and true (the caller prints nothing more).
+// print_committed: "change C done" after the caller's own lines.
+bool print_held(const json& answer);
+void print_committed(const json& answer);
 
 // -o yaml or -o json: the server's answer as it is, not a table.
 inline bool structured(const Args& a) {

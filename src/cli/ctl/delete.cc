@@ -20,6 +20,7 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
   std::string path = "/v1/resources/" + *kind + "/" + net::url_encode(name) + "?";
   if (a.reason && !a.reason->empty()) path += "reason=" + net::url_encode(*a.reason);
   if (a.dry_run) path += "&dry_run=true";
+  if (a.emergency) path += "&emergency=true";
   json answer;
   if (!call(c, "DELETE", path, nullptr, "delete " + *kind + "/" + name + " refused", &answer, &rc))
     return rc;
@@ -28,9 +29,10 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
   } else if (a.dry_run) {
     std::printf("dry run: %s/%s can be deleted (current version %s)\n", kind->c_str(), name.c_str(),
                 str_of(answer, "version").c_str());
-  } else {
+  } else if (!print_held(answer)) {
     std::printf("%s/%s deleted\nversion %s\n", kind->c_str(), name.c_str(),
                 str_of(answer, "version").c_str());
+    print_committed(answer);
   }
   return kOk;
 }
@@ -39,12 +41,14 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
 
 const Verb kDelete = {
     "delete",
-    "delete KIND NAME --reason R [--dry-run] [-o json|yaml]",
+    "delete KIND NAME --reason R [--dry-run] [--emergency] [-o json|yaml]",
     "delete one resource",
-    "Deletes KIND/NAME as a new version. --reason is required unless --dry-run.",
+    "Deletes KIND/NAME as a new version. --reason is required unless --dry-run. --emergency\n"
+    "skips the approval a change_policy asks for (the change is flagged for review).",
     [](CLI::App& cmd, Args& a) {
       add_reason(cmd, a);
       add_dry_run(cmd, a);
+      add_emergency(cmd, a);
       add_output(cmd, a, /*tables=*/false);
       add_words(cmd, a, "KIND NAME");
     },

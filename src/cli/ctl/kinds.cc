@@ -14,6 +14,9 @@ std::optional<std::string> canonical_kind(const std::string& word) {
   if (k == "rate_limit" || k == "rate_limits" || k == "ratelimit" || k == "ratelimits" || k == "rl")
     return "rate_limit";
   if (k == "units" || k == "unit") return "units";
+  if (k == "change_policy" || k == "change_policies" || k == "policy" || k == "policies")
+    return "change_policy";
+  if (k == "freeze_window" || k == "freeze_windows" || k == "freeze") return "freeze_window";
   return std::nullopt;
 }
 

@@ -19,6 +19,7 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
   json body = {{"version", std::stoll(n)}};
   if (a.reason && !a.reason->empty()) body["reason"] = *a.reason;
   if (a.dry_run) body["dry_run"] = true;
+  if (a.emergency) body["emergency"] = true;
   json answer;
   if (!call(c, "POST", "/v1/rollback", &body, "rollback to version " + n + " refused", &answer,
             &rc))
@@ -34,8 +35,11 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
                 str_of(answer, "version").c_str(), n.c_str());
   } else {
     print_diff_summary(diff, "");
-    std::printf("rolled back to version %s: now version %s\n", n.c_str(),
-                str_of(answer, "version").c_str());
+    if (!print_held(answer)) {
+      std::printf("rolled back to version %s: now version %s\n", n.c_str(),
+                  str_of(answer, "version").c_str());
+      print_committed(answer);
+    }
   }
   return kOk;
 }
@@ -44,13 +48,15 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
 
 const Verb kRollback = {
     "rollback",
-    "rollback N --reason R [--dry-run] [-o json|yaml]",
+    "rollback N --reason R [--dry-run] [--emergency] [-o json|yaml]",
     "make version N's resources the current ones",
     "Writes a new version whose resources are those of version N. --reason is required unless\n"
-    "--dry-run, which shows what would change.",
+    "--dry-run, which shows what would change. --emergency skips the approval a change_policy\n"
+    "asks for (the change is flagged for review).",
     [](CLI::App& cmd, Args& a) {
       add_reason(cmd, a);
       add_dry_run(cmd, a);
+      add_emergency(cmd, a);
       add_output(cmd, a, /*tables=*/false);
       add_words(cmd, a, "N");
     },

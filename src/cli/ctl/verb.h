@@ -32,6 +32,8 @@ extern const Verb kInstances;
 extern const Verb kGateways;
 extern const Verb kEvents;
 extern const Verb kTokens;
+extern const Verb kChanges;
+extern const Verb kChange;
 
 // Every verb, in the order `ctl --help` lists them.
 std::span<const Verb* const> all_verbs();

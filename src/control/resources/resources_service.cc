@@ -67,6 +67,7 @@ Json version_json(const VersionInfo& v) {
 // The fields every config write takes; `reason` is required unless it is a dry run.
 void read_write_fields(const Fields& f, ConfigWrite& w) {
   w.dry_run = f.boolean("dry_run").value_or(false);
+  w.emergency = f.boolean("emergency").value_or(false);
   if (auto reason = f.string("reason", !w.dry_run)) {
     if (is_blank(*reason) && !w.dry_run) f.error("reason", "must not be empty or only blanks");
     w.reason = *reason;
@@ -123,7 +124,8 @@ HttpResponse ResourcesService::get_resources(const Call& c) {
   }
   if (!kind.empty() && !known_kind(kind))
     return error_response(400, fmt::format("kind: unknown kind '{}' (expected service, route, "
-                                           "rate_limit or units)",
+                                           "rate_limit, units, change_policy or "
+                                           "freeze_window)",
                                            kind));
   const int64_t version = ctx_.store.latest_version();
   Json list = Json::array();
@@ -190,7 +192,18 @@ HttpResponse ResourcesService::write_config(const Call& c, const ConfigWrite& w)
       return json_response(200,
                            {{"version", base}, {"diff", std::move(diff)}, {"unchanged", true}});
     const int64_t now = ctx_.now_ms();
-    int64_t v = store.commit(*next, w.author, w.reason, diff, base, now);
+    int64_t v = 0;
+    ChangeRecord change;
+    if (ctx_.changes != nullptr) {
+      const ChangeRequest request{w.operation, w.author, w.reason,  w.emergency, base,
+                                  w.target_version, &current, &*next, &diff};
+      ChangeGate::Verdict verdict = ctx_.changes->review(request, now);
+      if (verdict.answer) return std::move(*verdict.answer);
+      change = std::move(verdict.change);
+      v = store.commit_change(*next, diff, base, now, change, {}, {}, verdict.rolled_back);
+    } else {
+      v = store.commit(*next, w.author, w.reason, diff, base, now);
+    }
     if (v == 0) {
       // Another control plane (or thread) committed first. Without an expected version the
       // caller asked for "this change on top of whatever is there": redo it on the new base.
@@ -208,7 +221,13 @@ HttpResponse ResourcesService::write_config(const Call& c, const ConfigWrite& w)
     core::log_info("control: version {} by {}: {} ({} change{})", v, w.author, w.reason,
                    diff.size(), diff.size() == 1 ? "" : "s");
     ctx_.feed->changed(c.after);
-    return json_response(200, {{"version", v}, {"diff", std::move(diff)}});
+    if (change.id == 0) return json_response(200, {{"version", v}, {"diff", std::move(diff)}});
+    ctx_.changes->committed(change);
+    return json_response(200, {{"version", v},
+                               {"diff", std::move(diff)},
+                               {"change", change.id},
+                               {"state", change.state},
+                               {"review_required", change.review_required}});
   }
   core::log_warn("control: write by {} gave up after {} lost races with other control planes",
                  w.author, attempts);
@@ -224,8 +243,9 @@ HttpResponse ResourcesService::post_apply(const Call& c) {
   auto body = parse_body(c.req.body, bad);
   if (!body) return bad;
   std::vector<std::string> errors;
-  Fields f(*body, "", errors, {"resources", "reason", "expected_version", "dry_run"});
+  Fields f(*body, "", errors, {"resources", "reason", "expected_version", "dry_run", "emergency"});
   ConfigWrite w;
+  w.operation = "apply";
   w.author = c.who.name;
   read_write_fields(f, w);
   std::vector<Resource> incoming;
@@ -244,8 +264,8 @@ HttpResponse ResourcesService::post_apply(const Call& c) {
       if (!item.is_object()) continue;
       auto kind = rf.string("kind", true);
       if (kind && !known_kind(*kind)) {
-        rf.error("kind", fmt::format("unknown kind '{}' (expected service, route, rate_limit or "
-                                     "units)",
+        rf.error("kind", fmt::format("unknown kind '{}' (expected service, route, rate_limit, "
+                                     "units, change_policy or freeze_window)",
                                      *kind));
         kind.reset();
       }
@@ -299,6 +319,14 @@ HttpResponse ResourcesService::delete_resource(const Call& c) {
       errors.push_back(fmt::format("expected_version: expected an integer, got '{}'", *e));
     } else {
       w.expected = n;
+    }
+  }
+  w.operation = "delete";
+  if (auto d = query_param(c.req.query, "emergency")) {
+    if (*d == "true" || *d == "1" || d->empty()) {
+      w.emergency = true;
+    } else if (*d != "false" && *d != "0") {
+      errors.push_back(fmt::format("emergency: expected true or false, got '{}'", *d));
     }
   }
   if (auto d = query_param(c.req.query, "dry_run")) {
@@ -365,8 +393,9 @@ HttpResponse ResourcesService::post_rollback(const Call& c) {
   auto body = parse_body(c.req.body, bad);
   if (!body) return bad;
   std::vector<std::string> errors;
-  Fields f(*body, "", errors, {"version", "reason", "expected_version", "dry_run"});
+  Fields f(*body, "", errors, {"version", "reason", "expected_version", "dry_run", "emergency"});
   ConfigWrite w;
+  w.operation = "rollback";
   w.author = c.who.name;
   read_write_fields(f, w);
   auto target = f.integer("version", 1, INT64_MAX);
@@ -374,6 +403,7 @@ HttpResponse ResourcesService::post_rollback(const Call& c) {
   if (!errors.empty()) return error_response(400, errors.front(), std::move(errors));
   if (!ctx_.store.version(*target))
     return error_response(404, fmt::format("no version {}", *target));
+  w.target_version = *target;
   std::vector<Resource> old = ctx_.store.resources(*target);
   w.make_next = [&old](const std::vector<Resource>&) { return std::optional(old); };
   HttpResponse r = write_config(c, w);

@@ -37,6 +37,10 @@ struct ConfigWrite {
   // Builds the new set from the current one; nullopt answers 404 with `missing`.
   std::function<std::optional<std::vector<Resource>>(const std::vector<Resource>&)> make_next;
   std::string missing;
+  // For the change record (control/changes/): what kind of write, whether it skips approval.
+  std::string operation;
+  bool emergency = false;
+  int64_t target_version = 0;  // rollback
 };
 
 class ResourcesService final : public Service {

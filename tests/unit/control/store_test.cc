@@ -897,6 +897,82 @@ TEST_P(StoreTest, SafeWithManyThreadsOnOneStore) {
   EXPECT_EQ(store_->events(0, 0).size(), 80u);
 }
 
+// Change records (control/changes/): held, appended to, committed with a version in one
+// transaction, and the changes a rollback undoes marked; on every backend.
+TEST_P(StoreTest, ChangeRecordsAreAppendOnlyAndCommitWithTheirVersion) {
+  ChangeRecord held;
+  held.operation = "apply";
+  held.author = "deployer";
+  held.reason = "more capacity";
+  held.proposed_ms = kT0;
+  held.diff = Json::array({{{"op", "add"}, {"kind", "service"}, {"name", "a"}, {"after", Json::object()}}});
+  held.affected = {{"services", {"a"}}};
+  held.policy = {{"policies", {"p"}}};
+  held.transitions.push_back({kT0, "", "proposed", "deployer", "more capacity"});
+  const int64_t id = store_->add_change(held);
+  EXPECT_EQ(id, 1);
+  ChangeUpdate approve;
+  approve.approval = ChangeApproval{"reviewer", "operator", "ok", kT0 + 1};
+  EXPECT_FALSE(store_->update_change(id, "approved", approve, kT0 + 1));  // wrong state
+  EXPECT_TRUE(store_->change(id)->approvals.empty());
+  EXPECT_TRUE(store_->update_change(id, "proposed", approve, kT0 + 1));
+  EXPECT_NE(error_of([&] { store_->update_change(id, "proposed", approve, kT0 + 2); })
+                .find("approved by 'reviewer' already"),
+            std::string::npos);
+
+  ChangeRecord c = *store_->change(id);
+  ChangeUpdate go;
+  go.transitions = {{kT0 + 3, "proposed", "approved", "reviewer", "ok"},
+                    {kT0 + 3, "approved", "rolling_out", "reviewer", "commit"},
+                    {kT0 + 3, "rolling_out", "done", "reviewer", "done"}};
+  // A stale expected version commits nothing and records nothing.
+  EXPECT_EQ(store_->commit_change({res("service", "a")}, held.diff, 5, kT0 + 3, c, "proposed", go, {}), 0);
+  EXPECT_EQ(store_->change(id)->state, "proposed");
+  EXPECT_EQ(store_->commit_change({res("service", "a")}, held.diff, 0, kT0 + 3, c, "proposed", go, {}), 1);
+  EXPECT_EQ(c.version, 1);
+  EXPECT_EQ(store_->version(1)->reason, "more capacity (change 1)");
+  EXPECT_EQ(store_->version(1)->author, "deployer");
+
+  // A new change committed at once; then a rollback to version 1 marks it rolled back.
+  ChangeRecord now;
+  now.operation = "apply";
+  now.author = "deployer";
+  now.reason = "b";
+  now.proposed_ms = kT0 + 4;
+  now.diff = Json::array();
+  now.transitions = {{kT0 + 4, "", "proposed", "deployer", "b"},
+                     {kT0 + 4, "proposed", "done", "deployer", "b"}};
+  EXPECT_EQ(store_->commit_change({res("service", "a"), res("service", "b")}, Json::array(), 1,
+                                  kT0 + 4, now, "", {}, {}),
+            2);
+  EXPECT_EQ(now.id, 2);
+  ChangeRecord back = now;
+  back.id = 0;
+  back.operation = "rollback";
+  back.target_version = 1;
+  back.reason = "undo";
+  EXPECT_EQ(store_->commit_change({res("service", "a")}, Json::array(), 2, kT0 + 9, back, "", {},
+                                  {kT0 + 9, "", "", "deployer", "undone"}),
+            3);
+  auto undone = store_->change(2);
+  EXPECT_EQ(undone->state, "rolled_back");
+  EXPECT_EQ(undone->transitions.back(),
+            (ChangeTransition{kT0 + 9, "done", "rolled_back", "deployer", "undone"}));
+  EXPECT_EQ(store_->change(1)->state, "done");  // version 1 is what was restored
+  EXPECT_EQ(store_->change(3)->state, "done");
+
+  auto full = store_->change(1);
+  EXPECT_EQ(full->transitions.size(), 4u);
+  EXPECT_EQ(full->approvals.size(), 1u);
+  EXPECT_EQ(full->policy, held.policy);
+  EXPECT_EQ(full->affected, held.affected);
+  EXPECT_EQ(store_->changes("", 0, 0, false).size(), 3u);
+  EXPECT_EQ(store_->changes("done", 0, 0, false).front().id, 3);  // newest first
+  EXPECT_EQ(store_->changes("", 0, 2, false).size(), 2u);
+  EXPECT_EQ(store_->changes_active_since(kT0 + 5).size(), 2u);  // 2 (rolled back) and 3
+  EXPECT_FALSE(store_->change(99));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest,
                          ::testing::Values(Backend::kSqliteFile, Backend::kSqliteMemory,
                                            Backend::kPostgres),
