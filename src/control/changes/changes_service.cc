@@ -424,8 +424,9 @@ HttpResponse ChangesService::get_change(const Call& c) {
 const Figures& ChangesService::cached_figures(int64_t now) {
   std::lock_guard lock(figures_mu_);
   if (figures_at_ms_ < 0 || now - figures_at_ms_ >= kFiguresCacheMs || now < figures_at_ms_) {
-    figures_ = figures(ctx_.store.changes_active_since(now - kMetricsWindowMs),
-                       now - kMetricsWindowMs, now + 1);
+    // [now + 1 - window, now + 1): exactly the window, now included.
+    const int64_t from = now + 1 - kMetricsWindowMs;
+    figures_ = figures(ctx_.store.changes_active_since(from), from, now + 1);
     figures_at_ms_ = now;
   }
   return figures_;
@@ -441,7 +442,7 @@ HttpResponse ChangesService::get_metrics(const Call& c) {
                           {fmt::format("window: expected a duration such as 30d, 24h or 90m "
                                        "(at most 366d), got '{}'",
                                        w)});
-  const int64_t from = c.now - *window;
+  const int64_t from = c.now + 1 - *window;
   Json j = figures(ctx_.store.changes_active_since(from), from, c.now + 1).to_json();
   j["window"] = w;
   return json_response(200, j);

@@ -951,6 +951,8 @@ TEST_P(StoreTest, ChangeRecordsAreAppendOnlyAndCommitWithTheirVersion) {
   back.operation = "rollback";
   back.target_version = 1;
   back.reason = "undo";
+  back.transitions = {{kT0 + 9, "", "proposed", "deployer", "undo"},
+                      {kT0 + 9, "proposed", "done", "deployer", "undo"}};
   EXPECT_EQ(store_->commit_change({res("service", "a")}, Json::array(), 2, kT0 + 9, back, "", {},
                                   {kT0 + 9, "", "", "deployer", "undone"}),
             3);
