@@ -553,7 +553,11 @@ TEST_P(StoreTest, ADatabaseOfTheSingleListIsAdoptedWithItsData) {
     c->script(
         "CREATE TABLE schema_migrations (version BIGINT NOT NULL PRIMARY KEY, name TEXT NOT NULL,"
         " applied_ms BIGINT NOT NULL)");
-    for (const DomainSteps& d : migrations_for(backend)) c->script(std::string(d.steps[0].sql));
+    // Only the domains the single list knew; domains added since are migrated on adoption.
+    const std::set<std::string_view> legacy_domains = {"resources", "registry", "fleet", "stats",
+                                                       "tokens"};
+    for (const DomainSteps& d : migrations_for(backend))
+      if (legacy_domains.count(d.domain) != 0) c->script(std::string(d.steps[0].sql));
     for (const DomainSteps& d : migrations_for(backend))
       if (d.domain == "tokens") c->script(std::string(d.steps[1].sql));
     c->script(
