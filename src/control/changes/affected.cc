@@ -46,8 +46,7 @@ Json affected(const std::vector<Resource>& before, const std::vector<Resource>& 
     if (kind == "service") {
       services.insert(name);
     } else if (kind == "route") {
-      routes.insert(name);
-      for (const Json* spec : specs_of(kind, name)) route_services(*spec, services);
+      routes.insert(name);  // its services are added below, with every affected route's
     } else if (kind == "rate_limit") {
       bool all_routes = false;
       for (const Json* spec : specs_of(kind, name)) {
@@ -77,17 +76,21 @@ Json affected(const std::vector<Resource>& before, const std::vector<Resource>& 
         if (r.kind == "service") services.insert(r.name);
       }
   }
-  // Routes pointing at an affected service, and the services of affected routes.
+  // Routes pointing at a changed service, then the services of every affected route (not the
+  // other routes of those services: a route change leaves its siblings as they were).
+  const std::set<std::string> changed_services = services;
   for (const auto* set : {&before, &after}) {
     for (const Resource& r : *set) {
       if (r.kind != "route") continue;
       std::set<std::string> targets;
       route_services(r.spec, targets);
-      for (const std::string& t : targets) {
-        if (services.count(t) != 0) routes.insert(r.name);
-        if (routes.count(r.name) != 0) services.insert(t);
-      }
+      for (const std::string& t : targets)
+        if (changed_services.count(t) != 0) routes.insert(r.name);
     }
+  }
+  for (const auto* set : {&before, &after}) {
+    for (const Resource& r : *set)
+      if (r.kind == "route" && routes.count(r.name) != 0) route_services(r.spec, services);
   }
   for (const auto* set : {&before, &after}) {
     for (const Resource& r : *set) {
