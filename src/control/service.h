@@ -124,8 +124,8 @@ struct ChangeRequest {
   std::string operation;  // apply | delete | rollback
   std::string author, reason;
   bool emergency = false;
-  int64_t base = 0;            // the latest version the write was computed on
-  int64_t target_version = 0;  // rollback: the version restored
+  int64_t base = 0;                                // the latest version the write was computed on
+  int64_t target_version = 0;                      // rollback: the version restored
   const std::vector<Resource>* current = nullptr;  // version `base`
   const std::vector<Resource>* next = nullptr;     // what the write would commit (valid)
   const nlohmann::json* diff = nullptr;            // resource_diff(current, next), not empty

@@ -200,9 +200,8 @@ class SqlStore final : public Store {
           c.id = insert_change(c, t);
         } else {
           if (!append_change(c.id, expected_state, u, now_ms))
-            throw StoreError(
-                fmt::format("change {} is no longer {}: nothing was committed", c.id,
-                            expected_state));
+            throw StoreError(fmt::format("change {} is no longer {}: nothing was committed", c.id,
+                                         expected_state));
           q("UPDATE changes SET version = $1 WHERE id = $2", {v, c.id});
         }
         if (c.target_version > 0) {
@@ -632,9 +631,8 @@ class SqlStore final : public Store {
     for (Row& r : q("SELECT at_ms, from_state, to_state, actor, reason FROM change_transitions"
                     " WHERE change_id = $1 ORDER BY seq",
                     {c.id}))
-      c.transitions.push_back(
-          ChangeTransition{to_i64(r[0]), std::move(r[1]), std::move(r[2]), std::move(r[3]),
-                           std::move(r[4])});
+      c.transitions.push_back(ChangeTransition{to_i64(r[0]), std::move(r[1]), std::move(r[2]),
+                                               std::move(r[3]), std::move(r[4])});
     for (Row& r : q("SELECT approver, role, reason, at_ms FROM change_approvals"
                     " WHERE change_id = $1 ORDER BY at_ms, approver",
                     {c.id}))

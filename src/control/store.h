@@ -107,7 +107,7 @@ struct ChangeApproval {
 };
 
 struct ChangeRecord {
-  int64_t id = 0;  // assigned by the store
+  int64_t id = 0;         // assigned by the store
   std::string operation;  // apply | delete | rollback
   std::string author, reason;
   bool emergency = false;
@@ -118,9 +118,9 @@ struct ChangeRecord {
   int64_t target_version = 0;  // rollback: the version restored
   int64_t proposed_ms = 0;
   int64_t updated_ms = 0;
-  nlohmann::json diff;      // resource_diff against base_version
-  nlohmann::json affected;  // {resources, routes, services, cities}
-  nlohmann::json policy;    // the effective policy (control/changes/policy.h)
+  nlohmann::json diff;                        // resource_diff against base_version
+  nlohmann::json affected;                    // {resources, routes, services, cities}
+  nlohmann::json policy;                      // the effective policy (control/changes/policy.h)
   std::vector<ChangeTransition> transitions;  // oldest first
   std::vector<ChangeApproval> approvals;      // oldest first
   bool operator==(const ChangeRecord&) const = default;

@@ -13,12 +13,14 @@ namespace {
 std::string joined(const json& list) {
   std::string out;
   if (!list.is_array()) return out;
-  for (const auto& x : list) out += (out.empty() ? "" : ",") + (x.is_string() ? x.get<std::string>() : x.dump());
+  for (const auto& x : list)
+    out += (out.empty() ? "" : ",") + (x.is_string() ? x.get<std::string>() : x.dump());
   return out;
 }
 
 std::string approvals_cell(const json& ch) {
-  const size_t have = ch.contains("approvals") && ch["approvals"].is_array() ? ch["approvals"].size() : 0;
+  const size_t have =
+      ch.contains("approvals") && ch["approvals"].is_array() ? ch["approvals"].size() : 0;
   const std::string need = str_of(ch, "approvals_required", "0");
   return ch.contains("approvals") ? std::to_string(have) + "/" + need : need;
 }
@@ -44,8 +46,10 @@ int list(const Ctx& c, const Args& a, const CLI::App&) {
     std::string flags = ch.value("emergency", false) ? "emergency" : "";
     if (ch.value("review_required", false)) flags += flags.empty() ? "review" : ",review";
     const json affected = ch.value("affected", json::object());
-    std::vector<std::string> row = {str_of(ch, "id"),        str_of(ch, "state"),
-                                    str_of(ch, "operation"), str_of(ch, "author"),
+    std::vector<std::string> row = {str_of(ch, "id"),
+                                    str_of(ch, "state"),
+                                    str_of(ch, "operation"),
+                                    str_of(ch, "author"),
                                     ago(ch.value("proposed_ms", 0LL)),
                                     str_of(ch, "version") == "0" ? "-" : str_of(ch, "version"),
                                     flags.empty() ? "-" : flags};
@@ -54,9 +58,9 @@ int list(const Ctx& c, const Args& a, const CLI::App&) {
     row.push_back(wide(a) ? str_of(ch, "reason") : shorten(str_of(ch, "reason"), 40));
     rows.push_back(std::move(row));
   }
-  print_table({"ID", "STATE", "OPERATION", "AUTHOR", "PROPOSED", "VERSION", "FLAGS", "RESOURCES",
-               "REASON"},
-              rows);
+  print_table(
+      {"ID", "STATE", "OPERATION", "AUTHOR", "PROPOSED", "VERSION", "FLAGS", "RESOURCES", "REASON"},
+      rows);
   return kOk;
 }
 
@@ -66,10 +70,12 @@ void show(const json& ch) {
   std::printf("reason: %s\n", str_of(ch, "reason").c_str());
   std::printf("proposed: %s on version %s", str_of(ch, "proposed").c_str(),
               str_of(ch, "base_version").c_str());
-  if (str_of(ch, "version") != "0") std::printf("; committed as version %s", str_of(ch, "version").c_str());
+  if (str_of(ch, "version") != "0")
+    std::printf("; committed as version %s", str_of(ch, "version").c_str());
   std::printf("\n");
   if (ch.value("emergency", false))
-    std::printf("emergency: %s\n", ch.value("review_required", false) ? "review required" : "reviewed");
+    std::printf("emergency: %s\n",
+                ch.value("review_required", false) ? "review required" : "reviewed");
   const json policy = ch.value("policy", json::object());
   const json names = policy.value("policies", json::array());
   std::printf("policy: %s; approvals %s (role %s)\n",
@@ -89,7 +95,8 @@ void show(const json& ch) {
                     str_of(t, "actor"), str_of(t, "reason")});
   }
   for (const auto& ap : ch.value("approvals", json::array()))
-    rows.push_back({str_of(ap, "at"), "approval", str_of(ap, "approver") + " (" + str_of(ap, "role") + ")",
+    rows.push_back({str_of(ap, "at"), "approval",
+                    str_of(ap, "approver") + " (" + str_of(ap, "role") + ")",
                     str_of(ap, "reason")});
   std::printf("\n");
   print_table({"AT", "TRANSITION", "BY", "WHY"}, rows);
@@ -105,7 +112,8 @@ int one(const Ctx& c, const Args& a, const CLI::App&) {
       action != "review")
     return usage_error("change: unknown action '" + action +
                        "' (expected show, approve, reject, abort or review)");
-  if (!all_digits(id, 0) || id.size() > 18) return usage_error("change: not a change id: '" + id + "'");
+  if (!all_digits(id, 0) || id.size() > 18)
+    return usage_error("change: not a change id: '" + id + "'");
   json answer;
   if (action == "show") {
     if (a.reason) return usage_error("change show takes no --reason");

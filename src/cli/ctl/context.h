@@ -49,9 +49,9 @@ struct Ctx {
 // -o/--output. `tables`: yaml|json|wide (a verb that prints tables); else json|yaml (a verb that
 // prints text: apply, delete, rollback, whose -o prints the server's answer). "yml" is "yaml".
 void add_output(CLI::App& cmd, Args& a, bool tables);
-void add_files(CLI::App& cmd, Args& a);    // -f/--filename/--file FILE|DIR|- (repeatable)
-void add_reason(CLI::App& cmd, Args& a);   // --reason/-m R
-void add_dry_run(CLI::App& cmd, Args& a);  // --dry-run
+void add_files(CLI::App& cmd, Args& a);      // -f/--filename/--file FILE|DIR|- (repeatable)
+void add_reason(CLI::App& cmd, Args& a);     // --reason/-m R
+void add_dry_run(CLI::App& cmd, Args& a);    // --dry-run
 void add_emergency(CLI::App& cmd, Args& a);  // --emergency
 // The verb's words (KIND NAME, N, ...): checked by the verb itself, whose messages name them.
 void add_words(CLI::App& cmd, Args& a, const std::string& what);

@@ -11,7 +11,8 @@ using Json = nlohmann::json;
 // The services a route spec sends traffic to: `service`, and `services[].name` of a split.
 void route_services(const Json& spec, std::set<std::string>& out) {
   if (!spec.is_object()) return;
-  if (auto s = spec.find("service"); s != spec.end() && s->is_string()) out.insert(s->get<std::string>());
+  if (auto s = spec.find("service"); s != spec.end() && s->is_string())
+    out.insert(s->get<std::string>());
   if (auto list = spec.find("services"); list != spec.end() && list->is_array()) {
     for (const Json& e : *list) {
       if (e.is_object() && e.contains("name") && e["name"].is_string())
@@ -24,7 +25,8 @@ void route_services(const Json& spec, std::set<std::string>& out) {
 
 std::vector<std::pair<std::string, std::string>> touched(const Json& diff) {
   std::vector<std::pair<std::string, std::string>> out;
-  for (const Json& d : diff) out.emplace_back(d.at("kind").get<std::string>(), d.at("name").get<std::string>());
+  for (const Json& d : diff)
+    out.emplace_back(d.at("kind").get<std::string>(), d.at("name").get<std::string>());
   return out;
 }
 
@@ -104,7 +106,8 @@ Json affected(const std::vector<Resource>& before, const std::vector<Resource>& 
   }
   for (const Instance& i : instances)
     if (services.count(i.service) != 0 && !i.city.empty()) cities.insert(i.city);
-  return Json{{"resources", resources}, {"routes", routes}, {"services", services}, {"cities", cities}};
+  return Json{
+      {"resources", resources}, {"routes", routes}, {"services", services}, {"cities", cities}};
 }
 
 }  // namespace sluice::control::changes

@@ -34,13 +34,16 @@ constexpr int64_t kSweepBatch = 100;
 constexpr const char* kSystemActor = "control-plane";
 
 Json transition_json(const ChangeTransition& t) {
-  return Json{{"from", t.from},       {"to", t.to},           {"actor", t.actor},
-              {"reason", t.reason},   {"at_ms", t.at_ms},     {"at", iso_time(t.at_ms)}};
+  return Json{{"from", t.from},     {"to", t.to},       {"actor", t.actor},
+              {"reason", t.reason}, {"at_ms", t.at_ms}, {"at", iso_time(t.at_ms)}};
 }
 
 Json approval_json(const ChangeApproval& a) {
-  return Json{{"approver", a.approver}, {"role", a.role},         {"reason", a.reason},
-              {"at_ms", a.at_ms},       {"at", iso_time(a.at_ms)}};
+  return Json{{"approver", a.approver},
+              {"role", a.role},
+              {"reason", a.reason},
+              {"at_ms", a.at_ms},
+              {"at", iso_time(a.at_ms)}};
 }
 
 Json change_json(const ChangeRecord& c, bool full) {
@@ -78,10 +81,14 @@ std::optional<int64_t> parse_window(const std::string& s) {
   auto n = parse_int(std::string_view(s).substr(0, s.size() - 1));
   if (!n || *n <= 0 || *n > 100'000) return std::nullopt;
   switch (s.back()) {
-    case 'd': return *n * kDayMs;
-    case 'h': return *n * 3'600'000;
-    case 'm': return *n * 60'000;
-    default: return std::nullopt;
+    case 'd':
+      return *n * kDayMs;
+    case 'h':
+      return *n * 3'600'000;
+    case 'm':
+      return *n * 60'000;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -173,10 +180,9 @@ ChangesService::ChangesService(ServiceContext& ctx) : ctx_(ctx) {
   m.gauge_fn("sluice_control_change_rollback_failure_ratio",
              "Failed rollback changes over rollback changes in the window",
              figure([](const Figures& f) { return f.rollback_failure_rate; }), window);
-  m.gauge_fn("sluice_control_change_reviews_pending",
-             "Emergency changes of the window not reviewed yet",
-             figure([](const Figures& f) { return static_cast<double>(f.review_pending); }),
-             window);
+  m.gauge_fn(
+      "sluice_control_change_reviews_pending", "Emergency changes of the window not reviewed yet",
+      figure([](const Figures& f) { return static_cast<double>(f.review_pending); }), window);
 }
 
 std::vector<Route> ChangesService::routes() {
@@ -222,7 +228,7 @@ ChangeGate::Verdict ChangesService::review(const ChangeRequest& r, int64_t now) 
     return out;
   }
   if (!eff.any() || r.emergency || (eff.approvals == 0 && !frozen)) {
-    const std::string why = r.emergency ? "emergency: approval skipped, review required"
+    const std::string why = r.emergency  ? "emergency: approval skipped, review required"
                             : !eff.any() ? "no change_policy matches"
                                          : fmt::format("{} needs no approval", policy_names(eff));
     c.transitions.push_back({now, std::string(kProposed), std::string(kApproved), r.author, why});
@@ -231,9 +237,9 @@ ChangeGate::Verdict ChangesService::review(const ChangeRequest& r, int64_t now) 
     c.transitions.push_back({now, std::string(kRollingOut), std::string(kDone), r.author,
                              "committed; every gateway is served it"});
     c.state = kDone;
-    out.rolled_back = {now, "", "", r.author,
-                       fmt::format("undone by a rollback to version {} ({})", r.target_version,
-                                   r.reason)};
+    out.rolled_back = {
+        now, "", "", r.author,
+        fmt::format("undone by a rollback to version {} ({})", r.target_version, r.reason)};
     return out;
   }
   Json body{{"state", kProposed},
@@ -255,10 +261,11 @@ ChangeGate::Verdict ChangesService::review(const ChangeRequest& r, int64_t now) 
     body["window"] = frozen->window;
     message = fmt::format("held: {}; it commits when the freeze ends", freeze_text(*frozen));
   } else {
-    message = fmt::format("held for approval: {} requires {} approval{} (role {} or higher) by "
-                          "someone other than {}; nothing was applied yet",
-                          policy_names(eff), eff.approvals, eff.approvals == 1 ? "" : "s",
-                          role_name(eff.role), r.author);
+    message = fmt::format(
+        "held for approval: {} requires {} approval{} (role {} or higher) by "
+        "someone other than {}; nothing was applied yet",
+        policy_names(eff), eff.approvals, eff.approvals == 1 ? "" : "s", role_name(eff.role),
+        r.author);
   }
   c.state = c.transitions.back().to;
   c.updated_ms = now;
@@ -325,9 +332,8 @@ HttpResponse ChangesService::commit_held(ChangeRecord ch, const std::string& exp
                             kind, name, present ? "changed" : "removed", ch.base_version, latest);
         break;
       }
-      auto pos = std::find_if(next.begin(), next.end(), [&](const Resource& r) {
-        return r.kind == kind && r.name == name;
-      });
+      auto pos = std::find_if(next.begin(), next.end(),
+                              [&](const Resource& r) { return r.kind == kind && r.name == name; });
       if (op == "remove") {
         next.erase(pos);
       } else if (op == "add") {
@@ -366,15 +372,16 @@ HttpResponse ChangesService::commit_held(ChangeRecord ch, const std::string& exp
       if (!store.update_change(ch.id, expected_state, u, now)) return moved(ch.id);
       return json_response(200, {{"change", ch.id}, {"state", kDone}, {"version", latest}});
     }
-    const ChangeTransition rb{now, "", "", actor,
-                              fmt::format("undone by change {}, a rollback to version {}", ch.id,
-                                          ch.target_version)};
+    const ChangeTransition rb{
+        now, "", "", actor,
+        fmt::format("undone by change {}, a rollback to version {}", ch.id, ch.target_version)};
     const int64_t v = store.commit_change(next, diff, latest, now, ch, expected_state, u, rb);
     if (v == 0) continue;  // another writer committed first: look again
     ch.state = kDone;
     ctx_.feed->changed(after);
     committed(ch);
-    return json_response(200, {{"change", ch.id}, {"state", kDone}, {"version", v}, {"diff", diff}});
+    return json_response(200,
+                         {{"change", ch.id}, {"state", kDone}, {"version", v}, {"diff", diff}});
   }
   return error_response(409, fmt::format("change {}: lost the race with other writers {} times; "
                                          "it stays {}, retry",
@@ -387,8 +394,8 @@ void ChangesService::tick(int64_t now) {
   std::lock_guard lock(mu_);
   for (ChangeRecord& ch : ctx_.store.changes(std::string(kApproved), 0, kSweepBatch, true)) {
     const int64_t id = ch.id;
-    HttpResponse r = commit_held(std::move(ch), std::string(kApproved), {}, kSystemActor, now,
-                                 nullptr);
+    HttpResponse r =
+        commit_held(std::move(ch), std::string(kApproved), {}, kSystemActor, now, nullptr);
     if (r.status != 202) core::log_info("control: held change {}: {}", id, r.body);
   }
 }
@@ -401,9 +408,10 @@ HttpResponse ChangesService::get_changes(const Call& c) {
   auto since = int_param(c.req, "since", 0, 0, INT64_MAX, errors);
   std::string state = query_param(c.req.query, "state").value_or("");
   if (!state.empty() && !known_state(state))
-    errors.push_back(fmt::format("state: expected proposed, approved, rolling_out, done, "
-                                 "rolled_back, rejected or aborted, got '{}'",
-                                 state));
+    errors.push_back(
+        fmt::format("state: expected proposed, approved, rolling_out, done, "
+                    "rolled_back, rejected or aborted, got '{}'",
+                    state));
   if (!errors.empty()) return error_response(400, errors.front(), std::move(errors));
   Json out = Json::array();
   for (const ChangeRecord& ch : ctx_.store.changes(state, *since, *limit, false))
@@ -414,8 +422,8 @@ HttpResponse ChangesService::get_changes(const Call& c) {
 HttpResponse ChangesService::get_change(const Call& c) {
   auto id = parse_int(c.params[0]);
   if (!id || *id <= 0)
-    return error_response(400, fmt::format("change: expected a positive integer, got '{}'",
-                                           c.params[0]));
+    return error_response(
+        400, fmt::format("change: expected a positive integer, got '{}'", c.params[0]));
   auto ch = ctx_.store.change(*id);
   if (!ch) return error_response(404, fmt::format("no change {}", *id));
   return json_response(200, change_json(*ch, true));
@@ -436,9 +444,10 @@ HttpResponse ChangesService::get_metrics(const Call& c) {
   const std::string w = query_param(c.req.query, "window").value_or("30d");
   auto window = parse_window(w);
   if (!window || *window > kMaxWindowMs)
-    return error_response(400, fmt::format("window: expected a duration such as 30d, 24h or 90m "
-                                           "(at most 366d), got '{}'",
-                                           w),
+    return error_response(400,
+                          fmt::format("window: expected a duration such as 30d, 24h or 90m "
+                                      "(at most 366d), got '{}'",
+                                      w),
                           {fmt::format("window: expected a duration such as 30d, 24h or 90m "
                                        "(at most 366d), got '{}'",
                                        w)});
@@ -454,8 +463,8 @@ HttpResponse ChangesService::post_approve(const Call& c) {
   if (!reason) return bad;
   auto id = parse_int(c.params[0]);
   if (!id || *id <= 0)
-    return error_response(400, fmt::format("change: expected a positive integer, got '{}'",
-                                           c.params[0]));
+    return error_response(
+        400, fmt::format("change: expected a positive integer, got '{}'", c.params[0]));
   std::lock_guard lock(mu_);
   auto ch = ctx_.store.change(*id);
   if (!ch) return error_response(404, fmt::format("no change {}", *id));
@@ -465,10 +474,10 @@ HttpResponse ChangesService::post_approve(const Call& c) {
                                            *id, ch->state));
   const Effective eff = Effective::from_json(ch->policy);
   if (c.who.role < eff.role)
-    return error_response(403, fmt::format("approving change {} needs role {} ({}); this token's "
-                                           "role is {}",
-                                           *id, role_name(eff.role), policy_names(eff),
-                                           role_name(c.who.role)));
+    return error_response(
+        403, fmt::format("approving change {} needs role {} ({}); this token's "
+                         "role is {}",
+                         *id, role_name(eff.role), policy_names(eff), role_name(c.who.role)));
   if (c.who.name == ch->author)
     return error_response(403, fmt::format("{} proposed change {} and cannot approve it: another "
                                            "operator must",
@@ -489,9 +498,9 @@ HttpResponse ChangesService::post_approve(const Call& c) {
                                {"approvals", have},
                                {"approvals_required", eff.approvals}});
   }
-  u.transitions.push_back({c.now, std::string(kProposed), std::string(kApproved), c.who.name,
-                           fmt::format("approved by {} ({} of {}): {}", c.who.name, have,
-                                       eff.approvals, *reason)});
+  u.transitions.push_back(
+      {c.now, std::string(kProposed), std::string(kApproved), c.who.name,
+       fmt::format("approved by {} ({} of {}): {}", c.who.name, have, eff.approvals, *reason)});
   return commit_held(std::move(*ch), std::string(kProposed), std::move(u), c.who.name, c.now,
                      c.after);
 }
@@ -502,8 +511,8 @@ HttpResponse ChangesService::post_reject(const Call& c) {
   if (!reason) return bad;
   auto id = parse_int(c.params[0]);
   if (!id || *id <= 0)
-    return error_response(400, fmt::format("change: expected a positive integer, got '{}'",
-                                           c.params[0]));
+    return error_response(
+        400, fmt::format("change: expected a positive integer, got '{}'", c.params[0]));
   std::lock_guard lock(mu_);
   auto ch = ctx_.store.change(*id);
   if (!ch) return error_response(404, fmt::format("no change {}", *id));
@@ -532,8 +541,8 @@ HttpResponse ChangesService::post_abort(const Call& c) {
   if (!reason) return bad;
   auto id = parse_int(c.params[0]);
   if (!id || *id <= 0)
-    return error_response(400, fmt::format("change: expected a positive integer, got '{}'",
-                                           c.params[0]));
+    return error_response(
+        400, fmt::format("change: expected a positive integer, got '{}'", c.params[0]));
   std::lock_guard lock(mu_);
   auto ch = ctx_.store.change(*id);
   if (!ch) return error_response(404, fmt::format("no change {}", *id));
@@ -543,8 +552,8 @@ HttpResponse ChangesService::post_abort(const Call& c) {
                                            *id, ch->state));
   const Effective eff = Effective::from_json(ch->policy);
   if (c.who.name != ch->author && c.who.role < eff.role)
-    return error_response(403, fmt::format("aborting change {} takes its author or role {}",
-                                           *id, role_name(eff.role)));
+    return error_response(403, fmt::format("aborting change {} takes its author or role {}", *id,
+                                           role_name(eff.role)));
   ChangeUpdate u;
   u.transitions.push_back({c.now, ch->state, std::string(kAborted), c.who.name, *reason});
   if (!ctx_.store.update_change(*id, ch->state, u, c.now)) return moved(*id);
@@ -561,8 +570,8 @@ HttpResponse ChangesService::post_review(const Call& c) {
   if (!reason) return bad;
   auto id = parse_int(c.params[0]);
   if (!id || *id <= 0)
-    return error_response(400, fmt::format("change: expected a positive integer, got '{}'",
-                                           c.params[0]));
+    return error_response(
+        400, fmt::format("change: expected a positive integer, got '{}'", c.params[0]));
   std::lock_guard lock(mu_);
   auto ch = ctx_.store.change(*id);
   if (!ch) return error_response(404, fmt::format("no change {}", *id));

@@ -59,7 +59,8 @@ Figures figures(const std::vector<ChangeRecord>& changes, int64_t from_ms, int64
     // Never done: aborted after approval, or rolled back while rolling out.
     const ChangeTransition* abort = first_to(c, kAborted);
     if (abort == nullptr) abort = first_to(c, kRolledBack);
-    if (abort && in_window(abort->at_ms) && (abort->from == kApproved || abort->from == kRollingOut)) {
+    if (abort && in_window(abort->at_ms) &&
+        (abort->from == kApproved || abort->from == kRollingOut)) {
       ++f.attempts;
       ++f.failed;
       if (rollback) {
@@ -75,7 +76,8 @@ Figures figures(const std::vector<ChangeRecord>& changes, int64_t from_ms, int64
   f.lead_p90_s = percentile(lead, 0.9);
   f.restore_p50_s = percentile(restore, 0.5);
   f.restore_p90_s = percentile(restore, 0.9);
-  f.failure_rate = f.attempts > 0 ? static_cast<double>(f.failed) / static_cast<double>(f.attempts) : 0;
+  f.failure_rate =
+      f.attempts > 0 ? static_cast<double>(f.failed) / static_cast<double>(f.attempts) : 0;
   f.rollback_failure_rate = rollback_attempts > 0 ? static_cast<double>(f.failed_rollbacks) /
                                                         static_cast<double>(rollback_attempts)
                                                   : 0;
@@ -83,20 +85,21 @@ Figures figures(const std::vector<ChangeRecord>& changes, int64_t from_ms, int64
 }
 
 Json Figures::to_json() const {
-  return Json{{"from_ms", from_ms},
-              {"to_ms", to_ms},
-              {"deployments", deployments},
-              {"deployment_frequency_per_day", per_day},
-              {"lead_time_seconds", {{"p50", opt(lead_p50_s)}, {"p90", opt(lead_p90_s)}}},
-              {"failed", failed},
-              {"change_attempts", attempts},
-              {"change_failure_rate", failure_rate},
-              {"time_to_restore_seconds", {{"p50", opt(restore_p50_s)}, {"p90", opt(restore_p90_s)}}},
-              {"rollbacks", rollbacks},
-              {"failed_rollbacks", failed_rollbacks},
-              {"rollback_failure_rate", rollback_failure_rate},
-              {"emergency", emergency},
-              {"review_pending", review_pending}};
+  return Json{
+      {"from_ms", from_ms},
+      {"to_ms", to_ms},
+      {"deployments", deployments},
+      {"deployment_frequency_per_day", per_day},
+      {"lead_time_seconds", {{"p50", opt(lead_p50_s)}, {"p90", opt(lead_p90_s)}}},
+      {"failed", failed},
+      {"change_attempts", attempts},
+      {"change_failure_rate", failure_rate},
+      {"time_to_restore_seconds", {{"p50", opt(restore_p50_s)}, {"p90", opt(restore_p90_s)}}},
+      {"rollbacks", rollbacks},
+      {"failed_rollbacks", failed_rollbacks},
+      {"rollback_failure_rate", rollback_failure_rate},
+      {"emergency", emergency},
+      {"review_pending", review_pending}};
 }
 
 }  // namespace sluice::control::changes

@@ -30,8 +30,8 @@ struct Figures {
   std::optional<double> restore_p50_s, restore_p90_s;
   int64_t rollbacks = 0, failed_rollbacks = 0;
   double rollback_failure_rate = 0;
-  int64_t emergency = 0;        // deployments that skipped approval
-  int64_t review_pending = 0;   // of those, not reviewed yet
+  int64_t emergency = 0;       // deployments that skipped approval
+  int64_t review_pending = 0;  // of those, not reviewed yet
   nlohmann::json to_json() const;
 };
 

@@ -144,7 +144,9 @@ Rule rule_of(const Json& r) {
 bool matches(const Rule& r, chr::year_month_day d) {
   if (r.every == "day") return true;
   if (r.every == "week") return chr::weekday(chr::sys_days(d)).c_encoding() == unsigned(r.day);
-  if (r.day == 0) return d == chr::year_month_day(chr::year_month_day_last(d.year(), chr::month_day_last(d.month())));
+  if (r.day == 0)
+    return d ==
+           chr::year_month_day(chr::year_month_day_last(d.year(), chr::month_day_last(d.month())));
   return static_cast<unsigned>(d.day()) == static_cast<unsigned>(r.day);
 }
 
@@ -164,7 +166,8 @@ std::optional<std::string> string_at(const Json& obj, const char* key, const std
     return std::nullopt;
   }
   if (!it->is_string()) {
-    errors.push_back(fmt::format("{}.{}: expected a string, got {}", prefix, key, describe_json(*it)));
+    errors.push_back(
+        fmt::format("{}.{}: expected a string, got {}", prefix, key, describe_json(*it)));
     return std::nullopt;
   }
   return it->get<std::string>();
@@ -172,7 +175,8 @@ std::optional<std::string> string_at(const Json& obj, const char* key, const std
 
 void check_once(const Json& e, const std::string& p, std::vector<std::string>& errors) {
   if (!e.is_object()) {
-    errors.push_back(fmt::format("{}: expected an object {{start, end}}, got {}", p, describe_json(e)));
+    errors.push_back(
+        fmt::format("{}: expected an object {{start, end}}, got {}", p, describe_json(e)));
     return;
   }
   check_keys(e, p, {"start", "end"}, errors);
@@ -185,13 +189,14 @@ void check_once(const Json& e, const std::string& p, std::vector<std::string>& e
                                      p, key, *v));
     }
   }
-  if (s && t && !(s->key() < t->key())) errors.push_back(fmt::format("{}: end must be after start", p));
+  if (s && t && !(s->key() < t->key()))
+    errors.push_back(fmt::format("{}: end must be after start", p));
 }
 
 void check_recurring(const Json& e, const std::string& p, std::vector<std::string>& errors) {
   if (!e.is_object()) {
-    errors.push_back(fmt::format("{}: expected an object {{every, day, start, end, days}}, got {}", p,
-                                 describe_json(e)));
+    errors.push_back(fmt::format("{}: expected an object {{every, day, start, end, days}}, got {}",
+                                 p, describe_json(e)));
     return;
   }
   check_keys(e, p, {"every", "day", "start", "end", "days"}, errors);
@@ -206,14 +211,15 @@ void check_recurring(const Json& e, const std::string& p, std::vector<std::strin
       errors.push_back(p + ".day: required (1..31 or last)");
     } else if (!((day->is_string() && *day == "last") ||
                  (day->is_number_integer() && *day >= 1 && *day <= 31))) {
-      errors.push_back(fmt::format("{}.day: expected 1..31 or last, got {}", p, describe_json(*day)));
+      errors.push_back(
+          fmt::format("{}.day: expected 1..31 or last, got {}", p, describe_json(*day)));
     }
   } else if (every && *every == "week") {
     if (day == e.end()) {
       errors.push_back(p + ".day: required (mon, tue, wed, thu, fri, sat or sun)");
     } else if (!day->is_string() || !weekday_of(day->get<std::string>())) {
-      errors.push_back(fmt::format("{}.day: expected mon, tue, wed, thu, fri, sat or sun, got {}", p,
-                                   describe_json(*day)));
+      errors.push_back(fmt::format("{}.day: expected mon, tue, wed, thu, fri, sat or sun, got {}",
+                                   p, describe_json(*day)));
     }
   } else if (every && day != e.end()) {
     errors.push_back(p + ".day: not used with every: day");
@@ -222,12 +228,14 @@ void check_recurring(const Json& e, const std::string& p, std::vector<std::strin
   for (auto [key, out] : {std::pair{"start", &s}, std::pair{"end", &t}}) {
     if (auto v = string_at(e, key, p, errors)) {
       *out = parse_hm(*v);
-      if (!*out) errors.push_back(fmt::format("{}.{}: expected a local time HH:MM, got '{}'", p, key, *v));
+      if (!*out)
+        errors.push_back(fmt::format("{}.{}: expected a local time HH:MM, got '{}'", p, key, *v));
     }
   }
   if (auto d = e.find("days"); d != e.end()) {
     if (!d->is_number_integer() || *d < 0 || *d > kMaxDays) {
-      errors.push_back(fmt::format("{}.days: expected 0..{}, got {}", p, kMaxDays, describe_json(*d)));
+      errors.push_back(
+          fmt::format("{}.days: expected 0..{}, got {}", p, kMaxDays, describe_json(*d)));
     } else if (*d == 0 && s && t && *t <= *s) {
       errors.push_back(p + ".days: 0 needs end after start (the window would be empty)");
     }
@@ -244,11 +252,13 @@ std::vector<std::string> check_freeze_window(const Json& spec, const std::string
   }
   check_keys(spec, prefix, {"time_zone", "reason", "once", "recurring"}, errors);
   if (auto tz = string_at(spec, "time_zone", prefix, errors); tz && !known_zone(*tz))
-    errors.push_back(fmt::format("{}.time_zone: unknown time zone '{}' (an IANA name such as "
-                                 "Asia/Shanghai or Europe/London)",
-                                 prefix, *tz));
+    errors.push_back(
+        fmt::format("{}.time_zone: unknown time zone '{}' (an IANA name such as "
+                    "Asia/Shanghai or Europe/London)",
+                    prefix, *tz));
   if (auto r = spec.find("reason"); r != spec.end() && !r->is_string())
-    errors.push_back(fmt::format("{}.reason: expected a string, got {}", prefix, describe_json(*r)));
+    errors.push_back(
+        fmt::format("{}.reason: expected a string, got {}", prefix, describe_json(*r)));
   size_t entries = 0;
   for (const char* key : {"once", "recurring"}) {
     auto it = spec.find(key);

@@ -36,9 +36,9 @@ std::vector<std::string> check_freeze_window(const nlohmann::json& spec, const s
 std::optional<int64_t> covering_end(const nlohmann::json& spec, int64_t now_ms);
 
 struct Freeze {
-  std::string window;  // the name of the window that covers now and ends last
-  std::string reason;  // its spec's reason, may be empty
-  int64_t until_ms = 0;  // when no window covers the time any more (chained)
+  std::string window;       // the name of the window that covers now and ends last
+  std::string reason;       // its spec's reason, may be empty
+  int64_t until_ms = 0;     // when no window covers the time any more (chained)
   std::string until_local;  // "2026-12-01 06:00 Asia/Shanghai" in that window's zone
 };
 

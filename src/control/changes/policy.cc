@@ -50,16 +50,18 @@ void check_list(const Json& m, const char* key, const std::string& p,
     const Json& v = (*it)[i];
     if (!v.is_string() || v.get<std::string>().empty() ||
         v.get<std::string>().size() > kMaxPatternLength) {
-      errors.push_back(fmt::format("{}.{}[{}]: expected a non-empty string of at most {} "
-                                   "characters, got {}",
-                                   p, key, i, kMaxPatternLength, describe_json(v)));
+      errors.push_back(
+          fmt::format("{}.{}[{}]: expected a non-empty string of at most {} "
+                      "characters, got {}",
+                      p, key, i, kMaxPatternLength, describe_json(v)));
       continue;
     }
     if (kinds && std::find(kResourceKinds.begin(), kResourceKinds.end(), v.get<std::string>()) ==
                      kResourceKinds.end())
-      errors.push_back(fmt::format("{}.{}[{}]: unknown kind '{}' (expected service, route, "
-                                   "rate_limit, units, change_policy or freeze_window)",
-                                   p, key, i, v.get<std::string>()));
+      errors.push_back(
+          fmt::format("{}.{}[{}]: unknown kind '{}' (expected service, route, "
+                      "rate_limit, units, change_policy or freeze_window)",
+                      p, key, i, v.get<std::string>()));
   }
 }
 
@@ -110,8 +112,8 @@ std::vector<std::string> check_policy(const Json& spec, const std::string& prefi
     const std::string p = prefix + ".freeze";
     check_keys(*f, p, {"allowed", "on_freeze"}, errors);
     if (auto a = f->find("allowed"); a != f->end() && !a->is_boolean())
-      errors.push_back(fmt::format("{}.allowed: expected true or false, got {}", p,
-                                   describe_json(*a)));
+      errors.push_back(
+          fmt::format("{}.allowed: expected true or false, got {}", p, describe_json(*a)));
     if (auto o = f->find("on_freeze");
         o != f->end() && !(o->is_string() && (*o == "wait" || *o == "refuse")))
       errors.push_back(
@@ -161,7 +163,8 @@ Effective strictest(const std::vector<Resource>& config,
     const Json a = r.spec.value("approvals", Json::object());
     const Json f = r.spec.value("freeze", Json::object());
     const int count = a.value("count", 0);
-    const Role role = parse_role(a.value("role", std::string("operator"))).value_or(Role::kOperator);
+    const Role role =
+        parse_role(a.value("role", std::string("operator"))).value_or(Role::kOperator);
     const bool allowed = f.value("allowed", false);
     const bool refuse = f.value("on_freeze", std::string("refuse")) == "refuse";
     if (!out.any()) {
@@ -174,8 +177,8 @@ Effective strictest(const std::vector<Resource>& config,
     out.policies.push_back(r.name);
     out.approvals = std::max(out.approvals, count);
     out.role = std::max(out.role, role);
-    if (auto ro = r.spec.find("rollout"); ro != r.spec.end() && (out.rollout.is_null() ||
-                                                                stage_count(*ro) > stages)) {
+    if (auto ro = r.spec.find("rollout");
+        ro != r.spec.end() && (out.rollout.is_null() || stage_count(*ro) > stages)) {
       out.rollout = *ro;
       stages = stage_count(*ro);
     }

@@ -23,7 +23,8 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 11> kMoves =
 }  // namespace
 
 bool known_state(std::string_view s) {
-  for (std::string_view k : {kProposed, kApproved, kRollingOut, kDone, kRolledBack, kRejected, kAborted})
+  for (std::string_view k :
+       {kProposed, kApproved, kRollingOut, kDone, kRolledBack, kRejected, kAborted})
     if (k == s) return true;
   return false;
 }

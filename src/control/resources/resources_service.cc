@@ -195,8 +195,8 @@ HttpResponse ResourcesService::write_config(const Call& c, const ConfigWrite& w)
     int64_t v = 0;
     ChangeRecord change;
     if (ctx_.changes != nullptr) {
-      const ChangeRequest request{w.operation, w.author, w.reason,  w.emergency, base,
-                                  w.target_version, &current, &*next, &diff};
+      const ChangeRequest request{w.operation,      w.author, w.reason, w.emergency, base,
+                                  w.target_version, &current, &*next,   &diff};
       ChangeGate::Verdict verdict = ctx_.changes->review(request, now);
       if (verdict.answer) return std::move(*verdict.answer);
       change = std::move(verdict.change);

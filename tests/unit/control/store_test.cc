@@ -909,7 +909,8 @@ TEST_P(StoreTest, ChangeRecordsAreAppendOnlyAndCommitWithTheirVersion) {
   held.author = "deployer";
   held.reason = "more capacity";
   held.proposed_ms = kT0;
-  held.diff = Json::array({{{"op", "add"}, {"kind", "service"}, {"name", "a"}, {"after", Json::object()}}});
+  held.diff =
+      Json::array({{{"op", "add"}, {"kind", "service"}, {"name", "a"}, {"after", Json::object()}}});
   held.affected = {{"services", {"a"}}};
   held.policy = {{"policies", {"p"}}};
   held.transitions.push_back({kT0, "", "proposed", "deployer", "more capacity"});
@@ -920,8 +921,9 @@ TEST_P(StoreTest, ChangeRecordsAreAppendOnlyAndCommitWithTheirVersion) {
   EXPECT_FALSE(store_->update_change(id, "approved", approve, kT0 + 1));  // wrong state
   EXPECT_TRUE(store_->change(id)->approvals.empty());
   EXPECT_TRUE(store_->update_change(id, "proposed", approve, kT0 + 1));
-  EXPECT_NE(error_of([&] { store_->update_change(id, "proposed", approve, kT0 + 2); })
-                .find("approved by 'reviewer' already"),
+  EXPECT_NE(error_of([&] {
+              store_->update_change(id, "proposed", approve, kT0 + 2);
+            }).find("approved by 'reviewer' already"),
             std::string::npos);
 
   ChangeRecord c = *store_->change(id);
@@ -930,9 +932,13 @@ TEST_P(StoreTest, ChangeRecordsAreAppendOnlyAndCommitWithTheirVersion) {
                     {kT0 + 3, "approved", "rolling_out", "reviewer", "commit"},
                     {kT0 + 3, "rolling_out", "done", "reviewer", "done"}};
   // A stale expected version commits nothing and records nothing.
-  EXPECT_EQ(store_->commit_change({res("service", "a")}, held.diff, 5, kT0 + 3, c, "proposed", go, {}), 0);
+  EXPECT_EQ(
+      store_->commit_change({res("service", "a")}, held.diff, 5, kT0 + 3, c, "proposed", go, {}),
+      0);
   EXPECT_EQ(store_->change(id)->state, "proposed");
-  EXPECT_EQ(store_->commit_change({res("service", "a")}, held.diff, 0, kT0 + 3, c, "proposed", go, {}), 1);
+  EXPECT_EQ(
+      store_->commit_change({res("service", "a")}, held.diff, 0, kT0 + 3, c, "proposed", go, {}),
+      1);
   EXPECT_EQ(c.version, 1);
   EXPECT_EQ(store_->version(1)->reason, "more capacity (change 1)");
   EXPECT_EQ(store_->version(1)->author, "deployer");

@@ -35,8 +35,8 @@ class ChangesTest : public ApiTest {
   }
   Pending act(int64_t id, const std::string& action, const std::string& token,
               const std::string& reason = "looks right") {
-    return call("POST", "/v1/changes/" + std::to_string(id) + "/" + action,
-                {{"reason", reason}}, token);
+    return call("POST", "/v1/changes/" + std::to_string(id) + "/" + action, {{"reason", reason}},
+                token);
   }
   Pending apply_as(const std::vector<Json>& resources, bool emergency = false) {
     Json body = {{"resources", resources}, {"reason", "test"}};
@@ -67,8 +67,8 @@ TEST_F(ChangesTest, WithoutAPolicyAWriteCommitsAtOnceAsADoneChange) {
   EXPECT_EQ(ch["transitions"][1]["reason"], "no change_policy matches");
   EXPECT_EQ(ch["diff"].size(), 2u);
   // A service change affects the routes pointing at it and its endpoints' cities.
-  Pending q = apply({service("accounts", {{"endpoints", {{{"address", "127.0.0.1:9102"},
-                                                          {"city", "b"}}}}})});
+  Pending q = apply(
+      {service("accounts", {{"endpoints", {{{"address", "127.0.0.1:9102"}, {"city", "b"}}}}})});
   ASSERT_EQ(q.status(), 200) << q.body();
   Json affected = change(2)["affected"];
   EXPECT_EQ(affected["resources"], Json({"service/accounts"}));
@@ -167,10 +167,11 @@ TEST_F(ChangesTest, RejectAndAbortEndAHeldChange) {
 }
 
 TEST_F(ChangesTest, AHeldChangeIsReappliedOnTheLatestOrRejectedAsStale) {
-  ASSERT_EQ(apply({static_service("a", "127.0.0.1:9101"), static_service("b", "127.0.0.1:9102"),
-                   policy("a-only", {{"match", {{"names", {"a"}}}}, {"approvals", {{"count", 1}}}})})
-                .status(),
-            200);
+  ASSERT_EQ(
+      apply({static_service("a", "127.0.0.1:9101"), static_service("b", "127.0.0.1:9102"),
+             policy("a-only", {{"match", {{"names", {"a"}}}}, {"approvals", {{"count", 1}}}})})
+          .status(),
+      200);
   // Held on version 1; version 2 changes another resource: re-applied on version 2.
   const int64_t fresh = apply({static_service("a", "127.0.0.1:9201")}).json()["change"];
   ASSERT_EQ(apply({static_service("b", "127.0.0.1:9202")}).status(), 200);
@@ -291,12 +292,12 @@ TEST_F(ChangesTest, PoliciesGovernChangesToThemselves) {
   EXPECT_EQ(gateway_sections(store_->resources(), {}).dump(),
             R"({"services":[],"routes":[],"rate_limits":[]})");
   // And they are checked like any resource.
-  Pending bad = call("POST", "/v1/apply",
-                     {{"resources", {{{"kind", "change_policy"},
-                                      {"name", "p"},
-                                      {"spec", {{"approvals", {{"count", -1}}}}}}}},
-                      {"reason", "x"},
-                      {"emergency", true}});
+  Pending bad = call(
+      "POST", "/v1/apply",
+      {{"resources",
+        {{{"kind", "change_policy"}, {"name", "p"}, {"spec", {{"approvals", {{"count", -1}}}}}}}},
+       {"reason", "x"},
+       {"emergency", true}});
   EXPECT_EQ(bad.status(), 400);
   EXPECT_THAT(bad.body(), HasSubstr("change_policy/p: spec.approvals.count: expected 0..10"));
 }
@@ -331,7 +332,8 @@ TEST_F(ChangesTest, ARollbackMarksTheChangesItUndoesAndTheFiguresCountThem) {
   // The same on /metrics.
   Pending prom = call("GET", "/metrics", nullptr, "");
   EXPECT_THAT(prom.body(), HasSubstr("sluice_control_change_deployments{window=\"30d\"} 3"));
-  EXPECT_THAT(prom.body(), HasSubstr("sluice_control_change_restore_time_p50_seconds{window=\"30d\"} 60"));
+  EXPECT_THAT(prom.body(),
+              HasSubstr("sluice_control_change_restore_time_p50_seconds{window=\"30d\"} 60"));
 }
 
 }  // namespace

@@ -48,8 +48,8 @@ TEST(Dora, FiguresOverAWindow) {
       // Done 10 s after proposal.
       change(t0, {{1'000, "approved"}, {5'000, "rolling_out"}, {10'000, "done"}}),
       // Done after 100 s, rolled back 60 s after done.
-      change(t0 + kDay, {{0, "approved"}, {0, "rolling_out"}, {100'000, "done"},
-                         {160'000, "rolled_back"}}),
+      change(t0 + kDay,
+             {{0, "approved"}, {0, "rolling_out"}, {100'000, "done"}, {160'000, "rolled_back"}}),
       // A rollback change, done after 4 s.
       change(t0 + 2 * kDay, {{0, "approved"}, {0, "rolling_out"}, {4'000, "done"}}, "rollback"),
       // Aborted after approval: failed. Aborted while proposed: not counted at all.

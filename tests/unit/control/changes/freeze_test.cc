@@ -30,23 +30,24 @@ Resource window(const std::string& name, Json spec) {
 }
 
 TEST(FreezeWindowCheck, AcceptsTheDocumentedShapes) {
-  Json spec = {{"time_zone", "Asia/Shanghai"},
-               {"reason", "month-end batch"},
-               {"once", {{{"start", "2026-12-31T18:00"}, {"end", "2027-01-02 06:00"}}}},
-               {"recurring",
-                {{{"every", "month"}, {"day", "last"}, {"start", "18:00"}, {"end", "06:00"}},
-                 {{"every", "month"}, {"day", 15}, {"start", "09:00"}, {"end", "10:00"}},
-                 {{"every", "week"}, {"day", "fri"}, {"start", "18:00"}, {"end", "06:00"},
-                  {"days", 3}},
-                 {{"every", "day"}, {"start", "22:00"}, {"end", "23:00"}}}}};
+  Json spec = {
+      {"time_zone", "Asia/Shanghai"},
+      {"reason", "month-end batch"},
+      {"once", {{{"start", "2026-12-31T18:00"}, {"end", "2027-01-02 06:00"}}}},
+      {"recurring",
+       {{{"every", "month"}, {"day", "last"}, {"start", "18:00"}, {"end", "06:00"}},
+        {{"every", "month"}, {"day", 15}, {"start", "09:00"}, {"end", "10:00"}},
+        {{"every", "week"}, {"day", "fri"}, {"start", "18:00"}, {"end", "06:00"}, {"days", 3}},
+        {{"every", "day"}, {"start", "22:00"}, {"end", "23:00"}}}}};
   EXPECT_THAT(check_freeze_window(spec, "spec"), ::testing::IsEmpty());
 }
 
 TEST(FreezeWindowCheck, NamesEveryProblem) {
   Json spec = {{"time_zone", "Mars/Olympus"},
                {"colour", "red"},
-               {"once", {{{"start", "2026-02-30T18:00"}, {"end", "2026-01-01T00:00"}},
-                         {{"start", "2026-03-02T18:00"}, {"end", "2026-03-01T00:00"}}}},
+               {"once",
+                {{{"start", "2026-02-30T18:00"}, {"end", "2026-01-01T00:00"}},
+                 {{"start", "2026-03-02T18:00"}, {"end", "2026-03-01T00:00"}}}},
                {"recurring",
                 {{{"every", "year"}, {"start", "18:00"}, {"end", "06:00"}},
                  {{"every", "week"}, {"day", "funday"}, {"start", "25:00"}, {"end", "06:00"}},
@@ -77,9 +78,9 @@ TEST(FreezeWindow, OnceInShanghaiIsUtcPlusEight) {
 }
 
 TEST(FreezeWindow, MonthEndInShanghaiRunsToTheNextMorning) {
-  Json spec = {{"time_zone", "Asia/Shanghai"},
-               {"recurring",
-                {{{"every", "month"}, {"day", "last"}, {"start", "18:00"}, {"end", "06:00"}}}}};
+  Json spec = {
+      {"time_zone", "Asia/Shanghai"},
+      {"recurring", {{{"every", "month"}, {"day", "last"}, {"start", "18:00"}, {"end", "06:00"}}}}};
   // November 2026 ends on the 30th: 18:00 CST = 10:00Z, to 1 December 06:00 CST = 30 Nov 22:00Z.
   EXPECT_FALSE(covering_end(spec, utc(2026, 11, 30, 9, 59, 59)));
   EXPECT_EQ(covering_end(spec, utc(2026, 11, 30, 10, 0)), utc(2026, 11, 30, 22, 0));
@@ -97,9 +98,9 @@ TEST(FreezeWindow, MonthEndInShanghaiRunsToTheNextMorning) {
 TEST(FreezeWindow, LondonSpringForwardSkipsAnHour) {
   // Sunday 29 March 2026: clocks go from 01:00 GMT to 02:00 BST. 00:30 local = 00:30Z;
   // 02:30 local (BST) = 01:30Z: the window lasts one hour, not two.
-  Json spec = {{"time_zone", "Europe/London"},
-               {"recurring",
-                {{{"every", "week"}, {"day", "sun"}, {"start", "00:30"}, {"end", "02:30"}}}}};
+  Json spec = {
+      {"time_zone", "Europe/London"},
+      {"recurring", {{{"every", "week"}, {"day", "sun"}, {"start", "00:30"}, {"end", "02:30"}}}}};
   EXPECT_FALSE(covering_end(spec, utc(2026, 3, 29, 0, 29, 59)));
   EXPECT_EQ(covering_end(spec, utc(2026, 3, 29, 0, 30)), utc(2026, 3, 29, 1, 30));
   EXPECT_FALSE(covering_end(spec, utc(2026, 3, 29, 1, 30)));
@@ -125,10 +126,10 @@ TEST(FreezeWindow, LondonFallBackStartsAtTheFirstOfTheRepeatedTimes) {
 
 TEST(FreezeWindow, WeekendSpansDays) {
   // Friday 18:00 to Monday 06:00 in Shanghai: Fri 4 Dec 2026 10:00Z to Sun 6 Dec 22:00Z.
-  Json spec = {{"time_zone", "Asia/Shanghai"},
-               {"recurring",
-                {{{"every", "week"}, {"day", "fri"}, {"start", "18:00"}, {"end", "06:00"},
-                  {"days", 3}}}}};
+  Json spec = {
+      {"time_zone", "Asia/Shanghai"},
+      {"recurring",
+       {{{"every", "week"}, {"day", "fri"}, {"start", "18:00"}, {"end", "06:00"}, {"days", 3}}}}};
   EXPECT_FALSE(covering_end(spec, utc(2026, 12, 4, 9, 0)));
   EXPECT_EQ(covering_end(spec, utc(2026, 12, 5, 12, 0)), utc(2026, 12, 6, 22, 0));
   EXPECT_EQ(covering_end(spec, utc(2026, 12, 6, 21, 0)), utc(2026, 12, 6, 22, 0));

@@ -72,20 +72,20 @@ TEST(ChangePolicy, TheStrictestWinsFieldByField) {
       policy("a-wide", {{"approvals", {{"count", 1}, {"role", "admin"}}},
                         {"freeze", {{"allowed", false}, {"on_freeze", "wait"}}},
                         {"rollout", {{"stages", Json::array({{{"percent", 50}}})}}}}),
-      policy("b-payments", {{"match", {{"names", {"pay*"}}}},
-                            {"approvals", {{"count", 2}, {"role", "operator"}}},
-                            {"freeze", {{"allowed", true}}},
-                            {"rollout", {{"stages", Json::array({{{"percent", 10}},
-                                                                 {{"all", true}}})}}}}),
+      policy("b-payments",
+             {{"match", {{"names", {"pay*"}}}},
+              {"approvals", {{"count", 2}, {"role", "operator"}}},
+              {"freeze", {{"allowed", true}}},
+              {"rollout", {{"stages", Json::array({{{"percent", 10}}, {{"all", true}}})}}}}),
       policy("c-refuse", {{"match", {{"kinds", {"route"}}}},
                           {"freeze", {{"allowed", false}, {"on_freeze", "refuse"}}}}),
   };
   Effective e = strictest(config, {{"service", "payments"}});
   EXPECT_EQ(e.policies, (std::vector<std::string>{"a-wide", "b-payments"}));
-  EXPECT_EQ(e.approvals, 2);           // the most
-  EXPECT_EQ(e.role, Role::kAdmin);     // the highest
-  EXPECT_FALSE(e.freeze_allowed);      // disallowed wins
-  EXPECT_FALSE(e.refuse_in_freeze);    // wait: no policy says refuse
+  EXPECT_EQ(e.approvals, 2);                  // the most
+  EXPECT_EQ(e.role, Role::kAdmin);            // the highest
+  EXPECT_FALSE(e.freeze_allowed);             // disallowed wins
+  EXPECT_FALSE(e.refuse_in_freeze);           // wait: no policy says refuse
   EXPECT_EQ(e.rollout["stages"].size(), 2u);  // the most stages
   e = strictest(config, {{"service", "payments"}, {"route", "r"}});
   EXPECT_TRUE(e.refuse_in_freeze);  // refuse beats wait
