@@ -3,8 +3,6 @@
 
 #include <gtest/gtest.h>
 
-#include "control/changes/states.h"
-
 namespace sluice::control::changes {
 namespace {
 
@@ -25,21 +23,6 @@ ChangeRecord change(int64_t at, std::vector<std::pair<int64_t, std::string>> ste
   }
   c.state = from;
   return c;
-}
-
-TEST(ChangeStates, OnlyTheDocumentedMoves) {
-  EXPECT_TRUE(may_move("", "proposed"));
-  EXPECT_TRUE(may_move("proposed", "approved"));
-  EXPECT_TRUE(may_move("approved", "rolling_out"));
-  EXPECT_TRUE(may_move("rolling_out", "done"));
-  EXPECT_TRUE(may_move("done", "rolled_back"));
-  EXPECT_TRUE(may_move("done", "done"));  // a review entry
-  EXPECT_FALSE(may_move("proposed", "done"));
-  EXPECT_FALSE(may_move("done", "approved"));
-  EXPECT_FALSE(may_move("rejected", "approved"));
-  EXPECT_FALSE(may_move("", "done"));
-  EXPECT_TRUE(is_final("rolled_back"));
-  EXPECT_FALSE(is_final("done"));
 }
 
 TEST(Dora, FiguresOverAWindow) {
