@@ -110,7 +110,9 @@ int report(const Ctx& c, const net::HttpReply& r, const std::string& what) {
       std::fprintf(stderr, "  %s\n",
                    e.is_string() ? e.get<std::string>().c_str() : e.dump().c_str());
   }
-  if (r.status == 409) std::fprintf(stderr, "  (someone else wrote first: try again)\n");
+  // A 409 is also a change refused by a freeze window or in the wrong state: no retry hint there.
+  if (r.status == 409 && msg.rfind("version conflict", 0) == 0)
+    std::fprintf(stderr, "  (someone else wrote first: try again)\n");
   return kRefused;
 }
 
