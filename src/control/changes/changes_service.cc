@@ -434,7 +434,13 @@ const Figures& ChangesService::cached_figures(int64_t now) {
   if (figures_at_ms_ < 0 || now - figures_at_ms_ >= kFiguresCacheMs || now < figures_at_ms_) {
     // [now + 1 - window, now + 1): exactly the window, now included.
     const int64_t from = now + 1 - kMetricsWindowMs;
-    figures_ = figures(ctx_.store.changes_active_since(from), from, now + 1);
+    try {
+      figures_ = figures(ctx_.store.changes_active_since(from), from, now + 1);
+    } catch (const StoreError& e) {
+      // /metrics must answer while the store is away: the last figures stay, the error counts.
+      if (ctx_.store_errors != nullptr) ctx_.store_errors->inc();
+      core::log_warn("control: change figures: {}", e.what());
+    }
     figures_at_ms_ = now;
   }
   return figures_;
