@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -86,6 +87,10 @@ class ConfigFeed {
   virtual void changed(Deferred* after) = 0;
   virtual Revision current() const = 0;
   virtual size_t waiting() const = 0;
+  // The VersionPlan's answers may have changed (its generation moved): wake the long polls whose
+  // answer did, without reading the store; after the request's own answer when `after` is given.
+  // The fleet also notices a moved generation on its next tick (~100 ms) by itself.
+  virtual void plan_changed(Deferred* after) { changed(after); }
 };
 
 // The event log (owned by the stats service).
@@ -149,6 +154,30 @@ class ChangeGate {
   virtual void committed(const ChangeRecord& c) = 0;
 };
 
+// A gateway as the fleet knows it, as GET /v1/gateways lists it.
+struct GatewayView {
+  std::string id, city, zone;
+  std::string status;           // as last reported: applied, refused, draining, exited, connected
+  std::string error;            // with status refused: the gateway's reason
+  std::string health;           // ok, behind, pending, refused, draining, exited, stale
+  int64_t applied_version = 0;  // the config version last reported
+  int64_t served_version = 0;   // the config version this control plane serves it now
+  int64_t seen_ms = 0;
+};
+
+// The gateways known and the versions they are on (owned by the fleet service); for rollouts
+// (which gateways a stage may select, `sluice ctl rollout status`). Reads the store: may throw
+// StoreError.
+class GatewayDirectory {
+ public:
+  virtual ~GatewayDirectory() = default;
+  virtual std::vector<GatewayView> gateways(int64_t now) = 0;
+  // Config version -> ids of the gateways that reported it applied (status "applied"), sorted;
+  // gateways that have not applied any config yet (pending, refused) under -1. Exited and stale
+  // gateways are left out.
+  virtual std::map<int64_t, std::vector<std::string>> gateways_on_versions(int64_t now) = 0;
+};
+
 struct ServiceContext {
   Store& store;
   Auth& auth;
@@ -162,9 +191,10 @@ struct ServiceContext {
   ConfigFeed* feed = nullptr;
   EventLog* events = nullptr;
   GatewaySightings* sightings = nullptr;
-  stats::StatsReader* stats = nullptr;  // what gateways reported, for later domains
-  VersionPlan* versions = nullptr;      // optional: nullptr serves the latest to every gateway
-  ChangeGate* changes = nullptr;        // optional: nullptr commits every write at once
+  stats::StatsReader* stats = nullptr;    // what gateways reported, for later domains
+  VersionPlan* versions = nullptr;        // optional: nullptr serves the latest to every gateway
+  ChangeGate* changes = nullptr;          // optional: nullptr commits every write at once
+  GatewayDirectory* directory = nullptr;  // set by the fleet service
 
   // Runs periodic work; a failure is counted and logged, and retried on the next tick.
   void guarded(const char* what, const std::function<void()>& fn) const;
