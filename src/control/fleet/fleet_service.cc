@@ -60,6 +60,7 @@ FleetService::FleetService(ServiceContext& ctx) : ctx_(ctx) {
   registry_revision_ = rev_.registry;
   ctx.feed = this;
   ctx.sightings = this;
+  ctx.directory = this;
 }
 
 FleetService::~FleetService() {
@@ -85,6 +86,25 @@ std::vector<Route> FleetService::routes() {
 Revision FleetService::current() const {
   std::lock_guard lock(mu_);
   return rev_;
+}
+
+Revision FleetService::answer_for(const std::string& gateway, const std::string& city,
+                                  Revision latest) const {
+  const VersionPlan* plan = ctx_.versions;
+  if (plan == nullptr) return latest;
+  // Never newer than the newest known (a plan ahead of this control plane waits for its poll),
+  // never below 0 (the empty config).
+  int64_t v = plan->version_for(gateway, city, latest.config);
+  return Revision{std::clamp<int64_t>(v, 0, latest.config), latest.registry};
+}
+
+int64_t FleetService::plan_generation() const {
+  const VersionPlan* plan = ctx_.versions;
+  return plan == nullptr ? -1 : plan->generation();
+}
+
+void FleetService::plan_changed(Deferred* after) {
+  update_revision(current(), after);
 }
 
 HttpResponse FleetService::get_ready(const Call& c) {
@@ -134,8 +154,12 @@ std::optional<HttpResponse> FleetService::get_gateway_config(const Call& c) {
   Revision rev;
   {
     std::lock_guard lock(mu_);
-    rev = rev_;
     if (shut_down_) return error_response(503, "control plane shutting down; poll another one");
+    std::string city = query_param(c.req.query, "city").value_or("");
+    if (city.empty() && !gateway.empty()) {
+      if (auto it = gateways_.find(gateway); it != gateways_.end()) city = it->second.city;
+    }
+    rev = answer_for(gateway, city, rev_);
     if (version_string(rev) == after) {
       if (wait_ms == 0) {
         polls_timed_out_->inc();
@@ -144,7 +168,8 @@ std::optional<HttpResponse> FleetService::get_gateway_config(const Call& c) {
         r.headers.emplace_back("X-Sluice-Version", after);
         return r;
       }
-      waiters_.push_back(Waiter{std::move(*c.respond), after, c.now + wait_ms});
+      waiters_.push_back(
+          Waiter{std::move(*c.respond), after, rev, gateway, std::move(city), c.now + wait_ms});
       waiting_ = waiters_.size();
       return std::nullopt;
     }
@@ -160,7 +185,8 @@ std::optional<HttpResponse> FleetService::get_gateway_config(const Call& c) {
 std::shared_ptr<const std::string> FleetService::config_body(Revision r) {
   {
     std::lock_guard lock(mu_);
-    if (body_ && body_rev_ == r) return body_;
+    for (const auto& [rev, body] : bodies_)
+      if (rev == r) return body;
   }
   // Built once per revision and shared by every watcher.
   std::vector<Resource> resources =
@@ -173,10 +199,21 @@ std::shared_ptr<const std::string> FleetService::config_body(Revision r) {
   j["config"] = gateway_sections(resources, instances);
   auto body = std::make_shared<const std::string>(j.dump() + "\n");
   std::lock_guard lock(mu_);
-  if (body_rev_.config <= r.config && body_rev_.registry <= r.registry) {
-    body_ = body;
-    body_rev_ = r;
+  // Without a plan only the newest answer is ever asked for again; under one, every config
+  // version the plan serves is, with the newest registry revision.
+  const bool planned = ctx_.versions != nullptr;
+  for (const auto& [rev, cached] : bodies_) {
+    if (rev == r) return cached;  // built meanwhile by another thread: share that one
+    if (rev.registry > r.registry || (!planned && rev.config > r.config)) return body;  // stale
   }
+  if (planned) {
+    std::erase_if(bodies_, [&r](const auto& e) { return e.first.registry < r.registry; });
+  } else {
+    bodies_.clear();
+  }
+  constexpr size_t kMaxBodies = 8;
+  if (bodies_.size() >= kMaxBodies) bodies_.erase(bodies_.begin());
+  bodies_.emplace_back(r, body);
   return body;
 }
 
@@ -187,18 +224,26 @@ void FleetService::refresh_revision(Deferred* after) {
 void FleetService::update_revision(Revision r, Deferred* after) {
   std::vector<Waiter> wake;
   Revision now_rev;
+  // Read before the waiters are checked: a plan write after this read moves the generation
+  // again, and the next check (its plan_changed, or the tick) sees it.
+  const int64_t generation = plan_generation();
   {
     std::lock_guard lock(mu_);
     // Both parts only grow; a read that raced with a newer one must not move us back.
     Revision merged{std::max(rev_.config, r.config), std::max(rev_.registry, r.registry)};
-    if (merged == rev_) return;
+    if (merged == rev_ && generation == plan_generation_) return;
     rev_ = merged;
+    plan_generation_ = generation;
     now_rev = merged;
     config_version_ = merged.config;
     registry_revision_ = merged.registry;
-    const std::string v = version_string(merged);
-    auto keep = std::partition(waiters_.begin(), waiters_.end(),
-                               [&v](const Waiter& w) { return w.after == v; });
+    auto keep =
+        ctx_.versions == nullptr
+            ? std::partition(waiters_.begin(), waiters_.end(),
+                             [&merged](const Waiter& w) { return w.after_rev == merged; })
+            : std::partition(waiters_.begin(), waiters_.end(), [this, &merged](const Waiter& w) {
+                return answer_for(w.gateway, w.city, merged) == w.after_rev;
+              });
     std::move(keep, waiters_.end(), std::back_inserter(wake));
     waiters_.erase(keep, waiters_.end());
     waiting_ = waiters_.size();
@@ -220,23 +265,67 @@ void FleetService::answer_waiters(Revision rev, std::vector<Waiter>& waiters) {
     std::lock_guard lock(mu_);
     rev = Revision{std::max(rev.config, rev_.config), std::max(rev.registry, rev_.registry)};
   }
-  std::shared_ptr<const std::string> body;
+  // Each waiter's answer under the plan as it is now; without a plan, `rev` for all. Usually one
+  // or two distinct answers, each built once and shared.
+  struct Answer {
+    Revision rev;
+    std::shared_ptr<const std::string> body;
+    std::string version;
+  };
+  std::vector<Answer> answers;
+  std::vector<Waiter> repark;
   try {
-    body = config_body(rev);
+    for (Waiter& w : waiters) {
+      Revision mine = answer_for(w.gateway, w.city, rev);
+      if (mine == w.after_rev) {
+        // The plan moved back before this deferred wake-up ran: nothing new for it.
+        repark.push_back(std::move(w));
+        w.respond = nullptr;
+        continue;
+      }
+      auto a = std::find_if(answers.begin(), answers.end(),
+                            [&mine](const Answer& x) { return x.rev == mine; });
+      if (a == answers.end()) {
+        answers.push_back(Answer{mine, config_body(mine), version_string(mine)});
+        a = answers.end() - 1;
+      }
+      polls_answered_->inc();
+      HttpResponse resp;
+      resp.shared_body = a->body;  // one text for every waiter given this answer
+      resp.headers.emplace_back("X-Sluice-Version", a->version);
+      w.respond(std::move(resp));
+      w.respond = nullptr;
+    }
   } catch (const StoreError& e) {
     ctx_.store_errors->inc();
-    for (Waiter& w : waiters)
-      w.respond(error_response(503, std::string("store unavailable: ") + e.what()));
+    for (Waiter& w : waiters) {
+      if (w.respond) w.respond(error_response(503, std::string("store unavailable: ") + e.what()));
+    }
+  }
+  if (repark.empty()) return;
+  // Parked again only if the answer is still the same under the lock: a plan move since the
+  // check above has already gone through the waiters without these.
+  std::vector<Waiter> again;
+  bool shut = false;
+  {
+    std::lock_guard lock(mu_);
+    shut = shut_down_;
+    rev = rev_;
+    for (Waiter& w : repark) {
+      if (!shut && answer_for(w.gateway, w.city, rev_) == w.after_rev) {
+        waiters_.push_back(std::move(w));
+      } else {
+        again.push_back(std::move(w));
+      }
+    }
+    waiting_ = waiters_.size();
+  }
+  if (shut) {
+    for (Waiter& w : again)
+      w.respond(error_response(503, "control plane shutting down; poll another one"));
     return;
   }
-  const std::string version = version_string(rev);
-  for (Waiter& w : waiters) {
-    polls_answered_->inc();
-    HttpResponse resp;
-    resp.shared_body = body;  // one text for every waiter
-    resp.headers.emplace_back("X-Sluice-Version", version);
-    w.respond(std::move(resp));
-  }
+  answer_waiters(rev, again);
 }
 
 void FleetService::note_gateway(const std::string& id, const std::string& city,
@@ -362,29 +451,23 @@ HttpResponse FleetService::post_gateway_status(const Call& c) {
       200, {{"id", id}, {"status", rec.status}, {"applied_version", rec.applied_version}});
 }
 
-HttpResponse FleetService::get_gateways(const Call& c) {
+std::vector<GatewayView> FleetService::gateways(int64_t now) {
   const int64_t latest = ctx_.store.latest_version();
   const std::vector<GatewayRecord> stored = ctx_.store.gateways();
-  Json out = Json::array();
+  std::vector<GatewayView> out;
+  out.reserve(stored.size());
   std::lock_guard lock(mu_);
   for (const GatewayRecord& g : stored) {
     int64_t seen = g.seen_ms;
-    std::string applied;
     auto it = gateways_.find(g.id);
-    if (it != gateways_.end()) {
-      seen = std::max(seen, it->second.seen_ms);
-      applied = it->second.applied;
-    }
+    if (it != gateways_.end()) seen = std::max(seen, it->second.seen_ms);
+    // What this control plane serves it (its own rev_ may lag the store's by one poll).
+    const int64_t served = answer_for(g.id, g.city, Revision{latest, 0}).config;
     std::string health = "ok";
-    int64_t local_version = -1, units_version = -1;
-    if (it != gateways_.end()) {
-      local_version = it->second.local_version;
-      units_version = it->second.units_version;
-    }
     if (g.status == "exited" && seen <= g.seen_ms) {
       // Said so on its way out; heard from since (a poll or a snapshot) means it is back.
       health = "exited";
-    } else if (c.now - seen > ctx_.options.gateway_stale_ms) {
+    } else if (now - seen > ctx_.options.gateway_stale_ms) {
       health = "stale";
     } else if (g.status == "draining") {
       health = "draining";
@@ -394,14 +477,45 @@ HttpResponse FleetService::get_gateways(const Call& c) {
       health = "refused";
     } else if (g.status != "applied") {
       health = "pending";
-    } else if (g.applied_version < latest) {
+    } else if (g.applied_version < served ||
+               (ctx_.versions != nullptr && g.applied_version != served)) {
+      // Under a plan a gateway ahead of what it is served (a rollback on its way) is not on
+      // its version either.
       health = "behind";
     }
-    Json j = {{"id", g.id},         {"city", g.city},
-              {"zone", g.zone},     {"applied_version", g.applied_version},
-              {"status", g.status}, {"error", g.error},
-              {"seen_ms", seen},    {"seen", iso_time(seen)},
-              {"health", health}};
+    out.push_back(GatewayView{g.id, g.city, g.zone, g.status, g.error, std::move(health),
+                              g.applied_version, served, seen});
+  }
+  return out;
+}
+
+std::map<int64_t, std::vector<std::string>> FleetService::gateways_on_versions(int64_t now) {
+  std::map<int64_t, std::vector<std::string>> out;
+  for (GatewayView& g : gateways(now)) {
+    if (g.health == "exited" || g.health == "stale") continue;
+    out[g.status == "applied" ? g.applied_version : -1].push_back(std::move(g.id));
+  }
+  for (auto& [version, ids] : out) std::sort(ids.begin(), ids.end());
+  return out;
+}
+
+HttpResponse FleetService::get_gateways(const Call& c) {
+  const std::vector<GatewayView> views = gateways(c.now);
+  Json out = Json::array();
+  std::lock_guard lock(mu_);
+  for (const GatewayView& g : views) {
+    std::string applied;
+    int64_t local_version = -1, units_version = -1;
+    if (auto it = gateways_.find(g.id); it != gateways_.end()) {
+      applied = it->second.applied;
+      local_version = it->second.local_version;
+      units_version = it->second.units_version;
+    }
+    Json j = {{"id", g.id},           {"city", g.city},
+              {"zone", g.zone},       {"applied_version", g.applied_version},
+              {"status", g.status},   {"error", g.error},
+              {"seen_ms", g.seen_ms}, {"seen", iso_time(g.seen_ms)},
+              {"health", g.health}};
     if (!applied.empty()) j["applied"] = applied;
     // The four version numbers under the names the gateway's /ready and /stats use
     // (docs/operations.md, "Version numbers").
@@ -409,6 +523,9 @@ HttpResponse FleetService::get_gateways(const Call& c) {
     if (!applied.empty()) j["control_plane_version"] = applied;
     if (local_version >= 0) j["local_version"] = local_version;
     if (units_version >= 0) j["units_version"] = units_version;
+    // The config version this control plane serves it: the latest, or under a staged rollout
+    // the plan's version for it (docs/rollout.md).
+    j["served_version"] = g.served_version;
     out.push_back(std::move(j));
   }
   return json_response(200, out);
@@ -418,6 +535,15 @@ void FleetService::tick(int64_t now) {
   if (now >= next_poll_ms_) {
     next_poll_ms_ = now + ctx_.options.revision_poll_ms;
     ctx_.guarded("revision poll", [&] { refresh_revision(nullptr); });
+  }
+  // A plan writer that did not call plan_changed is still served within a tick.
+  if (ctx_.versions != nullptr) {
+    bool moved = false;
+    {
+      std::lock_guard lock(mu_);
+      moved = plan_generation_ != ctx_.versions->generation();
+    }
+    if (moved) plan_changed(nullptr);
   }
   std::vector<Waiter> expired;
   {
