@@ -172,9 +172,9 @@ class GatewayDirectory {
  public:
   virtual ~GatewayDirectory() = default;
   virtual std::vector<GatewayView> gateways(int64_t now) = 0;
-  // Config version -> ids of the gateways that reported it applied (status "applied"), sorted;
-  // gateways that have not applied any config yet (pending, refused) under -1. Exited and stale
-  // gateways are left out.
+  // Config version -> ids of the gateways whose last report is that version applied (status
+  // "applied"), sorted; gateways whose last report is not an applied config (none yet, or a
+  // refusal: they run an older one) under -1. Exited and stale gateways are left out.
   virtual std::map<int64_t, std::vector<std::string>> gateways_on_versions(int64_t now) = 0;
 };
 
