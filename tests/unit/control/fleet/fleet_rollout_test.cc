@@ -67,7 +67,9 @@ struct Answer {
 
 class FleetRolloutTest : public ::testing::Test {
  protected:
-  FleetRolloutTest() {
+  // revision_poll_ms 0: the store's revision is read on every tick.
+  explicit FleetRolloutTest(int64_t revision_poll_ms = 0) {
+    options_.revision_poll_ms = revision_poll_ms;
     operator_ = auth_.issue("deployer", Role::kOperator).token;
     g_plan = &plan_;
     api_ = std::make_unique<Api>(
@@ -132,11 +134,7 @@ class FleetRolloutTest : public ::testing::Test {
   int64_t now_ = kStart;
   std::unique_ptr<Store> store_ = Store::open("sqlite::memory:");
   Auth auth_{*store_, [this] { return now_; }};
-  ApiOptions options_ = [] {
-    ApiOptions o;
-    o.revision_poll_ms = 0;
-    return o;
-  }();
+  ApiOptions options_;
   StagedPlan plan_;
   std::unique_ptr<Api> api_;
   ServiceContext* ctx_ = nullptr;
@@ -230,8 +228,14 @@ TEST_F(FleetRolloutTest, AllReachesGatewaysNeverSelected) {
   EXPECT_EQ(fresh.version(), "2.0");
 }
 
-// A plan writer that forgets plan_changed is still served by the next tick.
-TEST_F(FleetRolloutTest, TheTickNoticesAMovedPlan) {
+// A plan writer that forgets plan_changed is still served by the next tick, also between two
+// reads of the store's revision (which would notice it too).
+class FleetRolloutSlowPollTest : public FleetRolloutTest {
+ protected:
+  FleetRolloutSlowPollTest() : FleetRolloutTest(3'600'000) {}
+};
+
+TEST_F(FleetRolloutSlowPollTest, TheTickNoticesAMovedPlan) {
   two_versions();
   plan_.start("chg-1", 1, 2);
   api_->tick();
@@ -239,6 +243,7 @@ TEST_F(FleetRolloutTest, TheTickNoticesAMovedPlan) {
   ASSERT_FALSE(a1.answered());
   plan_.reach(1, Selection{{"gw-a1"}, false});
   EXPECT_FALSE(a1.answered());
+  now_ += 100;
   api_->tick();
   ASSERT_TRUE(a1.answered());
   EXPECT_EQ(a1.version(), "2.0");
