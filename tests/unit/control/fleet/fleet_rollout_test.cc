@@ -5,12 +5,17 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "control/api.h"
@@ -351,6 +356,106 @@ TEST_F(FleetRolloutTest, ADeferredWakeUpRechecksThePlan) {
   moved();
   ASSERT_TRUE(a1.answered());
   EXPECT_EQ(a1.version(), "2.0");
+}
+
+// Gateways re-polling on their own threads while the driver moves the plan on another: no
+// wake-up is lost (each ends parked on exactly what the final plan serves it) and none is
+// answered with what it already had.
+TEST_F(FleetRolloutTest, ConcurrentPollsAndStageMovesLoseNoWakeUp) {
+  two_versions();
+  plan_.start("chg-1", 1, 2);
+  moved();
+  constexpr int kGateways = 40;
+  struct Gw {
+    std::string id, holds = "1.0";
+    bool parked = false;
+    std::optional<std::string> got;  // an answer not yet taken by its poller
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Gw> gws(kGateways);
+  for (int i = 0; i < kGateways; ++i) gws[i].id = "gw-c" + std::to_string(i);
+  int repeated = 0;  // answers equal to what the gateway held
+  std::atomic<bool> done{false};
+
+  auto poll_one = [&](int i) {
+    std::string target;
+    {
+      std::lock_guard lock(mu);
+      target =
+          "/v1/gateway-config?wait=300s&city=a&gateway=" + gws[i].id + "&after=" + gws[i].holds;
+    }
+    HttpRequest req;
+    req.method = "GET";
+    size_t q = target.find('?');
+    req.path = target.substr(0, q);
+    req.query = target.substr(q + 1);
+    req.authorization = "Bearer " + operator_;
+    api_->handle(std::move(req), [&, i](HttpResponse r) {
+      std::string v;
+      for (const auto& [k, val] : r.headers)
+        if (k == "X-Sluice-Version") v = val;
+      std::lock_guard lock(mu);
+      gws[i].got = v;
+      gws[i].parked = false;
+      cv.notify_all();
+    });
+    // Parked unless answered meanwhile (only this thread takes an answer, so `got` is still
+    // set if it was).
+    std::lock_guard lock(mu);
+    if (!gws[i].got) gws[i].parked = true;
+    cv.notify_all();
+  };
+  std::vector<std::thread> pollers;
+  for (int t = 0; t < 4; ++t) {
+    pollers.emplace_back([&, t] {
+      for (int i = t; i < kGateways; i += 4) poll_one(i);
+      while (!done.load()) {
+        std::vector<int> again;
+        {
+          std::unique_lock lock(mu);
+          cv.wait_for(lock, std::chrono::milliseconds(20));
+          for (int i = t; i < kGateways; i += 4) {
+            if (!gws[i].got) continue;
+            if (*gws[i].got == gws[i].holds) ++repeated;
+            gws[i].holds = *gws[i].got;
+            gws[i].got.reset();
+            again.push_back(i);
+          }
+        }
+        for (int i : again) poll_one(i);
+      }
+    });
+  }
+  std::vector<rollout::Candidate> known;
+  for (const Gw& g : gws) known.push_back({g.id, "a", "", true});
+  Selection final_selection;
+  for (int round = 0; round < 300; ++round) {
+    Selection s;
+    for (int i = 0; i < kGateways; ++i)
+      if ((i * 7 + round * 13) % 5 < round % 5) s.ids.insert(gws[i].id);
+    final_selection = s;
+    plan_.reach(static_cast<size_t>(round % 30), s);
+    moved();
+  }
+  // Every gateway settles parked on what the final plan serves it.
+  auto settled = [&] {
+    for (const Gw& g : gws) {
+      const std::string want = final_selection.ids.count(g.id) ? "2.0" : "1.0";
+      if (g.got || !g.parked || g.holds != want) return false;
+    }
+    return true;
+  };
+  {
+    std::unique_lock lock(mu);
+    EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), settled));
+    EXPECT_EQ(repeated, 0);
+  }
+  EXPECT_EQ(api_->waiting(), static_cast<size_t>(kGateways));
+  done = true;
+  for (auto& t : pollers) t.join();
+  // The parked polls are answered (503) while `mu` and `gws` still exist.
+  api_->shutdown();
 }
 
 }  // namespace
