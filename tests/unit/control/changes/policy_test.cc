@@ -18,7 +18,8 @@ TEST(ChangePolicyCheck, AcceptsTheDocumentedShape) {
   Json spec = {{"match", {{"kinds", {"service", "route"}}, {"names", {"payments-*"}}}},
                {"approvals", {{"count", 2}, {"role", "admin"}}},
                {"freeze", {{"allowed", false}, {"on_freeze", "wait"}}},
-               {"rollout", {{"stages", Json::array()}}}};
+               {"rollout",
+                {{"stages", Json::array({{{"gateways", "city=a,count=1"}}, {{"all", true}}})}}}};
   EXPECT_THAT(check_policy(spec, "spec"), ::testing::IsEmpty());
   EXPECT_THAT(check_policy(Json::object(), "spec"), ::testing::IsEmpty());
 }
