@@ -235,6 +235,7 @@ if [ "$CP" = 1 ]; then
   export SLUICE_SERVER SLUICE_TOKEN
   RESOURCES=$(demo_file examples/control/resources.yaml)
   CHANGE=$(demo_file examples/control/change.yaml)
+  POLICY=$(demo_file examples/control/policy.yaml)
   APPLY_REASON="make demo: services, routes and units of both cities"
   apply_out=$("$SLUICE_BIN" ctl apply -f "$RESOURCES" --reason "$APPLY_REASON" 2>&1) ||
     die "sluice ctl apply -f $RESOURCES failed: $apply_out"
@@ -346,6 +347,14 @@ EOF
   for i in 1 2 3 4; do curl -s -o /dev/null -w '%{http_code} ' -H 'x-app-id: demo' http://$GW_A/api/payments/7; done; echo
   $B ctl versions      # who changed what, and why (the switch above is there too)
   $B ctl rollback 1 --reason "back to version 1"
+  # change management (docs/changes.md): payments changes now wait for another operator's
+  # approval; the gateways keep the old version until then (ctl changes, ctl change show ID)
+  $B ctl apply -f $(show "$POLICY") --reason "payments changes need a second pair of eyes"
+  $B ctl apply -f $(show "$CHANGE") --reason "payments: /v2 paths again"   # change N proposed
+  $B ctl changes --state proposed
+  $B ctl tokens create reviewer --role operator > $LOGDIR/reviewer.token
+  $B ctl --token-file $LOGDIR/reviewer.token change approve N --reason "reviewed"   # N: above
+  $B ctl change show N      # who proposed and approved it, the diff, every state
   # reload gateway-a's own file (node, listeners, admin, limits; the rest comes from the control
   # plane): edit $(show "${CONF_OF[gateway-a]}") first to see a change; both ways work
 EOF
@@ -746,6 +755,45 @@ if [ "$CP" = 1 ]; then
     ok "sluice ctl versions -> $want"
   else
     fail "sluice ctl versions -> rc $CTL_RC '$got', expected $want $(first_line "$CTL_OUT")"
+  fi
+
+  # change management: a policy holds payments changes for another operator's approval
+  ctl apply -f "$POLICY" --reason "payments changes need a second pair of eyes"
+  if [ "$CTL_RC" = 0 ] && grep -qx "version $((base + 3))" <<<"$CTL_OUT"; then
+    ok "sluice ctl apply -f $(show "$POLICY") -> version $((base + 3))"
+  else
+    fail "sluice ctl apply -f $POLICY -> rc $CTL_RC: $CTL_OUT"
+  fi
+  ctl apply -f "$CHANGE" --reason "payments: /v2 paths again"
+  held=''
+  if [ "$CTL_RC" = 0 ] && [[ $CTL_OUT =~ change\ ([0-9]+)\ proposed ]]; then
+    held=${BASH_REMATCH[1]}
+    ok "sluice ctl apply -f $(show "$CHANGE") under the policy -> change $held proposed"
+  else
+    fail "sluice ctl apply -f $CHANGE under the policy -> rc $CTL_RC: $CTL_OUT"
+  fi
+  payments_path_everywhere /payments/7 "while change ${held:-?} waits for approval"
+  ctl --token-file "$TOKEN_FILE" change approve "${held:-0}" --reason "the author may not"
+  if [ "$CTL_RC" = 1 ] && grep -q "refused for this token: .* cannot approve it" <<<"$CTL_OUT"; then
+    ok "sluice ctl change approve $held by its author -> refused ($(first_line "$CTL_OUT"))"
+  else
+    fail "sluice ctl change approve $held by its author -> rc $CTL_RC: $CTL_OUT"
+  fi
+  "$SLUICE_BIN" ctl tokens create reviewer --role operator >"$LOGDIR/reviewer.token" \
+    2>"$LOGDIR/reviewer.err" ||
+    fail "sluice ctl tokens create reviewer --role operator: $(cat "$LOGDIR/reviewer.err")"
+  ctl --token-file "$LOGDIR/reviewer.token" change approve "${held:-0}" --reason "reviewed"
+  if [ "$CTL_RC" = 0 ]; then
+    ok "sluice ctl change approve $held by reviewer -> $(first_line "$CTL_OUT")"
+  else
+    fail "sluice ctl change approve $held by reviewer -> rc $CTL_RC: $CTL_OUT"
+  fi
+  payments_path_everywhere /v2/payments/7 "change ${held:-?} approved"
+  ctl change show "${held:-0}"
+  if [ "$CTL_RC" = 0 ] && grep -q "reviewer" <<<"$CTL_OUT" && grep -q "done" <<<"$CTL_OUT"; then
+    ok "sluice ctl change show $held -> done, approved by reviewer"
+  else
+    fail "sluice ctl change show $held -> rc $CTL_RC: $CTL_OUT"
   fi
 fi
 

@@ -379,6 +379,15 @@ std::optional<std::string> read_token_file(const std::string& path, std::string*
     *error = path + ": the token file is empty";
     return std::nullopt;
   }
+  // It goes into an Authorization header: a line break would split the request's head.
+  for (unsigned char c : token) {
+    if (c <= 0x20 || c >= 0x7f) {
+      const bool lines = token.find_first_of("\r\n") != std::string::npos;
+      *error = path + ": the token must be one word of printable ASCII (the file holds " +
+               (lines ? "more than one line" : "spaces or control characters") + ")";
+      return std::nullopt;
+    }
+  }
   return token;
 }
 

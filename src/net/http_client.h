@@ -68,7 +68,7 @@ std::string url_encode(const std::string& s);
 
 // A token file's content without surrounding whitespace; nullopt with `error` set when it cannot
 // be read, is not a regular file (a FIFO would block the reader), is larger than
-// kMaxTokenFileBytes, or is empty.
+// kMaxTokenFileBytes, is empty, or holds more than one word of printable ASCII.
 inline constexpr size_t kMaxTokenFileBytes = 64 << 10;
 std::optional<std::string> read_token_file(const std::string& path, std::string* error);
 

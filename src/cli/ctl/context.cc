@@ -100,8 +100,14 @@ int report(const Ctx& c, const net::HttpReply& r, const std::string& what) {
     return kRefused;
   }
   if (r.status == 403) {
-    std::fprintf(stderr, "sluice ctl: %s: the token's role is too small for this (%s)\n",
-                 what.c_str(), msg.c_str());
+    // A 403 is a role too small, or a rule about who (an author may not approve their own).
+    if (msg.find("role") != std::string::npos) {
+      std::fprintf(stderr, "sluice ctl: %s: the token's role is too small for this (%s)\n",
+                   what.c_str(), msg.c_str());
+    } else {
+      std::fprintf(stderr, "sluice ctl: %s: refused for this token: %s\n", what.c_str(),
+                   msg.c_str());
+    }
     return kRefused;
   }
   std::fprintf(stderr, "sluice ctl: %s: %s\n", what.c_str(), msg.c_str());

@@ -128,6 +128,17 @@ TEST(ReadTokenFile, RefusesWhatCannotBeAToken) {
   error.clear();
   EXPECT_FALSE(read_token_file("/tmp", &error));  // a FIFO or a directory would block or fail
   EXPECT_EQ(error, "/tmp: not a regular file");
+  // A message saved with the token (2>&1) would put a line break into the Authorization header.
+  TempFile two_lines("token tok_1 created for 'reviewer'\nabcdef0123\n");
+  EXPECT_FALSE(read_token_file(two_lines.path(), &error));
+  EXPECT_EQ(error, two_lines.path() +
+                       ": the token must be one word of printable ASCII (the file holds more "
+                       "than one line)");
+  TempFile spaced("abc def");
+  EXPECT_FALSE(read_token_file(spaced.path(), &error));
+  EXPECT_EQ(error, spaced.path() +
+                       ": the token must be one word of printable ASCII (the file holds spaces "
+                       "or control characters)");
 }
 
 // One-connection HTTP peer on an ephemeral loopback port: reads the request head (and a body by
