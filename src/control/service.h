@@ -178,6 +178,26 @@ class GatewayDirectory {
   virtual std::map<int64_t, std::vector<std::string>> gateways_on_versions(int64_t now) = 0;
 };
 
+// Config writes made by the control plane itself (owned by the resources service): a release's
+// steps. Each goes through the same path as an apply (validation, the change gate, version
+// races, waking the gateways) and so becomes a version and a change record like any other.
+struct ConfigEdit {
+  std::string author, reason;
+  bool emergency = false;  // skips the approval a change_policy asks for (a rollback to safety)
+  // Builds the new set from the latest one; nullopt: nothing to write (answered 404 `missing`).
+  std::function<std::optional<std::vector<Resource>>(const std::vector<Resource>&)> make_next;
+  std::string missing = "nothing to change";
+};
+
+class ConfigWriter {
+ public:
+  virtual ~ConfigWriter() = default;
+  // The answer an apply would get: 200 {version, diff, unchanged?, change?}, or the refusal
+  // (400 invalid, 404 missing, a change gate's hold or refusal, 409 lost races), with nothing
+  // committed. Never call it while holding a lock the resources service may wait on.
+  virtual HttpResponse write(const ConfigEdit& e, Deferred* after) = 0;
+};
+
 struct ServiceContext {
   Store& store;
   Auth& auth;
@@ -195,6 +215,7 @@ struct ServiceContext {
   VersionPlan* versions = nullptr;        // optional: nullptr serves the latest to every gateway
   ChangeGate* changes = nullptr;          // optional: nullptr commits every write at once
   GatewayDirectory* directory = nullptr;  // set by the fleet service
+  ConfigWriter* writer = nullptr;         // resources: config writes by other services
 
   // Runs periodic work; a failure is counted and logged, and retried on the next tick.
   void guarded(const char* what, const std::function<void()>& fn) const;

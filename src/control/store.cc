@@ -413,6 +413,25 @@ class SqlStore final : public Store {
         .affected;
   }
 
+  void put_release_state(const std::string& name, const Json& state, int64_t now_ms) override {
+    const std::string text = to_text(state, "release state");
+    transact("put_release_state", Tx::kWrite, [&] {
+      q("INSERT INTO release_states (name, state, updated_ms) VALUES ($1, $2, $3)"
+        " ON CONFLICT (name) DO UPDATE SET state = excluded.state,"
+        " updated_ms = excluded.updated_ms",
+        {name, text, now_ms});
+    });
+  }
+
+  std::vector<std::pair<std::string, Json>> release_states() override {
+    std::vector<std::pair<std::string, Json>> out;
+    for (const Row& r : one("release_states", Tx::kRead,
+                            "SELECT name, state FROM release_states ORDER BY name", {})
+                            .rows)
+      out.emplace_back(r[0], from_text(r[1], "release state"));
+    return out;
+  }
+
   void put_rollup(int64_t minute_ms, const std::string& gateway, const Json& data) override {
     one("put_rollup", Tx::kWriteRelaxed,
         "INSERT INTO rollups (minute_ms, gateway, data) VALUES ($1, $2, $3)"

@@ -25,10 +25,11 @@ struct StoreError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// change_policy and freeze_window govern config writes (control/changes/); they live in config
-// versions like the others but are never sent to gateways.
-inline constexpr std::array<std::string_view, 6> kResourceKinds = {
-    "service", "route", "rate_limit", "units", "change_policy", "freeze_window"};
+// change_policy and freeze_window govern config writes (control/changes/), release drives a
+// route's canary weights (control/releases/); they live in config versions like the others but
+// are never sent to gateways.
+inline constexpr std::array<std::string_view, 7> kResourceKinds = {
+    "service", "route", "rate_limit", "units", "change_policy", "freeze_window", "release"};
 // The kinds a gateway's config is built from (validate.h gateway_sections).
 inline constexpr std::array<std::string_view, 4> kGatewayKinds = {"service", "route", "rate_limit",
                                                                   "units"};
@@ -205,6 +206,12 @@ class Store {
                                             int64_t limit, bool full) = 0;
   // Changes with a transition at or after since_ms, with transitions and approvals, oldest first.
   virtual std::vector<ChangeRecord> changes_active_since(int64_t since_ms) = 0;
+
+  // Releases (control/releases/): each release's driving state, a JSON object the releases
+  // domain owns, upserted whole (durable: a restart resumes from it). Sorted by name.
+  virtual void put_release_state(const std::string& name, const nlohmann::json& state,
+                                 int64_t now_ms) = 0;
+  virtual std::vector<std::pair<std::string, nlohmann::json>> release_states() = 0;
 
   // Registry. Instances are sorted by service, id.
   virtual void upsert_instance(const Instance& i) = 0;  // register (or re-register)

@@ -86,6 +86,7 @@ std::unique_ptr<Service> make_service(ServiceContext& ctx) {
 }
 
 ResourcesService::ResourcesService(ServiceContext& ctx) : ctx_(ctx) {
+  ctx_.writer = this;
   auto& m = ctx.metrics;
   versions_written_ = &m.counter("sluice_control_config_versions_written_total",
                                  "Config versions committed through this control plane");
@@ -124,8 +125,8 @@ HttpResponse ResourcesService::get_resources(const Call& c) {
   }
   if (!kind.empty() && !known_kind(kind))
     return error_response(400, fmt::format("kind: unknown kind '{}' (expected service, route, "
-                                           "rate_limit, units, change_policy or "
-                                           "freeze_window)",
+                                           "rate_limit, units, change_policy, "
+                                           "freeze_window or release)",
                                            kind));
   const int64_t version = ctx_.store.latest_version();
   Json list = Json::array();
@@ -148,7 +149,18 @@ HttpResponse ResourcesService::get_resource(const Call& c) {
   return error_response(404, fmt::format("no {} named '{}'", c.params[0], c.params[1]));
 }
 
-HttpResponse ResourcesService::write_config(const Call& c, const ConfigWrite& w) {
+HttpResponse ResourcesService::write(const ConfigEdit& e, Deferred* after) {
+  ConfigWrite w;
+  w.operation = "apply";
+  w.author = e.author;
+  w.reason = e.reason;
+  w.emergency = e.emergency;
+  w.make_next = e.make_next;
+  w.missing = e.missing;
+  return write_config(after, w);
+}
+
+HttpResponse ResourcesService::write_config(Deferred* after, const ConfigWrite& w) {
   Store& store = ctx_.store;
   const ApiOptions& options = ctx_.options;
   const int attempts = std::max(1, options.write_attempts);
@@ -220,7 +232,7 @@ HttpResponse ResourcesService::write_config(const Call& c, const ConfigWrite& w)
     versions_written_->inc();
     core::log_info("control: version {} by {}: {} ({} change{})", v, w.author, w.reason,
                    diff.size(), diff.size() == 1 ? "" : "s");
-    ctx_.feed->changed(c.after);
+    ctx_.feed->changed(after);
     if (change.id == 0) return json_response(200, {{"version", v}, {"diff", std::move(diff)}});
     ctx_.changes->committed(change);
     return json_response(200, {{"version", v},
@@ -265,7 +277,7 @@ HttpResponse ResourcesService::post_apply(const Call& c) {
       auto kind = rf.string("kind", true);
       if (kind && !known_kind(*kind)) {
         rf.error("kind", fmt::format("unknown kind '{}' (expected service, route, rate_limit, "
-                                     "units, change_policy or freeze_window)",
+                                     "units, change_policy, freeze_window or release)",
                                      *kind));
         kind.reset();
       }
@@ -305,7 +317,7 @@ HttpResponse ResourcesService::post_apply(const Call& c) {
     }
     return std::optional(std::move(next));
   };
-  return write_config(c, w);
+  return write_config(c.after, w);
 }
 
 HttpResponse ResourcesService::delete_resource(const Call& c) {
@@ -360,7 +372,7 @@ HttpResponse ResourcesService::delete_resource(const Call& c) {
     if (!found) return std::nullopt;
     return next;
   };
-  return write_config(c, w);
+  return write_config(c.after, w);
 }
 
 HttpResponse ResourcesService::get_versions(const Call& c) {
@@ -406,7 +418,7 @@ HttpResponse ResourcesService::post_rollback(const Call& c) {
   w.target_version = *target;
   std::vector<Resource> old = ctx_.store.resources(*target);
   w.make_next = [&old](const std::vector<Resource>&) { return std::optional(old); };
-  HttpResponse r = write_config(c, w);
+  HttpResponse r = write_config(c.after, w);
   if (r.status == 200 && !w.dry_run) {
     Json j = Json::parse(r.body);
     j["rolled_back_to"] = *target;

@@ -43,11 +43,12 @@ struct ConfigWrite {
   int64_t target_version = 0;  // rollback
 };
 
-class ResourcesService final : public Service {
+class ResourcesService final : public Service, public ConfigWriter {
  public:
   explicit ResourcesService(ServiceContext& ctx);
   std::string_view name() const override { return "resources"; }
   std::vector<Route> routes() override;
+  HttpResponse write(const ConfigEdit& e, Deferred* after) override;
 
  private:
   HttpResponse get_resources(const Call& c);
@@ -59,7 +60,7 @@ class ResourcesService final : public Service {
   HttpResponse post_rollback(const Call& c);
   // Commits a new resource set (shared by apply, delete and rollback): validates, diffs, honours
   // dry_run and expected_version, retries lost races when no version was expected.
-  HttpResponse write_config(const Call& c, const ConfigWrite& w);
+  HttpResponse write_config(Deferred* after, const ConfigWrite& w);
 
   ServiceContext& ctx_;
   // Config writes through this control plane, one at a time: read, validate, commit.
