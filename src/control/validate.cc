@@ -11,6 +11,7 @@
 #include "config/loader.h"
 #include "control/changes/freeze.h"
 #include "control/changes/policy.h"
+#include "control/releases/spec.h"
 
 namespace sluice::control {
 namespace {
@@ -242,7 +243,7 @@ std::vector<std::string> validate_resources(const std::vector<Resource>& resourc
     if (std::find(kResourceKinds.begin(), kResourceKinds.end(), r.kind) == kResourceKinds.end()) {
       errors.push_back(
           fmt::format("{}: kind: unknown kind '{}' (expected service, route, rate_limit, units, "
-                      "change_policy or freeze_window)",
+                      "change_policy, freeze_window or release)",
                       who, r.kind));
       continue;
     }
@@ -288,6 +289,12 @@ std::vector<std::string> validate_resources(const std::vector<Resource>& resourc
       const nlohmann::json spec = r.spec.is_null() ? nlohmann::json::object() : r.spec;
       for (std::string& e : r.kind == "change_policy" ? changes::check_policy(spec, prefix)
                                                       : changes::check_freeze_window(spec, prefix))
+        errors.push_back(std::move(e));
+      continue;
+    }
+    if (r.kind == "release") {
+      const nlohmann::json spec = r.spec.is_null() ? nlohmann::json::object() : r.spec;
+      for (std::string& e : releases::check_release(spec, who + ": spec", resources))
         errors.push_back(std::move(e));
       continue;
     }
