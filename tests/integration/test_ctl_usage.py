@@ -27,6 +27,8 @@ VERB_OPTIONS = {
     "tokens": ["-o, --output", "--role"],
     "changes": ["--state", "-o, --output"],
     "change": ["-m, --reason", "-o, --output"],
+    "releases": ["-o, --output"],
+    "release": ["-m, --reason", "-o, --output"],
 }
 
 # A misspelling of one of the verb's own options, and the name it should suggest.

@@ -17,6 +17,7 @@ std::optional<std::string> canonical_kind(const std::string& word) {
   if (k == "change_policy" || k == "change_policies" || k == "policy" || k == "policies")
     return "change_policy";
   if (k == "freeze_window" || k == "freeze_windows" || k == "freeze") return "freeze_window";
+  if (k == "release" || k == "releases") return "release";
   return std::nullopt;
 }
 

@@ -34,6 +34,8 @@ extern const Verb kEvents;
 extern const Verb kTokens;
 extern const Verb kChanges;
 extern const Verb kChange;
+extern const Verb kReleases;
+extern const Verb kRelease;
 
 // Every verb, in the order `ctl --help` lists them.
 std::span<const Verb* const> all_verbs();
