@@ -109,7 +109,13 @@ void ReleasesService::tick(int64_t now) {
 }
 
 void ReleasesService::drive_locked(int64_t now) {
-  for (auto& [name, spec_json] : release_resources()) {
+  // The resource set is read again only when a version was written (one cheap query a drive).
+  const int64_t version = ctx_.store.latest_version();
+  if (version != specs_version_) {
+    specs_ = release_resources();
+    specs_version_ = version;
+  }
+  for (auto& [name, spec_json] : specs_) {
     ReleaseSpec spec;
     try {
       spec = parse_release(spec_json);

@@ -51,6 +51,8 @@ class ReleasesService final : public Service {
   std::mutex mu_;  // states_ and every move of a release, API actions and ticks alike
   std::map<std::string, ReleaseState> states_;
   bool loaded_ = false;
+  int64_t specs_version_ = -1;  // the version specs_ was read from
+  std::map<std::string, nlohmann::json> specs_;
   int64_t last_drive_ms_ = 0;
 
   observability::Counter* steps_ = nullptr;
