@@ -120,7 +120,8 @@ class CtlUsageTest(unittest.TestCase):
         # Accepted and ignored before: `get --reason` recorded nothing, `gateways --limit`
         # limited nothing. Now a usage error that says which verbs take it.
         cases = [
-            (["get", "services", "--reason", "x"], "--reason", "apply, delete, rollback, change"),
+            (["get", "services", "--reason", "x"], "--reason",
+             "apply, delete, rollback, change, release"),
             (["diff", "-f", "x.yaml", "--dry-run"], "--dry-run", "apply, delete, rollback"),
             (["gateways", "--limit", "3"], "--limit", "versions, events"),
             (["tokens", "list", "--role", "admin"], "--role", "tokens"),
