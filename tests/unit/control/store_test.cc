@@ -826,6 +826,17 @@ TEST_P(StoreTest, EventsInOrderWithPaging) {
   EXPECT_GT(next, ids[4]);  // ids are never reused
 }
 
+TEST_P(StoreTest, ReleaseStatesUpsertWholeAndSortByName) {
+  EXPECT_TRUE(store_->release_states().empty());
+  store_->put_release_state("pay", {{"state", "stepping"}, {"percent", 5}}, kT0);
+  store_->put_release_state("cards", {{"state", "pending"}}, kT0);
+  store_->put_release_state("pay", {{"state", "promoted"}}, kT0 + 1);  // replaces, not merges
+  auto all = store_->release_states();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0], (std::pair<std::string, nlohmann::json>{"cards", {{"state", "pending"}}}));
+  EXPECT_EQ(all[1], (std::pair<std::string, nlohmann::json>{"pay", {{"state", "promoted"}}}));
+}
+
 TEST_P(StoreTest, RollupsUpsertRangeAndPrune) {
   const int64_t m = 60'000;
   store_->put_rollup(kT0, "gw-b", {{"requests", 1}});
