@@ -57,7 +57,7 @@ analysis::Sample sample_of(std::span<const Json> snapshots, const std::string& r
 
 }  // namespace
 
-bool ReleaseState::final() const {
+bool ReleaseState::is_final() const {
   return state == kPromoted || state == kRolledBack || state == kAborted;
 }
 
@@ -117,7 +117,7 @@ ReleaseState ReleaseState::from_json(const Json& j) {
 
 Move due(const ReleaseState& s, const ReleaseSpec& spec, int64_t now) {
   if (now < s.retry_at_ms) return {};
-  if (!s.rollback_reason.empty() && !s.final())
+  if (!s.rollback_reason.empty() && !s.is_final())
     return {Move::Kind::kRollBack, 0, s.rollback_reason, s.rollback_abort};
   if (s.state == kPending) return {Move::Kind::kStep, spec.steps.front(), {}, false};
   if (s.state != kStepping) return {};

@@ -56,7 +56,7 @@ struct ReleaseState {
   nlohmann::json spec;                   // the spec it runs with
   std::vector<nlohmann::json> analyses;  // newest last, at most kMaxAnalysesKept
 
-  bool final() const;
+  bool is_final() const;
   nlohmann::json to_json() const;
   static ReleaseState from_json(const nlohmann::json& j);  // tolerant: missing keys default
 };

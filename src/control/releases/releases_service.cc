@@ -50,7 +50,7 @@ ReleasesService::ReleasesService(ServiceContext& ctx) : ctx_(ctx) {
   m.gauge_fn("sluice_control_releases_active", "Releases pending, stepping or paused", [this] {
     std::lock_guard lock(mu_);
     return static_cast<double>(std::count_if(states_.begin(), states_.end(),
-                                             [](const auto& kv) { return !kv.second.final(); }));
+                                             [](const auto& kv) { return !kv.second.is_final(); }));
   });
 }
 
@@ -87,7 +87,7 @@ void ReleasesService::load_locked() {
 
 void ReleasesService::save_locked(const std::string& name, const ReleaseState& s, int64_t now) {
   ctx_.store.put_release_state(name, s.to_json(), now);
-  if (s.final()) {
+  if (s.is_final()) {
     ctx_.metrics
         .gauge("sluice_control_release_canary_percent",
                "The canary's weight on the route of each release, in percent", {{"release", name}})
@@ -123,7 +123,7 @@ void ReleasesService::drive_locked(int64_t now) {
       continue;  // validated on apply; an older build's spec it cannot read is left alone
     }
     auto it = states_.find(name);
-    if (it == states_.end() || (it->second.final() && it->second.spec != spec_json)) {
+    if (it == states_.end() || (it->second.is_final() && it->second.spec != spec_json)) {
       ReleaseState fresh;
       fresh.spec = spec_json;
       fresh.updated_ms = now;
@@ -133,7 +133,7 @@ void ReleasesService::drive_locked(int64_t now) {
                      spec.canary, spec.route);
     }
     ReleaseState& s = it->second;
-    if (s.final() || s.state == kPaused) continue;
+    if (s.is_final() || s.state == kPaused) continue;
     s.spec = spec_json;  // edits while stepping take effect from the next move
     Move m = due(s, spec, now);
     if (m.kind == Move::Kind::kAnalyze) {
@@ -310,7 +310,7 @@ HttpResponse ReleasesService::post_action(const Call& c, std::string_view action
                           fmt::format("release '{}' was deleted; nothing to {}", name, action));
   }
   ReleaseState& s = it->second;
-  if (s.final())
+  if (s.is_final())
     return error_response(
         409, fmt::format("release '{}' is {} already; nothing to {}", name, s.state, action));
   const int64_t now = c.now;

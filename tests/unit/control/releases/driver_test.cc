@@ -89,7 +89,7 @@ TEST(ReleaseDriver, APassAtTheLastStepBeforeOneHundredPromotes) {
   EXPECT_EQ(m.percent, 100u);
   committed(s, spec, m, kT0 + 2000);
   EXPECT_EQ(s.state, kPromoted);
-  EXPECT_TRUE(s.final());
+  EXPECT_TRUE(s.is_final());
   EXPECT_EQ(due(s, spec, kT0 + 60'000).kind, Move::Kind::kNone);
 }
 

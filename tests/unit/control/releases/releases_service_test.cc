@@ -159,6 +159,30 @@ TEST_F(ReleasesTest, AnotherControlPlaneResumesFromTheStoredState) {
   EXPECT_EQ(s["analyses"].size(), 1u);
 }
 
+TEST_F(ReleasesTest, AStepHeldForApprovalPausesTheReleaseWithoutProposingItAgain) {
+  // The policy comes with the release, so neither is held; from then on every write needs an
+  // approval, the release's steps included.
+  const Json policy = {{"kind", "change_policy"},
+                       {"name", "guard"},
+                       {"spec", {{"approvals", {{"count", 1}, {"role", "operator"}}}}}};
+  ASSERT_EQ(apply({release(), policy}).status(), 200);
+  const int64_t latest = store_->latest_version();
+  tick_after(1000);
+  EXPECT_EQ(store_->latest_version(), latest);
+  Json s = status();
+  EXPECT_EQ(s["state"], "paused");
+  EXPECT_THAT(s["reason"].get<std::string>(), HasSubstr("was not committed"));
+  EXPECT_EQ(route_spec()["service"], "pay-v1");
+  // Ticks do not turn the hold into a stream of proposed changes.
+  tick_after(5000);
+  tick_after(5000);
+  EXPECT_EQ(call("GET", "/v1/changes?state=proposed", nullptr, "viewer").json().size(), 1u);
+  // It can still be aborted (the route is on the stable service already: nothing to write).
+  Pending abort = call("POST", "/v1/releases/pay/abort", {{"reason", "not today"}});
+  ASSERT_EQ(abort.status(), 200) << abort.body();
+  EXPECT_EQ(abort.json()["state"], "aborted");
+}
+
 TEST_F(ReleasesTest, BadReleasesAreRefusedWholeAndNeverReachGateways) {
   Pending bad = apply({release({{"route", "nope"}, {"canary", "pay-v1"}, {"steps", {50, 20}}})});
   ASSERT_EQ(bad.status(), 400);
