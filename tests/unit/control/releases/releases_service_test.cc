@@ -183,6 +183,24 @@ TEST_F(ReleasesTest, AStepHeldForApprovalPausesTheReleaseWithoutProposingItAgain
   EXPECT_EQ(abort.json()["state"], "aborted");
 }
 
+TEST_F(ReleasesTest, ARollbackDoesNotWaitForApprovals) {
+  ASSERT_EQ(apply({release()}).status(), 200);
+  tick_after(1000);
+  ASSERT_EQ(status()["percent"], 10);
+  ASSERT_EQ(apply({{{"kind", "change_policy"},
+                    {"name", "guard"},
+                    {"spec", {{"approvals", {{"count", 1}, {"role", "operator"}}}}}}})
+                .status(),
+            200);
+  interval_of({900, 0, 0}, {100, 0, 6});
+  EXPECT_EQ(status()["state"], "rolled_back");
+  EXPECT_EQ(route_spec()["service"], "pay-v1");
+  Json latest = call("GET", "/v1/changes", nullptr, "viewer").json()[0];
+  EXPECT_EQ(latest["author"], "release/pay");
+  EXPECT_EQ(latest["emergency"], true);
+  EXPECT_EQ(latest["state"], "done");
+}
+
 TEST_F(ReleasesTest, BadReleasesAreRefusedWholeAndNeverReachGateways) {
   Pending bad = apply({release({{"route", "nope"}, {"canary", "pay-v1"}, {"steps", {50, 20}}})});
   ASSERT_EQ(bad.status(), 400);
