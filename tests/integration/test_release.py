@@ -4,9 +4,11 @@
 moves the route's weights. A healthy canary is stepped to 100% and promoted (the route ends on
 pay-v2, no request failed); a canary made slow (300 ms) goes back to 0% at its first analysis and
 the release is rolled_back with the p99 check named; during a release a tester's `x-canary: 1`
-reaches the canary, and `ctl release abort` puts the route back on the stable service."""
+reaches the canary, and `ctl release abort` puts the route back on the stable service; a release
+stepping when the control plane restarts goes on from its stored state to promotion."""
 
 import os
+import signal
 import subprocess
 import threading
 import unittest
@@ -195,6 +197,28 @@ class ReleaseTest(SluiceTestCase):
         rc, out, err = self.ctl("release", "status", "pay")
         self.assertEqual(rc, 0, err)
         self.assertIn("release pay: rolled_back, canary at 0%", out)
+
+    def test_a_release_resumes_after_a_control_plane_restart(self):
+        r = self.cp.call("POST", "/v1/apply", {"reason": "release pay-v2",
+                                               "resources": [release([5, 100], interval="5s")]})
+        self.assertEqual(r.status, 200, r)
+        # The restart comes well within the step's first interval (5 s), so nothing moves
+        # between the two readings.
+        before = self.wait_state("stepping", 10)
+        self.cp.signal(signal.SIGTERM)
+        self.cp.wait(10)
+        self.cp = self.start(Control(self.dir, port=self.cp.port))
+        after = self.status()
+        for key in ("state", "step", "percent", "started_ms", "step_started_ms"):
+            self.assertEqual(after[key], before[key], key)
+        # It goes on from the 5% step (no second "first step") to promotion.
+        s = self.wait_state("promoted", 60)
+        self.assertEqual(s["started_ms"], before["started_ms"])
+        versions = self.cp.call("GET", "/v1/versions?limit=10").json()
+        self.assertEqual([v["reason"] for v in versions if v["author"] == "release/pay"],
+                         ["release pay: promoted (canary at 100%)",
+                          "release pay: first step, canary at 5%"])
+        self.assertEqual(self.route()["service"], "pay-v2")
 
     def test_testers_reach_the_canary_during_a_release_and_abort(self):
         r = self.cp.call("POST", "/v1/apply", {"reason": "release pay-v2",
