@@ -26,7 +26,7 @@ namespace ctl {
 std::span<const Verb* const> all_verbs() {
   static const Verb* const kVerbs[] = {&kApply,    &kDiff,      &kGet,      &kDelete, &kVersions,
                                        &kRollback, &kInstances, &kGateways, &kEvents, &kTokens,
-                                       &kChanges,  &kChange,    &kReleases, &kRelease};
+                                       &kChanges,  &kChange,    &kRollout,  &kReleases, &kRelease};
   return kVerbs;
 }
 

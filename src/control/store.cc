@@ -395,6 +395,38 @@ class SqlStore final : public Store {
     });
   }
 
+  std::optional<RolloutState> rollout_state(int64_t change_id) override {
+    auto rows = one("rollout_state", Tx::kRead,
+                    "SELECT seq, updated_ms, state FROM change_rollouts WHERE change_id = $1",
+                    {change_id})
+                    .rows;
+    if (rows.empty()) return std::nullopt;
+    return RolloutState{to_i64(rows[0][0]), to_i64(rows[0][1]),
+                        from_text(rows[0][2], "rollout state")};
+  }
+
+  bool put_rollout_state(int64_t change_id, int64_t expected_seq, const Json& state,
+                         int64_t now_ms) override {
+    const std::string text = to_text(state, "rollout state");
+    try {
+      return transact("put_rollout_state", Tx::kWrite, [&] {
+        if (expected_seq == 0)
+          return q("INSERT INTO change_rollouts (change_id, seq, updated_ms, state)"
+                   " VALUES ($1, 1, $2, $3) ON CONFLICT (change_id) DO NOTHING"
+                   " RETURNING seq",
+                   {change_id, now_ms, text})
+                     .size() == 1;
+        return q("UPDATE change_rollouts SET seq = seq + 1, updated_ms = $1, state = $2"
+                 " WHERE change_id = $3 AND seq = $4 RETURNING seq",
+                 {now_ms, text, change_id, expected_seq})
+                   .size() == 1;
+      });
+    } catch (const SqlError& e) {
+      if (e.failure == Failure::kConstraint || e.failure == Failure::kConflict) return false;
+      throw;
+    }
+  }
+
   std::vector<Event> events(int64_t after_id, int64_t limit) override {
     std::vector<Event> out;
     for (const Row& r : one("events", Tx::kRead,

@@ -206,6 +206,19 @@ class Store {
                                             int64_t limit, bool full) = 0;
   // Changes with a transition at or after since_ms, with transitions and approvals, oldest first.
   virtual std::vector<ChangeRecord> changes_active_since(int64_t since_ms) = 0;
+  // A staged rollout's driver state, stored with its change (control/changes/rollout_driver.h):
+  // the JSON and its sequence number (0: none stored).
+  struct RolloutState {
+    int64_t seq = 0;
+    int64_t updated_ms = 0;
+    nlohmann::json state;
+  };
+  virtual std::optional<RolloutState> rollout_state(int64_t change_id) = 0;
+  // Writes change `change_id`'s rollout state as sequence expected_seq + 1 if the stored one is
+  // still expected_seq (0: none yet); false when another writer moved it first. The compare and
+  // set is what keeps two control planes on one database from both advancing a rollout.
+  virtual bool put_rollout_state(int64_t change_id, int64_t expected_seq,
+                                 const nlohmann::json& state, int64_t now_ms) = 0;
 
   // Releases (control/releases/): each release's driving state, a JSON object the releases
   // domain owns, upserted whole (durable: a restart resumes from it). Sorted by name.

@@ -172,7 +172,8 @@ const Verb kChange = {
     "show: the change, its diff, what it affects, its transitions and approvals.\n"
     "approve: counts once per approver, never the author; at the policy's count it commits.\n"
     "reject (an approver) or abort (its author, or an approver): a proposed or approved change\n"
-    "ends there. review: marks an emergency change as reviewed (not by its author).\n"
+    "ends there; abort of a rolling_out change (an operator) rolls it back at once.\n"
+    "review: marks an emergency change as reviewed (not by its author).\n"
     "--reason is required for every action but show.",
     [](CLI::App& cmd, Args& a) {
       add_reason(cmd, a);

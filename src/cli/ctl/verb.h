@@ -34,6 +34,7 @@ extern const Verb kEvents;
 extern const Verb kTokens;
 extern const Verb kChanges;
 extern const Verb kChange;
+extern const Verb kRollout;
 extern const Verb kReleases;
 extern const Verb kRelease;
 

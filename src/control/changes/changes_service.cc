@@ -32,6 +32,15 @@ constexpr int kCommitAttempts = 20;
 // independent).
 constexpr int64_t kSweepBatch = 100;
 constexpr const char* kSystemActor = "control-plane";
+// How often the rollout driver follows the stored state and checks its stage clock: a failed
+// analysis is acted on within this of the interval's end.
+constexpr int64_t kDriveMs = 200;
+
+bool has_stages(const Effective& e) {
+  if (!e.rollout.is_object()) return false;
+  auto it = e.rollout.find("stages");
+  return it != e.rollout.end() && it->is_array() && !it->empty();
+}
 
 Json transition_json(const ChangeTransition& t) {
   return Json{{"from", t.from},     {"to", t.to},       {"actor", t.actor},
@@ -147,8 +156,9 @@ std::unique_ptr<Service> make_service(ServiceContext& ctx) {
   return std::make_unique<ChangesService>(ctx);
 }
 
-ChangesService::ChangesService(ServiceContext& ctx) : ctx_(ctx) {
+ChangesService::ChangesService(ServiceContext& ctx) : ctx_(ctx), driver_(ctx) {
   ctx_.changes = this;
+  ctx_.versions = &driver_.plan();
   auto& m = ctx.metrics;
   proposed_ = &m.counter("sluice_control_changes_held_total",
                          "Config writes held as proposed changes (approval or freeze)");
@@ -199,6 +209,7 @@ std::vector<Route> ChangesService::routes() {
       {"POST", {"v1", "changes", "{}", "reject"}, Role::kOperator, bind(&S::post_reject)},
       {"POST", {"v1", "changes", "{}", "abort"}, Role::kOperator, bind(&S::post_abort)},
       {"POST", {"v1", "changes", "{}", "review"}, Role::kOperator, bind(&S::post_review)},
+      {"GET", {"v1", "changes", "{}", "rollout"}, Role::kViewer, bind(&S::get_rollout)},
   };
 }
 
@@ -227,6 +238,10 @@ ChangeGate::Verdict ChangesService::review(const ChangeRequest& r, int64_t now) 
     out.answer = freeze_refusal(*frozen, eff, "change");
     return out;
   }
+  if (auto rolling = driver_.rolling()) {
+    out.answer = busy(*rolling);
+    return out;
+  }
   if (!eff.any() || r.emergency || (eff.approvals == 0 && !frozen)) {
     const std::string why = r.emergency  ? "emergency: approval skipped, review required"
                             : !eff.any() ? "no change_policy matches"
@@ -234,9 +249,15 @@ ChangeGate::Verdict ChangesService::review(const ChangeRequest& r, int64_t now) 
     c.transitions.push_back({now, std::string(kProposed), std::string(kApproved), r.author, why});
     c.transitions.push_back({now, std::string(kApproved), std::string(kRollingOut), r.author,
                              fmt::format("committing on version {}", r.base)});
-    c.transitions.push_back({now, std::string(kRollingOut), std::string(kDone), r.author,
-                             "committed; every gateway is served it"});
-    c.state = kDone;
+    if (has_stages(eff) && !r.emergency) {
+      // Staged: the change stays rolling_out; the driver reaches stage 1 once it is committed.
+      driver_.prepare(r.base, now);
+      c.state = kRollingOut;
+    } else {
+      c.transitions.push_back({now, std::string(kRollingOut), std::string(kDone), r.author,
+                               "committed; every gateway is served it"});
+      c.state = kDone;
+    }
     out.rolled_back = {
         now, "", "", r.author,
         fmt::format("undone by a rollback to version {} ({})", r.target_version, r.reason)};
@@ -279,14 +300,24 @@ ChangeGate::Verdict ChangesService::review(const ChangeRequest& r, int64_t now) 
 }
 
 void ChangesService::committed(const ChangeRecord& c) {
+  if (c.state == kRollingOut) driver_.started(c, ctx_.now_ms());
   committed_->inc();
   if (c.emergency) emergency_->inc();
   {
     std::lock_guard lock(figures_mu_);
     figures_at_ms_ = -1;
   }
-  core::log_info("control: change {} ({} by {}) done as version {}{}", c.id, c.operation, c.author,
-                 c.version, c.emergency ? ", emergency: review required" : "");
+  core::log_info("control: change {} ({} by {}) {} as version {}{}", c.id, c.operation, c.author,
+                 c.state, c.version, c.emergency ? ", emergency: review required" : "");
+}
+
+HttpResponse ChangesService::busy(int64_t rolling) const {
+  return json_response(
+      409, {{"error", fmt::format("change {} is rolling out in stages; one rollout runs at a time: "
+                                  "wait for it to end (GET /v1/changes/{}/rollout) or abort it "
+                                  "(POST /v1/changes/{}/abort); nothing was applied",
+                                  rolling, rolling, rolling)},
+            {"rolling_change", rolling}});
 }
 
 HttpResponse ChangesService::commit_held(ChangeRecord ch, const std::string& expected_state,
@@ -363,11 +394,16 @@ HttpResponse ChangesService::commit_held(ChangeRecord ch, const std::string& exp
                 {"state", kRejected}});
     }
     const Json diff = resource_diff(current, next);
+    const bool staged = has_stages(eff) && !ch.emergency && !diff.empty();
+    if (staged) {
+      if (auto rolling = driver_.rolling()) return busy(*rolling);
+    }
     u.transitions.push_back({now, from, std::string(kRollingOut), actor,
                              fmt::format("committing on version {}", latest)});
-    u.transitions.push_back({now, std::string(kRollingOut), std::string(kDone), actor,
-                             diff.empty() ? "already in effect: nothing to commit"
-                                          : "committed; every gateway is served it"});
+    if (!staged)
+      u.transitions.push_back({now, std::string(kRollingOut), std::string(kDone), actor,
+                               diff.empty() ? "already in effect: nothing to commit"
+                                            : "committed; every gateway is served it"});
     if (diff.empty()) {
       if (!store.update_change(ch.id, expected_state, u, now)) return moved(ch.id);
       return json_response(200, {{"change", ch.id}, {"state", kDone}, {"version", latest}});
@@ -375,13 +411,14 @@ HttpResponse ChangesService::commit_held(ChangeRecord ch, const std::string& exp
     const ChangeTransition rb{
         now, "", "", actor,
         fmt::format("undone by change {}, a rollback to version {}", ch.id, ch.target_version)};
+    if (staged) driver_.prepare(latest, now);
     const int64_t v = store.commit_change(next, diff, latest, now, ch, expected_state, u, rb);
     if (v == 0) continue;  // another writer committed first: look again
-    ch.state = kDone;
+    ch.state = staged ? kRollingOut : kDone;
     ctx_.feed->changed(after);
     committed(ch);
     return json_response(200,
-                         {{"change", ch.id}, {"state", kDone}, {"version", v}, {"diff", diff}});
+                         {{"change", ch.id}, {"state", ch.state}, {"version", v}, {"diff", diff}});
   }
   return error_response(409, fmt::format("change {}: lost the race with other writers {} times; "
                                          "it stays {}, retry",
@@ -389,6 +426,11 @@ HttpResponse ChangesService::commit_held(ChangeRecord ch, const std::string& exp
 }
 
 void ChangesService::tick(int64_t now) {
+  if (now - last_drive_ms_ >= kDriveMs || now < last_drive_ms_) {
+    last_drive_ms_ = now;
+    std::lock_guard lock(mu_);
+    ctx_.guarded("rollout driver", [&] { driver_.tick(now); });
+  }
   if (now - last_sweep_ms_ < kSweepMs) return;
   last_sweep_ms_ = now;
   std::lock_guard lock(mu_);
@@ -552,9 +594,20 @@ HttpResponse ChangesService::post_abort(const Call& c) {
   std::lock_guard lock(mu_);
   auto ch = ctx_.store.change(*id);
   if (!ch) return error_response(404, fmt::format("no change {}", *id));
-  if (!may_move(ch->state, kAborted) || ch->state == kRollingOut)
-    return error_response(409, fmt::format("change {} is {}: only a proposed or approved change "
-                                           "can be aborted (a committed one is rolled back)",
+  if (ch->state == kRollingOut) {
+    // A staged rollout: every gateway back on the base version, the change rolled_back.
+    if (std::string err = driver_.abort(*id, c.who.name, *reason, c.now); !err.empty())
+      return error_response(409, err);
+    {
+      std::lock_guard figures_lock(figures_mu_);
+      figures_at_ms_ = -1;
+    }
+    return json_response(200, {{"change", *id}, {"state", kRolledBack}});
+  }
+  if (!may_move(ch->state, kAborted))
+    return error_response(409, fmt::format("change {} is {}: only a proposed, approved or "
+                                           "rolling_out change can be aborted (a done one is "
+                                           "rolled back)",
                                            *id, ch->state));
   const Effective eff = Effective::from_json(ch->policy);
   if (c.who.name != ch->author && c.who.role < eff.role)
@@ -568,6 +621,20 @@ HttpResponse ChangesService::post_abort(const Call& c) {
     figures_at_ms_ = -1;
   }
   return json_response(200, {{"change", *id}, {"state", kAborted}});
+}
+
+HttpResponse ChangesService::get_rollout(const Call& c) {
+  auto id = parse_int(c.params[0]);
+  if (!id || *id <= 0)
+    return error_response(
+        400, fmt::format("change: expected a positive integer, got '{}'", c.params[0]));
+  if (!ctx_.store.change(*id)) return error_response(404, fmt::format("no change {}", *id));
+  auto st = driver_.status(*id, c.now);
+  if (!st)
+    return error_response(404, fmt::format("change {} has no staged rollout (its policy has no "
+                                           "rollout stages, or it never committed)",
+                                           *id));
+  return json_response(200, *st);
 }
 
 HttpResponse ChangesService::post_review(const Call& c) {

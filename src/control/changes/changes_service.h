@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "control/changes/dora.h"
+#include "control/changes/rollout_driver.h"
 #include "control/migrations.h"
 #include "control/service.h"
 
@@ -39,6 +40,9 @@ class ChangesService final : public Service, public ChangeGate {
   HttpResponse post_reject(const Call& c);
   HttpResponse post_abort(const Call& c);
   HttpResponse post_review(const Call& c);
+  HttpResponse get_rollout(const Call& c);
+  // The 409 of a write that arrives while change `rolling` rolls out.
+  HttpResponse busy(int64_t rolling) const;
 
   // Commits a change whose approvals are complete, on the latest config: `u` (the approval and
   // transitions that led here) is recorded with it. Waits (records `u`, answers 202) in a freeze
@@ -49,6 +53,8 @@ class ChangesService final : public Service, public ChangeGate {
   const Figures& cached_figures(int64_t now);
 
   ServiceContext& ctx_;
+  RolloutDriver driver_;
+  int64_t last_drive_ms_ = 0;
   // Approvals, rejections, aborts, reviews and the tick's commits, one at a time.
   std::mutex mu_;
   int64_t last_sweep_ms_ = 0;

@@ -88,8 +88,30 @@ CREATE TABLE change_approvals (
 );
 )sql";
 
-constexpr std::array<Migration, 1> kSqlite = {{{1, "changes", kSqliteV1}}};
-constexpr std::array<Migration, 1> kPostgres = {{{1, "changes", kPostgresV1}}};
+// v2: a staged rollout's driver state (StagedPlan, stage clock, analyses), one row per change,
+// written with a compare-and-set on seq (Store::put_rollout_state).
+constexpr std::string_view kSqliteV2 = R"sql(
+CREATE TABLE change_rollouts (
+  change_id  INTEGER NOT NULL PRIMARY KEY REFERENCES changes (id),
+  seq        INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  state      TEXT    NOT NULL
+);
+)sql";
+
+constexpr std::string_view kPostgresV2 = R"sql(
+CREATE TABLE change_rollouts (
+  change_id  BIGINT NOT NULL PRIMARY KEY REFERENCES changes (id),
+  seq        BIGINT NOT NULL,
+  updated_ms BIGINT NOT NULL,
+  state      TEXT   NOT NULL
+);
+)sql";
+
+constexpr std::array<Migration, 2> kSqlite = {
+    {{1, "changes", kSqliteV1}, {2, "change rollouts", kSqliteV2}}};
+constexpr std::array<Migration, 2> kPostgres = {
+    {{1, "changes", kPostgresV1}, {2, "change rollouts", kPostgresV2}}};
 
 }  // namespace
 

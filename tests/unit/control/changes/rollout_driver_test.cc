@@ -1,0 +1,218 @@
+// The staged-rollout driver through the API (Api::handle and Api::tick) on an in-memory store
+// with a manual clock and stats snapshots posted as gateways post them: stages advance on a pass,
+// wait on an inconclusive analysis, roll back on a failure (every gateway back on base, the base
+// committed again), an operator's abort, one rollout at a time, and a restarted control plane
+// (a new Api on the same store) resuming where the rollout was.
+#include "control/changes/rollout_driver.h"
+
+#include "../api_fixture.h"
+
+namespace sluice::control::test {
+namespace {
+
+constexpr int64_t kInterval = 3000;
+
+class RolloutDriverTest : public ApiTest {
+ protected:
+  void SetUp() override {
+    Json policy = {{"kind", "change_policy"},
+                   {"name", "staged"},
+                   {"spec",
+                    {{"match", {{"kinds", {"route"}}}},
+                     {"approvals", 0},
+                     {"rollout",
+                      {{"stages",
+                        {{{"gateways", "city=a,count=1"}}, {{"city", "a"}}, {{"all", true}}}},
+                       {"analysis",
+                        {{"interval", "3s"},
+                         {"min_requests", 20},
+                         {"measurements", {"error_ratio"}},
+                         {"max_wait", "9s"},
+                         {"history", "0s"}}}}}}}};
+    ASSERT_EQ(apply({static_service("good", "127.0.0.1:9101"),
+                     static_service("bad", "127.0.0.1:9102"), route("acc", "/acc", "good"),
+                     policy})
+                  .status(),
+              200);
+    for (const char* id : {"gw-a1", "gw-a2", "gw-b1", "gw-b2"}) report(id, "1.0");
+  }
+
+  void report(const std::string& id, const std::string& version) {
+    const std::string city = id.substr(3, 1);
+    Pending p = call("POST", "/v1/gateways/" + id + "/status",
+                     {{"applied_version", version},
+                      {"status", "applied"},
+                      {"city", city},
+                      {"zone", city + "1"}});
+    ASSERT_EQ(p.status(), 200) << p.body();
+  }
+
+  // What every gateway is served, from GET /v1/gateways.
+  std::map<std::string, int64_t> served() {
+    std::map<std::string, int64_t> out;
+    for (const Json& g : call("GET", "/v1/gateways", nullptr, "viewer").json())
+      out[g["id"]] = g["served_version"];
+    return out;
+  }
+
+  // One snapshot per gateway on route acc: `errors` of 100 on the gateways served `bad_on`.
+  void traffic(int64_t bad_on, uint64_t errors, uint64_t requests = 100) {
+    for (const auto& [id, v] : served()) {
+      const uint64_t e = v == bad_on ? errors : 0;
+      Json snap = {{"gateway", id},
+                   {"at_ms", now_},
+                   {"routes", {{"acc", {{"requests", requests}, {"errors", e}}}}}};
+      ASSERT_EQ(call("POST", "/v1/stats", snap).status(), 200);
+    }
+  }
+
+  // Moves the clock past the interval with traffic in it, and ticks.
+  void interval(int64_t bad_on, uint64_t errors, uint64_t requests = 100) {
+    advance(kInterval - 500);
+    traffic(bad_on, errors, requests);
+    advance(600);
+    api_.tick();
+  }
+
+  Json rollout(int64_t id) {
+    Pending p = call("GET", "/v1/changes/" + std::to_string(id) + "/rollout", nullptr, "viewer");
+    EXPECT_EQ(p.status(), 200) << p.body();
+    return p.json();
+  }
+  std::string state(int64_t id) {
+    return call("GET", "/v1/changes/" + std::to_string(id), nullptr, "viewer").json()["state"];
+  }
+
+  // Points route acc at `svc`: the change under test.
+  int64_t change_to(const std::string& svc) {
+    Pending p = apply({route("acc", "/acc", svc)});
+    EXPECT_EQ(p.status(), 200) << p.body();
+    EXPECT_EQ(p.json()["state"], "rolling_out");
+    return p.json()["change"];
+  }
+};
+
+TEST_F(RolloutDriverTest, StagesAdvanceOnPassAndEndDone) {
+  const int64_t id = change_to("bad");  // named bad, but it answers fine here
+  auto s = served();
+  EXPECT_EQ(s["gw-b1"], 1);
+  EXPECT_EQ(s["gw-b2"], 1);
+  EXPECT_EQ((s["gw-a1"] == 2) + (s["gw-a2"] == 2), 1);  // stage 1: one gateway of city a
+  EXPECT_EQ(rollout(id)["stage"], 1);
+
+  interval(2, 0);
+  EXPECT_EQ(rollout(id)["stage"], 2);
+  s = served();
+  EXPECT_EQ(s["gw-a1"], 2);
+  EXPECT_EQ(s["gw-a2"], 2);
+  EXPECT_EQ(s["gw-b1"], 1);
+
+  interval(2, 0);
+  EXPECT_EQ(rollout(id)["stage"], 3);
+  for (const auto& [g, v] : served()) EXPECT_EQ(v, 2) << g;
+  EXPECT_EQ(state(id), "rolling_out");
+
+  // The last stage's analysis: {all} leaves no unchanged gateways and there is no history, so
+  // nothing is left to compare; the earlier stages passed and the rollout ends.
+  interval(2, 0);
+  Json st = rollout(id);
+  EXPECT_EQ(st["analyses"].back()["step"], "proceed") << st.dump();
+  EXPECT_EQ(st["phase"], "done");
+  EXPECT_EQ(state(id), "done");
+  for (const auto& [g, v] : served()) EXPECT_EQ(v, 2) << g;  // the latest, plan finished
+}
+
+TEST_F(RolloutDriverTest, AFailedAnalysisRollsBackAtOnceAndCommitsTheBase) {
+  const int64_t id = change_to("bad");
+  interval(2, 60);  // the canary answers 60% errors
+  EXPECT_EQ(state(id), "rolled_back");
+  for (const auto& [g, v] : served()) EXPECT_EQ(v, 3) << g;  // the rollback's version
+  Json ch = call("GET", "/v1/changes/" + std::to_string(id), nullptr, "viewer").json();
+  const std::string reason = ch["transitions"].back()["reason"];
+  EXPECT_NE(reason.find("analysis failed at stage 1"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("error ratio"), std::string::npos) << reason;
+  // Version 3 holds version 1's resources, recorded as a system rollback change.
+  EXPECT_EQ(store_->resources(3), store_->resources(1));
+  Json rb = call("GET", "/v1/changes?limit=1", nullptr, "viewer").json()[0];
+  EXPECT_EQ(rb["operation"], "rollback");
+  EXPECT_EQ(rb["author"], "control-plane");
+  EXPECT_EQ(rb["target_version"], 1);
+  bool event = false;
+  for (const Event& e : store_->events(0, 0))
+    if (e.kind == "rollout_rolled_back")
+      event = e.detail["reason"].get<std::string>().find("error ratio") != std::string::npos;
+  EXPECT_TRUE(event);
+  Json st = rollout(id);
+  EXPECT_EQ(st["phase"], "rolled_back");
+  EXPECT_EQ(st["analyses"].back()["verdict"], "fail");
+  EXPECT_EQ(st["analyses"].back()["changed_gateways"].size(), 1u);
+  // The next write is accepted again.
+  EXPECT_EQ(apply({route("acc", "/acc", "good"), static_service("x", "127.0.0.1:1")}).status(),
+            200);
+}
+
+TEST_F(RolloutDriverTest, InconclusiveWaitsThenRollsBackAfterMaxWait) {
+  const int64_t id = change_to("bad");
+  interval(2, 0, 5);  // 5 requests a gateway: below min_requests
+  Json st = rollout(id);
+  EXPECT_EQ(st["stage"], 1);
+  EXPECT_EQ(st["analyses"].back()["verdict"], "inconclusive");
+  EXPECT_EQ(st["analyses"].back()["step"], "wait");
+  EXPECT_EQ(state(id), "rolling_out");
+  interval(2, 0, 5);
+  interval(2, 0, 5);
+  EXPECT_EQ(state(id), "rolling_out");
+  interval(2, 0, 5);  // inconclusive for more than max_wait (9 s)
+  EXPECT_EQ(state(id), "rolled_back");
+}
+
+TEST_F(RolloutDriverTest, OneRolloutAtATimeAndAbortRollsBack) {
+  const int64_t id = change_to("bad");
+  Pending p = apply({route("acc", "/acc", "good"), static_service("x", "127.0.0.1:1")});
+  EXPECT_EQ(p.status(), 409);
+  EXPECT_NE(p.body().find("change " + std::to_string(id) + " is rolling out"), std::string::npos)
+      << p.body();
+  EXPECT_EQ(store_->latest_version(), 2);  // nothing applied
+  p = call("POST", "/v1/changes/" + std::to_string(id) + "/abort", {{"reason", "wrong service"}});
+  ASSERT_EQ(p.status(), 200) << p.body();
+  EXPECT_EQ(state(id), "rolled_back");
+  for (const auto& [g, v] : served()) EXPECT_EQ(v, 3) << g;
+  Json ch = call("GET", "/v1/changes/" + std::to_string(id), nullptr, "viewer").json();
+  EXPECT_NE(ch["transitions"].back()["reason"].get<std::string>().find("wrong service"),
+            std::string::npos);
+  EXPECT_EQ(call("POST", "/v1/changes/" + std::to_string(id) + "/abort", {{"reason", "again"}})
+                .status(),
+            409);
+}
+
+TEST_F(RolloutDriverTest, ARestartedControlPlaneResumesTheStageAndItsClock) {
+  const int64_t id = change_to("bad");
+  interval(2, 0);
+  Json before = rollout(id);
+  ASSERT_EQ(before["stage"], 2);
+  // A second control plane on the same store: it adopts the stored state, not a new rollout.
+  Api restarted{*store_, auth_, options_, [this] { return now_; }};
+  restarted.tick();
+  Json after = before;
+  {
+    HttpRequest req;
+    req.method = "GET";
+    req.path = "/v1/changes/" + std::to_string(id) + "/rollout";
+    req.authorization = "Bearer " + viewer_;
+    std::optional<HttpResponse> got;
+    restarted.handle(std::move(req), [&](HttpResponse r) { got = std::move(r); });
+    ASSERT_TRUE(got);
+    after = Json::parse(got->body);
+  }
+  EXPECT_EQ(after["stage"], 2);
+  EXPECT_EQ(after["started_ms"], before["started_ms"]);
+  EXPECT_EQ(after["stage_ms"], before["stage_ms"]);
+  EXPECT_EQ(after["seq"], before["seq"]);
+  // Both follow one state: one advance, written by whichever analysed first.
+  interval(2, 0);
+  restarted.tick();
+  EXPECT_EQ(rollout(id)["stage"], 3);
+}
+
+}  // namespace
+}  // namespace sluice::control::test
