@@ -33,7 +33,7 @@ def route_resource(name, service, prefix):
 def policy_resource(min_requests=20, on_inconclusive="wait", max_wait="10m"):
     return {"kind": "change_policy", "name": "staged",
             "spec": {"match": {"kinds": ["route"]},
-                     "approvals": 0,
+                     "approvals": {"count": 0},
                      "rollout": {"stages": STAGES,
                                  "analysis": {"interval": f"{INTERVAL_S}s",
                                               "min_requests": min_requests,

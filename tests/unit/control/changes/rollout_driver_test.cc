@@ -19,7 +19,7 @@ class RolloutDriverTest : public ApiTest {
                    {"name", "staged"},
                    {"spec",
                     {{"match", {{"kinds", {"route"}}}},
-                     {"approvals", 0},
+                     {"approvals", {{"count", 0}}},
                      {"rollout",
                       {{"stages",
                         {{{"gateways", "city=a,count=1"}}, {{"city", "a"}}, {{"all", true}}}},
@@ -29,11 +29,10 @@ class RolloutDriverTest : public ApiTest {
                          {"measurements", {"error_ratio"}},
                          {"max_wait", "9s"},
                          {"history", "0s"}}}}}}}};
-    ASSERT_EQ(apply({static_service("good", "127.0.0.1:9101"),
-                     static_service("bad", "127.0.0.1:9102"), route("acc", "/acc", "good"),
-                     policy})
-                  .status(),
-              200);
+    Pending p = apply({static_service("good", "127.0.0.1:9101"),
+                       static_service("bad", "127.0.0.1:9102"), route("acc", "/acc", "good"),
+                       policy});
+    ASSERT_EQ(p.status(), 200) << p.body();
     for (const char* id : {"gw-a1", "gw-a2", "gw-b1", "gw-b2"}) report(id, "1.0");
   }
 
