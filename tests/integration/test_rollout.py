@@ -203,7 +203,7 @@ class RolloutTest(SluiceTestCase):
                        4 * INTERVAL_S + 10, interval=0.1, message="change rolled back")
             ch = self.change(cid)
             # Every gateway back on the base's resources (the rollback's new version).
-            latest = self.cp.call("GET", "/v1/versions").json()[0]["version"]
+            latest = self.cp.call("GET", "/v1/versions").json()[0]["number"]
             t_back = None
             wait_until(lambda: all(g["applied_version"] == latest for g in self.gateway_list()),
                        10, interval=0.05, message="every gateway on the rollback")
@@ -231,8 +231,7 @@ class RolloutTest(SluiceTestCase):
         rb = self.cp.call("GET", "/v1/changes?limit=1").json()[0]
         self.assertEqual(rb["operation"], "rollback", rb)
         self.assertEqual(rb["author"], "control-plane", rb)
-        self.assertEqual(self.cp.call("GET", f"/v1/resources?version={latest}").status, 200)
-        events = self.cp.call("GET", "/v1/events?limit=1000").json()
+        events = self.cp.call("GET", "/v1/events").json()
         events = events.get("events", events) if isinstance(events, dict) else events
         rolled = [e for e in events if e.get("kind") == "rollout_rolled_back"]
         self.assertTrue(rolled and "error ratio" in rolled[-1]["detail"]["reason"], events)
@@ -249,7 +248,8 @@ class RolloutTest(SluiceTestCase):
               f"regression start to every gateway back on base: {regression_s:.2f} s")
         self.assertGreater(failed, 0, counts)
         self.assertLessEqual(failed, bound, counts)
-        self.assertLessEqual(regression_s, INTERVAL_S + 2 * REPORT_S + 1)
+        # The brief's bound: one analysis interval + 1 s.
+        self.assertLessEqual(regression_s, INTERVAL_S + 1)
         # /metrics names the rollout counters and passes promtool when present.
         m = http_request(self.cp.address, "GET", "/metrics").body.decode()
         self.assertIn("sluice_control_rollouts_rolled_back_total 1", m)
