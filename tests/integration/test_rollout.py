@@ -94,6 +94,7 @@ class RolloutTest(SluiceTestCase):
         self.cp = self.start(Control(self.dir))
         self.good = self.sample("good")
         self.bad = self.sample("bad")
+        self.good2 = self.sample("good2")
         self.gws = {}
 
     def start_gateways(self):
@@ -115,6 +116,7 @@ class RolloutTest(SluiceTestCase):
     def base_config(self, **policy):
         v = self.apply(service_resource("good", self.good.address),
                        service_resource("bad", self.bad.address),
+                       service_resource("good2", self.good2.address),
                        route_resource("acc", "good", "/acc"),
                        policy_resource(**policy))["version"]
         self.start_gateways()
@@ -141,10 +143,7 @@ class RolloutTest(SluiceTestCase):
         base = self.base_config()
         load = Load([(n, self.gws[n]) for n, _ in GATEWAYS], "/acc/x").start()
         try:
-            r = self.apply(route_resource("acc", "good", "/acc"),
-                           {"kind": "service", "name": "good",
-                            "spec": {"endpoints": [{"address": self.good.address}],
-                                     "timeouts": {"total": "9s"}}})
+            r = self.apply(route_resource("acc", "good2", "/acc"))
             self.assertEqual(r["state"], "rolling_out", r)
             cid, target = r["change"], r["version"]
             # Stage 1: exactly one gateway of city a is served the target.
@@ -272,7 +271,7 @@ class RolloutTest(SluiceTestCase):
         self.base_config()
         load = Load([(n, self.gws[n]) for n, _ in GATEWAYS], "/acc/x").start()
         try:
-            r = self.apply(route_resource("acc", "good", "/acc2"))
+            r = self.apply(route_resource("acc", "good2", "/acc"))
             cid = r["change"]
             before = self.rollout(cid)
             self.assertEqual(before["stage"], 1, before)
