@@ -396,10 +396,10 @@ class SqlStore final : public Store {
   }
 
   std::optional<RolloutState> rollout_state(int64_t change_id) override {
-    auto rows = one("rollout_state", Tx::kRead,
-                    "SELECT seq, updated_ms, state FROM change_rollouts WHERE change_id = $1",
-                    {change_id})
-                    .rows;
+    auto rows =
+        one("rollout_state", Tx::kRead,
+            "SELECT seq, updated_ms, state FROM change_rollouts WHERE change_id = $1", {change_id})
+            .rows;
     if (rows.empty()) return std::nullopt;
     return RolloutState{to_i64(rows[0][0]), to_i64(rows[0][1]),
                         from_text(rows[0][2], "rollout state")};

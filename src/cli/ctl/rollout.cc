@@ -12,8 +12,7 @@ namespace {
 
 int run(const Ctx& c, const Args& a, const CLI::App&) {
   int rc = 0;
-  if (a.words.size() != 2 || a.words[0] != "status")
-    return usage_error("rollout status ID");
+  if (a.words.size() != 2 || a.words[0] != "status") return usage_error("rollout status ID");
   const std::string& id = a.words[1];
   if (!all_digits(id, 0) || id.size() > 18)
     return usage_error("rollout: not a change id: '" + id + "'");
@@ -45,8 +44,8 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& an : st.value("analyses", json::array()))
     rows.push_back({str_of(an, "at"), str_of(an, "stage"), str_of(an, "verdict"),
-                    str_of(an, "step"), wide(a) ? str_of(an, "summary")
-                                                : shorten(str_of(an, "summary"))});
+                    str_of(an, "step"),
+                    wide(a) ? str_of(an, "summary") : shorten(str_of(an, "summary"))});
   if (!rows.empty()) {
     std::printf("\n");
     print_table({"AT", "STAGE", "VERDICT", "STEP", "ANALYSIS"}, rows);

@@ -61,8 +61,8 @@ RolloutDriver::RolloutDriver(ServiceContext& ctx) : ctx_(ctx) {
                      "Staged rollouts that reached every gateway, by this control plane");
   stages_ = &m.counter("sluice_control_rollouts_stages_reached_total",
                        "Rollout stages reached (the first at commit included)");
-  analyses_ = &m.counter("sluice_control_rollouts_analyses_total",
-                         "Analyses run between rollout stages");
+  analyses_ =
+      &m.counter("sluice_control_rollouts_analyses_total", "Analyses run between rollout stages");
   m.gauge_fn("sluice_control_rollouts_stage", "Stage reached by the rollout running now (0: none)",
              [this] {
                std::lock_guard lock(mu_);
@@ -85,16 +85,11 @@ void RolloutDriver::prepare(int64_t base, int64_t now) {
 }
 
 Json RolloutDriver::to_json(const Run& r) const {
-  return Json{{"change", r.change},
-              {"phase", r.phase},
-              {"base_version", r.base},
-              {"target_version", r.target},
-              {"stage", r.stage},
-              {"started_ms", r.started_ms},
-              {"stage_ms", r.stage_ms},
-              {"inconclusive_since_ms", r.inconclusive_since_ms},
-              {"reason", r.reason},
-              {"analyses", r.analyses},
+  return Json{{"change", r.change},     {"phase", r.phase},
+              {"base_version", r.base}, {"target_version", r.target},
+              {"stage", r.stage},       {"started_ms", r.started_ms},
+              {"stage_ms", r.stage_ms}, {"inconclusive_since_ms", r.inconclusive_since_ms},
+              {"reason", r.reason},     {"analyses", r.analyses},
               {"plan", r.plan}};
 }
 
@@ -131,9 +126,10 @@ std::vector<rollout::Candidate> RolloutDriver::candidates(int64_t now) {
 bool RolloutDriver::store(int64_t now) {
   run_->plan = plan_.to_json();
   if (!ctx_.store.put_rollout_state(run_->change, run_->seq, to_json(*run_), now)) {
-    core::log_info("control: rollout of change {} moved meanwhile (another control plane); "
-                   "following it",
-                   run_->change);
+    core::log_info(
+        "control: rollout of change {} moved meanwhile (another control plane); "
+        "following it",
+        run_->change);
     run_.reset();  // adopted again on the next tick
     return false;
   }
@@ -268,16 +264,16 @@ void RolloutDriver::drive(const ChangeRecord& c, int64_t now) {
     }
   }
   analysis::Result result = analysis::analyze(comparisons, s);
-  const int64_t inconclusive_for =
-      r.inconclusive_since_ms < 0 ? 0 : now - r.inconclusive_since_ms;
+  const int64_t inconclusive_for = r.inconclusive_since_ms < 0 ? 0 : now - r.inconclusive_since_ms;
   analysis::Step step = analysis::next_step(result, s, inconclusive_for);
   // Every gateway has the change and there is no history to compare with: nothing is left to
   // judge, and the stages before passed theirs. Waiting would only end in a rollback at max_wait.
   const bool last = r.stage >= p->stages.size();
   if (last && comparisons.empty() && (ps.selection.all || unchanged.empty())) {
     step = analysis::Step::kProceed;
-    result.summary = "no baseline left: every gateway has the change and there is no history "
-                     "before it with enough requests; the earlier stages passed";
+    result.summary =
+        "no baseline left: every gateway has the change and there is no history "
+        "before it with enough requests; the earlier stages passed";
   }
   analyses_->inc();
   Json a = analysis::to_json(result);
@@ -289,8 +285,8 @@ void RolloutDriver::drive(const ChangeRecord& c, int64_t now) {
   a["unchanged_gateways"] = unchanged;
   r.analyses.push_back(std::move(a));
   while (r.analyses.size() > kMaxAnalysesKept) r.analyses.erase(r.analyses.begin());
-  core::log_info("control: change {} stage {} analysis: {} -> {}", c.id, r.stage,
-                 result.summary, analysis::step_name(step));
+  core::log_info("control: change {} stage {} analysis: {} -> {}", c.id, r.stage, result.summary,
+                 analysis::step_name(step));
 
   switch (step) {
     case analysis::Step::kWait:
@@ -330,8 +326,8 @@ void RolloutDriver::drive(const ChangeRecord& c, int64_t now) {
   if (!store(now)) return;
   stages_->inc();
   ctx_.feed->plan_changed(nullptr);
-  core::log_info("control: change {} stage {} of {} ({}) reached", c.id, r.stage,
-                 p->stages.size(), p->stages[r.stage - 1].select.describe());
+  core::log_info("control: change {} stage {} of {} ({}) reached", c.id, r.stage, p->stages.size(),
+                 p->stages[r.stage - 1].select.describe());
 }
 
 void RolloutDriver::end_change(const ChangeRecord& c, std::string_view to, const std::string& actor,

@@ -59,9 +59,9 @@ class RolloutDriver {
     std::string phase;  // rolling_out, done, rolled_back
     size_t stage = 0;   // stages reached (1-based count)
     int64_t started_ms = 0;
-    int64_t stage_ms = 0;               // when the current stage was reached (or last analysed)
+    int64_t stage_ms = 0;                // when the current stage was reached (or last analysed)
     int64_t inconclusive_since_ms = -1;  // -1: the last analysis was not inconclusive
-    std::string reason;                 // of the end: the failed check, the abort
+    std::string reason;                  // of the end: the failed check, the abort
     nlohmann::json analyses = nlohmann::json::array();
     nlohmann::json plan;  // StagedPlan::to_json
   };

@@ -15,23 +15,23 @@ constexpr int64_t kInterval = 3000;
 class RolloutDriverTest : public ApiTest {
  protected:
   void SetUp() override {
-    Json policy = {{"kind", "change_policy"},
-                   {"name", "staged"},
-                   {"spec",
-                    {{"match", {{"kinds", {"route"}}}},
-                     {"approvals", {{"count", 0}}},
-                     {"rollout",
-                      {{"stages",
-                        {{{"gateways", "city=a,count=1"}}, {{"city", "a"}}, {{"all", true}}}},
-                       {"analysis",
-                        {{"interval", "3s"},
-                         {"min_requests", 20},
-                         {"measurements", {"error_ratio"}},
-                         {"max_wait", "9s"},
-                         {"history", "0s"}}}}}}}};
-    Pending p = apply({static_service("good", "127.0.0.1:9101"),
-                       static_service("bad", "127.0.0.1:9102"), route("acc", "/acc", "good"),
-                       policy});
+    Json policy = {
+        {"kind", "change_policy"},
+        {"name", "staged"},
+        {"spec",
+         {{"match", {{"kinds", {"route"}}}},
+          {"approvals", {{"count", 0}}},
+          {"rollout",
+           {{"stages", {{{"gateways", "city=a,count=1"}}, {{"city", "a"}}, {{"all", true}}}},
+            {"analysis",
+             {{"interval", "3s"},
+              {"min_requests", 20},
+              {"measurements", {"error_ratio"}},
+              {"max_wait", "9s"},
+              {"history", "0s"}}}}}}}};
+    Pending p =
+        apply({static_service("good", "127.0.0.1:9101"), static_service("bad", "127.0.0.1:9102"),
+               route("acc", "/acc", "good"), policy});
     ASSERT_EQ(p.status(), 200) << p.body();
     for (const char* id : {"gw-a1", "gw-a2", "gw-b1", "gw-b2"}) report(id, "1.0");
   }
@@ -179,9 +179,9 @@ TEST_F(RolloutDriverTest, OneRolloutAtATimeAndAbortRollsBack) {
   Json ch = call("GET", "/v1/changes/" + std::to_string(id), nullptr, "viewer").json();
   EXPECT_NE(ch["transitions"].back()["reason"].get<std::string>().find("wrong service"),
             std::string::npos);
-  EXPECT_EQ(call("POST", "/v1/changes/" + std::to_string(id) + "/abort", {{"reason", "again"}})
-                .status(),
-            409);
+  EXPECT_EQ(
+      call("POST", "/v1/changes/" + std::to_string(id) + "/abort", {{"reason", "again"}}).status(),
+      409);
 }
 
 TEST_F(RolloutDriverTest, ARestartedControlPlaneResumesTheStageAndItsClock) {
