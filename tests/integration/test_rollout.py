@@ -8,11 +8,12 @@ services."""
 
 import os
 import signal
+import subprocess
 import threading
 import time
 import unittest
 
-from harness import Gateway, SluiceTestCase, http_request, wait_until
+from harness import BIN, Gateway, SluiceTestCase, http_request, wait_until
 from test_control import Control
 
 INTERVAL_S = 3
@@ -303,6 +304,15 @@ class RolloutTest(SluiceTestCase):
             self.assertEqual(a["verdict"], "inconclusive", a)
             self.assertEqual(a["step"], "wait", a)
         self.assertGreater(st["inconclusive_since_ms"], 0, st)
+        # `sluice ctl rollout status` says the same.
+        env = dict(os.environ, SLUICE_SERVER=f"http://{self.cp.address}")
+        p = subprocess.run([BIN, "ctl", "--token-file", self.cp.token_file, "rollout", "status",
+                            str(cid)], capture_output=True, text=True, timeout=30, env=env,
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(f"change {cid}: rolling_out (change state rolling_out), stage 1 of 3",
+                      p.stdout)
+        self.assertRegex(p.stdout, r"inconclusive\s+wait")
         # A write meanwhile is refused, naming the rolling change; abort rolls it back.
         r = self.cp.call("POST", "/v1/apply", {"reason": "x", "resources": [
             route_resource("acc", "good", "/acc4")]})

@@ -32,7 +32,8 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
     std::printf("stage since %s\n", str_of(st, "stage_since").c_str());
   if (!str_of(st, "reason").empty()) std::printf("reason: %s\n", str_of(st, "reason").c_str());
   std::vector<std::vector<std::string>> gw;
-  for (const auto& [v, ids] : st.value("gateways_on_versions", json::object()).items()) {
+  const json on = st.value("gateways_on_versions", json::object());  // items() needs it alive
+  for (const auto& [v, ids] : on.items()) {
     std::string list;
     for (const auto& g : ids) list += (list.empty() ? "" : ",") + g.get<std::string>();
     gw.push_back({v == "-1" ? "none applied" : v, std::to_string(ids.size()), list});
@@ -42,7 +43,8 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
     print_table({"VERSION", "GATEWAYS", "IDS"}, gw);
   }
   std::vector<std::vector<std::string>> rows;
-  for (const auto& an : st.value("analyses", json::array()))
+  const json analyses = st.value("analyses", json::array());
+  for (const auto& an : analyses)
     rows.push_back({str_of(an, "at"), str_of(an, "stage"), str_of(an, "verdict"),
                     str_of(an, "step"),
                     wide(a) ? str_of(an, "summary") : shorten(str_of(an, "summary"))});
