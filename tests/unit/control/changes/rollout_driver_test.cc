@@ -207,10 +207,17 @@ TEST_F(RolloutDriverTest, ARestartedControlPlaneResumesTheStageAndItsClock) {
   EXPECT_EQ(after["started_ms"], before["started_ms"]);
   EXPECT_EQ(after["stage_ms"], before["stage_ms"]);
   EXPECT_EQ(after["seq"], before["seq"]);
-  // Both follow one state: one advance, written by whichever analysed first.
+  // Both follow one state: one advance, written by whichever analysed first; the other adopts
+  // it instead of advancing again (the stored sequence moved by exactly one step).
   interval(2, 0);
   restarted.tick();
-  EXPECT_EQ(rollout(id)["stage"], 3);
+  Json both = rollout(id);
+  EXPECT_EQ(both["stage"], 3);
+  EXPECT_EQ(both["seq"], before["seq"].get<int64_t>() + 1);
+  advance(100);
+  restarted.tick();
+  api_.tick();
+  EXPECT_EQ(rollout(id)["seq"], both["seq"]);
 }
 
 }  // namespace
