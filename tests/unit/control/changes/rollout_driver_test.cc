@@ -222,3 +222,34 @@ TEST_F(RolloutDriverTest, ARestartedControlPlaneResumesTheStageAndItsClock) {
 
 }  // namespace
 }  // namespace sluice::control::test
+
+namespace sluice::control::test {
+namespace {
+
+// The compare-and-set that keeps two control planes from both advancing a rollout.
+TEST(RolloutStateStore, WritesOnlyOnTheSequenceItRead) {
+  std::unique_ptr<Store> store = Store::open("sqlite::memory:");
+  ChangeRecord c;
+  c.operation = "apply";
+  c.author = "a";
+  c.reason = "r";
+  c.state = "proposed";
+  c.diff = Json::array();
+  c.affected = Json::object();
+  c.policy = Json::object();
+  c.transitions.push_back({1, "", "proposed", "a", "r"});
+  const int64_t id = store->add_change(c);
+  EXPECT_FALSE(store->rollout_state(id));
+  EXPECT_TRUE(store->put_rollout_state(id, 0, {{"stage", 1}}, 10));
+  EXPECT_FALSE(store->put_rollout_state(id, 0, {{"stage", 9}}, 11));  // exists already
+  EXPECT_TRUE(store->put_rollout_state(id, 1, {{"stage", 2}}, 12));
+  EXPECT_FALSE(store->put_rollout_state(id, 1, {{"stage", 9}}, 13));  // moved meanwhile
+  auto st = store->rollout_state(id);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->seq, 2);
+  EXPECT_EQ(st->updated_ms, 12);
+  EXPECT_EQ(st->state["stage"], 2);
+}
+
+}  // namespace
+}  // namespace sluice::control::test
