@@ -395,9 +395,8 @@ HttpResponse ChangesService::commit_held(ChangeRecord ch, const std::string& exp
     }
     const Json diff = resource_diff(current, next);
     const bool staged = has_stages(eff) && !ch.emergency && !diff.empty();
-    if (staged) {
-      if (auto rolling = driver_.rolling()) return busy(*rolling);
-    }
+    // Any commit, staged or not: a rollback would otherwise take it away with the rolling change.
+    if (auto rolling = driver_.rolling(); rolling && !diff.empty()) return busy(*rolling);
     u.transitions.push_back({now, from, std::string(kRollingOut), actor,
                              fmt::format("committing on version {}", latest)});
     if (!staged)
