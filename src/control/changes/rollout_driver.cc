@@ -1,6 +1,7 @@
 #include "control/changes/rollout_driver.h"
 
 #include <algorithm>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -236,10 +237,31 @@ void RolloutDriver::drive(const ChangeRecord& c, int64_t now) {
   if (now - r.stage_ms < wait) return;
 
   const rollout::StagedPlan::State ps = plan_.state();
-  std::vector<std::string> changed, unchanged;
+  const std::vector<Json> recent = ctx_.stats != nullptr
+                                       ? ctx_.stats->recent(now - s.interval_ms, now, "")
+                                       : std::vector<Json>{};
+  // Gateways report stats to the control plane they talk to; with several on one database each
+  // judges only the gateways it heard from, so that a canary reporting elsewhere is not taken for
+  // one whose traffic is gone.
+  std::set<std::string> heard;
+  for (const Json& snap : recent) {
+    auto g = snap.find("gateway");
+    if (g != snap.end() && g->is_string()) heard.insert(g->get<std::string>());
+  }
+  std::vector<std::string> changed, unchanged, changed_all, unchanged_all;
   for (const rollout::Candidate& g : candidates(now)) {
     if (!g.live) continue;
-    (ps.selection.all || ps.selection.ids.count(g.id) ? changed : unchanged).push_back(g.id);
+    const bool on_target = ps.selection.all || ps.selection.ids.count(g.id) > 0;
+    (on_target ? changed_all : unchanged_all).push_back(g.id);
+    if (heard.count(g.id) > 0) (on_target ? changed : unchanged).push_back(g.id);
+  }
+  if (changed.empty() && !changed_all.empty()) {
+    // None of the changed gateways reports here. Another control plane that hears them drives
+    // (and moves the stage clock); if none has for two intervals, judge with what is known: no
+    // traffic from the changed gateways is then a failure (analysis.md, "traffic gone").
+    if (now - r.stage_ms < 2 * wait) return;
+    changed = changed_all;
+    unchanged = unchanged_all;
   }
   const std::vector<std::string> routes = names(c.affected, "routes");
   const std::vector<std::string> services = names(c.affected, "services");
@@ -247,7 +269,6 @@ void RolloutDriver::drive(const ChangeRecord& c, int64_t now) {
   const analysis::Scope unchanged_scope{unchanged, routes, services};
   std::vector<analysis::Comparison> comparisons;
   if (ctx_.stats != nullptr && !changed.empty()) {
-    const std::vector<Json> recent = ctx_.stats->recent(now - s.interval_ms, now, "");
     const analysis::Sample candidate = analysis::sum_snapshots(recent, changed_scope);
     if (!unchanged.empty())
       comparisons.push_back({"unchanged gateways", candidate,
@@ -269,7 +290,7 @@ void RolloutDriver::drive(const ChangeRecord& c, int64_t now) {
   // Every gateway has the change and there is no history to compare with: nothing is left to
   // judge, and the stages before passed theirs. Waiting would only end in a rollback at max_wait.
   const bool last = r.stage >= p->stages.size();
-  if (last && comparisons.empty() && (ps.selection.all || unchanged.empty())) {
+  if (last && comparisons.empty() && (ps.selection.all || unchanged_all.empty())) {
     step = analysis::Step::kProceed;
     result.summary =
         "no baseline left: every gateway has the change and there is no history "

@@ -165,6 +165,29 @@ TEST_F(RolloutDriverTest, InconclusiveWaitsThenRollsBackAfterMaxWait) {
   EXPECT_EQ(state(id), "rolled_back");
 }
 
+TEST_F(RolloutDriverTest, ACanaryThatReportsElsewhereIsLeftToThatControlPlaneThenJudged) {
+  const int64_t id = change_to("bad");
+  auto only_baseline = [&] {
+    advance(kInterval - 500);
+    for (const auto& [g, v] : served()) {
+      if (v == 2) continue;  // the canary reports to another control plane
+      Json snap = {{"gateway", g},
+                   {"at_ms", now_},
+                   {"routes", {{"acc", {{"requests", 100}, {"errors", 0}}}}}};
+      ASSERT_EQ(call("POST", "/v1/stats", snap).status(), 200);
+    }
+    advance(600);
+    api_.tick();
+  };
+  only_baseline();
+  EXPECT_EQ(rollout(id)["analyses"].size(), 0u);  // not judged here: nothing heard of it
+  EXPECT_EQ(state(id), "rolling_out");
+  only_baseline();  // two intervals and nobody drove it: its traffic is gone
+  EXPECT_EQ(state(id), "rolled_back");
+  EXPECT_NE(rollout(id)["reason"].get<std::string>().find("no requests"), std::string::npos)
+      << rollout(id).dump();
+}
+
 TEST_F(RolloutDriverTest, OneRolloutAtATimeAndAbortRollsBack) {
   const int64_t id = change_to("bad");
   Pending p = apply({route("acc", "/acc", "good"), static_service("x", "127.0.0.1:1")});
