@@ -325,5 +325,67 @@ class RolloutTest(SluiceTestCase):
         self.assertIn("too quiet to judge", ch["transitions"][-1]["reason"])
 
 
+class RolloutHaTest(SluiceTestCase):
+    """Two control planes on one PostgreSQL database, two gateways talking to each: a bad change
+    applied through the first is rolled back once, both planes serve the same versions, and the
+    stages reached are counted once across the two (nobody advanced twice)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        import pgserver
+        cls.pg = pgserver.start_for_class(cls)
+
+    def setUp(self):
+        super().setUp()
+        from test_control_ha import ControlPlane
+        store = self.pg.url(self.pg.create_database())
+        token_file = os.path.join(self.dir, "admin.token")
+        self.cp1 = self.start(ControlPlane(self.dir, "control1", store, token_file))
+        self.cp2 = self.start(ControlPlane(self.dir, "control2", store, token_file))
+
+    def test_two_planes_one_rollout(self):
+        good, good2 = self.sample("good"), self.sample("good2")
+        self.cp1.apply("base", service_resource("good", good.address),
+                       service_resource("good2", good2.address),
+                       route_resource("acc", "good", "/acc"), policy_resource())
+        gws = {}
+        for i, (name, city) in enumerate(GATEWAYS):
+            cp = self.cp1 if i % 2 == 0 else self.cp2
+            cfg = {"node": {"id": name, "city": city, "zone": city + "1"},
+                   "control_plane": {"address": cp.url, "token_file": cp.token_file,
+                                     "cache_dir": os.path.join(self.dir, f"cache-{name}"),
+                                     "report_interval": f"{REPORT_S}s"}}
+            gws[name] = self.start(Gateway(self.dir, cfg, name=name), ready=False)
+        for gw in gws.values():
+            gw.wait_ready(20)
+        load = Load(list(gws.items()), "/acc/x").start()
+        try:
+            wait_until(lambda: sum(c["ok"] for c in load.snapshot().values()) > 100, 10,
+                       message="load running")
+            r = self.cp1.apply("to good2", route_resource("acc", "good2", "/acc"))
+            cid, target = r["change"], r["version"]
+
+            def served(cp):
+                return {g["id"]: g["served_version"] for g in cp.ok("GET", "/v1/gateways")}
+            # Both planes serve the target to the same gateways once the second follows.
+            wait_until(lambda: served(self.cp1) == served(self.cp2) and
+                       sum(v == target for v in served(self.cp2).values()) == 1, 5,
+                       message="both planes serve stage 1 alike")
+            wait_until(lambda: self.cp2.ok("GET", f"/v1/changes/{cid}")["state"] == "done",
+                       8 * INTERVAL_S + 20, interval=0.2, message="change done")
+            wait_until(lambda: all(v == target for v in served(self.cp1).values()) and
+                       all(v == target for v in served(self.cp2).values()), 5,
+                       message="every gateway served the change by both planes")
+        finally:
+            load.stop()
+        st = self.cp2.ok("GET", f"/v1/changes/{cid}/rollout")
+        self.assertEqual(st["phase"], "done", st)
+        reached = sum(cp.metric("sluice_control_rollouts_stages_reached_total")
+                      for cp in (self.cp1, self.cp2))
+        self.assertEqual(reached, 3, st)
+        self.assertEqual(sum(c["failed"] for c in load.snapshot().values()), 0)
+
+
 if __name__ == "__main__":
     unittest.main()
