@@ -139,9 +139,13 @@ bool RolloutDriver::store(int64_t now) {
 }
 
 void RolloutDriver::started(const ChangeRecord& c, int64_t now) {
+  std::lock_guard lock(mu_);
+  start_locked(c, now);
+}
+
+void RolloutDriver::start_locked(const ChangeRecord& c, int64_t now) {
   auto p = plan_of(c);
   if (!p) return;
-  std::lock_guard lock(mu_);
   prepared_ms_ = -1;
   Run r;
   r.change = c.id;
@@ -205,10 +209,7 @@ void RolloutDriver::tick(int64_t now) {
     if (!adopt(c.id)) {
       if (prepared_ms_ >= 0) return;  // started() is on its way
       // Committed but never stored (the control plane stopped in between): start it here.
-      ChangeRecord full = ctx_.store.change(c.id).value_or(c);
-      mu_.unlock();
-      started(full, now);
-      mu_.lock();
+      start_locked(ctx_.store.change(c.id).value_or(c), now);
       return;
     }
   } else if (auto stored = ctx_.store.rollout_state(c.id); stored && stored->seq != run_->seq) {

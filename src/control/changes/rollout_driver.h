@@ -70,6 +70,7 @@ class RolloutDriver {
   static std::optional<Run> from_json(int64_t change, int64_t seq, const nlohmann::json& j);
   // Loads the state stored for change `id` into the plan (and run_); false if there is none.
   bool adopt(int64_t id);
+  void start_locked(const ChangeRecord& c, int64_t now);
   void drive(const ChangeRecord& c, int64_t now);
   std::vector<rollout::Candidate> candidates(int64_t now);
   // Writes run_ as it is now (seq + 1); false when another control plane moved it first (run_ is
