@@ -22,6 +22,9 @@ TEST(ChangePolicyCheck, AcceptsTheDocumentedShape) {
                 {{"stages", Json::array({{{"gateways", "city=a,count=1"}}, {{"all", true}}})}}}};
   EXPECT_THAT(check_policy(spec, "spec"), ::testing::IsEmpty());
   EXPECT_THAT(check_policy(Json::object(), "spec"), ::testing::IsEmpty());
+  // Every resource kind can be governed, canary releases too.
+  EXPECT_THAT(check_policy({{"match", {{"kinds", {"release", "freeze_window"}}}}}, "spec"),
+              ::testing::IsEmpty());
 }
 
 TEST(ChangePolicyCheck, NamesEveryProblem) {
