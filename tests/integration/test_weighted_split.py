@@ -287,6 +287,9 @@ class WeightedSplitControlPlaneTest(SluiceTestCase):
                                   "{name: canary, weight: 20, canary: true}]\n"
                                   "  split: {sticky_header: x-customer-id}\n")
         self.assertEqual(rc, 0, out)
+        rc, out = self.ctl("get", "routes")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("-> stable 80, canary 20 (canary)", out)
         gw = self.start(Gateway(self.dir, {
             "node": {"id": "gw-a", "city": "a", "zone": "a1"},
             "control_plane": {"address": f"http://{self.cp.address}",

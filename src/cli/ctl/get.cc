@@ -34,7 +34,21 @@ std::string summary(const json& r, bool full) {
         s += it.key() + "=" + (it.value().is_string() ? it->get<std::string>() : it->dump());
       }
     }
-    s += " -> " + str_of(spec, "service", "?");
+    if (spec.contains("services") && spec["services"].is_array()) {
+      // A weighted split: "pay-v1 95, pay-v2 5 (canary)".
+      std::string split;
+      for (const auto& sv : spec["services"]) {
+        if (!sv.is_object()) continue;
+        if (!split.empty()) split += ", ";
+        split += str_of(sv, "name", "?") + " " +
+                 (sv.contains("weight") ? sv["weight"].dump() : std::string("?"));
+        if (sv.contains("canary") && sv["canary"].is_boolean() && sv["canary"].get<bool>())
+          split += " (canary)";
+      }
+      s += " -> " + split;
+    } else {
+      s += " -> " + str_of(spec, "service", "?");
+    }
     if (spec.contains("order")) s += " (order " + spec["order"].dump() + ")";
     return s;
   }
