@@ -75,6 +75,12 @@ struct Route {
   RouteFn run;
 };
 
+// A route answered by a member function of its service: member_route(this, &S::get_x).
+template <class S>
+RouteFn member_route(S* self, HttpResponse (S::*fn)(const Call&)) {
+  return [self, fn](const Call& c) -> std::optional<HttpResponse> { return (self->*fn)(c); };
+}
+
 // ------------------------------------------------------------------ between services
 
 // What gateways watch (owned by the fleet service): the (config version, registry revision) pair.

@@ -196,9 +196,7 @@ ChangesService::ChangesService(ServiceContext& ctx) : ctx_(ctx), driver_(ctx) {
 }
 
 std::vector<Route> ChangesService::routes() {
-  auto bind = [this](HttpResponse (ChangesService::*fn)(const Call&)) -> RouteFn {
-    return [this, fn](const Call& c) -> std::optional<HttpResponse> { return (this->*fn)(c); };
-  };
+  auto bind = [this](auto fn) { return member_route(this, fn); };
   using S = ChangesService;
   // metrics before {}: the first matching pattern wins.
   return {

@@ -68,9 +68,7 @@ FleetService::~FleetService() {
 }
 
 std::vector<Route> FleetService::routes() {
-  auto bind = [this](HttpResponse (FleetService::*fn)(const Call&)) -> RouteFn {
-    return [this, fn](const Call& c) -> std::optional<HttpResponse> { return (this->*fn)(c); };
-  };
+  auto bind = [this](auto fn) { return member_route(this, fn); };
   using S = FleetService;
   return {
       {"GET", {"ready"}, std::nullopt, bind(&S::get_ready)},

@@ -54,9 +54,7 @@ RegistryService::RegistryService(ServiceContext& ctx) : ctx_(ctx) {
 }
 
 std::vector<Route> RegistryService::routes() {
-  auto bind = [this](HttpResponse (RegistryService::*fn)(const Call&)) -> RouteFn {
-    return [this, fn](const Call& c) -> std::optional<HttpResponse> { return (this->*fn)(c); };
-  };
+  auto bind = [this](auto fn) { return member_route(this, fn); };
   using S = RegistryService;
   return {
       {"POST", {"v1", "instances"}, Role::kOperator, bind(&S::post_instance)},

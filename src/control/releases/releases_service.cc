@@ -55,9 +55,7 @@ ReleasesService::ReleasesService(ServiceContext& ctx) : ctx_(ctx) {
 }
 
 std::vector<Route> ReleasesService::routes() {
-  auto bind = [this](HttpResponse (ReleasesService::*fn)(const Call&)) -> RouteFn {
-    return [this, fn](const Call& c) -> std::optional<HttpResponse> { return (this->*fn)(c); };
-  };
+  auto bind = [this](auto fn) { return member_route(this, fn); };
   auto action = [this](std::string_view a) -> RouteFn {
     return [this, a](const Call& c) -> std::optional<HttpResponse> { return post_action(c, a); };
   };

@@ -100,9 +100,7 @@ ResourcesService::ResourcesService(ServiceContext& ctx) : ctx_(ctx) {
 }
 
 std::vector<Route> ResourcesService::routes() {
-  auto bind = [this](HttpResponse (ResourcesService::*fn)(const Call&)) -> RouteFn {
-    return [this, fn](const Call& c) -> std::optional<HttpResponse> { return (this->*fn)(c); };
-  };
+  auto bind = [this](auto fn) { return member_route(this, fn); };
   using S = ResourcesService;
   return {
       {"GET", {"v1", "resources"}, Role::kViewer, bind(&S::get_resources)},

@@ -41,9 +41,7 @@ StatsService::StatsService(ServiceContext& ctx) : ctx_(ctx), stats_(ctx.store, c
 }
 
 std::vector<Route> StatsService::routes() {
-  auto bind = [this](HttpResponse (StatsService::*fn)(const Call&)) -> RouteFn {
-    return [this, fn](const Call& c) -> std::optional<HttpResponse> { return (this->*fn)(c); };
-  };
+  auto bind = [this](auto fn) { return member_route(this, fn); };
   using S = StatsService;
   return {
       {"POST", {"v1", "stats"}, Role::kOperator, bind(&S::post_stats)},

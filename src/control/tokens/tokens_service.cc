@@ -22,9 +22,7 @@ std::unique_ptr<Service> make_service(ServiceContext& ctx) {
 }
 
 std::vector<Route> TokensService::routes() {
-  auto bind = [this](HttpResponse (TokensService::*fn)(const Call&)) -> RouteFn {
-    return [this, fn](const Call& c) -> std::optional<HttpResponse> { return (this->*fn)(c); };
-  };
+  auto bind = [this](auto fn) { return member_route(this, fn); };
   using S = TokensService;
   return {
       {"GET", {"v1", "tokens"}, Role::kAdmin, bind(&S::get_tokens)},
