@@ -75,6 +75,17 @@ void read_write_fields(const Fields& f, ConfigWrite& w) {
   w.expected = f.integer("expected_version", 0, INT64_MAX);
 }
 
+// A boolean query parameter: "true", "1" or present without a value; "false" or "0"; absent is
+// false. Anything else is an error naming it.
+bool flag_param(std::string_view query, const char* name, std::vector<std::string>& errors) {
+  auto d = query_param(query, name);
+  if (!d) return false;
+  if (*d == "true" || *d == "1" || d->empty()) return true;
+  if (*d != "false" && *d != "0")
+    errors.push_back(fmt::format("{}: expected true or false, got '{}'", name, *d));
+  return false;
+}
+
 bool known_kind(std::string_view kind) {
   return std::find(kResourceKinds.begin(), kResourceKinds.end(), kind) != kResourceKinds.end();
 }
@@ -332,20 +343,8 @@ HttpResponse ResourcesService::delete_resource(const Call& c) {
     }
   }
   w.operation = "delete";
-  if (auto d = query_param(c.req.query, "emergency")) {
-    if (*d == "true" || *d == "1" || d->empty()) {
-      w.emergency = true;
-    } else if (*d != "false" && *d != "0") {
-      errors.push_back(fmt::format("emergency: expected true or false, got '{}'", *d));
-    }
-  }
-  if (auto d = query_param(c.req.query, "dry_run")) {
-    if (*d == "true" || *d == "1" || d->empty()) {
-      w.dry_run = true;
-    } else if (*d != "false" && *d != "0") {
-      errors.push_back(fmt::format("dry_run: expected true or false, got '{}'", *d));
-    }
-  }
+  w.emergency = flag_param(c.req.query, "emergency", errors);
+  w.dry_run = flag_param(c.req.query, "dry_run", errors);
   if (w.reason.empty() && !w.dry_run) {
     errors.push_back("reason: required (?reason=...)");
   } else if (is_blank(w.reason) && !w.dry_run) {
