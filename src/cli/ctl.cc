@@ -24,8 +24,8 @@ namespace sluice::cli {
 namespace ctl {
 
 std::span<const Verb* const> all_verbs() {
-  static const Verb* const kVerbs[] = {&kApply,    &kDiff,      &kGet,      &kDelete, &kVersions,
-                                       &kRollback, &kInstances, &kGateways, &kEvents, &kTokens,
+  static const Verb* const kVerbs[] = {&kApply,    &kDiff,      &kGet,      &kDelete,   &kVersions,
+                                       &kRollback, &kInstances, &kGateways, &kEvents,   &kTokens,
                                        &kChanges,  &kChange,    &kRollout,  &kReleases, &kRelease};
   return kVerbs;
 }
@@ -330,12 +330,9 @@ int resolve(const Globals& g, Ctx* c) {
   } else if (const char* t = std::getenv("SLUICE_TOKEN"); t && *t) {
     c->token = trim(t);
     c->token_source = "SLUICE_TOKEN";
-    // It goes into an Authorization header: a line break would split the request's head.
-    for (unsigned char ch : c->token) {
-      if (ch <= 0x20 || ch >= 0x7f) {
-        std::fprintf(stderr, "sluice ctl: SLUICE_TOKEN must be one word of printable ASCII\n");
-        return kUsage;
-      }
+    if (!net::is_token_word(c->token)) {
+      std::fprintf(stderr, "sluice ctl: SLUICE_TOKEN must be one word of printable ASCII\n");
+      return kUsage;
     }
   } else if (!file_token_file.empty()) {
     if (!read_token(home_path(file_token_file), cfg)) return kUsage;

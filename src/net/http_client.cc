@@ -345,6 +345,11 @@ std::string url_encode(const std::string& s) {
   return out;
 }
 
+bool is_token_word(std::string_view token) {
+  return std::all_of(token.begin(), token.end(),
+                     [](unsigned char c) { return c > 0x20 && c < 0x7f; });
+}
+
 std::optional<std::string> read_token_file(const std::string& path, std::string* error) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
@@ -379,14 +384,11 @@ std::optional<std::string> read_token_file(const std::string& path, std::string*
     *error = path + ": the token file is empty";
     return std::nullopt;
   }
-  // It goes into an Authorization header: a line break would split the request's head.
-  for (unsigned char c : token) {
-    if (c <= 0x20 || c >= 0x7f) {
-      const bool lines = token.find_first_of("\r\n") != std::string::npos;
-      *error = path + ": the token must be one word of printable ASCII (the file holds " +
-               (lines ? "more than one line" : "spaces or control characters") + ")";
-      return std::nullopt;
-    }
+  if (!is_token_word(token)) {
+    const bool lines = token.find_first_of("\r\n") != std::string::npos;
+    *error = path + ": the token must be one word of printable ASCII (the file holds " +
+             (lines ? "more than one line" : "spaces or control characters") + ")";
+    return std::nullopt;
   }
   return token;
 }

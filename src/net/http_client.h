@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -70,6 +71,10 @@ std::string url_encode(const std::string& s);
 // be read, is not a regular file (a FIFO would block the reader), is larger than
 // kMaxTokenFileBytes, is empty, or holds more than one word of printable ASCII.
 inline constexpr size_t kMaxTokenFileBytes = 64 << 10;
+
+// A token goes into an Authorization header: one word of printable ASCII (a line break would
+// split the request's head).
+bool is_token_word(std::string_view token);
 std::optional<std::string> read_token_file(const std::string& path, std::string* error);
 
 }  // namespace sluice::net
