@@ -2,6 +2,7 @@
 // threads, and with many distinct keys (table misses, insertions, evictions).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -107,5 +108,35 @@ void BM_RateLimitManyKeys(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(rl.evictions()), benchmark::Counter::kAvgIterations);
 }
 BENCHMARK(BM_RateLimitManyKeys)->Arg(10'000)->Arg(1'000'000);
+
+// A table of max_keys = 100,000 (the default) filling up with `range(0)` new keys from its first
+// 64 entries: each iteration inserts every key once, growing the table about 10 times. The
+// longest single acquire is one that moved the largest table (up to 65,536 entries): about the
+// most a new key's request can wait on a growth (insertions of new keys wait while the move
+// passes their region; requests of keys already tracked do not wait).
+void BM_RateLimitGrowth(benchmark::State& state) {
+  const auto n = static_cast<size_t>(state.range(0));
+  sluice::core::Rng rng(3);
+  std::vector<uint64_t> hashes(n);
+  for (auto& h : hashes) h = rng.next_u64();
+  const MonoTime now(10s);
+  double longest_us = 0;
+  uint64_t evictions = 0;
+  for (auto _ : state) {
+    RateLimiter rl(options(RateAlgorithm::kTokenBucket, 100, 100'000));
+    for (uint64_t h : hashes) {
+      const auto t0 = std::chrono::steady_clock::now();
+      benchmark::DoNotOptimize(rl.acquire(kKey, h, now, nullptr));
+      const std::chrono::duration<double, std::micro> took = std::chrono::steady_clock::now() - t0;
+      longest_us = std::max(longest_us, took.count());
+    }
+    evictions = rl.evictions();
+  }
+  state.counters["longest_acquire_us"] = longest_us;
+  // At the largest size (100,000 entries) full probe windows begin at about 20% load.
+  state.counters["evictions"] = static_cast<double>(evictions);
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * n));
+}
+BENCHMARK(BM_RateLimitGrowth)->Arg(20'000)->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -25,6 +25,10 @@ constexpr uint32_t kProbeConcurrency = 16;  // entries in flight cannot be evict
 constexpr int kRing = RateLimiter::kSubWindows + 1;
 constexpr uint32_t kSpill = 1u << 30;      // sliding window: 32-bit request tallies move to 64-bit
 constexpr uint32_t kInitialCapacity = 64;  // entries of a new table (7 KB; 11 KB sliding window)
+// Entries past a grown table's end for keys that the growth finds no free entry for in their
+// probe window (keys inserted into the larger table meanwhile can fill a window): the growth keeps
+// them there instead of evicting a key from a table that is not full. The first table has none.
+constexpr uint32_t kStash = 8;
 
 size_t page_round(size_t n) {
   constexpr size_t kPage = 4096;
@@ -180,8 +184,9 @@ struct RateLimiter::KeyText {
 // can give them back to the OS while a stale reader may still look at them (it then reads zeros);
 // the header and the insertion locks stay until the limiter goes.
 struct RateLimiter::Table {
-  uint32_t capacity = 0;
-  uint32_t level = 0;  // 0 for the first table, +1 per growth
+  uint32_t capacity = 0;  // entries in probe windows
+  uint32_t level = 0;     // 0 for the first table, +1 per growth
+  uint32_t spare = 0;     // entries after those (kStash in a grown table)
   uint32_t stripe_mask = 0;
   Slot* slots = nullptr;
   Window* windows = nullptr;  // sliding window only
@@ -192,23 +197,29 @@ struct RateLimiter::Table {
   std::atomic<Table*> prev{nullptr};  // the smaller table, while its entries move here
   std::atomic<bool> open{true};       // takes new keys (false until prev stopped taking them)
   std::atomic<bool> frozen{false};    // replaced by a larger table: takes no new keys
+  std::atomic<bool> stashed{false};   // a growth put a key past the end: find() looks there too
+  std::atomic<uint32_t> moved{0};     // while a growth empties this table: entries [0, moved) done
+
+  uint32_t entries() const { return capacity + spare; }
 
   static std::unique_ptr<Table> make(uint32_t capacity, uint32_t level, bool sliding) {
     auto t = std::make_unique<Table>();
     t->capacity = capacity;
     t->level = level;
-    const size_t slot_bytes = page_round(sizeof(Slot) * capacity);
-    const size_t window_bytes = sliding ? page_round(sizeof(Window) * capacity) : 0;
-    const size_t key_bytes = page_round(sizeof(KeyText) * capacity);
+    t->spare = level > 0 ? kStash : 0;
+    const uint32_t n = t->entries();
+    const size_t slot_bytes = page_round(sizeof(Slot) * n);
+    const size_t window_bytes = sliding ? page_round(sizeof(Window) * n) : 0;
+    const size_t key_bytes = page_round(sizeof(KeyText) * n);
     t->map_bytes = slot_bytes + window_bytes + key_bytes;
     void* m =
         mmap(nullptr, t->map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) return nullptr;
     t->map = m;
     auto* base = static_cast<char*>(m);
-    t->slots = new (base) Slot[capacity];
-    if (sliding) t->windows = new (base + slot_bytes) Window[capacity];
-    t->keys = new (base + slot_bytes + window_bytes) KeyText[capacity];
+    t->slots = new (base) Slot[n];
+    if (sliding) t->windows = new (base + slot_bytes) Window[n];
+    t->keys = new (base + slot_bytes + window_bytes) KeyText[n];
     uint32_t stripes = 16;
     while (stripes < capacity / 8 && stripes < 65536) stripes *= 2;
     t->stripes = std::make_unique<std::atomic<uint32_t>[]>(stripes);
@@ -355,12 +366,17 @@ int64_t RateLimiter::find(const Table& t, uint64_t hash) const {
     if (t.slots[idx].hash.load(std::memory_order_acquire) == hash) return idx;
     if (++idx == t.capacity) idx = 0;
   }
+  if (t.stashed.load(std::memory_order_acquire)) {
+    for (uint32_t i = t.capacity; i < t.entries(); ++i) {
+      if (t.slots[i].hash.load(std::memory_order_acquire) == hash) return i;
+    }
+  }
   return -1;
 }
 
 RateLimiter::Located RateLimiter::locate(const RateTicket& ticket) const {
   Table* t = table_.load(std::memory_order_acquire);
-  if (ticket.table == t->level && ticket.slot < t->capacity &&
+  if (ticket.table == t->level && ticket.slot < t->entries() &&
       t->slots[ticket.slot].hash.load(std::memory_order_acquire) == ticket.hash) {
     return {t, ticket.slot};
   }
@@ -674,6 +690,13 @@ RateDecision RateLimiter::insert(Table& t, std::string_view key, uint64_t hash, 
     return {};
   }
   const uint32_t h0 = home(t, hash);
+  if (const Table* from = t.prev.load(std::memory_order_acquire);
+      from != nullptr && !moved_around(t, *from, h0)) {
+    // Keys still to be moved may need this window: wait for the growth to pass it.
+    std::this_thread::yield();
+    *retry = true;
+    return {};
+  }
   std::atomic<uint32_t>& stripe = t.stripes[h0 & t.stripe_mask];
   spin_lock(stripe);
   // A larger table took over (this thread read the table before it was published): look there.
@@ -796,9 +819,21 @@ RateDecision RateLimiter::insert(Table& t, std::string_view key, uint64_t hash, 
   }
 }
 
+// A key of `from` lands in `to` at about twice its home there (multiply-shift homes; at most
+// to.capacity / from.capacity times it, rounded down): one that takes an entry of the window at
+// `h0` has its home in `to` below h0 + probe, hence its home in `from` at most `last` below and
+// its entry in `from` below last + probe. Once the growth has moved those, new keys cannot take
+// a moved key's last free entry. Windows that wrap around the end wait for the whole move.
+bool RateLimiter::moved_around(const Table& to, const Table& from, uint32_t h0) const {
+  if (h0 < probe_ || uint64_t{h0} + probe_ > to.capacity) return false;
+  const uint64_t last = (uint64_t{h0} + probe_) * from.capacity / to.capacity;
+  return from.moved.load(std::memory_order_acquire) > last + probe_;
+}
+
 // Runs in the acquire whose new key found no room. Readers and updaters of existing keys go on
-// meanwhile (see the header); insertions of new keys wait only while the smaller table's last
-// insertions end (the stripe barrier below).
+// meanwhile (see the header); insertions of new keys wait while the smaller table's last
+// insertions end (the stripe barrier below), then until the move has passed their region
+// (moved_around).
 void RateLimiter::grow(Table& t, int64_t now) {
   std::unique_lock<std::mutex> lk(grow_mu_, std::try_to_lock);
   if (!lk.owns_lock()) {
@@ -828,7 +863,10 @@ void RateLimiter::grow(Table& t, int64_t now) {
   // From here the smaller table only loses entries, so an insertion into the larger one that
   // finds its key in neither table may create it.
   n->open.store(true, std::memory_order_release);
-  for (uint32_t i = 0; i < t.capacity; ++i) move_entry(t, i, *n, now);
+  for (uint32_t i = 0; i < t.entries(); ++i) {
+    move_entry(t, i, *n, now);
+    t.moved.store(i + 1, std::memory_order_release);
+  }
   n->prev.store(nullptr, std::memory_order_release);
   t.retire();
   growths_.fetch_add(1, std::memory_order_relaxed);
@@ -883,7 +921,20 @@ void RateLimiter::move_entry(Table& from, uint32_t index, Table& to, int64_t now
         best_hash = h;
       }
     }
-    if (best < 0) break;  // a window of a table twice as large all in flight: drop (counted)
+    if (best < 0 || best_hash != 0) {
+      // No unused entry in the window (keys inserted into the larger table meanwhile can fill
+      // it): keep the key past the table's end rather than evict a key from a table with room.
+      for (uint32_t i = to.capacity; i < to.entries(); ++i) {
+        if (to.slots[i].hash.load(std::memory_order_acquire) == 0) {
+          best = i;
+          best_hash = 0;
+          break;
+        }
+      }
+    }
+    // Else evict the window's entry closest to empty; a window all in flight (concurrency):
+    // drop the moved key. Both are counted as evictions.
+    if (best < 0) break;
     const auto b = static_cast<uint32_t>(best);
     Slot& dst = to.slots[b];
     std::atomic<uint32_t>& lock = entry_lock(to, b);
@@ -892,6 +943,8 @@ void RateLimiter::move_entry(Table& from, uint32_t index, Table& to, int64_t now
       spin_unlock(lock);
       continue;
     }
+    // Before the key shows: a reader that misses it in `to` finds it still in `from`.
+    if (b >= to.capacity) to.stashed.store(true, std::memory_order_release);
     if (best_hash != 0) {
       // Evicted to make room for the moved key: the key count is unchanged overall.
       key_count_.fetch_sub(1, std::memory_order_relaxed);
@@ -1009,7 +1062,7 @@ std::vector<RateLimiter::HotKey> RateLimiter::hot_keys(size_t n) const {
   // The current table; during a growth, keys not moved yet are missing from this answer.
   const Table& t = *table_.load(std::memory_order_acquire);
   std::vector<Candidate> all;
-  for (uint32_t i = 0; i < t.capacity; ++i) {
+  for (uint32_t i = 0; i < t.entries(); ++i) {
     if (t.slots[i].hash.load(std::memory_order_relaxed) == 0) continue;
     const HotKey c = counts_of(t, i);
     all.push_back({c.allowed + c.rejected, i});

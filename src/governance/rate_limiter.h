@@ -89,9 +89,12 @@ struct RateTicket {
 // keys, each using one request's worth, thus only displaces keys that have used about as little,
 // and a key that is being limited keeps its entry. Concurrency never evicts an entry with requests
 // in flight: if all of the window's entries have some, the request passes untracked (counted in
-// untracked(); size max_keys well above the number of keys in flight at once). (The one
-// exception: a growth that finds a full window of in-flight entries in the larger table drops the
-// entry it moves; counted as an eviction.)
+// untracked(); size max_keys well above the number of keys in flight at once). A growth never
+// evicts to make room in the larger table: a key whose window there was filled meanwhile (by
+// keys inserted during the growth) goes to one of 8 spare entries past the table's end, which
+// lookups search once a growth has used them, until the next growth moves it into a window.
+// (Only when those 8 are taken too does a growth evict, or for concurrency with a window all in
+// flight drop, the key it moves; counted as an eviction.)
 //
 // Overrides: an override key is the composed key string. It is resolved when the key's entry is
 // created (by key text, so whatever `hash` the caller uses) and the entry keeps that limit.
@@ -108,9 +111,13 @@ struct RateTicket {
 // under its lock with its state word locked (a reader's CAS then fails and it looks again, in the
 // larger table); a key not yet moved is found in the smaller one, which no longer takes new keys
 // once the mover has passed every insertion lock; new keys enter the larger table only after
-// that barrier. A reader that still holds the smaller table after its entries were given back
-// reads zeros there: no key matches, so it looks again (a TAT is never 0, so no CAS can succeed
-// on a zeroed word). Tickets find their entry again by hash when the table changed.
+// that barrier, and only in windows that no key still to be moved can land in (a key lands at
+// about twice its home): a new key waits until the mover has passed its region of the smaller
+// table (for a window that wraps around the end, the whole move), so that keys inserted during a
+// growth cannot fill a moved key's window. A reader that still holds the smaller table after its
+// entries were given back reads zeros there: no key matches, so it looks again (a TAT is never 0,
+// so no CAS can succeed on a zeroed word). Tickets find their entry again by hash when the table
+// changed.
 class RateLimiter {
  public:
   static constexpr int kSubWindows = 10;
@@ -209,6 +216,8 @@ class RateLimiter {
   // hands since it was scored as holding `expected_hash`.
   bool claim(Table& t, uint32_t index, uint64_t expected_hash);
   void grow(Table& t, int64_t now);  // `now` scores victims in a rare full window
+  // During a growth from `from` into `to`: may a new key take an entry of the window at `h0`?
+  bool moved_around(const Table& to, const Table& from, uint32_t h0) const;
   void move_entry(Table& from, uint32_t index, Table& to, int64_t now);
   // Sliding window, under the entry's lock: moves the ring to sub-window `c` and returns the
   // sub-window requests are now counted in.
