@@ -159,6 +159,9 @@ std::unique_ptr<Service> make_service(ServiceContext& ctx) {
 ChangesService::ChangesService(ServiceContext& ctx) : ctx_(ctx), driver_(ctx) {
   ctx_.changes = this;
   ctx_.versions = &driver_.plan();
+  // Services are made before the server listens: a rollout under way is in the plan from the
+  // first poll on.
+  ctx_.guarded("rollout driver", [&] { driver_.recover(); });
   auto& m = ctx.metrics;
   proposed_ = &m.counter("sluice_control_changes_held_total",
                          "Config writes held as proposed changes (approval or freeze)");

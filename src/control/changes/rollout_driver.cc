@@ -22,6 +22,7 @@ using Json = nlohmann::json;
 
 constexpr const char* kSystemActor = "control-plane";
 constexpr int kCommitAttempts = 20;
+constexpr int64_t kRollupMinuteMs = 60'000;  // the stats' rollups are per minute since the epoch
 
 std::vector<std::string> names(const Json& affected, const char* key) {
   std::vector<std::string> out;
@@ -186,6 +187,25 @@ bool RolloutDriver::adopt(int64_t id) {
   return true;
 }
 
+void RolloutDriver::recover() {
+  std::lock_guard lock(mu_);
+  std::vector<ChangeRecord> rolling = ctx_.store.changes(std::string(kRollingOut), 0, 1, false);
+  if (rolling.empty()) return;
+  const ChangeRecord& c = rolling.front();
+  if (adopt(c.id)) {
+    core::log_info("control: change {} is rolling out: resuming at stage {} ({})", c.id,
+                   run_->stage, run_->phase);
+    return;
+  }
+  // Committed but never stored: nobody selected, every gateway on the base until the first tick
+  // starts it at stage 1.
+  plan_.start("", c.base_version, c.version);
+  core::log_info(
+      "control: change {} is rolling out without a stored state: stage 1 on the next "
+      "tick",
+      c.id);
+}
+
 void RolloutDriver::tick(int64_t now) {
   std::lock_guard lock(mu_);
   if (prepared_ms_ >= 0 && !run_ && now - prepared_ms_ > kPreparedExpiryMs) {
@@ -276,8 +296,11 @@ void RolloutDriver::drive(const ChangeRecord& c, int64_t now) {
                              analysis::sum_snapshots(recent, unchanged_scope),
                              static_cast<double>(changed.size()) / unchanged.size()});
     if (s.history_ms > 0) {
+      // Whole minutes before the change: the rollup of the minute it started in also holds what
+      // came after, and a regression would be compared with itself.
+      const int64_t before_end = r.started_ms - r.started_ms % kRollupMinuteMs;
       const analysis::Sample before = analysis::sum_rollups(
-          ctx_.stats->rollups(r.started_ms - s.history_ms, r.started_ms, ""), changed_scope);
+          ctx_.stats->rollups(before_end - s.history_ms, before_end, ""), changed_scope);
       // The hour before counts only when there was one: a fresh system has no history, and
       // an empty baseline would keep every analysis inconclusive.
       if (before.requests >= s.min_requests)

@@ -43,6 +43,11 @@ class RolloutDriver {
   void prepare(int64_t base, int64_t now);
   // The change `c` (state rolling_out) committed: stage 1 is reached and stored.
   void started(const ChangeRecord& c, int64_t now);
+  // At start-up, before any gateway is answered: the plan of a change rolling out is its
+  // stored one (a decided rollback included: every gateway on the base), or, for a change
+  // committed but never stored, every gateway pinned to the base until tick() starts stage 1.
+  // Without it, polls in the moment before the first tick were served the latest: the target.
+  void recover();
   // Follows the stored state and, when a stage's interval is over, analyses and acts.
   void tick(int64_t now);
   // An operator aborts the rolling change `id`: rolled back like a failed analysis. "" when done,

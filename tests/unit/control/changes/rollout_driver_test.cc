@@ -6,6 +6,9 @@
 #include "control/changes/rollout_driver.h"
 
 #include "../api_fixture.h"
+#include "control/changes/affected.h"
+#include "control/changes/policy.h"
+#include "control/resources/resources_service.h"
 
 namespace sluice::control::test {
 namespace {
@@ -80,6 +83,22 @@ class RolloutDriverTest : public ApiTest {
   }
   std::string state(int64_t id) {
     return call("GET", "/v1/changes/" + std::to_string(id), nullptr, "viewer").json()["state"];
+  }
+
+  // What `api` serves each gateway, from its GET /v1/gateways (a control plane other than api_).
+  std::map<std::string, int64_t> served_by(Api& api) {
+    HttpRequest req;
+    req.method = "GET";
+    req.path = "/v1/gateways";
+    req.authorization = "Bearer " + viewer_;
+    std::optional<HttpResponse> got;
+    api.handle(std::move(req), [&](HttpResponse r) { got = std::move(r); });
+    std::map<std::string, int64_t> out;
+    EXPECT_TRUE(got && got->status == 200);
+    if (!got) return out;
+    for (const Json& g : Json::parse(got->body)) out[g["id"]] = g["served_version"];
+    EXPECT_EQ(out.size(), 4u);  // it knows every gateway (their status is in the store)
+    return out;
   }
 
   // Points route acc at `svc`: the change under test.
@@ -241,6 +260,161 @@ TEST_F(RolloutDriverTest, ARestartedControlPlaneResumesTheStageAndItsClock) {
   restarted.tick();
   api_.tick();
   EXPECT_EQ(rollout(id)["seq"], both["seq"]);
+}
+
+// The control plane stopped after committing a staged change and before storing its rollout
+// state (between the commit and RolloutDriver::started): the store holds a rolling_out change with
+// no state. A control plane starting on that store serves every gateway the base until its first
+// tick, which starts the rollout at stage 1 (docs/changes.md, "Restart: resume"); no poll in
+// between is served the change.
+TEST_F(RolloutDriverTest, ACommitNeverStoredStartsAtStageOneOnTheNextControlPlane) {
+  // The commit as ChangesService makes it, without a driver to store the state.
+  const std::vector<Resource> before = store_->resources(1);
+  std::vector<Resource> after = before;
+  for (Resource& r : after)
+    if (r.kind == "route" && r.name == "acc") r.spec["service"] = "bad";
+  const Json diff = resource_diff(before, after);
+  ChangeRecord c;
+  c.operation = "apply";
+  c.author = "deployer";
+  c.reason = "acc to bad";
+  c.base_version = 1;
+  c.proposed_ms = now_;
+  c.updated_ms = now_;
+  c.diff = diff;
+  c.affected = changes::affected(before, after, diff, {});
+  c.policy = changes::strictest(before, changes::touched(diff)).to_json();
+  ASSERT_TRUE(c.policy["rollout"].is_object()) << c.policy.dump();
+  c.transitions = {{now_, "", "proposed", "deployer", c.reason},
+                   {now_, "proposed", "approved", "deployer", "staged needs no approval"},
+                   {now_, "approved", "rolling_out", "deployer", "committing on version 1"}};
+  c.state = "rolling_out";
+  ASSERT_EQ(store_->commit_change(after, diff, 1, now_, c, "", {}, {}), 2);
+  ASSERT_FALSE(store_->rollout_state(c.id));
+
+  advance(5000);
+  Api restarted{*store_, auth_, options_, [this] { return now_; }};
+  // Before its first tick: nobody on the change.
+  for (const auto& [g, v] : served_by(restarted)) EXPECT_EQ(v, 1) << g;
+  restarted.tick();
+  auto s = served_by(restarted);
+  EXPECT_EQ(s["gw-b1"], 1);
+  EXPECT_EQ(s["gw-b2"], 1);
+  EXPECT_EQ((s["gw-a1"] == 2) + (s["gw-a2"] == 2), 1);  // stage 1: one gateway of city a
+  Json st = rollout(c.id);
+  EXPECT_EQ(st["stage"], 1);
+  EXPECT_EQ(st["phase"], "rolling_out");
+  EXPECT_EQ(st["base_version"], 1);
+  EXPECT_EQ(st["target_version"], 2);
+  EXPECT_EQ(st["started_ms"], now_);  // the stage clock starts here, not at the commit
+  // And it goes on from there: a regression at stage 1 is rolled back by this control plane.
+  advance(kInterval - 500);
+  for (const auto& [id, v] : served_by(restarted)) {
+    Json snap = {{"gateway", id},
+                 {"at_ms", now_},
+                 {"routes", {{"acc", {{"requests", 100}, {"errors", v == 2 ? 60 : 0}}}}}};
+    HttpRequest req;
+    req.method = "POST";
+    req.path = "/v1/stats";
+    req.body = snap.dump();
+    req.authorization = "Bearer " + operator_;
+    restarted.handle(std::move(req), [](HttpResponse r) { EXPECT_EQ(r.status, 200); });
+  }
+  advance(600);
+  restarted.tick();
+  EXPECT_EQ(state(c.id), "rolled_back");
+  for (const auto& [g, v] : served_by(restarted)) EXPECT_EQ(v, 3) << g;
+  EXPECT_EQ(store_->resources(3), before);
+}
+
+// The control plane decided a rollback (the plan flipped to base, the state stored with phase
+// rolled_back) and stopped before committing the base again: the change is still rolling_out and
+// the latest version is still the bad one. A control plane starting on that store serves every
+// gateway the base from the start (not the latest, which is the target), and its first tick
+// finishes the rollback: the base's resources committed as a system rollback change, the change
+// rolled_back with the reason decided before the stop, the event recorded.
+TEST_F(RolloutDriverTest, ADecidedRollbackNotCommittedIsFinishedByTheNextControlPlane) {
+  const int64_t id = change_to("bad");
+  interval(2, 0);  // stage 2: both gateways of city a on version 2
+  ASSERT_EQ(rollout(id)["stage"], 2);
+  // What roll_back() stores before it commits, as it would have stored it.
+  auto stored = store_->rollout_state(id);
+  ASSERT_TRUE(stored);
+  Json decided = stored->state;
+  decided["phase"] = "rolled_back";
+  decided["reason"] = "analysis failed at stage 2: fail: error_ratio ...";
+  decided["plan"]["phase"] = "rolled_back";
+  ASSERT_TRUE(store_->put_rollout_state(id, stored->seq, decided, now_));
+  ASSERT_EQ(store_->latest_version(), 2);
+  ASSERT_EQ(state(id), "rolling_out");
+
+  advance(1000);
+  Api restarted{*store_, auth_, options_, [this] { return now_; }};
+  for (const auto& [g, v] : served_by(restarted)) EXPECT_EQ(v, 1) << g;  // base, before a tick
+  restarted.tick();
+  EXPECT_EQ(state(id), "rolled_back");
+  EXPECT_EQ(store_->latest_version(), 3);
+  EXPECT_EQ(store_->resources(3), store_->resources(1));
+  for (const auto& [g, v] : served_by(restarted)) EXPECT_EQ(v, 3) << g;
+  Json ch = call("GET", "/v1/changes/" + std::to_string(id), nullptr, "viewer").json();
+  EXPECT_EQ(ch["transitions"].back()["reason"],
+            "analysis failed at stage 2: fail: error_ratio ...");
+  int events = 0;
+  for (const Event& e : store_->events(0, 0)) events += e.kind == "rollout_rolled_back";
+  EXPECT_EQ(events, 1);
+  // Only one rollback: a second tick (and the first control plane's) commit nothing more.
+  advance(300);
+  restarted.tick();
+  api_.tick();
+  EXPECT_EQ(store_->latest_version(), 3);
+}
+
+// "The hour before" is the changed gateways' traffic before the change only: the minute rollup
+// that holds the change's start also holds what came after it (it is written once the minute is
+// over), and taking it in would compare a regression with itself. Here every gateway gets a bad
+// change at once (one stage, all), so the hour before is the only baseline: the few clean
+// requests before the change must be what the errors are compared with, and the change rolled
+// back; with the change's own minute in the baseline (60% errors there too) it was not.
+TEST_F(RolloutDriverTest, TheHourBeforeHoldsNothingFromAfterTheChange) {
+  Json policy = {{"kind", "change_policy"},
+                 {"name", "staged"},
+                 {"spec",
+                  {{"match", {{"kinds", {"route"}}}},
+                   {"rollout",
+                    {{"stages", {{{"all", true}}}},
+                     {"analysis",
+                      {{"interval", "60s"},
+                       {"min_requests", 20},
+                       {"measurements", {"error_ratio"}},
+                       {"history", "2m"}}}}}}}};
+  ASSERT_EQ(apply({policy}).status(), 200);
+  auto post = [&](uint64_t requests, uint64_t errors) {
+    for (const char* id : {"gw-a1", "gw-a2", "gw-b1", "gw-b2"}) {
+      Json snap = {{"gateway", id},
+                   {"at_ms", now_},
+                   {"routes", {{"acc", {{"requests", requests}, {"errors", errors}}}}}};
+      ASSERT_EQ(call("POST", "/v1/stats", snap).status(), 200);
+    }
+  };
+  post(25, 0);  // before the change: few requests, all fine
+  advance(60'000);
+  api_.tick();  // that minute is over: its rollup is written
+  const int64_t id = change_to("bad");
+  for (int i = 0; i < 6; ++i) {  // after it: 60% errors, in the change's minute and the next
+    advance(10'000);
+    post(1000, 600);
+    api_.tick();
+  }
+  advance(500);
+  api_.tick();
+  Json st = rollout(id);
+  ASSERT_FALSE(st["analyses"].empty()) << st.dump();
+  const Json& a = st["analyses"].back();
+  ASSERT_EQ(a["measurements"].size(), 1u) << a.dump();
+  EXPECT_EQ(a["measurements"][0]["against"], "the hour before");
+  EXPECT_EQ(a["measurements"][0]["baseline_n"], 100) << a.dump();  // 4 gateways x 25
+  EXPECT_EQ(a["verdict"], "fail") << a.dump();
+  EXPECT_EQ(state(id), "rolled_back");
 }
 
 }  // namespace
