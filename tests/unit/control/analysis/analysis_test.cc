@@ -261,6 +261,46 @@ TEST(Analysis, VerdictOverComparisons) {
   EXPECT_EQ(r.summary, "inconclusive: nothing to compare");
 }
 
+// "The hour before" (docs/analysis.md): the changed gateways now against themselves over the
+// history before the change, expected ratio interval / history. Gateways that were already as bad
+// before the change do not fail it; gateways that got worse do. Once every gateway has the change
+// this is the only baseline, so a change is not blamed for what was there before it. While some
+// gateways are unchanged, the verdict is over every comparison ("fail if any fails"): if the
+// unchanged gateways are better, the changed ones fail against them, and the change is rolled
+// back even though the hour before clears it (the documented rule, pinned here).
+TEST(Analysis, TheHourBeforeDoesNotBlameAChangeForWhatWasThereBeforeIt) {
+  const Settings s = only({Measure::kErrorRatio});
+  const double ratio = 60.0 / 3600.0;            // a minute's interval against an hour's history
+  const Sample before = sample(120'000, 6'000);  // 5% errors for the hour before the change
+  // As bad as before: pass.
+  std::vector<Comparison> c = {{"the hour before", sample(2'000, 100), before, ratio}};
+  Result r = analyze(c, s);
+  EXPECT_EQ(r.verdict, Status::kPass) << r.summary;
+  EXPECT_THAT(r.measurements[0].summary, HasSubstr("error ratio 5.00% vs 5.00%"));
+  // A little better or noisily worse, within what chance gives: pass.
+  c[0].candidate = sample(2'000, 112);
+  EXPECT_EQ(analyze(c, s).verdict, Status::kPass) << analyze(c, s).summary;
+  // Worse than before (5% -> 8%): fail, naming the hour before.
+  c[0].candidate = sample(2'000, 160);
+  r = analyze(c, s);
+  EXPECT_EQ(r.verdict, Status::kFail);
+  EXPECT_THAT(r.summary, HasSubstr("error_ratio vs the hour before: error ratio 8.00% vs 5.00%"));
+  // Too little history is no evidence either way: inconclusive, not a pass.
+  c[0].candidate = sample(2'000, 100);
+  c[0].baseline = sample(150, 8);
+  EXPECT_EQ(analyze(c, s).verdict, Status::kInconclusive);
+  // The same already-bad gateways while others are still unchanged and clean (0.1%): the
+  // comparison with the unchanged gateways fails, and so does the verdict.
+  c = {{"unchanged gateways", sample(2'000, 100), sample(2'000, 2), 1},
+       {"the hour before", sample(2'000, 100), before, ratio}};
+  r = analyze(c, s);
+  ASSERT_EQ(r.measurements.size(), 2u);
+  EXPECT_EQ(r.measurements[0].status, Status::kFail);
+  EXPECT_EQ(r.measurements[1].status, Status::kPass);
+  EXPECT_EQ(r.verdict, Status::kFail);
+  EXPECT_THAT(r.summary, HasSubstr("error_ratio vs unchanged gateways"));
+}
+
 TEST(Analysis, NextStep) {
   Result pass, fail, unsure;
   pass.verdict = Status::kPass;
