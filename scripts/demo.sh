@@ -7,8 +7,11 @@
 # accounts is a unit service: customers are split into 100 shards by x-customer-id, city a owns
 # 0-49 and city b 50-99, and each gateway forwards the other city's customers to the other
 # gateway. Prints what runs where and commands to try (sluice ctl, routing, shard routing, a city
-# switchover, a config change and its rollback), then waits for Ctrl-C and stops everything it
-# started.
+# switchover, a config change and its rollback; change management: a canary release of payments-v2,
+# broken on purpose and rolled back by its analysis, a policy that holds payments changes for
+# approval and rolls them out city a first, the rollout watched stage by stage), then waits for
+# Ctrl-C and stops everything it started. With the control plane, a little traffic goes to
+# /api/payments through both gateways, so that the analyses have something to judge.
 #   scripts/demo.sh                       interactive (make demo; options: make demo DEMO_ARGS='...')
 #   scripts/demo.sh --check               start everything, run the printed commands with assertions
 #   scripts/demo.sh --no-control-plane    the gateways read everything from examples/gateway-a.yaml
@@ -70,6 +73,9 @@ SERVICES=(
   "b-accounts-2 accounts b b2 18112"
   "b-payments-1 payments b b1 18113"
 )
+# With the control plane, a new version of payments for the canary release
+# (examples/control/release.yaml); it registers under the name payments-v2.
+if [ "$CP" = 1 ]; then SERVICES+=("a-payments-v2 payments-v2 a a1 18104"); fi
 # Gateways: id city config listen-port admin-port.
 if [ "$CP" = 1 ]; then GW_DIR=examples/control; else GW_DIR=examples; fi
 GATEWAYS=(
@@ -82,6 +88,7 @@ GW_B=127.0.0.1:$((18180 + OFFSET))
 ADMIN_A=127.0.0.1:$((18901 + OFFSET))
 ADMIN_B=127.0.0.1:$((18902 + OFFSET))
 SVC_A1=127.0.0.1:$((18101 + OFFSET)) # a-accounts-1, the target of the fault injection
+SVC_PAY_V2=127.0.0.1:$((18104 + OFFSET)) # a-payments-v2, the canary broken on purpose
 CP_URL=http://127.0.0.1:$((CONTROL_PORT + OFFSET))
 
 # The demo's ports, as written in the example files.
@@ -173,8 +180,39 @@ stop_all() {
   [ -z "${PID_OF[control]:-}" ] || stop_group control
 }
 
+# traffic: a little steady load on /api/payments through both gateways (10 requests to each, one
+# keep-alive curl, then 0.2 s of rest; a few dozen requests a second), so that the analyses of the
+# canary release and of the staged rollout have something to judge. Each answer's status goes to
+# $LOGDIR/traffic.codes. It ends when traffic.stop appears or the demo is gone.
+TRAFFIC_PID=
+start_traffic() {
+  rm -f "$LOGDIR/traffic.stop"
+  local parent=$$
+  (
+    while [ ! -e "$LOGDIR/traffic.stop" ] && kill -0 "$parent" 2>/dev/null; do
+      curl -s --max-time 5 -w '%{stderr}%{http_code}\n' "http://$GW_A/api/payments/[1-10]" \
+        "http://$GW_B/api/payments/[1-10]" >/dev/null 2>>"$LOGDIR/traffic.codes"
+      sleep 0.2
+    done
+  ) </dev/null >/dev/null 2>&1 &
+  TRAFFIC_PID=$!
+}
+stop_traffic() {
+  [ -n "$TRAFFIC_PID" ] || return 0
+  touch "$LOGDIR/traffic.stop"
+  local i
+  for ((i = 0; i < 60; i++)); do
+    kill -0 "$TRAFFIC_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill "$TRAFFIC_PID" 2>/dev/null || true
+  wait "$TRAFFIC_PID" 2>/dev/null || true
+  TRAFFIC_PID=
+}
+
 on_exit() {
   trap - EXIT INT TERM
+  stop_traffic
   if [ ${#ORDER[@]} -gt 0 ]; then
     echo "demo: stopping ${#ORDER[@]} process(es)"
     stop_all
@@ -236,6 +274,7 @@ if [ "$CP" = 1 ]; then
   RESOURCES=$(demo_file examples/control/resources.yaml)
   CHANGE=$(demo_file examples/control/change.yaml)
   POLICY=$(demo_file examples/control/policy.yaml)
+  RELEASE=$(demo_file examples/control/release.yaml)
   APPLY_REASON="make demo: services, routes and units of both cities"
   apply_out=$("$SLUICE_BIN" ctl apply -f "$RESOURCES" --reason "$APPLY_REASON" 2>&1) ||
     die "sluice ctl apply -f $RESOURCES failed: $apply_out"
@@ -301,6 +340,7 @@ PID_A=${PID_OF[gateway-a]}
 
 if [ "$CHECK" = 0 ]; then
   B=$(show "$SLUICE_BIN")
+  [ "$CP" = 0 ] || start_traffic
   echo
   echo "Try:"
   if [ "$CP" = 1 ]; then
@@ -308,7 +348,7 @@ if [ "$CHECK" = 0 ]; then
   # the control plane: paste this first; sluice ctl reads the server and the token from it
   export SLUICE_SERVER=$CP_URL SLUICE_TOKEN=\$(cat $TOKEN_FILE)
   $B ctl get all       # version 1: services (endpoints from the registry), routes, units
-  $B ctl instances     # the six sample services, registered with their city and zone
+  $B ctl instances     # the seven sample services (payments-v2 too), with their city and zone
   $B ctl gateways      # both gateways applied the latest version: health ok
   $B ctl versions
 EOF
@@ -347,6 +387,16 @@ EOF
   for i in 1 2 3 4; do curl -s -o /dev/null -w '%{http_code} ' -H 'x-app-id: demo' http://$GW_A/api/payments/7; done; echo
   $B ctl versions      # who changed what, and why (the switch above is there too)
   $B ctl rollback 1 --reason "back to version 1"
+  # a canary release (docs/changes.md, "Canary releases"): payments-v2 answers 500 to everything
+  # on purpose; the release gives it 20% of payments-api, the analysis compares it with payments
+  # 2 s later and puts the route back on payments by itself (the demo sends a little traffic to
+  # /api/payments through both gateways all along: $(show "$LOGDIR")/traffic.codes)
+  curl -s -X POST -d '{"error_rate": 1}' http://$SVC_PAY_V2/_sample/faults; echo
+  $B ctl apply -f $(show "$RELEASE") --reason "payments-v2: canary release"
+  sleep 5; $B ctl release status payments-v2   # rolled_back, canary at 0%: error_ratio vs stable
+  $B ctl events        # release_rolled_back payments-v2, naming the failed check
+  $B ctl changes       # the route back on payments: a change by release/payments-v2, to review
+  curl -s -X POST -d '{"error_rate": 0}' http://$SVC_PAY_V2/_sample/faults; echo
   # change management (docs/changes.md): payments changes now wait for another operator's
   # approval; the gateways keep the old version until then (ctl changes, ctl change show ID)
   $B ctl apply -f $(show "$POLICY") --reason "payments changes need a second pair of eyes"
@@ -354,6 +404,11 @@ EOF
   $B ctl changes --state proposed
   $B ctl tokens create reviewer --role operator > $LOGDIR/reviewer.token
   $B ctl --token-file $LOGDIR/reviewer.token change approve N --reason "reviewed"   # N: above
+  # approved, it rolls out in stages (the policy's rollout): gw-a1 first; gw-b1 keeps the old
+  # version until the analysis (3 s of traffic, gw-a1 against gw-b1) passes, then every gateway
+  $B ctl rollout status N   # stage 1 of 2: the gateways on each version, the analyses so far
+  curl -s http://$GW_A/api/payments/7; echo; curl -s http://$GW_B/api/payments/7; echo
+  sleep 6; $B ctl rollout status N   # done: both gateways on it, stage 1's analysis passed
   $B ctl change show N      # who proposed and approved it, the diff, every state
   # reload gateway-a's own file (node, listeners, admin, limits; the rest comes from the control
   # plane): edit $(show "${CONF_OF[gateway-a]}") first to see a change; both ways work
@@ -488,6 +543,37 @@ check_gateways() {
   fi
 }
 
+# latest_version: the control plane's latest config version (the first row of ctl versions).
+latest_version() {
+  "$SLUICE_BIN" ctl versions 2>/dev/null | awk 'NR == 2 {print $1}'
+}
+
+# payments_service_everywhere WANT WHEN: polls both gateways (up to 2 s) until 10 calls of
+# GET /api/payments/7 in a row through each are all answered 200 by service WANT.
+payments_service_everywhere() {
+  local want=$1 t0 gw i done_a='' done_b='' good
+  t0=$(now_us)
+  while [ "$(now_us)" -lt $((t0 + 2000000)) ]; do
+    for gw in "$GW_A" "$GW_B"; do
+      good=1
+      for ((i = 0; i < 10; i++)); do
+        http GET "http://$gw/api/payments/7"
+        if [ "$STATUS" != 200 ] || [ "$(json_field service)" != "$want" ]; then good=''; break; fi
+      done
+      if [ -n "$good" ]; then
+        if [ "$gw" = "$GW_A" ]; then done_a=1; else done_b=1; fi
+      fi
+    done
+    [ -n "$done_a" ] && [ -n "$done_b" ] && break
+    sleep 0.05
+  done
+  if [ -n "$done_a" ] && [ -n "$done_b" ]; then
+    ok "$2: 10 calls of /api/payments/7 through each gateway -> 200 from $want"
+  else
+    fail "$2: after 2 s, 10 calls in a row answered by $want through${done_a:+ gateway-a}${done_b:+ gateway-b} only; last: $STATUS $BODY"
+  fi
+}
+
 # payments_path_everywhere WANT WHEN: polls both gateways (up to 2 s) until GET /api/payments/7 is
 # served upstream as WANT by both.
 payments_path_everywhere() {
@@ -535,7 +621,7 @@ echo
 echo "Checking:"
 
 if [ "$CP" = 1 ]; then
-  # the control plane as the script left it: version 1, six instances, both gateways on it
+  # the control plane as the script left it: version 1, seven instances, both gateways on it
   ctl get all
   got=$(awk 'NR > 1 {print $1 "/" $2}' <<<"$CTL_OUT" | sort | tr '\n' ' ')
   want="route/accounts-api route/payments-api service/accounts service/payments units/units "
@@ -552,7 +638,7 @@ if [ "$CP" = 1 ]; then
     echo "$id=$name=$city=$zone=127.0.0.1:$((port + OFFSET))"
   done | sort)")
   if [ "$CTL_RC" = 0 ] && [ "$got" = "$want" ]; then
-    ok "sluice ctl instances -> all six sample services, with their city, zone and address"
+    ok "sluice ctl instances -> all ${#SERVICES[@]} sample services, with their city, zone and address"
   else
     fail "sluice ctl instances -> rc $CTL_RC '$got', expected '$want' $(first_line "$CTL_OUT")"
   fi
@@ -757,10 +843,62 @@ if [ "$CP" = 1 ]; then
     fail "sluice ctl versions -> rc $CTL_RC '$got', expected $want $(first_line "$CTL_OUT")"
   fi
 
-  # change management: a policy holds payments changes for another operator's approval
+  # a canary release of payments-v2, broken on purpose: the analysis at its first step finds the
+  # errors and the route goes back to payments alone (examples/control/release.yaml)
+  t_release=$(now_us)
+  start_traffic
+  http POST "http://$SVC_PAY_V2/_sample/faults" '{"error_rate": 1}'
+  if [ "$STATUS" = 200 ]; then ok "POST /_sample/faults {\"error_rate\": 1} on a-payments-v2 -> 200"; else
+    fail "POST /_sample/faults on a-payments-v2 -> $STATUS $BODY"; fi
+  latest=$(latest_version)
+  ctl apply -f "$RELEASE" --reason "payments-v2: canary release"
+  if [ "$CTL_RC" = 0 ] && grep -qx "version $((latest + 1))" <<<"$CTL_OUT"; then
+    ok "sluice ctl apply -f $(show "$RELEASE") -> version $((latest + 1)) (release payments-v2)"
+  else
+    fail "sluice ctl apply -f $RELEASE -> rc $CTL_RC: $CTL_OUT"
+  fi
+  t0=$(now_us)
+  while :; do
+    ctl release status payments-v2
+    grep -q '^release payments-v2: \(rolled_back\|promoted\|aborted\)' <<<"$CTL_OUT" && break
+    [ "$(now_us)" -lt $((t0 + 30000000)) ] || break
+    sleep 0.2
+  done
+  if [ "$CTL_RC" = 0 ] && grep -q '^release payments-v2: rolled_back, canary at 0%' <<<"$CTL_OUT" &&
+    grep -q 'error_ratio vs stable' <<<"$CTL_OUT"; then
+    ok "sluice ctl release status payments-v2 -> rolled_back, canary at 0% within $(since "$t0") s ($(grep -o 'error ratio [^(]*' <<<"$CTL_OUT" | head -n 1 | sed 's/ *$//'))"
+  else
+    fail "sluice ctl release status payments-v2 after $(since "$t0") s -> rc $CTL_RC: $CTL_OUT"
+  fi
+  payments_service_everywhere payments "after the canary's rollback"
+  # Each gateway's traffic: the canary's 500s, and how many of them, while it had its 20%.
+  codes=$(sort "$LOGDIR/traffic.codes" 2>/dev/null | uniq -c | awk '{printf "%s%s x %s", (NR > 1 ? ", " : ""), $1, $2}')
+  if grep -qx 500 "$LOGDIR/traffic.codes" 2>/dev/null; then
+    ok "the traffic during the release: $codes (the 500s: payments-v2's share before the rollback)"
+  else
+    fail "the traffic during the release: '$codes', expected some 500s from payments-v2"
+  fi
+  ctl events # ID AT SOURCE KIND SUBJECT DETAIL
+  if [ "$CTL_RC" = 0 ] && awk '$4 == "release_rolled_back" && $5 == "payments-v2"' <<<"$CTL_OUT" | grep -q .; then
+    ok "sluice ctl events -> release_rolled_back payments-v2"
+  else
+    fail "sluice ctl events -> rc $CTL_RC, no release_rolled_back payments-v2: $CTL_OUT"
+  fi
+  ctl changes # ID STATE OPERATION AUTHOR PROPOSED VERSION FLAGS RESOURCES REASON
+  got=$(awk 'NR > 1 && $4 == "release/payments-v2" {print; exit}' <<<"$CTL_OUT")
+  if [ "$CTL_RC" = 0 ] && [[ $got =~ ^[0-9]+\ +done\  ]] && [[ $got == *" emergency,review "* ]]; then
+    ok "sluice ctl changes -> the rollback: change ${got%% *} by release/payments-v2, done, flagged emergency,review"
+  else
+    fail "sluice ctl changes -> rc $CTL_RC '$got', expected the newest change by release/payments-v2 done, emergency,review: $CTL_OUT"
+  fi
+  http POST "http://$SVC_PAY_V2/_sample/faults" '{"error_rate": 0}'
+
+  # change management: a policy holds payments changes for another operator's approval, then
+  # rolls them out in stages: city a's gateway first, every gateway after an analysis
+  latest=$(latest_version)
   ctl apply -f "$POLICY" --reason "payments changes need a second pair of eyes"
-  if [ "$CTL_RC" = 0 ] && grep -qx "version $((base + 3))" <<<"$CTL_OUT"; then
-    ok "sluice ctl apply -f $(show "$POLICY") -> version $((base + 3))"
+  if [ "$CTL_RC" = 0 ] && grep -qx "version $((latest + 1))" <<<"$CTL_OUT"; then
+    ok "sluice ctl apply -f $(show "$POLICY") -> version $((latest + 1))"
   else
     fail "sluice ctl apply -f $POLICY -> rc $CTL_RC: $CTL_OUT"
   fi
@@ -782,19 +920,74 @@ if [ "$CP" = 1 ]; then
   "$SLUICE_BIN" ctl tokens create reviewer --role operator >"$LOGDIR/reviewer.token" \
     2>"$LOGDIR/reviewer.err" ||
     fail "sluice ctl tokens create reviewer --role operator: $(cat "$LOGDIR/reviewer.err")"
+  t_rollout=$(now_us)
   ctl --token-file "$LOGDIR/reviewer.token" change approve "${held:-0}" --reason "reviewed"
   if [ "$CTL_RC" = 0 ]; then
     ok "sluice ctl change approve $held by reviewer -> $(first_line "$CTL_OUT")"
   else
     fail "sluice ctl change approve $held by reviewer -> rc $CTL_RC: $CTL_OUT"
   fi
-  payments_path_everywhere /v2/payments/7 "change ${held:-?} approved"
+  # Stage 1: gateway-a (city a) has the change, gateway-b keeps the version before it until the
+  # analysis passes (3 s).
+  t0=$(now_us)
+  while :; do
+    http GET "http://$GW_A/api/payments/7"
+    path_a=$(json_field path)
+    http GET "http://$GW_B/api/payments/7"
+    path_b=$(json_field path)
+    [ "$path_a" = /v2/payments/7 ] && break
+    [ "$(now_us)" -lt $((t0 + 3000000)) ] || break
+    sleep 0.05
+  done
+  if [ "$path_a" = /v2/payments/7 ] && [ "$path_b" = /payments/7 ]; then
+    ok "stage 1 of change $held: gateway-a sends /api/payments/7 upstream as $path_a, gateway-b still as $path_b"
+  else
+    fail "stage 1 of change $held: gateway-a sends it as '$path_a', gateway-b as '$path_b' (expected /v2/payments/7 and /payments/7)"
+  fi
+  # rollout_gateways: from CTL_OUT (ctl rollout status), the version each gateway is on, as
+  # gw-a1=V gw-b1=V (the VERSION GATEWAYS IDS table)
+  rollout_gateways() {
+    awk 'NF == 3 && $1 ~ /^[0-9]+$/ {n = split($3, ids, ","); for (i = 1; i <= n; i++) print ids[i] "=" $1}' <<<"$CTL_OUT" | sort | tr '\n' ' ' | sed 's/ $//'
+  }
+  from='' to=''
+  t0=$(now_us)
+  while :; do
+    ctl rollout status "${held:-0}"
+    if [[ $CTL_OUT =~ version\ ([0-9]+)\ -\>\ ([0-9]+) ]]; then from=${BASH_REMATCH[1]} to=${BASH_REMATCH[2]}; fi
+    grep -q 'stage 1 of 2' <<<"$CTL_OUT" && [ "$(rollout_gateways)" = "gw-a1=$to gw-b1=$from" ] && break
+    [ "$(now_us)" -lt $((t0 + 4000000)) ] || break
+    sleep 0.2
+  done
+  if [ "$CTL_RC" = 0 ] && grep -q "^change $held: rolling_out .*stage 1 of 2" <<<"$CTL_OUT" &&
+    [ "$(rollout_gateways)" = "gw-a1=$to gw-b1=$from" ]; then
+    ok "sluice ctl rollout status $held -> rolling_out, stage 1 of 2: gw-a1 on version $to, gw-b1 on $from"
+  else
+    fail "sluice ctl rollout status $held -> rc $CTL_RC '$(rollout_gateways)', expected stage 1 of 2, gw-a1 on $to, gw-b1 on $from: $CTL_OUT"
+  fi
+  t0=$(now_us)
+  while :; do
+    ctl rollout status "${held:-0}"
+    grep -q "^change $held: \(done\|rolled_back\)" <<<"$CTL_OUT" && [ "$(rollout_gateways)" = "gw-a1=$to gw-b1=$to" ] && break
+    [ "$(now_us)" -lt $((t0 + 30000000)) ] || break
+    sleep 0.2
+  done
+  # The analysis of stage 1 (gw-a1 against gw-b1) passed, and the last stage ended the rollout.
+  stage1=$(awk '$2 == 1 && $3 == "pass" && $4 == "proceed"' <<<"$CTL_OUT")
+  if [ "$CTL_RC" = 0 ] && grep -q "^change $held: done .*stage 2 of 2" <<<"$CTL_OUT" && [ -n "$stage1" ] &&
+    [ "$(rollout_gateways)" = "gw-a1=$to gw-b1=$to" ]; then
+    ok "sluice ctl rollout status $held -> done within $(since "$t_rollout") s of the approval: stage 1's analysis passed, gw-a1 and gw-b1 on version $to"
+  else
+    fail "sluice ctl rollout status $held after $(since "$t0") s -> rc $CTL_RC '$(rollout_gateways)': $CTL_OUT"
+  fi
+  stop_traffic
+  payments_path_everywhere /v2/payments/7 "change ${held:-?} rolled out"
   ctl change show "${held:-0}"
   if [ "$CTL_RC" = 0 ] && grep -q "reviewer" <<<"$CTL_OUT" && grep -q "done" <<<"$CTL_OUT"; then
     ok "sluice ctl change show $held -> done, approved by reviewer"
   else
     fail "sluice ctl change show $held -> rc $CTL_RC: $CTL_OUT"
   fi
+  ok "change management (release, approval, staged rollout) took $(since "$t_release") s"
 fi
 
 # fault injection on a-accounts-1
