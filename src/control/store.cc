@@ -448,11 +448,49 @@ class SqlStore final : public Store {
   void put_release_state(const std::string& name, const Json& state, int64_t now_ms) override {
     const std::string text = to_text(state, "release state");
     transact("put_release_state", Tx::kWrite, [&] {
-      q("INSERT INTO release_states (name, state, updated_ms) VALUES ($1, $2, $3)"
+      q("INSERT INTO release_states (name, state, updated_ms, seq) VALUES ($1, $2, $3, 1)"
         " ON CONFLICT (name) DO UPDATE SET state = excluded.state,"
-        " updated_ms = excluded.updated_ms",
+        " updated_ms = excluded.updated_ms, seq = release_states.seq + 1",
         {name, text, now_ms});
     });
+  }
+
+  std::map<std::string, int64_t> release_seqs() override {
+    std::map<std::string, int64_t> out;
+    for (const Row& r :
+         one("release_seqs", Tx::kRead, "SELECT name, seq FROM release_states", {}).rows)
+      out[r[0]] = to_i64(r[1]);
+    return out;
+  }
+
+  std::optional<ReleaseRow> release_row(const std::string& name) override {
+    auto rows = one("release_row", Tx::kRead,
+                    "SELECT seq, updated_ms, state FROM release_states WHERE name = $1", {name})
+                    .rows;
+    if (rows.empty()) return std::nullopt;
+    return ReleaseRow{name, to_i64(rows[0][0]), to_i64(rows[0][1]),
+                      from_text(rows[0][2], "release state")};
+  }
+
+  bool put_release_state_if(const std::string& name, int64_t expected_seq, const Json& state,
+                            int64_t now_ms) override {
+    const std::string text = to_text(state, "release state");
+    try {
+      return transact("put_release_state_if", Tx::kWrite, [&] {
+        if (expected_seq == 0)
+          return q("INSERT INTO release_states (name, state, updated_ms, seq)"
+                   " VALUES ($1, $2, $3, 1) ON CONFLICT (name) DO NOTHING RETURNING seq",
+                   {name, text, now_ms})
+                     .size() == 1;
+        return q("UPDATE release_states SET seq = seq + 1, updated_ms = $1, state = $2"
+                 " WHERE name = $3 AND seq = $4 RETURNING seq",
+                 {now_ms, text, name, expected_seq})
+                   .size() == 1;
+      });
+    } catch (const SqlError& e) {
+      if (e.failure == Failure::kConstraint || e.failure == Failure::kConflict) return false;
+      throw;
+    }
   }
 
   std::vector<std::pair<std::string, Json>> release_states() override {

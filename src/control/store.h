@@ -225,6 +225,21 @@ class Store {
   virtual void put_release_state(const std::string& name, const nlohmann::json& state,
                                  int64_t now_ms) = 0;
   virtual std::vector<std::pair<std::string, nlohmann::json>> release_states() = 0;
+  // The same with a sequence number per state (1 when first written, +1 on every write), so
+  // that control planes sharing a database move a release one at a time: each follows the
+  // stored state and writes it only with put_release_state_if on the sequence it read.
+  struct ReleaseRow {
+    std::string name;
+    int64_t seq = 0;
+    int64_t updated_ms = 0;
+    nlohmann::json state;
+  };
+  virtual std::map<std::string, int64_t> release_seqs() = 0;  // one cheap query, no state read
+  virtual std::optional<ReleaseRow> release_row(const std::string& name) = 0;
+  // Writes `name`'s state as sequence expected_seq + 1 if the stored one is still expected_seq
+  // (0: none stored yet); false when another writer moved it first.
+  virtual bool put_release_state_if(const std::string& name, int64_t expected_seq,
+                                    const nlohmann::json& state, int64_t now_ms) = 0;
 
   // Registry. Instances are sorted by service, id.
   virtual void upsert_instance(const Instance& i) = 0;  // register (or re-register)

@@ -5,7 +5,8 @@ moves the route's weights. A healthy canary is stepped to 100% and promoted (the
 pay-v2, no request failed); a canary made slow (300 ms) goes back to 0% at its first analysis and
 the release is rolled_back with the p99 check named; during a release a tester's `x-canary: 1`
 reaches the canary, and `ctl release abort` puts the route back on the stable service; a release
-stepping when the control plane restarts goes on from its stored state to promotion."""
+stepping when the control plane restarts goes on from its stored state to promotion. Two control
+planes on one PostgreSQL make each move of a release once (ReleaseHaTest)."""
 
 import os
 import signal
@@ -250,6 +251,116 @@ class ReleaseTest(SluiceTestCase):
         rc, out, err = self.ctl("release", "abort", "pay")
         self.assertEqual(rc, 1)
         self.assertIn("aborted already", err)
+
+
+class ReleaseHaTest(SluiceTestCase):
+    """Two control planes on one PostgreSQL database, a gateway talking to each, steady load
+    through both (docs/changes.md, "Canary releases"): one control plane makes each move of a
+    release. A healthy canary is promoted with each step, analysis and event made once across
+    the two; a broken canary is rolled back once; an abort through the second plane is what the
+    first one shows at once (it follows the stored state) and it steps no further."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        import pgserver
+        cls.pg = pgserver.start_for_class(cls)
+
+    def setUp(self):
+        super().setUp()
+        from test_control_ha import ControlPlane
+        store = self.pg.url(self.pg.create_database())
+        token_file = os.path.join(self.dir, "admin.token")
+        self.cp1 = self.start(ControlPlane(self.dir, "control1", store, token_file))
+        self.cp2 = self.start(ControlPlane(self.dir, "control2", store, token_file))
+        self.v1 = self.start(Sample(self.dir, "pay-v1", city="a"))
+        self.v2 = self.start(Sample(self.dir, "pay-v2", city="a"))
+        self.cp1.apply("pay on v1", service("pay-v1", self.v1.address),
+                       service("pay-v2", self.v2.address),
+                       {"kind": "route", "name": "pay",
+                        "spec": {"match": {"path_prefix": "/pay"}, "service": "pay-v1"}})
+        self.gws = {}
+        for name, cp in (("gw-1", self.cp1), ("gw-2", self.cp2)):
+            self.gws[name] = self.start(Gateway(self.dir, {
+                "node": {"id": name, "city": "a", "zone": "a1"},
+                "control_plane": {"address": cp.url, "token_file": cp.token_file,
+                                  "cache_dir": os.path.join(self.dir, f"cache-{name}"),
+                                  "report_interval": "1s"}}, name=name))
+        wait_until(lambda: all(g["applied_version"] == 1
+                               for g in self.cp1.ok("GET", "/v1/gateways")) and
+                   len(self.cp1.ok("GET", "/v1/gateways")) == 2, 15,
+                   message="both gateways on version 1")
+        self.loads = [Load(gw.address, threads=2) for gw in self.gws.values()]
+        for load in self.loads:
+            self.addCleanup(load.stop)
+        wait_until(lambda: all(load.counts()[0].get("pay-v1", 0) > 50 for load in self.loads),
+                   15, message="load through both gateways")
+
+    def metric(self, name, **labels):
+        return sum(cp.metric(name, **labels) for cp in (self.cp1, self.cp2))
+
+    def events(self, kind):
+        return [e for e in self.cp1.ok("GET", "/v1/events") if e["kind"] == kind]
+
+    def state_on(self, cp):
+        return cp.ok("GET", "/v1/releases/pay")
+
+    def wait_state(self, state, timeout):
+        def reached():
+            s = self.state_on(self.cp2)
+            if s["state"] in ("promoted", "rolled_back", "aborted") and s["state"] != state:
+                raise AssertionError(f"release ended {s['state']}, expected {state}: {s}")
+            return s if s["state"] == state else None
+        return wait_until(reached, timeout, interval=0.2, message=f"release {state}")
+
+    def test_each_step_is_made_once_across_two_control_planes(self):
+        self.cp1.apply("release pay-v2", release([10, 50, 100]))
+        s = self.wait_state("promoted", 60)
+        self.assertEqual(self.state_on(self.cp1)["state"], "promoted")
+        versions = self.cp1.ok("GET", "/v1/versions?limit=20")
+        self.assertEqual([v["reason"] for v in versions if v["author"] == "release/pay"],
+                         ["release pay: promoted (canary at 100%)",
+                          "release pay: analysis passed at 10%, canary at 50%",
+                          "release pay: first step, canary at 10%"])
+        # Made once across the two: the first step and the 50% step, one promotion, two
+        # analyses that passed (each recorded by the plane that stored it first).
+        self.assertEqual(self.metric("sluice_control_release_steps_total"), 2, s)
+        self.assertEqual(self.metric("sluice_control_releases_promoted_total"), 1, s)
+        self.assertEqual(self.metric("sluice_control_release_analyses_total", verdict="pass"), 2,
+                         s["analyses"])
+        self.assertEqual(len(self.events("release_step")), 2)
+        self.assertEqual(len(self.events("release_promoted")), 1)
+        self.assertEqual([a["verdict"] for a in s["analyses"]].count("pass"), 2, s["analyses"])
+        for load in self.loads:
+            load.stop()
+            self.assertEqual(load.counts()[1], [], "no request failed during the release")
+
+    def test_a_broken_canary_is_rolled_back_once(self):
+        self.v2.faults(error_rate=1)
+        self.cp2.apply("release a broken pay-v2", release([10, 50, 100]))
+        s = self.wait_state("rolled_back", 60)
+        self.assertIn("error_ratio vs stable", s["failed"])
+        self.assertEqual(self.state_on(self.cp1)["state"], "rolled_back")
+        self.assertEqual(self.cp1.ok("GET", "/v1/resources/route/pay")["spec"]["service"],
+                         "pay-v1")
+        self.assertEqual(self.metric("sluice_control_releases_rolled_back_total"), 1)
+        self.assertEqual(self.metric("sluice_control_release_analyses_total", verdict="fail"), 1)
+        self.assertEqual(len(self.events("release_rolled_back")), 1)
+
+    def test_an_abort_through_one_plane_stops_the_other(self):
+        self.cp1.apply("release pay-v2", release([10, 100], interval="30s", max_wait="60s"))
+        self.wait_state("stepping", 15)
+        r = self.cp2.ok("POST", "/v1/releases/pay/abort", {"reason": "found a bug"})
+        self.assertEqual(r["state"], "aborted")
+        self.assertEqual(self.cp1.ok("GET", "/v1/resources/route/pay")["spec"]["service"],
+                         "pay-v1")
+        # The first plane follows the stored state within a drive (~200 ms): aborted, and an
+        # action there is refused as for any final release.
+        wait_until(lambda: self.state_on(self.cp1)["state"] == "aborted", 2, interval=0.1,
+                   message="control1 shows the abort")
+        self.cp1.ok("POST", "/v1/releases/pay/pause", {"reason": "too late"}, status=409)
+        self.assertEqual(self.metric("sluice_control_releases_aborted_total"), 1)
+        self.assertEqual(len(self.events("release_aborted")), 1)
 
 
 if __name__ == "__main__":

@@ -77,14 +77,37 @@ std::map<std::string, Json> ReleasesService::release_resources() {
   return out;
 }
 
-void ReleasesService::load_locked() {
-  if (loaded_) return;
-  for (auto& [name, j] : ctx_.store.release_states()) states_[name] = ReleaseState::from_json(j);
-  loaded_ = true;
+void ReleasesService::follow_locked() {
+  for (const auto& [name, seq] : ctx_.store.release_seqs()) {
+    auto it = seqs_.find(name);
+    if (it == seqs_.end() || it->second != seq) adopt_locked(name);
+  }
 }
 
-void ReleasesService::save_locked(const std::string& name, const ReleaseState& s, int64_t now) {
-  ctx_.store.put_release_state(name, s.to_json(), now);
+void ReleasesService::adopt_locked(const std::string& name) {
+  auto row = ctx_.store.release_row(name);
+  if (!row) return;
+  ReleaseState& s = states_[name];
+  s = ReleaseState::from_json(row->state);
+  seqs_[name] = row->seq;
+  publish_locked(name, s);
+}
+
+bool ReleasesService::save_locked(const std::string& name, const ReleaseState& s, int64_t now) {
+  auto it = seqs_.find(name);
+  const int64_t seq = it == seqs_.end() ? 0 : it->second;
+  if (!ctx_.store.put_release_state_if(name, seq, s.to_json(), now)) {
+    core::log_info("control: release {} moved meanwhile (another control plane); following it",
+                   name);
+    adopt_locked(name);
+    return false;
+  }
+  seqs_[name] = seq + 1;
+  publish_locked(name, s);
+  return true;
+}
+
+void ReleasesService::publish_locked(const std::string& name, const ReleaseState& s) {
   if (s.is_final()) {
     ctx_.metrics
         .gauge("sluice_control_release_canary_percent",
@@ -102,7 +125,7 @@ void ReleasesService::tick(int64_t now) {
   if (now - last_drive_ms_ < kDriveIntervalMs) return;
   last_drive_ms_ = now;
   std::lock_guard lock(mu_);
-  load_locked();
+  follow_locked();
   drive_locked(now);
 }
 
@@ -126,7 +149,7 @@ void ReleasesService::drive_locked(int64_t now) {
       fresh.spec = spec_json;
       fresh.updated_ms = now;
       it = states_.insert_or_assign(name, std::move(fresh)).first;
-      save_locked(name, it->second, now);
+      if (!save_locked(name, it->second, now)) continue;  // another control plane started it
       core::log_info("control: release {} pending ({} -> {} on route {})", name, spec.stable,
                      spec.canary, spec.route);
     }
@@ -138,25 +161,35 @@ void ReleasesService::drive_locked(int64_t now) {
       const int64_t from = std::max(s.window_from_ms, now - ctx_.options.recent_stats_ms);
       const std::vector<Json> snaps = ctx_.stats->recent(from, now, "");
       const analysis::Comparison c = compare(snaps, spec, s.percent);
+      // Gateways report to the control plane they talk to: one that heard nothing of this
+      // route in the window leaves the analysis to one that did, unless nobody has made it for
+      // an interval past its time (then no traffic is what there is to judge).
+      if (c.candidate.requests == 0 && c.baseline.requests == 0 &&
+          now < s.next_analysis_ms + spec.analysis.interval_ms)
+        continue;
       const analysis::Result r = analysis::analyze(std::span(&c, 1), spec.analysis);
-      analyses_[std::string(analysis::status_name(r.verdict))]->inc();
       m = after_analysis(s, spec, r, now);
-      save_locked(name, s, now);
+      if (m.kind != Move::Kind::kNone) s.retry_at_ms = now + kClaimMs;  // claims the move
+      if (!save_locked(name, s, now)) continue;  // another control plane analysed it first
+      analyses_[std::string(analysis::status_name(r.verdict))]->inc();
+    } else if (m.kind == Move::Kind::kStep || m.kind == Move::Kind::kRollBack) {
+      // The first step, a rollback tried again: claimed before the write.
+      s.retry_at_ms = now + kClaimMs;
+      if (!save_locked(name, s, now)) continue;
     }
     if (m.kind == Move::Kind::kStep || m.kind == Move::Kind::kRollBack)
       perform_locked(name, s, spec, m, now);
   }
 }
 
-bool ReleasesService::perform_locked(const std::string& name, ReleaseState& s,
-                                     const ReleaseSpec& spec, const Move& m, int64_t now) {
-  const uint32_t percent = m.kind == Move::Kind::kRollBack ? 0 : m.percent;
+HttpResponse ReleasesService::write_route(const std::string& name, const ReleaseSpec& spec,
+                                          uint32_t percent, const std::string& reason,
+                                          bool emergency) {
   ConfigEdit e;
   e.author = "release/" + name;
-  e.reason = describe(m, name, s);
+  e.reason = reason;
   if (e.reason.size() > kMaxReasonBytes) e.reason.resize(kMaxReasonBytes);
-  // Back to safety does not wait for approvals: the release was approved as a whole.
-  e.emergency = m.kind == Move::Kind::kRollBack;
+  e.emergency = emergency;
   e.missing = fmt::format("no route named '{}'", spec.route);
   e.make_next = [&](const std::vector<Resource>& current) -> std::optional<std::vector<Resource>> {
     std::vector<Resource> next = current;
@@ -169,7 +202,15 @@ bool ReleasesService::perform_locked(const std::string& name, ReleaseState& s,
     return std::nullopt;
   };
   if (ctx_.writer == nullptr) throw std::logic_error("releases: no ConfigWriter in the context");
-  HttpResponse answer = ctx_.writer->write(e, nullptr);
+  return ctx_.writer->write(e, nullptr);
+}
+
+bool ReleasesService::perform_locked(const std::string& name, ReleaseState& s,
+                                     const ReleaseSpec& spec, const Move& m, int64_t now) {
+  const uint32_t percent = m.kind == Move::Kind::kRollBack ? 0 : m.percent;
+  const std::string reason = describe(m, name, s);
+  // Back to safety does not wait for approvals: the release was approved as a whole.
+  HttpResponse answer = write_route(name, spec, percent, reason, m.kind == Move::Kind::kRollBack);
   if (answer.status != 200) {
     write_refused_->inc();
     std::string error = fmt::format("{}: {}", answer.status, answer.body.substr(0, 512));
@@ -188,8 +229,25 @@ bool ReleasesService::perform_locked(const std::string& name, ReleaseState& s,
   }
   const uint32_t from_percent = s.percent;
   committed(s, spec, m, now);
-  save_locked(name, s, now);
-  core::log_info("control: {}", e.reason);
+  if (!save_locked(name, s, now)) {
+    // Another control plane moved the release while this write was under way (an operator's
+    // abort through it): its state is the one in force. If that put the canary back at 0% and
+    // this write raised it again, the route goes back to 0%.
+    const ReleaseState& cur = states_[name];
+    if (m.kind == Move::Kind::kStep && (cur.state == kRolledBack || cur.state == kAborted)) {
+      HttpResponse back = write_route(name, spec, 0,
+                                      fmt::format("release {}: {} meanwhile: "
+                                                  "back to 0%",
+                                                  name, cur.state),
+                                      true);
+      core::log_warn(
+          "control: release {} was {} by another control plane during a step; "
+          "back to 0%: {}",
+          name, cur.state, back.status);
+    }
+    return false;
+  }
+  core::log_info("control: {}", reason);
   Json detail = {{"route", spec.route},          {"stable", spec.stable}, {"canary", spec.canary},
                  {"from_percent", from_percent}, {"percent", s.percent},  {"state", s.state}};
   std::string kind = "release_step";
@@ -232,7 +290,7 @@ Json ReleasesService::summary_json(const std::string& name, const ReleaseState& 
 HttpResponse ReleasesService::get_releases(const Call&) {
   std::map<std::string, Json> specs = release_resources();
   std::lock_guard lock(mu_);
-  load_locked();
+  follow_locked();
   Json list = Json::array();
   for (const auto& [name, spec] : specs) {
     auto it = states_.find(name);
@@ -254,7 +312,7 @@ HttpResponse ReleasesService::get_release(const Call& c) {
   const std::string& name = c.params[0];
   std::map<std::string, Json> specs = release_resources();
   std::lock_guard lock(mu_);
-  load_locked();
+  follow_locked();
   auto it = states_.find(name);
   auto spec_it = specs.find(name);
   if (it == states_.end() && spec_it == specs.end())
@@ -296,7 +354,7 @@ HttpResponse ReleasesService::post_action(const Call& c, std::string_view action
   }
   std::map<std::string, Json> specs = release_resources();
   std::lock_guard lock(mu_);
-  load_locked();
+  follow_locked();
   auto spec_it = specs.find(name);
   auto it = states_.find(name);
   if (spec_it == specs.end() || it == states_.end()) {
@@ -308,42 +366,52 @@ HttpResponse ReleasesService::post_action(const Call& c, std::string_view action
                           fmt::format("release '{}' was deleted; nothing to {}", name, action));
   }
   ReleaseState& s = it->second;
-  if (s.is_final())
-    return error_response(
-        409, fmt::format("release '{}' is {} already; nothing to {}", name, s.state, action));
   const int64_t now = c.now;
   const std::string who = c.who.name.empty() ? "operator" : c.who.name;
-  if (action == "pause") {
-    if (s.state != kStepping)
-      return error_response(409, fmt::format("release '{}' is {}; only a stepping release can be "
-                                             "paused",
-                                             name, s.state));
-    s.state = std::string(kPaused);
-    s.reason = fmt::format("paused by {}{}{}", who, reason.empty() ? "" : ": ", reason);
-    s.updated_ms = now;
-    save_locked(name, s, now);
-  } else if (action == "resume") {
-    if (s.state != kPaused)
-      return error_response(409, fmt::format("release '{}' is {}, not paused", name, s.state));
-    ReleaseSpec spec = parse_release(spec_it->second);
-    s.state = std::string(kStepping);
-    s.reason.clear();
-    s.window_from_ms = now;  // what happened while paused is not this step's evidence
-    s.next_analysis_ms = now + spec.analysis.interval_ms;
-    s.inconclusive_since_ms = -1;
-    s.updated_ms = now;
-    save_locked(name, s, now);
-  } else {
-    ReleaseSpec spec = parse_release(spec_it->second);
-    Move m = begin_rollback(
-        s, fmt::format("aborted by {}{}{}", who, reason.empty() ? "" : ": ", reason), true, now);
-    save_locked(name, s, now);
-    if (!perform_locked(name, s, spec, m, now))
-      return json_response(503, {{"error", "the rollback to 0% did not commit yet; it is retried"},
-                                 {"detail", s.last_error},
-                                 {"release", summary_json(name, s)}});
+  // The action is written on the state as stored; if another control plane moves it meanwhile
+  // (a step, an analysis), the action is tried again on what it wrote.
+  constexpr int kAttempts = 5;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    if (s.is_final())
+      return error_response(
+          409, fmt::format("release '{}' is {} already; nothing to {}", name, s.state, action));
+    if (action == "pause") {
+      if (s.state != kStepping)
+        return error_response(409, fmt::format("release '{}' is {}; only a stepping release can "
+                                               "be paused",
+                                               name, s.state));
+      s.state = std::string(kPaused);
+      s.reason = fmt::format("paused by {}{}{}", who, reason.empty() ? "" : ": ", reason);
+      s.updated_ms = now;
+      if (!save_locked(name, s, now)) continue;
+    } else if (action == "resume") {
+      if (s.state != kPaused)
+        return error_response(409, fmt::format("release '{}' is {}, not paused", name, s.state));
+      ReleaseSpec spec = parse_release(spec_it->second);
+      s.state = std::string(kStepping);
+      s.reason.clear();
+      s.window_from_ms = now;  // what happened while paused is not this step's evidence
+      s.next_analysis_ms = now + spec.analysis.interval_ms;
+      s.inconclusive_since_ms = -1;
+      s.updated_ms = now;
+      if (!save_locked(name, s, now)) continue;
+    } else {
+      ReleaseSpec spec = parse_release(spec_it->second);
+      Move m = begin_rollback(
+          s, fmt::format("aborted by {}{}{}", who, reason.empty() ? "" : ": ", reason), true, now);
+      s.retry_at_ms = now + kClaimMs;  // this control plane writes it; the others wait
+      if (!save_locked(name, s, now)) continue;
+      if (!perform_locked(name, s, spec, m, now))
+        return json_response(503,
+                             {{"error", "the rollback to 0% did not commit yet; it is retried"},
+                              {"detail", s.last_error},
+                              {"release", summary_json(name, s)}});
+    }
+    return json_response(200, summary_json(name, s));
   }
-  return json_response(200, summary_json(name, s));
+  return error_response(409, fmt::format("release '{}' moved meanwhile {} times (other control "
+                                         "planes); retry",
+                                         name, kAttempts));
 }
 
 }  // namespace sluice::control::releases

@@ -3,6 +3,12 @@
 // record like an apply (author "release/NAME"); the state is stored after each move, so a
 // restarted control plane resumes where it was. GET /v1/releases[/NAME], POST
 // /v1/releases/NAME/abort|pause|resume. docs/changes.md "Canary releases" is the contract.
+//
+// Several control planes on one database: each follows the stored states (a sequence number per
+// release, Store::put_release_state_if), and writes a state only on the sequence it read, so
+// one control plane makes each move: an analysis is recorded by whichever stores it first (the
+// others follow it), and a step or rollback is claimed in the stored state (retry_at_ms ahead)
+// before its config write, so that the others do not make it too.
 #pragma once
 
 #include <map>
@@ -24,6 +30,8 @@ std::unique_ptr<Service> make_service(ServiceContext& ctx);
 
 // How often the tick looks at the releases (the router ticks every ~100 ms).
 inline constexpr int64_t kDriveIntervalMs = 200;
+// A move claimed by a control plane that stopped before its write is made by another after this.
+inline constexpr int64_t kClaimMs = 5'000;
 
 class ReleasesService final : public Service {
  public:
@@ -38,20 +46,28 @@ class ReleasesService final : public Service {
   HttpResponse post_action(const Call& c, std::string_view action);
 
   // Under mu_.
-  void load_locked();
+  // Takes every stored state whose sequence is not the one this control plane last read or wrote.
+  void follow_locked();
+  void adopt_locked(const std::string& name);
   void drive_locked(int64_t now);
-  // Writes the route at m's weights and moves `s` on; false when the write did not commit.
+  // Writes the route at m's weights and moves `s` on; false when the write did not commit (or
+  // another control plane moved the release meanwhile).
   bool perform_locked(const std::string& name, ReleaseState& s, const ReleaseSpec& spec,
                       const Move& m, int64_t now);
-  void save_locked(const std::string& name, const ReleaseState& s, int64_t now);
+  HttpResponse write_route(const std::string& name, const ReleaseSpec& spec, uint32_t percent,
+                           const std::string& reason, bool emergency);
+  // Stores `s` on the sequence last seen; false (and the stored state taken instead, into
+  // states_[name], which `s` may be) when another control plane moved it first.
+  bool save_locked(const std::string& name, const ReleaseState& s, int64_t now);
+  void publish_locked(const std::string& name, const ReleaseState& s);
   std::map<std::string, nlohmann::json> release_resources();
   nlohmann::json summary_json(const std::string& name, const ReleaseState& s) const;
 
   ServiceContext& ctx_;
   std::mutex mu_;  // states_ and every move of a release, API actions and ticks alike
   std::map<std::string, ReleaseState> states_;
-  bool loaded_ = false;
-  int64_t specs_version_ = -1;  // the version specs_ was read from
+  std::map<std::string, int64_t> seqs_;  // the stored sequence each state in states_ reflects
+  int64_t specs_version_ = -1;           // the version specs_ was read from
   std::map<std::string, nlohmann::json> specs_;
   int64_t last_drive_ms_ = 0;
 

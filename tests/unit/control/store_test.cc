@@ -837,6 +837,29 @@ TEST_P(StoreTest, ReleaseStatesUpsertWholeAndSortByName) {
   EXPECT_EQ(all[1], (std::pair<std::string, nlohmann::json>{"pay", {{"state", "promoted"}}}));
 }
 
+// What keeps two control planes from both moving a release (releases_service.h).
+TEST_P(StoreTest, ReleaseStatesMoveOnlyOnTheSequenceRead) {
+  EXPECT_TRUE(store_->release_seqs().empty());
+  EXPECT_FALSE(store_->release_row("pay"));
+  EXPECT_TRUE(store_->put_release_state_if("pay", 0, {{"state", "pending"}}, kT0));
+  EXPECT_FALSE(store_->put_release_state_if("pay", 0, {{"state", "x"}}, kT0));  // exists already
+  EXPECT_TRUE(store_->put_release_state_if("pay", 1, {{"state", "stepping"}}, kT0 + 1));
+  EXPECT_FALSE(store_->put_release_state_if("pay", 1, {{"state", "x"}}, kT0 + 2));    // moved
+  EXPECT_FALSE(store_->put_release_state_if("cards", 4, {{"state", "x"}}, kT0 + 2));  // none
+  store_->put_release_state("pay", {{"state", "paused"}}, kT0 + 3);  // unconditional: moves it
+  EXPECT_EQ(store_->release_seqs(), (std::map<std::string, int64_t>{{"pay", 3}}));
+  auto row = store_->release_row("pay");
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->name, "pay");
+  EXPECT_EQ(row->seq, 3);
+  EXPECT_EQ(row->updated_ms, kT0 + 3);
+  EXPECT_EQ(row->state, (nlohmann::json{{"state", "paused"}}));
+  EXPECT_FALSE(store_->put_release_state_if("pay", 2, {{"state", "x"}}, kT0 + 4));
+  EXPECT_TRUE(store_->put_release_state_if("pay", 3, {{"state", "stepping"}}, kT0 + 4));
+  EXPECT_EQ(store_->release_states().size(), 1u);
+  EXPECT_EQ(store_->release_states()[0].second, (nlohmann::json{{"state", "stepping"}}));
+}
+
 TEST_P(StoreTest, RollupsUpsertRangeAndPrune) {
   const int64_t m = 60'000;
   store_->put_rollup(kT0, "gw-b", {{"requests", 1}});
