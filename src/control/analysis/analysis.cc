@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -188,6 +190,183 @@ bool traffic_gone(const Comparison& cmp, const Settings& s, double* expected) {
          *expected >= static_cast<double>(s.min_requests);
 }
 
+// Every measurement of one comparison, in the settings' order; `gone` says whether they failed
+// for lost traffic (never excused).
+std::vector<Measurement> judge(const Comparison& cmp, const Settings& settings, bool* gone) {
+  std::vector<Measurement> list;
+  double expected = 0;
+  *gone = traffic_gone(cmp, settings, &expected);
+  for (Measure m : settings.measurements) {
+    Measurement out;
+    if (*gone) {
+      out.measure = m;
+      out.status = Status::kFail;
+      out.baseline_n = cmp.baseline.requests;
+      out.summary = fmt::format(
+          "no requests from the candidate while the baseline had {} (about {:.0f} expected)",
+          cmp.baseline.requests, expected);
+    } else {
+      switch (m) {
+        case Measure::kErrorRatio:
+          out = proportion(m, "error ratio", cmp.candidate.errors, cmp.baseline.errors, cmp,
+                           settings.max_error_ratio_increase, settings);
+          break;
+        case Measure::kP99:
+          out = p99(cmp, settings);
+          break;
+        case Measure::k429s:
+          out = throttled(cmp, settings);
+          break;
+        case Measure::kBreakerOpens:
+          out = breaker_opens(cmp, settings);
+          break;
+      }
+    }
+    out.against = cmp.against;
+    list.push_back(std::move(out));
+  }
+  return list;
+}
+
+// The four groups of a staged rollout: changed (c) and unchanged (u) gateways, after (a) the
+// change and before (b) it.
+struct Groups {
+  const Sample& ca;
+  const Sample& cb;
+  const Sample& ua;
+  const Sample& ub;
+};
+
+// The change's own share of a measurement's worsening: the difference in differences
+// (ca - cb) - (ua - ub). Nullopt when it cannot be said (a group too small, histograms that
+// cannot be compared, 429s not reported); else whether it is within what the measurement
+// allows, with a sentence.
+struct Effect {
+  bool within = false;
+  std::string text;
+};
+
+// Proportions (errors, 429s) of a contrast of four binomials: the one-sided z-test of D > 0
+// with Price & Bonett's adjustment for a linear function of m = 4 proportions (add 2/m events
+// and 4/m trials to each: p~ = (x + 0.5) / (n + 1)), which keeps the test sane with no events
+// in a group; D itself from the plain ratios.
+std::optional<Effect> proportion_effect(std::string_view label, const uint64_t (&events)[4],
+                                        const uint64_t (&n)[4], double max_increase,
+                                        const Settings& s) {
+  double raw[4], var = 0, adjusted = 0;
+  const double sign[4] = {1, -1, -1, 1};
+  for (int i = 0; i < 4; ++i) {
+    if (n[i] < s.min_requests) return std::nullopt;
+    const uint64_t x = std::min(events[i], n[i]);
+    raw[i] = ratio(x, n[i]);
+    const double nt = static_cast<double>(n[i]) + 1;
+    const double pt = (static_cast<double>(x) + 0.5) / nt;
+    adjusted += sign[i] * pt;
+    var += pt * (1 - pt) / nt;
+  }
+  const double d = raw[0] - raw[1] - raw[2] + raw[3];
+  const double p = 0.5 * std::erfc(adjusted / std::sqrt(var) / std::sqrt(2.0));
+  Effect e;
+  e.within = !(p < s.alpha && d > max_increase);
+  e.text = fmt::format(
+      "{} on the changed gateways {} -> {}, on the unchanged {} -> {}: the change's own share "
+      "{}{} ({}) {} +{}",
+      label, percent(raw[1]), percent(raw[0]), percent(raw[3]), percent(raw[2]), d < 0 ? "-" : "+",
+      percent(std::fabs(d)), p_text(p), e.within ? "within" : "exceeds", percent(max_increase));
+  return e;
+}
+
+std::optional<Effect> change_effect(Measure m, const Groups& g, const Settings& s) {
+  const Sample* all[4] = {&g.ca, &g.cb, &g.ua, &g.ub};
+  uint64_t n[4], events[4];
+  switch (m) {
+    case Measure::kErrorRatio:
+      for (int i = 0; i < 4; ++i) {
+        n[i] = all[i]->requests;
+        events[i] = all[i]->errors;
+      }
+      return proportion_effect("error ratio", events, n, s.max_error_ratio_increase, s);
+    case Measure::k429s:
+      for (int i = 0; i < 4; ++i) {
+        if (!all[i]->throttled_reported) return std::nullopt;
+        n[i] = all[i]->requests;
+        events[i] = all[i]->throttled;
+      }
+      return proportion_effect("429 share", events, n, s.max_429_increase, s);
+    case Measure::kP99: {
+      double q[4];
+      for (int i = 0; i < 4; ++i) {
+        const stats::Latency& l = all[i]->latency;
+        if (histogram_n(l) < s.min_requests || l.mixed || l.bounds != g.ca.latency.bounds)
+          return std::nullopt;
+        q[i] = l.percentile(0.99).value_or(0);
+      }
+      const double d = (q[0] - q[1]) - (q[2] - q[3]);
+      const double tolerance = std::max(q[1] * s.max_p99_increase, s.max_p99_increase_ms / 1000);
+      Effect e;
+      e.within = d <= tolerance;
+      e.text = fmt::format(
+          "p99 on the changed gateways {} -> {}, on the unchanged {} -> {}: the change's own "
+          "share {}{} {} {}",
+          ms_text(q[1]), ms_text(q[0]), ms_text(q[3]), ms_text(q[2]), d < 0 ? "-" : "+",
+          ms_text(std::fabs(d)), e.within ? "within" : "exceeds", ms_text(tolerance));
+      return e;
+    }
+    case Measure::kBreakerOpens: {
+      double rate[4];
+      for (int i = 0; i < 4; ++i) {
+        if (all[i]->requests < s.min_requests) return std::nullopt;
+        rate[i] = static_cast<double>(all[i]->breaker_opens) /
+                  static_cast<double>(all[i]->requests) * 1e6;
+      }
+      const double d = (rate[0] - rate[1]) - (rate[2] - rate[3]);
+      Effect e;
+      e.within = d <= 0;
+      e.text = fmt::format(
+          "breaker opens per million requests on the changed gateways {:.1f} -> {:.1f}, on "
+          "the unchanged {:.1f} -> {:.1f}: the change's own share {:+.1f}",
+          rate[1], rate[0], rate[3], rate[2], d);
+      return e;
+    }
+  }
+  return std::nullopt;
+}
+
+void excuse(Measurement& m, std::string why) {
+  m.status = Status::kPass;
+  m.excused = std::move(why);
+  m.summary += "; not the change's doing: " + m.excused;
+}
+
+// A comparison with its history: CA vs UA and CA vs CB, failures that predate the change
+// excused (analysis.h, "Differences that predate the change").
+std::vector<Measurement> judge_with_history(const Comparison& cmp, const Settings& s) {
+  const Before& b = *cmp.before;
+  bool cross_gone = false, own_gone = false, trend_gone = false;
+  std::vector<Measurement> cross = judge(cmp, s, &cross_gone);
+  std::vector<Measurement> own =
+      judge({b.against, cmp.candidate, b.candidate, b.expected_ratio, std::nullopt}, s, &own_gone);
+  const std::vector<Measurement> trend =
+      judge({"", cmp.baseline, b.baseline, b.expected_ratio, std::nullopt}, s, &trend_gone);
+  const Groups g{cmp.candidate, b.candidate, cmp.baseline, b.baseline};
+  for (size_t i = 0; i < s.measurements.size(); ++i) {
+    if (own[i].status == Status::kFail && !own_gone && trend[i].status == Status::kFail) {
+      if (auto e = change_effect(s.measurements[i], g, s); e && e->within)
+        excuse(own[i],
+               "the unchanged gateways got as much worse over the same time (" + e->text + ")");
+    }
+    if (cross[i].status == Status::kFail && !cross_gone && own[i].status == Status::kPass) {
+      excuse(cross[i], own[i].excused.empty()
+                           ? fmt::format("the changed gateways are no worse than {} ({})",
+                                         b.against, own[i].summary)
+                           : "the difference predates the change: " + own[i].excused);
+    }
+  }
+  cross.insert(cross.end(), std::make_move_iterator(own.begin()),
+               std::make_move_iterator(own.end()));
+  return cross;
+}
+
 }  // namespace
 
 std::string_view status_name(Status s) {
@@ -217,37 +396,11 @@ std::string_view step_name(Step s) {
 Result analyze(std::span<const Comparison> comparisons, const Settings& settings) {
   Result r;
   for (const Comparison& cmp : comparisons) {
-    double expected = 0;
-    const bool gone = traffic_gone(cmp, settings, &expected);
-    for (Measure m : settings.measurements) {
-      Measurement out;
-      if (gone) {
-        out.measure = m;
-        out.status = Status::kFail;
-        out.baseline_n = cmp.baseline.requests;
-        out.summary = fmt::format(
-            "no requests from the candidate while the baseline had {} (about {:.0f} expected)",
-            cmp.baseline.requests, expected);
-      } else {
-        switch (m) {
-          case Measure::kErrorRatio:
-            out = proportion(m, "error ratio", cmp.candidate.errors, cmp.baseline.errors, cmp,
-                             settings.max_error_ratio_increase, settings);
-            break;
-          case Measure::kP99:
-            out = p99(cmp, settings);
-            break;
-          case Measure::k429s:
-            out = throttled(cmp, settings);
-            break;
-          case Measure::kBreakerOpens:
-            out = breaker_opens(cmp, settings);
-            break;
-        }
-      }
-      out.against = cmp.against;
-      r.measurements.push_back(std::move(out));
-    }
+    bool gone = false;
+    std::vector<Measurement> list =
+        cmp.before ? judge_with_history(cmp, settings) : judge(cmp, settings, &gone);
+    r.measurements.insert(r.measurements.end(), std::make_move_iterator(list.begin()),
+                          std::make_move_iterator(list.end()));
   }
   const auto count = [&](Status s) {
     return std::count_if(r.measurements.begin(), r.measurements.end(),
@@ -265,6 +418,13 @@ Result analyze(std::span<const Comparison> comparisons, const Settings& settings
     r.summary += ": nothing to compare";
   } else if (r.verdict == Status::kPass) {
     r.summary += fmt::format(": all {} measurements passed", r.measurements.size());
+    std::string sep = "; not the change's doing: ";
+    for (const Measurement& m : r.measurements) {
+      if (m.excused.empty()) continue;
+      r.summary +=
+          fmt::format("{}{} vs {}: {}", sep, measure_name(m.measure), m.against, m.excused);
+      sep = "; ";
+    }
   } else {
     std::string sep = ": ";
     for (const Measurement& m : r.measurements) {
@@ -307,6 +467,7 @@ nlohmann::json to_json(const Measurement& m) {
             {"baseline_n", m.baseline_n},
             {"summary", m.summary}};
   j["p"] = m.p ? Json(*m.p) : Json(nullptr);
+  j["excused"] = m.excused.empty() ? Json(nullptr) : Json(m.excused);
   return j;
 }
 

@@ -23,6 +23,24 @@
 // - breaker_opens: fail when the candidate's opens exceed max_breaker_opens AND its opens per
 //   request exceed the baseline's (an upstream failing under both is not the change's doing);
 //   this needs no minimum traffic. Else inconclusive when the candidate's n < min; else pass.
+// - Differences that predate the change (a Comparison with `before`: a staged rollout's changed
+//   gateways CA and unchanged ones UA now, and the same two sets CB, UB over the history before
+//   the change). Three comparisons are judged by the rules above: CA vs UA ("unchanged
+//   gateways"), CA vs CB ("the hour before") and, not reported, UA vs UB (the trend). The
+//   change's own share is the difference in differences D = (CA - CB) - (UA - UB), conclusive
+//   when all four groups hold at least min (p99: comparable histograms; 429s: reported by all):
+//   error ratio and 429 share: D "within" unless the one-sided z-test of D > 0 (proportions
+//   adjusted as Price & Bonett 2004 do for a contrast of four: (x + 0.5) / (n + 1)) has p < alpha
+//   AND D > the measurement's max increase; p99: D within max(max_p99_increase * p99(CB),
+//   max_p99_increase_ms); breaker opens per request: D <= 0. Then, per measurement:
+//   * CA vs CB failed is excused when UA vs UB failed too and D is within: the unchanged
+//     gateways got as much worse over the same time;
+//   * CA vs UA failed is excused when CA vs CB passed or was excused: the changed gateways are no
+//     worse than before the change (or only as much worse as every gateway), so the difference
+//     to the unchanged ones predates it.
+//   An excused measurement is a pass with the reason in `excused` and its sentence. "No
+//   requests" failures are never excused. CA vs CB inconclusive (too little history): CA vs UA
+//   decides alone, as without `before`.
 // - Verdict over every measurement of every comparison: fail if any fails; else inconclusive
 //   if any is inconclusive (or there is nothing to compare); pass only when all pass.
 // - next_step(): pass -> proceed; fail -> roll back; inconclusive -> on_inconclusive: proceed,
@@ -57,6 +75,17 @@ struct Measurement {
   uint64_t baseline_n = 0;
   std::optional<double> p;  // the test's p-value, when a test ran
   std::string summary;      // one sentence with the figures
+  std::string excused;      // non-empty: a failure that predates the change (status pass), why
+};
+
+// A staged rollout's history: the candidate's and the baseline's gateways over the same period
+// before the change, so that a difference that was there before it is not blamed on it.
+struct Before {
+  std::string against = "the hour before";
+  Sample candidate;  // the changed gateways before the change
+  Sample baseline;   // the unchanged gateways over the same period
+  // Candidate traffic now expected per request before it (interval / history).
+  double expected_ratio = 0;
 };
 
 // One candidate against one baseline.
@@ -67,6 +96,10 @@ struct Comparison {
   // Candidate traffic expected per baseline request (canary weight / stable weight, or
   // changed gateways / unchanged ones); 0 = unknown. Decides when no traffic is a failure.
   double expected_ratio = 0;
+  // Set: the comparison is also judged against the candidate's own history and excuses
+  // differences that predate the change (above); its measurements against `before->against`
+  // follow those against `against`.
+  std::optional<Before> before;
 };
 
 struct Result {

@@ -1,7 +1,9 @@
 #include "control/changes/rollout_driver.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -291,21 +293,33 @@ void RolloutDriver::drive(const ChangeRecord& c, int64_t now) {
   std::vector<analysis::Comparison> comparisons;
   if (ctx_.stats != nullptr && !changed.empty()) {
     const analysis::Sample candidate = analysis::sum_snapshots(recent, changed_scope);
-    if (!unchanged.empty())
-      comparisons.push_back({"unchanged gateways", candidate,
-                             analysis::sum_snapshots(recent, unchanged_scope),
-                             static_cast<double>(changed.size()) / unchanged.size()});
+    std::optional<analysis::Before> history;
     if (s.history_ms > 0) {
       // Whole minutes before the change: the rollup of the minute it started in also holds what
       // came after, and a regression would be compared with itself.
       const int64_t before_end = r.started_ms - r.started_ms % kRollupMinuteMs;
-      const analysis::Sample before = analysis::sum_rollups(
-          ctx_.stats->rollups(before_end - s.history_ms, before_end, ""), changed_scope);
+      const std::vector<Rollup> rollups =
+          ctx_.stats->rollups(before_end - s.history_ms, before_end, "");
+      analysis::Before b{.against = "the hour before",
+                         .candidate = analysis::sum_rollups(rollups, changed_scope),
+                         .baseline = {},
+                         .expected_ratio = static_cast<double>(s.interval_ms) / s.history_ms};
       // The hour before counts only when there was one: a fresh system has no history, and
       // an empty baseline would keep every analysis inconclusive.
-      if (before.requests >= s.min_requests)
-        comparisons.push_back({"the hour before", candidate, before,
-                               static_cast<double>(s.interval_ms) / s.history_ms});
+      if (b.candidate.requests >= s.min_requests) {
+        // The unchanged gateways over the same minutes: what they were like before the change
+        // tells a difference that predates it from one the change made (analysis.md).
+        if (!unchanged.empty()) b.baseline = analysis::sum_rollups(rollups, unchanged_scope);
+        history = std::move(b);
+      }
+    }
+    if (!unchanged.empty()) {
+      comparisons.push_back({"unchanged gateways", candidate,
+                             analysis::sum_snapshots(recent, unchanged_scope),
+                             static_cast<double>(changed.size()) / unchanged.size(), history});
+    } else if (history) {
+      comparisons.push_back(
+          {history->against, candidate, history->candidate, history->expected_ratio, std::nullopt});
     }
   }
   analysis::Result result = analysis::analyze(comparisons, s);
