@@ -483,6 +483,60 @@ TEST_F(RolloutDriverTest, UnlikeCitiesAreNotRolledBackForADifferenceThatPredates
   EXPECT_EQ(state(id), "done");
 }
 
+// What every gateway went through is not the change's doing either, and the driver reads the
+// unchanged gateways' history to see it: both cities were clean over the minute before the
+// change, and from the change on both answer 2% errors (a shared upstream). City a, changed,
+// fails against its own minute before; city b got as much worse over the same time, so the
+// failure is excused and the rollout goes on. A third city-a-only 5% would not be (the unit
+// tests pin that); here the point is that the unchanged gateways' rollups reach the analysis.
+TEST_F(RolloutDriverTest, WhatEveryGatewayWentThroughDoesNotRollTheChangeBack) {
+  Json policy = {{"kind", "change_policy"},
+                 {"name", "staged"},
+                 {"spec",
+                  {{"match", {{"kinds", {"route"}}}},
+                   {"rollout",
+                    {{"stages", {{{"city", "a"}}, {{"all", true}}}},
+                     {"analysis",
+                      {{"interval", "60s"},
+                       {"min_requests", 20},
+                       {"measurements", {"error_ratio"}},
+                       {"history", "2m"}}}}}}}};
+  ASSERT_EQ(apply({policy}).status(), 200);
+  auto post = [&](uint64_t errors) {
+    for (const char* id : {"gw-a1", "gw-a2", "gw-b1", "gw-b2"}) {
+      Json snap = {{"gateway", id},
+                   {"at_ms", now_},
+                   {"routes", {{"acc", {{"requests", 2000}, {"errors", errors}}}}}};
+      ASSERT_EQ(call("POST", "/v1/stats", snap).status(), 200);
+    }
+  };
+  post(0);  // before the change: clean everywhere
+  advance(60'000);
+  api_.tick();
+  const int64_t id = change_to("bad");
+  for (int i = 0; i < 6; ++i) {
+    advance(10'000);
+    post(40);  // 2% on every gateway, changed or not
+    api_.tick();
+  }
+  advance(500);
+  api_.tick();
+  const Json st = rollout(id);
+  ASSERT_FALSE(st["analyses"].empty()) << st.dump();
+  const Json& a = st["analyses"].back();
+  ASSERT_EQ(a["measurements"].size(), 2u) << a.dump();
+  EXPECT_EQ(a["measurements"][0]["status"], "pass") << a.dump();  // 2% vs 2%
+  EXPECT_EQ(a["measurements"][1]["against"], "the hour before");
+  EXPECT_EQ(a["measurements"][1]["status"], "pass") << a.dump();
+  EXPECT_NE(a["measurements"][1]["excused"].get<std::string>().find(
+                "the unchanged gateways got as much worse"),
+            std::string::npos)
+      << a.dump();
+  EXPECT_EQ(a["verdict"], "pass") << a.dump();
+  EXPECT_EQ(st["stage"], 2);
+  EXPECT_EQ(state(id), "rolling_out");
+}
+
 }  // namespace
 }  // namespace sluice::control::test
 
