@@ -467,6 +467,39 @@ TEST(Analysis, ASlowerCityIsNotBlamedButAddedLatencyIs) {
                         "75.0ms: the change's own share +0.0ms within 10.0ms"));
 }
 
+// 429s and breaker opens follow the same rule. City a throttles 3% (a tighter limit there) and
+// its upstream's breaker opens about once a minute, before the change and after; city b
+// neither: no rollback. A change that doubles city a's 429s, or its breaker opens, is blamed.
+TEST(Analysis, UnlikeCitiesIn429sAndBreakerOpens) {
+  const Settings s = only({Measure::k429s, Measure::kBreakerOpens});
+  auto city = [](uint64_t n, uint64_t throttled, uint64_t opens) {
+    Sample x = sample(n, 0);
+    x.throttled = throttled;
+    x.breaker_opens = opens;
+    return x;
+  };
+  Cities x{city(20'000, 600, 1), city(1'200'000, 36'000, 60), city(20'000, 100, 0),
+           city(1'200'000, 6'000, 0)};
+  Result r = x.analyze(s);
+  EXPECT_EQ(r.verdict, Status::kPass) << r.summary;
+  EXPECT_THAT(find(r, Measure::k429s).summary, HasSubstr("429 share 3.00% vs 0.50%"));
+  EXPECT_FALSE(find(r, Measure::k429s).excused.empty());
+  EXPECT_THAT(find(r, Measure::kBreakerOpens).summary,
+              HasSubstr("1 breaker opens in 20000 requests vs 0 in 20000"));
+  EXPECT_FALSE(find(r, Measure::kBreakerOpens).excused.empty());
+  // Twice the 429s: blamed.
+  x.a_now.throttled = 1'200;
+  r = x.analyze(s);
+  EXPECT_EQ(r.verdict, Status::kFail) << r.summary;
+  EXPECT_THAT(r.summary, HasSubstr("429s vs the hour before: 429 share 6.00% vs 3.00%"));
+  // Five breaker opens in the minute where one a minute was usual: blamed.
+  x.a_now.throttled = 600;
+  x.a_now.breaker_opens = 5;
+  r = x.analyze(s);
+  EXPECT_EQ(r.verdict, Status::kFail) << r.summary;
+  EXPECT_THAT(r.summary, HasSubstr("breaker_opens vs the hour before: 5 breaker opens"));
+}
+
 // Unlike cities that nothing changes, many times over: the history keeps the false rollbacks of
 // "fail if any fails" away. City a 0.5% errors, city b 0.1%, 20,000 requests a minute each and
 // 60 times that before; without the history every trial fails against city b.
