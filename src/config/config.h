@@ -405,6 +405,9 @@ struct GatewayConfig {
   Node node;
   uint32_t workers = 1;             // 0 in the file = one per core, resolved at load
   std::string io_backend = "auto";  // auto | io_uring | epoll: what the workers' loops run on
+  // The request header whose value names the channel (mobile, web, ...) for the observed
+  // traffic counts; "" = channels are not counted.
+  std::string channel_header = "x-channel";
   std::vector<Listener> listeners;
   Admin admin;
   Limits limits;

@@ -458,11 +458,14 @@ constexpr std::array kLimitsFields = {
 constexpr size_t kMaxHeaderBytes = field_index(kLimitsFields, "max_header_bytes");
 constexpr size_t kMaxUriBytes = field_index(kLimitsFields, "max_uri_bytes");
 
-// Top-level scalars. Both are bound to the threads made at start.
+std::optional<std::string> read_header_name_or_empty(Diagnostics& diag, const Value& v);
+
+// Top-level scalars. workers and io_backend are bound to the threads made at start.
 constexpr std::array kTopFields = {
     uint_field("workers", &GatewayConfig::workers, 0, kMaxWorkers, /*restart=*/true),
     mapped_enum_field<&GatewayConfig::io_backend, kIoBackends>("io_backend", kIoBackends,
                                                                /*restart=*/true),
+    string_field("channel_header", &GatewayConfig::channel_header, read_header_name_or_empty),
 };
 
 // node: who this gateway is; its metrics, routing and unit ownership are bound to it at start.
@@ -604,10 +607,10 @@ class SchemaLoader {
       : diag_(diag), config_(config), pushed_(pushed) {}
 
   void load(const Value& root) {
-    MapReader top(
-        diag_, root,
-        {"node", "workers", "io_backend", "listeners", "admin", "limits", "http", "access_log",
-         "services", "routes", "rate_limits", "redis", "overload", "units", "control_plane"});
+    MapReader top(diag_, root,
+                  {"node", "workers", "io_backend", "channel_header", "listeners", "admin",
+                   "limits", "http", "access_log", "services", "routes", "rate_limits", "redis",
+                   "overload", "units", "control_plane"});
     if (!top.is_map()) return;
     if (const Value* v = top.get("control_plane")) load_control_plane(*v);
     if (config_.control_plane.enabled && !pushed_) {

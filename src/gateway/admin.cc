@@ -214,6 +214,7 @@ AdminResponse AdminServer::handle(std::string_view method, std::string_view path
   }
   if (path == "/metrics") {
     if (!get) return json(405, {{"error", "use GET"}});
+    gateway_.declare_observed_metrics();
     return {200, "text/plain; version=0.0.4; charset=utf-8", gateway_.shared().registry.expose()};
   }
   if (path == "/config") {

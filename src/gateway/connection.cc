@@ -10,7 +10,9 @@
 
 #include "core/log.h"
 #include "core/random.h"
+#include "gateway/observed.h"
 #include "gateway/shared.h"
+#include "gateway/snapshot.h"
 #include "gateway/worker.h"
 #include "governance/circuit_breaker.h"
 #include "governance/outlier_detector.h"
@@ -334,6 +336,7 @@ void Connection::on_head(http::MessageHead& head) {
     req_.routed_service = req_.route->service_index;
   }
   req_.service_index = req_.routed_service;
+  observe(snap, head.headers);
   if (snap.services[req_.service_index].cfg->kind == config::ServiceKind::kUnit &&
       snap.config->units.enabled && worker_.units()) {
     auto key = router::unit_key(snap.config->units, head.path(), head.query(), head.headers);
@@ -1353,6 +1356,15 @@ void Connection::release_request() {
   }
 }
 
+void Connection::observe(const Snapshot& snap, const http::HeaderMap& headers) {
+  // Requests a peer city's gateway forwarded were counted there already.
+  if (headers.has("x-sluice-hop")) return;
+  RouteObserved& o = *snap.observed[snap.route_slots[req_.route->index] + req_.split_slot];
+  req_.caller_column = o.callers.intern(headers.get(kCallerHeader));
+  const std::string& channel = snap.config->channel_header;
+  if (!channel.empty()) req_.channel_column = o.channels.intern(headers.get(channel));
+}
+
 void Connection::record(std::string_view endpoint) {
   const Snapshot& snap = *req_.services->snapshot;
   double total = std::chrono::duration<double>(worker_.now() - req_.start).count();
@@ -1360,6 +1372,13 @@ void Connection::record(std::string_view endpoint) {
   rm.requests.inc(req_.status);
   if (req_.status == 429) rm.throttled->inc();
   rm.duration->observe(total);
+  if (req_.route &&
+      (req_.caller_column != ObservedTable::kNone || req_.channel_column != ObservedTable::kNone)) {
+    RouteObserved& o = *snap.observed[snap.route_slots[req_.route->index] + req_.split_slot];
+    const bool error = req_.status >= 500;
+    o.callers.count(req_.caller_column, error);
+    o.channels.count(req_.channel_column, error);
+  }
 
   observability::AccessRecord rec;
   rec.time = req_.start_wall;

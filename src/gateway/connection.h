@@ -23,6 +23,8 @@
 
 namespace sluice::gateway {
 
+struct Snapshot;
+
 class Worker;
 struct WorkerServices;
 struct RouteMetrics;
@@ -152,6 +154,8 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void release_request();
   // Metrics and access log line for the request that just ended.
   void record(std::string_view endpoint);
+  // Interns the request's caller and channel in its route's observed tables (observed.h).
+  void observe(const Snapshot& snap, const http::HeaderMap& headers);
   void abort_request();
   void set_deadline(Deadline kind, std::chrono::nanoseconds after);
 

@@ -839,6 +839,47 @@ std::string ControlLink::stats_snapshot() {
                     {"errors", c.second},
                     {"latency", hist_delta("c/" + name + "/h", city_hist[city])}};
   }
+  // Observed traffic (observed.h): caller -> callee edges and channels, summed over the routes,
+  // as deltas; entries without requests since the last snapshot are left out.
+  std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> by_edge;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> by_channel;
+  for (size_t r = 0; r < cfg.routes.size() && r < snap->route_slots.size(); ++r) {
+    const config::Route& route = cfg.routes[r];
+    for (size_t slot = 0; slot < snap->route_slot_count(r); ++slot) {
+      const size_t i = snap->route_slots[r] + slot;
+      if (i >= snap->observed.size()) break;
+      const RouteObserved& o = *snap->observed[i];
+      const std::string& callee =
+          route.services.empty() ? route.service : route.services[slot].name;
+      for (uint32_t c = 0; c < ObservedTable::kColumns; ++c) {
+        if (std::string_view caller = o.callers.name(c); !caller.empty()) {
+          auto& e = by_edge[{std::string(caller), callee}];
+          e.first += o.callers.requests(c);
+          e.second += o.callers.errors(c);
+        }
+        if (std::string_view channel = o.channels.name(c); !channel.empty()) {
+          auto& ch = by_channel[std::string(channel)];
+          ch.first += o.channels.requests(c);
+          ch.second += o.channels.errors(c);
+        }
+      }
+    }
+  }
+  json edges = json::object(), channels = json::object();
+  for (const auto& [key, n] : by_edge) {
+    const std::string k = "x/" + key.second + "/" + key.first;
+    const uint64_t d_total = delta(k + "/n", n.first), d_errors = delta(k + "/e", n.second);
+    if (d_total == 0 && d_errors == 0) continue;
+    edges[key.second][key.first] = {{"requests", d_total}, {"errors", d_errors}};
+  }
+  for (const auto& [channel, n] : by_channel) {
+    const std::string k = "ch/" + channel;
+    const uint64_t d_total = delta(k + "/n", n.first), d_errors = delta(k + "/e", n.second);
+    if (d_total == 0 && d_errors == 0) continue;
+    channels[channel] = {{"requests", d_total}, {"errors", d_errors}};
+  }
+  out["edges"] = std::move(edges);
+  out["channels"] = std::move(channels);
   out["routes"] = std::move(routes);
   out["services"] = std::move(services);
   out["endpoints"] = std::move(endpoints);

@@ -535,6 +535,25 @@ std::string Gateway::stats_json() const {
     }
     rj["requests"] = total;
     rj["responses_5xx"] = errors5;
+    // Observed traffic (observed.h): requests by caller and by channel, over the route's slots.
+    nlohmann::json callers = nlohmann::json::object(), channels = nlohmann::json::object();
+    for (size_t slot = 0; slot < snap->route_slot_count(r); ++slot) {
+      const size_t i = snap->route_slots[r] + slot;
+      if (i >= snap->observed.size()) break;
+      const RouteObserved& o = *snap->observed[i];
+      for (uint32_t c = 0; c < ObservedTable::kColumns; ++c) {
+        if (std::string_view name = o.callers.name(c); !name.empty()) {
+          auto& n = callers[std::string(name)];
+          n = n.is_number() ? n.get<uint64_t>() + o.callers.requests(c) : o.callers.requests(c);
+        }
+        if (std::string_view name = o.channels.name(c); !name.empty()) {
+          auto& n = channels[std::string(name)];
+          n = n.is_number() ? n.get<uint64_t>() + o.channels.requests(c) : o.channels.requests(c);
+        }
+      }
+    }
+    rj["callers"] = std::move(callers);
+    rj["channels"] = std::move(channels);
     routes.push_back(std::move(rj));
   }
   j["routes"] = routes;
@@ -542,6 +561,46 @@ std::string Gateway::stats_json() const {
       nlohmann::json::parse(governance_->stats_json(*snap->governance, snap->services));
   if (link_) j["control_plane"] = nlohmann::json::parse(link_->state_json());
   return j.dump(2) + "\n";
+}
+
+void Gateway::declare_observed_metrics() {
+  auto snap = snapshot();
+  if (!snap) return;
+  const auto& cfg = *snap->config;
+  // Re-declared on every scrape: the same name and labels replace the function (with the current
+  // snapshot's table) and keep the series in the current config version's epoch. At most
+  // ObservedTable::kColumns series per route slot and table.
+  auto declare = [&](const std::shared_ptr<RouteObserved>& holder, const ObservedTable& t,
+                     const char* name, const char* help, const char* label,
+                     const observability::Labels& base) {
+    for (uint32_t c = 0; c < ObservedTable::kColumns; ++c) {
+      std::string_view value = t.name(c);
+      if (value.empty()) continue;
+      observability::Labels labels = base;
+      labels.emplace_back(label, std::string(value));
+      shared_.registry.counter_fn(
+          name, help, [holder, &t, c] { return static_cast<double>(t.requests(c)); }, labels);
+    }
+  };
+  for (size_t r = 0; r < cfg.routes.size() && r < snap->route_slots.size(); ++r) {
+    const config::Route& route = cfg.routes[r];
+    for (size_t slot = 0; slot < snap->route_slot_count(r); ++slot) {
+      const size_t i = snap->route_slots[r] + slot;
+      if (i >= snap->observed.size()) break;
+      const std::shared_ptr<RouteObserved>& o = snap->observed[i];
+      const observability::Labels base{
+          {"route", route.name},
+          {"service", route.services.empty() ? route.service : route.services[slot].name}};
+      declare(o, o->callers, "sluice_observed_caller_requests_total",
+              "Requests by the calling service (x-sluice-caller; 'other' beyond 32 values, "
+              "'invalid' for malformed ones).",
+              "caller", base);
+      declare(o, o->channels, "sluice_observed_channel_requests_total",
+              "Requests by channel (the channel_header; 'other' beyond 32 values, 'invalid' for "
+              "malformed ones).",
+              "channel", base);
+    }
+  }
 }
 
 }  // namespace sluice::gateway

@@ -76,6 +76,9 @@ class Gateway {
   GatewayShared& shared() { return shared_; }
   const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
   std::string stats_json() const;
+  // Declares the metric series of the callers and channels seen so far (observed.h), whose
+  // values are only known once requests carry them; called before each /metrics answer.
+  void declare_observed_metrics();
   std::string config_json() const;
   // Admin GET /units and POST /units/switch: (HTTP status, JSON body). Control thread only.
   std::pair<int, std::string> units_json() const;

@@ -37,6 +37,8 @@ struct RequestState {
   size_t service_index = 0;   // the service being tried (a peer city's gateway for a forward)
   size_t routed_service = 0;  // the route's service for this request (a split's choice)
   uint32_t split_slot = 0;    // its position in the route's split, for metrics; 0 without one
+  uint32_t caller_column = UINT32_MAX;   // its x-sluice-caller in the route's observed table
+  uint32_t channel_column = UINT32_MAX;  // its channel header, idem (UINT32_MAX: not counted)
   bool in_request = false;
   bool req_done = false;
   bool req_chunked = false;

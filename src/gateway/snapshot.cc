@@ -1,5 +1,7 @@
 #include "gateway/snapshot.h"
 
+#include <algorithm>
+
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
@@ -157,6 +159,16 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Gat
     }
     add("", "");  // requests that matched no route or failed before routing
     snap->route_metrics.push_back(std::move(row));
+  }
+  {
+    // One row of counts per worker and one shared (observed.h).
+    const unsigned rows = std::min<unsigned>(config->workers, observability::kSharedSlot) + 1;
+    size_t slots = 0;
+    for (const auto& route : config->routes)
+      slots += route.services.empty() ? 1 : route.services.size();
+    snap->observed.reserve(slots);
+    for (size_t i = 0; i < slots; ++i)
+      snap->observed.push_back(std::make_shared<RouteObserved>(rows));
   }
   if (config->units.enabled) {
     for (size_t i = 0; i < snap->unit_results.size(); ++i) {

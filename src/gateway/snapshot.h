@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "gateway/governance.h"
+#include "gateway/observed.h"
 #include "observability/metrics.h"
 #include "router/router.h"
 #include "upstream/locality.h"
@@ -99,6 +100,9 @@ struct Snapshot {
   // route.
   std::vector<std::vector<RouteMetrics>> route_metrics;
   std::vector<uint32_t> route_slots;
+  // [route_slots[route] + slot]: callers and channels seen on each route slot (observed.h);
+  // shared so that the admin API's metric functions can hold a table past a reload.
+  std::vector<std::shared_ptr<RouteObserved>> observed;
   std::shared_ptr<const GovernanceSnapshot> governance;
   // Dual-city: the service index of each peer city's gateway, and unit request outcomes.
   std::vector<std::pair<std::string, size_t>> peer_services;

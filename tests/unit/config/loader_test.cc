@@ -80,6 +80,7 @@ LoadResult load_with(std::string_view extra) {
   check(want.node == got.node, "node");
   check(want.workers == got.workers, "workers");
   check(want.io_backend == got.io_backend, "io_backend");
+  check(want.channel_header == got.channel_header, "channel_header");
   check(want.listeners == got.listeners, "listeners");
   check(want.admin == got.admin, "admin");
   check(want.limits == got.limits, "limits");
@@ -379,6 +380,19 @@ TEST(Bounds, IoBackend) {
   EXPECT_TRUE(Rejects("io_backend: kqueue\n", "io_backend",
                       "must be auto, io_uring or epoll, got 'kqueue'"));
   EXPECT_TRUE(Rejects("io_backend: [epoll]\n", "io_backend", "got a list"));
+}
+
+TEST(Bounds, ChannelHeader) {
+  EXPECT_EQ(load_with("").config->channel_header, "x-channel");
+  LoadResult r = load_with("channel_header: X-App-Channel\n");
+  ASSERT_TRUE(r.ok()) << dump(r);
+  EXPECT_EQ(r.config->channel_header, "x-app-channel");  // header names ignore case
+  r = load_with("channel_header: ''\n");
+  ASSERT_TRUE(r.ok()) << dump(r);
+  EXPECT_EQ(r.config->channel_header, "");  // channels not counted
+  EXPECT_TRUE(Rejects("channel_header: 'x channel'\n", "channel_header",
+                      "'x channel' is not a valid header name"));
+  EXPECT_TRUE(Rejects("channel_header: [a]\n", "channel_header", "got a list"));
 }
 
 std::string fmt_limits(const char* key, const char* value) {
