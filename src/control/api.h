@@ -60,6 +60,7 @@ class Api final : public Handler {
   observability::Registry& metrics() { return metrics_; }
   // What later domains read.
   stats::StatsReader& stats() { return *ctx_.stats; }
+  ObservedTraffic& observed() { return *ctx_.observed; }
 
  private:
   struct Entry {

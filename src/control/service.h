@@ -204,6 +204,34 @@ class ConfigWriter {
   virtual HttpResponse write(const ConfigEdit& e, Deferred* after) = 0;
 };
 
+// Observed traffic (owned by the stats service; counted by the gateways, docs/control-plane.md
+// "Observed traffic"): who calls whom through the gateways (the x-sluice-caller an instance
+// sends) and the channels requests come through, summed over the gateways' reports.
+struct ObservedTotals {
+  uint64_t requests = 0;
+  uint64_t errors = 0;        // answered 5xx
+  int64_t first_seen_ms = 0;  // start of the first minute with a request (minute precision)
+  int64_t last_seen_ms = 0;   // the last gateway report that counted one
+  std::vector<std::string> gateways, cities;  // that counted one, sorted
+};
+struct ObservedEdge : ObservedTotals {
+  std::string caller;  // as sent ("other" and "invalid": see docs/operations.md)
+  std::string callee;  // the service the route sent the request to
+};
+struct ObservedChannel : ObservedTotals {
+  std::string channel;
+};
+
+class ObservedTraffic {
+ public:
+  virtual ~ObservedTraffic() = default;
+  // With requests in [from_ms, to_ms) (whole minutes: from rounded down, to up), sorted by
+  // caller then callee (channels by name). Throws std::invalid_argument for a range longer than
+  // stats::kMaxPoints minutes or from >= to; may throw StoreError.
+  virtual std::vector<ObservedEdge> edges(int64_t from_ms, int64_t to_ms) = 0;
+  virtual std::vector<ObservedChannel> channels(int64_t from_ms, int64_t to_ms) = 0;
+};
+
 struct ServiceContext {
   Store& store;
   Auth& auth;
@@ -222,6 +250,7 @@ struct ServiceContext {
   ChangeGate* changes = nullptr;          // optional: nullptr commits every write at once
   GatewayDirectory* directory = nullptr;  // set by the fleet service
   ConfigWriter* writer = nullptr;         // resources: config writes by other services
+  ObservedTraffic* observed = nullptr;    // stats: caller -> callee edges and channels
 
   // Runs periodic work; a failure is counted and logged, and retried on the next tick.
   void guarded(const char* what, const std::function<void()>& fn) const;

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include "control/rest.h"
+#include "control/stats/observed.h"
 #include "control/validate.h"
+#include "core/duration.h"
 #include "core/log.h"
 
 namespace sluice::control::stats {
@@ -18,6 +20,45 @@ constexpr size_t kMaxEventsPerPost = 1000;
 // gateway with a broken clock must not rewrite old rollups or create future ones.
 constexpr int64_t kMaxSnapshotAgeMs = 5 * kMinuteMs;
 constexpr int64_t kMaxSnapshotAheadMs = kMinuteMs;
+
+constexpr int64_t kDefaultObservedWindowMs = 3'600'000;
+
+// The range of an observed-traffic query: `window` (a duration up to now, default 1h) or
+// `from` and `to` (milliseconds since the epoch).
+std::optional<std::pair<int64_t, int64_t>> observed_range(const Call& c,
+                                                          std::vector<std::string>& errors) {
+  auto window = query_param(c.req.query, "window");
+  if (window && (query_param(c.req.query, "from") || query_param(c.req.query, "to"))) {
+    errors.push_back("window: give either window or from and to");
+    return std::nullopt;
+  }
+  if (window) {
+    auto d = core::parse_duration(*window);
+    const int64_t ms =
+        d ? std::chrono::duration_cast<std::chrono::milliseconds>(*d).count() : int64_t{0};
+    if (!d || ms < 1 || ms > kMaxPoints * kMinuteMs) {
+      errors.push_back(fmt::format(
+          "window: expected a duration such as 15m or 24h (at most 168h), got '{}'", *window));
+      return std::nullopt;
+    }
+    return std::pair{c.now + 1 - ms, c.now + 1};
+  }
+  auto from = int_param(c.req, "from", c.now + 1 - kDefaultObservedWindowMs, 0, INT64_MAX, errors);
+  auto to = int_param(c.req, "to", c.now + 1, 0, INT64_MAX, errors);
+  if (!from || !to) return std::nullopt;
+  return std::pair{*from, *to};
+}
+
+void totals_json(Json& j, const ObservedTotals& t) {
+  j["requests"] = t.requests;
+  j["errors"] = t.errors;
+  j["first_seen_ms"] = t.first_seen_ms;
+  j["last_seen_ms"] = t.last_seen_ms;
+  j["first_seen"] = iso_time(t.first_seen_ms);
+  j["last_seen"] = iso_time(t.last_seen_ms);
+  j["gateways"] = t.gateways;
+  j["cities"] = t.cities;
+}
 
 Json event_json(const Event& e) {
   return Json{{"id", e.id},         {"at_ms", e.at_ms}, {"at", iso_time(e.at_ms)},
@@ -38,6 +79,7 @@ StatsService::StatsService(ServiceContext& ctx) : ctx_(ctx), stats_(ctx.store, c
       &ctx.metrics.counter("sluice_control_events_received_total", "Events received from gateways");
   ctx.events = this;
   ctx.stats = &stats_;
+  ctx.observed = &stats_;
 }
 
 std::vector<Route> StatsService::routes() {
@@ -46,6 +88,8 @@ std::vector<Route> StatsService::routes() {
   return {
       {"POST", {"v1", "stats"}, Role::kOperator, bind(&S::post_stats)},
       {"GET", {"v1", "stats"}, Role::kViewer, bind(&S::get_stats)},
+      {"GET", {"v1", "stats", "edges"}, Role::kViewer, bind(&S::get_edges)},
+      {"GET", {"v1", "stats", "channels"}, Role::kViewer, bind(&S::get_channels)},
       {"POST", {"v1", "events"}, Role::kOperator, bind(&S::post_events)},
       {"GET", {"v1", "events"}, Role::kViewer, bind(&S::get_events)},
   };
@@ -99,6 +143,7 @@ HttpResponse StatsService::post_stats(const Call& c) {
     if (it.key() != "gateway" && it.key() != "at_ms" && it.key() != "versions")
       sections[it.key()] = it.value();
   }
+  stamp_observed(sections, at);
   stats_.add(gateway, at, c.now, std::move(data), sections);
   ctx_.sightings->heard_from(gateway, c.now, local_version, units_version);
   return json_response(200, {{"gateway", gateway}, {"at_ms", at}});
@@ -158,6 +203,50 @@ HttpResponse StatsService::get_events(const Call& c) {
   Json out = Json::array();
   for (const Event& e : ctx_.store.events(*after, *limit)) out.push_back(event_json(e));
   return json_response(200, out);
+}
+
+HttpResponse StatsService::get_edges(const Call& c) {
+  std::vector<std::string> errors;
+  auto range = observed_range(c, errors);
+  if (!range) return error_response(400, errors.front(), std::move(errors));
+  const std::string caller = query_param(c.req.query, "caller").value_or("");
+  const std::string callee = query_param(c.req.query, "callee").value_or("");
+  std::vector<ObservedEdge> edges;
+  try {
+    edges = stats_.edges(range->first, range->second);
+  } catch (const std::invalid_argument& e) {
+    return error_response(400, e.what());
+  }
+  Json list = Json::array();
+  for (const ObservedEdge& e : edges) {
+    if ((!caller.empty() && e.caller != caller) || (!callee.empty() && e.callee != callee))
+      continue;
+    Json j = {{"caller", e.caller}, {"callee", e.callee}};
+    totals_json(j, e);
+    list.push_back(std::move(j));
+  }
+  return json_response(
+      200, {{"from_ms", range->first}, {"to_ms", range->second}, {"edges", std::move(list)}});
+}
+
+HttpResponse StatsService::get_channels(const Call& c) {
+  std::vector<std::string> errors;
+  auto range = observed_range(c, errors);
+  if (!range) return error_response(400, errors.front(), std::move(errors));
+  std::vector<ObservedChannel> channels;
+  try {
+    channels = stats_.channels(range->first, range->second);
+  } catch (const std::invalid_argument& e) {
+    return error_response(400, e.what());
+  }
+  Json list = Json::array();
+  for (const ObservedChannel& ch : channels) {
+    Json j = {{"channel", ch.channel}};
+    totals_json(j, ch);
+    list.push_back(std::move(j));
+  }
+  return json_response(
+      200, {{"from_ms", range->first}, {"to_ms", range->second}, {"channels", std::move(list)}});
 }
 
 void StatsService::tick(int64_t now) {

@@ -34,6 +34,8 @@ class StatsService final : public Service, public EventLog {
   HttpResponse get_stats(const Call& c);
   HttpResponse post_events(const Call& c);
   HttpResponse get_events(const Call& c);
+  HttpResponse get_edges(const Call& c);
+  HttpResponse get_channels(const Call& c);
 
   ServiceContext& ctx_;
   StatsStore stats_;           // its own lock

@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "control/stats/observed.h"
+
 namespace sluice::control {
 
 using Json = nlohmann::json;
@@ -305,25 +307,49 @@ std::vector<Rollup> StatsStore::rollups(int64_t from_ms, int64_t to_ms,
   return store_.rollup_rows(from_ms, to_ms, gateway);
 }
 
+std::map<std::pair<int64_t, std::string>, Json> StatsStore::minutes_in(int64_t from, int64_t to,
+                                                                       const std::string& gateway) {
+  std::map<std::pair<int64_t, std::string>, Json> minutes;
+  for (Rollup& r : store_.rollup_rows(from, to, gateway))
+    minutes[{r.minute_ms, r.gateway}] = std::move(r.data);
+  std::lock_guard lock(mu_);
+  for (auto it = minutes_.lower_bound({from, std::string()});
+       it != minutes_.end() && it->first.first < to; ++it) {
+    if (!gateway.empty() && it->first.second != gateway) continue;
+    minutes[it->first] = it->second.data;
+  }
+  return minutes;
+}
+
+namespace {
+// [from, to) rounded out to whole minutes; throws std::invalid_argument like check().
+std::pair<int64_t, int64_t> observed_range(int64_t from_ms, int64_t to_ms) {
+  SeriesQuery q;
+  q.from_ms = from_ms;
+  q.to_ms = to_ms;
+  if (auto problem = check(q)) throw std::invalid_argument(*problem);
+  const int64_t from = floor_minute(from_ms);
+  return {from, floor_minute(to_ms - 1) + kMinuteMs};
+}
+}  // namespace
+
+std::vector<ObservedEdge> StatsStore::edges(int64_t from_ms, int64_t to_ms) {
+  auto [from, to] = observed_range(from_ms, to_ms);
+  return observed_edges(minutes_in(from, to, {}));
+}
+
+std::vector<ObservedChannel> StatsStore::channels(int64_t from_ms, int64_t to_ms) {
+  auto [from, to] = observed_range(from_ms, to_ms);
+  return observed_channels(minutes_in(from, to, {}));
+}
+
 std::vector<Series> StatsStore::series(const SeriesQuery& q) {
   if (auto problem = check(q)) throw std::invalid_argument(*problem);
   const int64_t from = floor_minute(q.from_ms);
   const int64_t steps = (q.to_ms - from + q.step_ms - 1) / q.step_ms;
   const int64_t to = from + steps * q.step_ms;
 
-  // (minute, gateway) -> data: the store's rows, replaced by the accumulators still in memory
-  // (newer: they hold what arrived since the row was written).
-  std::map<std::pair<int64_t, std::string>, Json> minutes;
-  for (Rollup& r : store_.rollup_rows(from, to, q.gateway))
-    minutes[{r.minute_ms, r.gateway}] = std::move(r.data);
-  {
-    std::lock_guard lock(mu_);
-    for (auto it = minutes_.lower_bound({from, std::string()});
-         it != minutes_.end() && it->first.first < to; ++it) {
-      if (!q.gateway.empty() && it->first.second != q.gateway) continue;
-      minutes[it->first] = it->second.data;
-    }
-  }
+  const auto minutes = minutes_in(from, to, q.gateway);
 
   const std::string_view section = section_of(q.by);
   std::map<std::string, Series> by_key;

@@ -121,7 +121,7 @@ class StatsReader {
                                       const std::string& gateway) = 0;
 };
 
-class StatsStore final : public StatsReader {
+class StatsStore final : public StatsReader, public ObservedTraffic {
  public:
   StatsStore(Store& store, const ApiOptions& options);
 
@@ -138,7 +138,17 @@ class StatsStore final : public StatsReader {
                                      const std::string& gateway) override;
   std::vector<Rollup> rollups(int64_t from_ms, int64_t to_ms, const std::string& gateway) override;
 
+  // ObservedTraffic (control/stats/observed.h).
+  std::vector<ObservedEdge> edges(int64_t from_ms, int64_t to_ms) override;
+  std::vector<ObservedChannel> channels(int64_t from_ms, int64_t to_ms) override;
+
  private:
+  // The rollups of [from, to) (minute-aligned) of one gateway or all: the store's rows, replaced
+  // by the accumulators still in memory (newer: they hold what arrived since the row was
+  // written).
+  std::map<std::pair<int64_t, std::string>, nlohmann::json> minutes_in(int64_t from, int64_t to,
+                                                                       const std::string& gateway);
+
   struct Snapshot {
     int64_t at_ms = 0;
     nlohmann::json data;
