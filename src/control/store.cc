@@ -77,7 +77,7 @@ int64_t wall_ms() {
 }
 
 constexpr const char* kInstanceColumns =
-    "service, id, address, city, zone, weight, ttl_ms, registered_ms, heartbeat_ms";
+    "service, id, address, city, zone, weight, ttl_ms, registered_ms, heartbeat_ms, facts";
 
 Instance instance_from(const Row& r) {
   Instance i;
@@ -90,6 +90,7 @@ Instance instance_from(const Row& r) {
   i.ttl_ms = to_i64(r[6]);
   i.registered_ms = to_i64(r[7]);
   i.heartbeat_ms = to_i64(r[8]);
+  i.facts = r[9];
   return i;
 }
 
@@ -293,14 +294,14 @@ class SqlStore final : public Store {
           q("SELECT address, city, zone, weight FROM instances"
             " WHERE service = $1 AND id = $2",
             {i.service, i.id});
-      q(fmt::format("INSERT INTO instances ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+      q(fmt::format("INSERT INTO instances ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                     " ON CONFLICT (service, id) DO UPDATE SET address = excluded.address,"
                     " city = excluded.city, zone = excluded.zone, weight = excluded.weight,"
                     " ttl_ms = excluded.ttl_ms, registered_ms = excluded.registered_ms,"
-                    " heartbeat_ms = excluded.heartbeat_ms",
+                    " heartbeat_ms = excluded.heartbeat_ms, facts = excluded.facts",
                     kInstanceColumns),
         {i.service, i.id, i.address, i.city, i.zone, int64_t{i.weight}, i.ttl_ms, i.registered_ms,
-         i.heartbeat_ms});
+         i.heartbeat_ms, i.facts});
       // Only what shapes endpoint sets moves the registry revision; an identical re-registration
       // (an instance answering a 404 heartbeat) does not wake every watching gateway.
       if (old.empty() || old[0] != Row{i.address, i.city, i.zone, std::to_string(i.weight)})

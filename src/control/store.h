@@ -56,6 +56,9 @@ struct Instance {
   uint32_t weight = 1;
   int64_t ttl_ms = 10000;
   int64_t registered_ms = 0, heartbeat_ms = 0;
+  // Host facts the instance registered with (a JSON object's text, checked by the registry;
+  // "" = none): hostname, addresses, cpu_count, memory_bytes, started_ms, version.
+  std::string facts;
   bool operator==(const Instance&) const = default;
 };
 

@@ -24,7 +24,7 @@ FIXTURE = os.path.join(HERE, "data", "control-c14afe9")
 OLD_BIN = os.environ.get("SLUICE_OLD_BIN")
 
 # Domain -> schema version once migrated (control/<domain>/schema.cc).
-DOMAINS = {"resources": 1, "registry": 1, "fleet": 1, "stats": 1, "tokens": 2, "changes": 2,
+DOMAINS = {"resources": 1, "registry": 2, "fleet": 1, "stats": 1, "tokens": 2, "changes": 2,
            "releases": 2}
 
 

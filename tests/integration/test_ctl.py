@@ -327,7 +327,8 @@ class CtlTest(SluiceTestCase):
                                                 "address": "127.0.0.1:9201", "city": "a",
                                                 "zone": "a1"})
         out = self.ok("instances", "-o", "wide")
-        self.assertRegex(out.splitlines()[0], r"HEARTBEAT\s+TTL\s+REGISTERED\s+EXPIRES$")
+        self.assertRegex(out.splitlines()[0],
+                         r"HEARTBEAT\s+TTL\s+REGISTERED\s+EXPIRES\s+HOST\s+VERSION$")
         self.assertIn("pay-1", out)
         out = self.ok("versions", "-o", "wide")
         self.assertIn("RESOURCES", out.splitlines()[0])

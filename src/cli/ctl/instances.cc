@@ -37,11 +37,15 @@ int run(const Ctx& c, const Args& a, const CLI::App&) {
                                             : std::to_string(ttl) + "ms");
       rows.back().push_back(ago(i.value("registered_ms", 0LL)));
       rows.back().push_back(until(i.value("expires_ms", 0LL)));
+      // Host facts the instance registered with (empty for an instance that sent none).
+      const json facts = i.value("facts", json::object());
+      rows.back().push_back(facts.is_object() ? str_of(facts, "hostname", "-") : "-");
+      rows.back().push_back(facts.is_object() ? str_of(facts, "version", "-") : "-");
     }
   }
   if (wide(a)) {
     print_table({"SERVICE", "ID", "ADDRESS", "CITY", "ZONE", "WEIGHT", "HEARTBEAT", "TTL",
-                 "REGISTERED", "EXPIRES"},
+                 "REGISTERED", "EXPIRES", "HOST", "VERSION"},
                 rows);
   } else {
     print_table({"SERVICE", "ID", "ADDRESS", "CITY", "ZONE", "WEIGHT", "HEARTBEAT"}, rows);
@@ -56,7 +60,8 @@ const Verb kInstances = {
     "instances [SERVICE] [-o yaml|json|wide]",
     "the service registry",
     "Registered instances with the age of their last heartbeat (-o wide: also TTL, registered\n"
-    "and expiry times).",
+    "and expiry times, and the host and version the instance registered with; -o json|yaml:\n"
+    "every host fact).",
     [](CLI::App& cmd, Args& a) {
       cmd.add_option("--service", a.service, "Only this service's instances (as SERVICE)")
           ->type_name("SERVICE")

@@ -50,8 +50,15 @@ CREATE TABLE counters (
 INSERT INTO counters (name, value) VALUES ('registry', 0);
 )sql";
 
-constexpr std::array<Migration, 1> kSqlite = {{{1, "instances", kSqliteV1}}};
-constexpr std::array<Migration, 1> kPostgres = {{{1, "instances", kPostgresV1}}};
+// Host facts an instance registers with (JSON text; '' = none).
+constexpr std::string_view kV2 = R"sql(
+ALTER TABLE instances ADD COLUMN facts TEXT NOT NULL DEFAULT '';
+)sql";
+
+constexpr std::array<Migration, 2> kSqlite = {
+    {{1, "instances", kSqliteV1}, {2, "instance host facts", kV2}}};
+constexpr std::array<Migration, 2> kPostgres = {
+    {{1, "instances", kPostgresV1}, {2, "instance host facts", kV2}}};
 
 }  // namespace
 

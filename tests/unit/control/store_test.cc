@@ -563,6 +563,12 @@ TEST_P(StoreTest, ADatabaseOfTheSingleListIsAdoptedWithItsData) {
     c->script(
         "INSERT INTO schema_migrations (version, name, applied_ms) VALUES"
         " (1, 'initial schema', 1), (2, 'revoked tokens', 2)");
+    // An instance as the old build wrote it (its columns: no host facts yet).
+    c->script(
+        "INSERT INTO instances (service, id, address, city, zone, weight, ttl_ms, registered_ms,"
+        " heartbeat_ms) VALUES ('a', 'i1', '10.0.0.1:80', 'north', 'n1', 2, 60000, " +
+        std::to_string(kT0) + ", " + std::to_string(kT0) +
+        "); UPDATE counters SET value = value + 1 WHERE name = 'registry'");
     c->commit();
   }
   {
@@ -571,14 +577,14 @@ TEST_P(StoreTest, ADatabaseOfTheSingleListIsAdoptedWithItsData) {
     EXPECT_TRUE(legacy->domain_versions().empty());
     // Data written by the old build (the same SQL as this build's store issues).
     legacy->commit({res("service", "a")}, "alice", "old build", nullptr, 0, kT0);
-    legacy->upsert_instance(inst("a", "i1", kT0, 60'000));
     legacy->add_token(TokenRecord{"t1", "h1", "admin", "root", kT0});
   }
   auto s = Store::open(url);  // migrates: adopts
   EXPECT_EQ(s->schema_version(), kLegacySchemaVersion);
   EXPECT_EQ(s->domain_versions(), latest_domain_versions(backend));
   EXPECT_EQ(names(s->resources()), std::vector<std::string>{"service/a"});
-  EXPECT_EQ(s->instances().size(), 1u);
+  ASSERT_EQ(s->instances().size(), 1u);
+  EXPECT_EQ(s->instances()[0].facts, "");  // the column added on adoption, empty
   EXPECT_EQ(s->token_count(), 1u);
   EXPECT_EQ(s->revision(), (Revision{1, 1}));
   s->migrate();  // and again: nothing to do
