@@ -17,6 +17,7 @@
 #include "core/duration.h"
 #include "core/log.h"
 #include "gateway/gateway.h"
+#include "sample/caller.h"
 #include "sample/sample_service.h"
 
 #ifndef SLUICE_VERSION
@@ -212,6 +213,15 @@ int main(int argc, char** argv) {
                      "Registration TTL: gone from the endpoint sets this long after the last "
                      "heartbeat (heartbeats every TTL/3)");
   sample->add_option("--weight", so.weight, "Registered weight")->check(CLI::Range(1, 1000));
+  sample->add_option("--gateway", so.gateway,
+                     "host:port (or URL) of a gateway listener that --call goes through");
+  std::vector<std::string> calls;
+  sample->add_option("--call", calls,
+                     "NAME=PATH: request PATH through --gateway every --call-interval with "
+                     "x-sluice-caller set to --name (repeatable)");
+  std::string call_interval = "1s";
+  sample->add_option("--call-interval", call_interval, "Time between rounds of --call requests");
+  sample->add_option("--call-count", so.call_count, "Rounds of --call requests (0 = no end)");
 
   if (argc >= 2 && std::string(argv[1]) == "ctl") {
     std::signal(SIGPIPE, SIG_IGN);
@@ -261,6 +271,27 @@ int main(int argc, char** argv) {
       return 2;
     }
     so.ttl = std::chrono::duration_cast<std::chrono::milliseconds>(*t);
+    auto ci = core::parse_duration(call_interval);
+    if (!ci || *ci < std::chrono::milliseconds(1) || *ci > std::chrono::hours(1)) {
+      std::fprintf(stderr, "--call-interval: must be a duration 1ms..1h, got '%s'\n",
+                   call_interval.c_str());
+      return 2;
+    }
+    so.call_interval = std::chrono::duration_cast<std::chrono::milliseconds>(*ci);
+    for (const std::string& c : calls) {
+      std::string error;
+      auto target = sample::parse_call(c, &error);
+      if (!target) {
+        std::fprintf(stderr, "--call: %s\n", error.c_str());
+        return 2;
+      }
+      so.calls.push_back(*target);
+    }
+    if (!so.calls.empty() && so.gateway.empty()) {
+      std::fprintf(stderr, "--call needs --gateway\n");
+      return 2;
+    }
+    so.version = std::string(SLUICE_VERSION) + "+" + SLUICE_GIT_COMMIT;
     return sample::run_sample_service(so);
   }
   return 2;

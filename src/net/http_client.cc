@@ -250,6 +250,7 @@ HttpReply http_call(const ServerUrl& server, const std::string& token, const std
     std::string req = method + " " + server.prefix + path + " HTTP/1.1\r\nHost: " + host_header +
                       "\r\nUser-Agent: " + options.user_agent + "\r\nAccept: application/json\r\n";
     if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
+    for (const auto& [name, value] : options.headers) req += name + ": " + value + "\r\n";
     if (body) {
       req += "Content-Type: " + content_type +
              "\r\nContent-Length: " + std::to_string(body->size()) + "\r\n";

@@ -57,6 +57,8 @@ struct HttpOptions {
   // A longer answer (head and body as received) is an error, not a string that grows until
   // the process runs out of memory: a gateway's whole config for a large fleet is a few MiB.
   size_t max_reply_bytes = 64 << 20;
+  // More request headers; the caller vouches for them (no CR or LF).
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 // `body` null: no body. `content_type` is sent with a body.

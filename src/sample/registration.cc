@@ -65,6 +65,7 @@ bool Registration::register_now(const std::string& token) {
                          {"ttl_ms", opt_.ttl.count()}};
   if (!opt_.city.empty()) body["city"] = opt_.city;
   if (!opt_.zone.empty()) body["zone"] = opt_.zone;
+  if (opt_.facts.is_object() && !opt_.facts.empty()) body["facts"] = opt_.facts;
   std::string text = body.dump();
   net::HttpReply r =
       net::http_call(server_, token, "POST", "/v1/instances", &text, options(opt_, &cancel_));

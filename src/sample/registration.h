@@ -10,6 +10,8 @@
 #include <string>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "net/http_client.h"
 
 namespace sluice::sample {
@@ -22,6 +24,7 @@ struct RegistrationOptions {
   unsigned weight = 1;
   std::chrono::milliseconds ttl{10000};
   std::chrono::milliseconds heartbeat{0};  // 0 = ttl / 3
+  nlohmann::json facts;                    // host facts (host_facts.h); null = none
 };
 
 class Registration {

@@ -10,6 +10,7 @@
 
 #include "core/address.h"
 #include "core/log.h"
+#include "sample/host_facts.h"
 #include "sample/registration.h"
 #include "sample/worker.h"
 
@@ -120,6 +121,7 @@ int run_sample_service(const SampleOptions& opts) {
     ro.zone = opts.zone;
     ro.weight = opts.weight;
     ro.ttl = opts.ttl;
+    ro.facts = to_json(read_host_facts(opts.version));
     ro.address = opts.advertise;
     if (ro.address.empty()) {
       ro.address = bound;
@@ -137,12 +139,29 @@ int run_sample_service(const SampleOptions& opts) {
     }
   }
 
+  std::unique_ptr<Caller> caller;
+  if (!opts.calls.empty()) {
+    CallerOptions co;
+    co.gateway = opts.gateway;
+    co.service = name;
+    co.targets = opts.calls;
+    co.interval = opts.call_interval;
+    co.count = opts.call_count;
+    try {
+      caller = std::make_unique<Caller>(std::move(co));
+    } catch (const std::invalid_argument& e) {
+      core::log_error("sample-service: {}", e.what());
+      return 2;
+    }
+  }
+
   std::vector<std::thread> threads;
   for (auto& w : workers) {
     w->start();
     threads.emplace_back([&w] { w->run(); });
   }
   if (registration) registration->start();
+  if (caller) caller->start();
   core::log_info(
       "sample-service {} (city {}, zone {}, instance {}) listening on {} with {} worker(s)", name,
       opts.city, opts.zone, instance, bound, count);
@@ -150,6 +169,7 @@ int run_sample_service(const SampleOptions& opts) {
   signals.async_wait([&](std::error_code ec, int signo) {
     if (!ec) core::log_info("sample-service: signal {}, stopping", signo);
     // Out of the pushed endpoint sets before the port closes.
+    if (caller) caller->stop();
     if (registration) registration->stop();
     for (auto& w : workers) w->request_stop();
   });

@@ -19,7 +19,11 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
+#include <vector>
+
+#include "sample/caller.h"
 
 namespace sluice::sample {
 
@@ -39,6 +43,12 @@ struct SampleOptions {
   std::string advertise;  // address to register; default the bound one
   std::chrono::milliseconds ttl{10000};
   unsigned weight = 1;
+  std::string version;  // of the binary: registered with the host facts
+  // Calls through a gateway (sample/caller.h).
+  std::string gateway;
+  std::vector<CallTarget> calls;
+  std::chrono::milliseconds call_interval{1000};
+  uint64_t call_count = 0;  // 0 = until stopped
 };
 
 // Blocks until SIGINT/SIGTERM, then stops accepting, closes every connection and returns 0.
