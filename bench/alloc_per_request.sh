@@ -6,6 +6,8 @@
 #           as the slope between a 1 s and a SECONDS run (what wrk's connections cost cancels out)
 #   cpu:    the gateway's task-clock (perf stat) over the run / requests served
 # usage: bench/alloc_per_request.sh BIN malloc|cpu [CONNS=64] [SECONDS=5] [IO_BACKEND=auto] [BACKEND_BIN=BIN]
+# WRK_HEADERS="name: value;name: value" adds request headers (e.g. the observed-traffic ones:
+# "x-sluice-caller: web;x-channel: mobile").
 set -euo pipefail
 BIN=$1; MODE=$2; CONNS=${3:-64}; SECS=${4:-5}; IOB=${5:-auto}
 BACK=${6:-$BIN}
@@ -45,6 +47,10 @@ GPID=$!
 trap 'kill $GPID $BPID 2>/dev/null; wait 2>/dev/null; rm -rf $D' EXIT
 for i in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:$LP/_sample/bytes?n=128 && break; sleep 0.1; done
 URL=http://127.0.0.1:$LP/_sample/bytes?n=128
+HDR=()
+IFS=';' read -r -a _hs <<< "${WRK_HEADERS:-}"
+for h in "${_hs[@]}"; do [ -n "$h" ] && HDR+=(-H "$h"); done
+wrk() { command wrk "${HDR[@]}" "$@"; }
 wrk -t1 -c$CONNS -d2s $URL >/dev/null
 if [ "$MODE" = malloc ]; then
   # Two runs of different length: the slope cancels what each of wrk's connections costs
