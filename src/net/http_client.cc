@@ -1,6 +1,7 @@
 #include "net/http_client.h"
 
 #include <poll.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -247,10 +248,16 @@ HttpReply http_call(const ServerUrl& server, const std::string& token, const std
     std::string host_header = server.host.find(':') != std::string::npos
                                   ? "[" + server.host + "]:" + server.port
                                   : server.host + ":" + server.port;
+    if (!options.host_header.empty()) host_header = options.host_header;
     std::string req = method + " " + server.prefix + path + " HTTP/1.1\r\nHost: " + host_header +
-                      "\r\nUser-Agent: " + options.user_agent + "\r\nAccept: application/json\r\n";
+                      "\r\nUser-Agent: " + options.user_agent + "\r\n";
+    bool accept = false;
+    for (const auto& [name, value] : options.headers) {
+      accept = accept || (name.size() == 6 && strncasecmp(name.c_str(), "accept", 6) == 0);
+      req += name + ": " + value + "\r\n";
+    }
+    if (!accept) req += "Accept: application/json\r\n";
     if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
-    for (const auto& [name, value] : options.headers) req += name + ": " + value + "\r\n";
     if (body) {
       req += "Content-Type: " + content_type +
              "\r\nContent-Length: " + std::to_string(body->size()) + "\r\n";

@@ -57,7 +57,12 @@ struct HttpOptions {
   // A longer answer (head and body as received) is an error, not a string that grows until
   // the process runs out of memory: a gateway's whole config for a large fleet is a few MiB.
   size_t max_reply_bytes = 64 << 20;
-  // More request headers; the caller vouches for them (no CR or LF).
+  // More request headers; the caller vouches for them (no CR or LF). An Accept among them
+  // replaces the default one.
+  // A synthetic probe's request (control/probes/) also sets the Host header instead of the
+  // server's host:port; it checked its headers (tokens for names, no CR or LF in values, none of
+  // Host, Content-Length, Transfer-Encoding, Connection).
+  std::string host_header;
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
