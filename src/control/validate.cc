@@ -11,6 +11,7 @@
 #include "config/loader.h"
 #include "control/changes/freeze.h"
 #include "control/changes/policy.h"
+#include "control/probes/spec.h"
 #include "control/releases/spec.h"
 
 namespace sluice::control {
@@ -243,7 +244,7 @@ std::vector<std::string> validate_resources(const std::vector<Resource>& resourc
     if (std::find(kResourceKinds.begin(), kResourceKinds.end(), r.kind) == kResourceKinds.end()) {
       errors.push_back(
           fmt::format("{}: kind: unknown kind '{}' (expected service, route, rate_limit, units, "
-                      "change_policy, freeze_window or release)",
+                      "change_policy, freeze_window, release or probe)",
                       who, r.kind));
       continue;
     }
@@ -295,6 +296,12 @@ std::vector<std::string> validate_resources(const std::vector<Resource>& resourc
     if (r.kind == "release") {
       const nlohmann::json spec = r.spec.is_null() ? nlohmann::json::object() : r.spec;
       for (std::string& e : releases::check_release(spec, who + ": spec", resources))
+        errors.push_back(std::move(e));
+      continue;
+    }
+    if (r.kind == "probe") {
+      const nlohmann::json spec = r.spec.is_null() ? nlohmann::json::object() : r.spec;
+      for (std::string& e : probes::check_probe(spec, who + ": spec"))
         errors.push_back(std::move(e));
       continue;
     }

@@ -18,6 +18,7 @@ std::optional<std::string> canonical_kind(const std::string& word) {
     return "change_policy";
   if (k == "freeze_window" || k == "freeze_windows" || k == "freeze") return "freeze_window";
   if (k == "release" || k == "releases") return "release";
+  if (k == "probe" || k == "probes") return "probe";
   return std::nullopt;
 }
 

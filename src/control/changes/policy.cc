@@ -60,7 +60,7 @@ void check_list(const Json& m, const char* key, const std::string& p,
                      kResourceKinds.end())
       errors.push_back(
           fmt::format("{}.{}[{}]: unknown kind '{}' (expected service, route, "
-                      "rate_limit, units, change_policy, freeze_window or release)",
+                      "rate_limit, units, change_policy, freeze_window, release or probe)",
                       p, key, i, v.get<std::string>()));
   }
 }

@@ -135,7 +135,7 @@ HttpResponse ResourcesService::get_resources(const Call& c) {
   if (!kind.empty() && !known_kind(kind))
     return error_response(400, fmt::format("kind: unknown kind '{}' (expected service, route, "
                                            "rate_limit, units, change_policy, "
-                                           "freeze_window or release)",
+                                           "freeze_window, release or probe)",
                                            kind));
   const int64_t version = ctx_.store.latest_version();
   Json list = Json::array();
@@ -286,7 +286,7 @@ HttpResponse ResourcesService::post_apply(const Call& c) {
       auto kind = rf.string("kind", true);
       if (kind && !known_kind(*kind)) {
         rf.error("kind", fmt::format("unknown kind '{}' (expected service, route, rate_limit, "
-                                     "units, change_policy, freeze_window or release)",
+                                     "units, change_policy, freeze_window, release or probe)",
                                      *kind));
         kind.reset();
       }
