@@ -4,6 +4,7 @@
 
 #include "control/changes/changes_service.h"
 #include "control/fleet/fleet_service.h"
+#include "control/probes/probes_service.h"
 #include "control/registry/registry_service.h"
 #include "control/releases/releases_service.h"
 #include "control/resources/resources_service.h"
@@ -15,7 +16,7 @@ namespace sluice::control {
 std::span<const Domain> domains() {
   // One line per domain. Order: ticks and shutdown run in it (the fleet answers its parked polls
   // before stats write their last rollups).
-  static constexpr std::array<Domain, 7> kDomains = {{
+  static constexpr std::array<Domain, 8> kDomains = {{
       {"resources", resources::migrations, resources::make_service},
       {"registry", registry::migrations, registry::make_service},
       {"fleet", fleet::migrations, fleet::make_service},
@@ -23,6 +24,7 @@ std::span<const Domain> domains() {
       {"tokens", tokens::migrations, tokens::make_service},
       {"changes", changes::migrations, changes::make_service},
       {"releases", releases::migrations, releases::make_service},
+      {"probes", probes::migrations, probes::make_service},
   }};
   return kDomains;
 }

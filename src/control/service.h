@@ -232,6 +232,26 @@ class ObservedTraffic {
   virtual std::vector<ObservedChannel> channels(int64_t from_ms, int64_t to_ms) = 0;
 };
 
+// Synthetic probes' states, per probe and city (owned by the probes service, control/probes/):
+// what incidents open on (a probe failing in one city) and quote in their timelines. The
+// transitions are also events (`probe_failing`, `probe_recovered`) in the event log.
+struct ProbeState {
+  std::string probe, city;
+  std::string state;       // pending | ok | failing
+  int64_t since_ms = 0;    // when `state` began
+  int64_t last_at_ms = 0;  // the last result's time; 0 = none yet
+  bool last_ok = false;
+  std::string last_failure;  // the last failure's reason; empty = none kept
+  int64_t last_failure_ms = 0;
+};
+
+class ProbeResults {
+ public:
+  virtual ~ProbeResults() = default;
+  // Every (probe, city) of the latest config's probes, sorted by probe then city.
+  virtual std::vector<ProbeState> probe_states() const = 0;
+};
+
 struct ServiceContext {
   Store& store;
   Auth& auth;
@@ -251,6 +271,7 @@ struct ServiceContext {
   GatewayDirectory* directory = nullptr;  // set by the fleet service
   ConfigWriter* writer = nullptr;         // resources: config writes by other services
   ObservedTraffic* observed = nullptr;    // stats: caller -> callee edges and channels
+  ProbeResults* probes = nullptr;         // optional: set by the probes service
 
   // Runs periodic work; a failure is counted and logged, and retried on the next tick.
   void guarded(const char* what, const std::function<void()>& fn) const;
