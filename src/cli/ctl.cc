@@ -24,9 +24,9 @@ namespace sluice::cli {
 namespace ctl {
 
 std::span<const Verb* const> all_verbs() {
-  static const Verb* const kVerbs[] = {&kApply,    &kDiff,      &kGet,      &kDelete,   &kVersions,
-                                       &kRollback, &kInstances, &kGateways, &kEvents,   &kTokens,
-                                       &kChanges,  &kChange,    &kRollout,  &kReleases, &kRelease};
+  static const Verb* const kVerbs[] = {
+      &kApply,  &kDiff,   &kGet,     &kDelete, &kVersions, &kRollback, &kInstances, &kGateways,
+      &kEvents, &kTokens, &kChanges, &kChange, &kRollout,  &kReleases, &kRelease,   &kProbes};
   return kVerbs;
 }
 

@@ -37,6 +37,7 @@ extern const Verb kChange;
 extern const Verb kRollout;
 extern const Verb kReleases;
 extern const Verb kRelease;
+extern const Verb kProbes;
 
 // Every verb, in the order `ctl --help` lists them.
 std::span<const Verb* const> all_verbs();
