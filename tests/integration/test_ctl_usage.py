@@ -29,6 +29,7 @@ VERB_OPTIONS = {
     "change": ["-m, --reason", "-o, --output"],
     "releases": ["-o, --output"],
     "release": ["-m, --reason", "-o, --output"],
+    "probes": ["-o, --output"],
 }
 
 # A misspelling of one of the verb's own options, and the name it should suggest.
