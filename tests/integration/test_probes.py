@@ -111,7 +111,7 @@ class ProbesTest(SluiceTestCase):
         self.assertGreater(a["runs"], before_a["runs"])
         self.assertEqual(a["good"], a["runs"], failing["a"])
         self.assertNotIn("last_failure", failing["a"])
-        started = self.events("probe_failing")
+        started = wait_until(lambda: self.events("probe_failing"), 5, message="probe_failing event")
         self.assertEqual([e["subject"] for e in started], ["home/b"], started)
         self.assertEqual(started[0]["detail"]["city"], "b")
         self.assertEqual(started[0]["detail"]["reason"], "status 500 (expected 200)")
@@ -126,7 +126,8 @@ class ProbesTest(SluiceTestCase):
 
         self.samples["b"].faults(error_rate=0)
         self.wait_states("home", {"a": "ok", "b": "ok"})
-        recovered = self.events("probe_recovered")
+        recovered = wait_until(lambda: self.events("probe_recovered"), 5,
+                               message="probe_recovered event")
         self.assertEqual([e["subject"] for e in recovered], ["home/b"], recovered)
         self.assertEqual(self.events("probe_failing"), started)  # no new episode
         rc, out, err = self.ctl("probes", "home")
@@ -150,8 +151,8 @@ class ProbesTest(SluiceTestCase):
         self.assertEqual(field["a"]["last"]["status"], 200)
         body = self.wait_states("wrong-body", {"a": "failing"})
         self.assertEqual(body["a"]["last_failure"]["reason"], "body does not contain 'no such text'")
-        subjects = {e["subject"] for e in self.events("probe_failing")}
-        self.assertTrue({"wrong-field/a", "wrong-body/a"} <= subjects, subjects)
+        wait_until(lambda: {"wrong-field/a", "wrong-body/a"} <= {
+            e["subject"] for e in self.events("probe_failing")}, 5, message="both events")
         # Removed probes stop: they leave the list.
         for name in ("wrong-field", "wrong-body"):
             r = self.cp.call("DELETE", f"/v1/resources/probe/{name}?reason=done")
@@ -162,7 +163,7 @@ class ProbesTest(SluiceTestCase):
         self.assertEqual(self.cp.call("GET", "/v1/probes/wrong-body").status, 404)
 
     def test_bad_specs_are_refused_with_every_error(self):
-        before = self.cp.call("GET", "/v1/versions?limit=1").json()[0]["version"]
+        before = self.cp.call("GET", "/v1/versions?limit=1").json()[0]["number"]
         r = self.cp.call("POST", "/v1/apply", {"reason": "bad probes", "resources": [
             {"kind": "probe", "name": "bad", "spec": {
                 "request": {"path": "no-slash", "headers": {"Host": "x", "X-A": "a\r\nB: c"}},
@@ -186,7 +187,7 @@ class ProbesTest(SluiceTestCase):
         for w in want:
             self.assertTrue(any(e.startswith(w) for e in errors), f"{w!r} not in {errors}")
         self.assertEqual(len(errors), len(want), errors)
-        after = self.cp.call("GET", "/v1/versions?limit=1").json()[0]["version"]
+        after = self.cp.call("GET", "/v1/versions?limit=1").json()[0]["number"]
         self.assertEqual(after, before)
         self.assertEqual(self.cp.call("GET", "/v1/probes/bad").status, 404)
 

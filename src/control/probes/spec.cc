@@ -294,7 +294,10 @@ void check(const Json& spec, const std::string& prefix, ProbeSpec& out,
     }
   }
   if (auto v = r.duration("interval", kMinIntervalMs, kMaxIntervalMs)) out.interval_ms = *v;
-  if (auto v = r.duration("timeout", kMinTimeoutMs, kMaxTimeoutMs)) out.timeout_ms = *v;
+  if (auto v = r.duration("timeout", kMinTimeoutMs, kMaxTimeoutMs))
+    out.timeout_ms = *v;
+  else if (r.get("timeout") == nullptr)
+    out.timeout_ms = std::min(out.timeout_ms, out.interval_ms);  // the default fits any interval
   if (out.timeout_ms > out.interval_ms)
     r.error("timeout",
             fmt::format("must not exceed the interval ({} > {})",

@@ -26,6 +26,9 @@ TEST(ProbeSpec, Defaults) {
   ASSERT_EQ(s.cities.size(), 2u);
   EXPECT_EQ(s.cities.at("city-b"), "127.0.0.1:8081");
   EXPECT_TRUE(check_probe(minimal(), "p").empty());
+  Json fast = minimal();
+  fast["interval"] = "1s";  // the default timeout (2s) shrinks to fit
+  EXPECT_EQ(parse_probe(fast).timeout_ms, 1'000);
 }
 
 TEST(ProbeSpec, EverythingRead) {
