@@ -283,7 +283,10 @@ std::vector<ModelError> Schema::extend(std::span<const TypeSpec> specs) {
     CiType* t = nullptr;
     if (existing) {
       t = &next.types_[*existing];
-      if (!spec.key.empty()) err(spec.at, subject, "key: an existing type's key cannot change");
+      std::vector<std::string> current;
+      for (AttrId k : t->key) current.push_back(t->attributes[k].name);
+      if (!spec.key.empty() && spec.key != current)
+        err(spec.at, subject, "key: an existing type's key cannot change");
     } else {
       if (spec.key.empty())
         err(spec.at, subject, "key: a new type needs at least one key attribute");
@@ -304,8 +307,15 @@ std::vector<ModelError> Schema::extend(std::span<const TypeSpec> specs) {
         err(a.at, subject, "attribute '" + a.name + "': type must be string, int, number or bool");
         continue;
       }
-      if (t->attribute(a.name)) {
-        err(a.at, subject, "attribute '" + a.name + "': defined twice");
+      if (auto have = t->attribute(a.name)) {
+        // The same definition again is no change (a file imported twice); another one is.
+        const AttributeDef& d = t->attributes[*have];
+        bool is_key = std::find(t->key.begin(), t->key.end(), *have) != t->key.end();
+        if (d.type != *vt || (d.required != a.required && !is_key)) {
+          err(a.at, subject,
+              "attribute '" + a.name + "': already defined as " +
+                  std::string(cmdb::to_string(d.type)) + (d.required ? ", required" : ""));
+        }
         continue;
       }
       t->attributes.push_back({a.name, *vt, a.required});
@@ -336,8 +346,12 @@ std::vector<ModelError> Schema::extend(std::span<const TypeSpec> specs) {
         err(r.at, subject,
             "cardinality '" + r.cardinality + "': must be many, at_most_one or exactly_one");
       if (!kind || !to || !card) continue;
-      if (next.rule(*kind, *from, *to)) {
-        err(r.at, subject, "relation " + r.kind + " to " + r.to + ": already allowed");
+      if (const RelationRule* have = next.rule(*kind, *from, *to)) {
+        if (have->cardinality != *card) {
+          err(r.at, subject,
+              "relation " + r.kind + " to " + r.to + ": already allowed as " +
+                  std::string(cmdb::to_string(have->cardinality)));
+        }
         continue;
       }
       next.rules_.push_back({*kind, *from, *to, *card});
@@ -581,8 +595,10 @@ std::vector<ModelError> apply_declared(Graph& graph, std::span<const CiDraft> ci
   const Schema& schema = graph.schema();
   Graph next = graph;
   std::set<std::pair<TypeId, std::string>> seen;
+  std::vector<CiId> draft_ci(cis.size(), kNone);  // what each draft became
 
-  for (const auto& d : cis) {
+  for (std::size_t di = 0; di < cis.size(); ++di) {
+    const CiDraft& d = cis[di];
     auto type = schema.find_type(d.type);
     if (!type) {
       errors.push_back({d.at, d.type, "unknown type '" + d.type + "'"});
@@ -647,10 +663,26 @@ std::vector<ModelError> apply_declared(Graph& graph, std::span<const CiDraft> ci
       continue;
     }
     CiId id = next.upsert_ci(*type, key);
+    draft_ci[di] = id;
     for (auto& [a, v] : values) next.set_value(id, a, Source::kDeclared, std::move(v), now_ms);
   }
 
+  // A relation under a CI draft names it by its key once known.
+  std::vector<RelationDraft> resolved(relations.begin(), relations.end());
+  for (auto& r : resolved) {
+    if (r.from_draft == RelationDraft::kNoDraft) continue;
+    if (r.from_draft >= cis.size() || draft_ci[r.from_draft] == kNone) {
+      r.kind.clear();  // its CI was refused (and reported); nothing more to say about it
+      continue;
+    }
+    const Ci& from = next.ci(draft_ci[r.from_draft]);
+    r.from_type = schema.type(from.type).name;
+    r.from_key = from.key;
+  }
+  relations = resolved;
+
   for (const auto& r : relations) {
+    if (r.kind.empty() && r.from_draft != RelationDraft::kNoDraft) continue;
     std::string subj = "relation " + r.from_type + "/" + r.from_key + " " + r.kind + " " +
                        r.to_type + "/" + r.to_key;
     auto kind = parse_relation_kind(r.kind);
@@ -682,6 +714,7 @@ std::vector<ModelError> apply_declared(Graph& graph, std::span<const CiDraft> ci
   std::set<RelationId> named;
   {
     for (const auto& r : relations) {
+      if (r.kind.empty()) continue;
       auto kind = parse_relation_kind(r.kind);
       auto ft = schema.find_type(r.from_type);
       auto tt = schema.find_type(r.to_type);

@@ -271,6 +271,10 @@ struct CiDraft {
 struct RelationDraft {
   std::string from_type, from_key, kind, to_type, to_key;
   Location at;
+  // Set for a relation written under a CI (YAML `relations:` of a CI): it leaves the CI of
+  // cis[from_draft], whatever its key turns out to be; from_type/from_key are then ignored.
+  std::size_t from_draft = kNoDraft;
+  static constexpr std::size_t kNoDraft = static_cast<std::size_t>(-1);
 };
 
 // Checks drafts against `graph` (its schema and its CIs, which relations may name) and, if

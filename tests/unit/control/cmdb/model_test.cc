@@ -196,30 +196,34 @@ TEST(CmdbModel, ExtendIsAllOrNothingAndListsEveryError) {
   specs[1].name = "queue";  // new type without key
   specs[1].attributes = {{"name", "text", false, {3, 5}}};
   specs[2].name = "host";  // extends a built-in: fine alone
-  specs[2].attributes = {{"rack", "string", false, {}}, {"cpus", "int", false, {}}};
+  specs[2].attributes = {{"rack", "string", false, {}}, {"cpus", "string", false, {}}};
   specs[3].name = "service";
   specs[3].relations = {{"likes", "host", "many", {}},
                         {"runs_on", "nowhere", "many", {}},
-                        {"depends_on", "service", "many", {}}};
+                        {"depends_on", "service", "at_most_one", {}}};
   auto errors = s.extend(specs);
   std::string text = all(errors);
   EXPECT_TRUE(has_error(errors, "type Bad-Name: name must match")) << text;
   EXPECT_TRUE(has_error(errors, "type queue: key: a new type needs")) << text;
   EXPECT_TRUE(has_error(errors, "line 3, column 5: type queue: attribute 'name': type must be"))
       << text;
-  EXPECT_TRUE(has_error(errors, "type host: attribute 'cpus': defined twice")) << text;
+  EXPECT_TRUE(has_error(errors, "type host: attribute 'cpus': already defined as int")) << text;
   EXPECT_TRUE(has_error(errors, "relation 'likes': unknown kind")) << text;
   EXPECT_TRUE(has_error(errors, "relation to 'nowhere': unknown type")) << text;
-  EXPECT_TRUE(has_error(errors, "depends_on to service: already allowed")) << text;
+  EXPECT_TRUE(has_error(errors, "depends_on to service: already allowed as many")) << text;
   EXPECT_EQ(errors.size(), 7u) << text;
   // Nothing applied.
   EXPECT_EQ(s.type_count(), 11u);
   EXPECT_FALSE(s.type(*s.find_type("host")).attribute("rack"));
   // The valid part alone applies.
-  ASSERT_TRUE(s.extend(std::span(&specs[2], 1)).size() == 1);  // cpus twice
-  specs[2].attributes.pop_back();
+  ASSERT_TRUE(s.extend(std::span(&specs[2], 1)).size() == 1);  // cpus as another type
+  specs[2].attributes.back().type = "int";                     // the same definition: no change
   ASSERT_TRUE(s.extend(std::span(&specs[2], 1)).empty());
   EXPECT_TRUE(s.type(*s.find_type("host")).attribute("rack"));
+  // Extending again with the same specs changes nothing and is no error (a file imported twice).
+  const std::size_t attrs = s.type(*s.find_type("host")).attributes.size();
+  ASSERT_TRUE(s.extend(std::span(&specs[2], 1)).empty());
+  EXPECT_EQ(s.type(*s.find_type("host")).attributes.size(), attrs);
 }
 
 TEST(CmdbModel, CompositeKey) {
