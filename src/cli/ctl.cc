@@ -24,9 +24,10 @@ namespace sluice::cli {
 namespace ctl {
 
 std::span<const Verb* const> all_verbs() {
-  static const Verb* const kVerbs[] = {
-      &kApply,  &kDiff,   &kGet,     &kDelete, &kVersions, &kRollback, &kInstances, &kGateways,
-      &kEvents, &kTokens, &kChanges, &kChange, &kRollout,  &kReleases, &kRelease,   &kProbes};
+  static const Verb* const kVerbs[] = {&kApply,    &kDiff,      &kGet,      &kDelete,   &kVersions,
+                                       &kRollback, &kInstances, &kGateways, &kEvents,   &kTokens,
+                                       &kChanges,  &kChange,    &kRollout,  &kReleases, &kRelease,
+                                       &kProbes,   &kCmdb};
   return kVerbs;
 }
 

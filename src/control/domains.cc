@@ -3,6 +3,7 @@
 #include <array>
 
 #include "control/changes/changes_service.h"
+#include "control/cmdb/cmdb_service.h"
 #include "control/fleet/fleet_service.h"
 #include "control/probes/probes_service.h"
 #include "control/registry/registry_service.h"
@@ -16,7 +17,7 @@ namespace sluice::control {
 std::span<const Domain> domains() {
   // One line per domain. Order: ticks and shutdown run in it (the fleet answers its parked polls
   // before stats write their last rollups).
-  static constexpr std::array<Domain, 8> kDomains = {{
+  static constexpr std::array<Domain, 9> kDomains = {{
       {"resources", resources::migrations, resources::make_service},
       {"registry", registry::migrations, registry::make_service},
       {"fleet", fleet::migrations, fleet::make_service},
@@ -25,6 +26,7 @@ std::span<const Domain> domains() {
       {"changes", changes::migrations, changes::make_service},
       {"releases", releases::migrations, releases::make_service},
       {"probes", probes::migrations, probes::make_service},
+      {"cmdb", cmdb::migrations, cmdb::make_service},
   }};
   return kDomains;
 }

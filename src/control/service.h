@@ -23,6 +23,9 @@ namespace sluice::control {
 namespace stats {
 class StatsReader;  // control/stats/stats_store.h
 }
+namespace cmdb {
+class Cmdb;  // control/cmdb/cmdb.h
+}
 
 struct ApiOptions {
   int64_t default_wait_ms = 30'000;   // long poll without `wait`
@@ -272,6 +275,7 @@ struct ServiceContext {
   ConfigWriter* writer = nullptr;         // resources: config writes by other services
   ObservedTraffic* observed = nullptr;    // stats: caller -> callee edges and channels
   ProbeResults* probes = nullptr;         // optional: set by the probes service
+  cmdb::Cmdb* cmdb = nullptr;             // the CMDB's model and store (cmdb service)
 
   // Runs periodic work; a failure is counted and logged, and retried on the next tick.
   void guarded(const char* what, const std::function<void()>& fn) const;

@@ -589,6 +589,11 @@ class SqlStore final : public Store {
                 .rows.empty();
   }
 
+  void in_transaction(const char* op, Tx mode,
+                      const std::function<void(detail::SqlConnection&)>& fn) override {
+    transact(op, mode, [&] { fn(*conn_); });
+  }
+
   Revision revision() override {
     auto r = one("revision", Tx::kRead,
                  "SELECT (SELECT COALESCE(MAX(number), 0) FROM config_versions),"

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -19,6 +20,11 @@
 #include <nlohmann/json.hpp>
 
 namespace sluice::control {
+
+namespace detail {
+class SqlConnection;
+enum class Tx;
+}  // namespace detail
 
 // I/O failures, malformed URLs and rejected input. The message names the backend and the operation.
 struct StoreError : std::runtime_error {
@@ -289,6 +295,14 @@ class Store {
   // Change notification for long polls across processes: poll this (one indexed query); equal
   // Revisions mean nothing a gateway sees has changed.
   virtual Revision revision() = 0;
+
+  // A domain whose SQL lives in its own folder (control/cmdb/) runs it here: `fn` gets the
+  // store's connection inside one transaction of `mode`, under the store's lock, with its
+  // reconnect-once and error wrapping ("store OP failed: ..."). An exception from fn rolls back.
+  // Fixed SQL text with bound parameters only; never hold another lock that the store's callers
+  // may wait on.
+  virtual void in_transaction(const char* op, detail::Tx mode,
+                              const std::function<void(detail::SqlConnection&)>& fn) = 0;
 };
 
 // What the backends implement. Store logic is written once (store.cc) against this small SQL

@@ -33,6 +33,7 @@ struct Args {
   std::string role;                   // --role (tokens create)
   bool emergency = false;             // --emergency (apply, delete, rollback)
   std::string state;                  // --state (changes)
+  std::string type;                   // --type (cmdb import)
   std::vector<std::string> words;     // the words after the verb (KIND NAME, N, ...)
 };
 

@@ -38,6 +38,7 @@ extern const Verb kRollout;
 extern const Verb kReleases;
 extern const Verb kRelease;
 extern const Verb kProbes;
+extern const Verb kCmdb;
 
 // Every verb, in the order `ctl --help` lists them.
 std::span<const Verb* const> all_verbs();

@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "control/cmdb/cmdb.h"
 #include "control/migrations.h"
 
 namespace sluice::control {
@@ -1023,6 +1024,71 @@ TEST_P(StoreTest, ChangeRecordsAreAppendOnlyAndCommitWithTheirVersion) {
   EXPECT_EQ(store_->changes("", 0, 2, false).size(), 2u);
   EXPECT_EQ(store_->changes_active_since(kT0 + 5).size(), 2u);  // 2 (rolled back) and 3
   EXPECT_FALSE(store_->change(99));
+}
+
+// The CMDB domain's tables (control/cmdb/cmdb.h) on every backend: an import, observed values,
+// history, and a second control plane on the same database seeing both.
+TEST_P(StoreTest, CmdbImportRecordAndHistory) {
+  cmdb::Cmdb db(*store_);
+  cmdb::ImportDoc doc;
+  ASSERT_TRUE(cmdb::read_yaml(R"(cis:
+  - {type: service, name: accounts}
+  - {type: host, hostname: h1, cpus: 8}
+  - {type: instance, id: i-1, zone: a1, relations: {belongs_to: service/accounts, runs_on: host/h1}}
+)",
+                              doc)
+                  .empty());
+  auto r = db.import(doc, {"alice", "first", 7}, kT0, false);
+  ASSERT_TRUE(r.errors.empty()) << r.to_json().dump();
+  EXPECT_EQ(r.cis_added, 3);
+  EXPECT_EQ(r.relations_added, 2);
+
+  cmdb::Observed o;
+  o.source = cmdb::Source::kRegistry;
+  o.seen_ms = kT0 + 10;
+  o.cis.push_back({"instance", "i-1", {{"zone", cmdb::Value(std::string("a2"))}}});
+  o.relations.push_back({cmdb::RelationKind::kRunsOn, "instance", "i-1", "host", "h2"});
+  r = db.record(o, {"reconciler", "", 0});
+  ASSERT_TRUE(r.errors.empty()) << r.to_json().dump();
+  EXPECT_EQ(r.cis_added, 1);  // host/h2
+
+  // A refused import leaves the tables as they were.
+  cmdb::ImportDoc bad;
+  ASSERT_TRUE(cmdb::read_yaml("cis: [{type: host, hostname: h3, cpus: x}]\n", bad).empty());
+  EXPECT_FALSE(db.import(bad, {"alice", "", 0}, kT0 + 20, false).errors.empty());
+
+  auto check = [](cmdb::Cmdb& c) {
+    cmdb::Graph g = c.load();
+    EXPECT_EQ(g.ci_count(), 4u);
+    EXPECT_FALSE(g.find("host", "h3"));
+    auto i = g.find("instance", "i-1");
+    ASSERT_TRUE(i);
+    auto zone = *g.schema().type(g.ci(*i).type).attribute("zone");
+    EXPECT_EQ(std::get<std::string>(g.declared(*i, zone)->value), "a1");
+    EXPECT_EQ(std::get<std::string>(g.observed(*i, zone)->value), "a2");
+    EXPECT_EQ(g.out(*i).size(), 3u);  // belongs_to, runs_on h1 (declared), runs_on h2 (registry)
+    auto h = c.history("instance", "i-1", 100);
+    ASSERT_EQ(h.size(), 7u);  // created, id, zone, two relations; then zone and runs_on (registry)
+    EXPECT_EQ(h[0].source, "registry");
+    EXPECT_EQ(h[0].field, "runs_on");
+    EXPECT_EQ(h[0].new_value, "host/h2");
+    EXPECT_EQ(h[1].field, "zone");
+    EXPECT_EQ(h[1].old_value, nullptr);
+    EXPECT_EQ(h.back().what, "ci");
+    EXPECT_EQ(h.back().actor, "alice");
+    EXPECT_EQ(h.back().change_id, 7);
+  };
+  check(db);
+  if (shared()) {
+    auto other = open_again();
+    cmdb::Cmdb db2(*other);
+    check(db2);
+    // A write through the other one is seen here (the cached model follows the revision).
+    cmdb::ImportDoc more;
+    ASSERT_TRUE(cmdb::read_yaml("cis: [{type: host, hostname: h9}]\n", more).empty());
+    ASSERT_TRUE(db2.import(more, {"bob", "", 0}, kT0 + 30, false).errors.empty());
+    EXPECT_TRUE(db.load().find("host", "h9"));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest,

@@ -1,0 +1,11 @@
+// The parts of the CMDB that run inside its service (routes under /v1/cmdb/, periodic work):
+// one line each. The reconciler adds itself here.
+#include "control/cmdb/cmdb_service.h"
+
+namespace sluice::control::cmdb {
+
+std::span<const ExtensionFactory> extensions() {
+  return {};
+}
+
+}  // namespace sluice::control::cmdb
