@@ -122,11 +122,11 @@ class CtlUsageTest(unittest.TestCase):
         # limited nothing. Now a usage error that says which verbs take it.
         cases = [
             (["get", "services", "--reason", "x"], "--reason",
-             "apply, delete, rollback, change, release"),
-            (["diff", "-f", "x.yaml", "--dry-run"], "--dry-run", "apply, delete, rollback"),
-            (["gateways", "--limit", "3"], "--limit", "versions, events"),
+             "apply, delete, rollback, change, release, cmdb"),
+            (["diff", "-f", "x.yaml", "--dry-run"], "--dry-run", "apply, delete, rollback, cmdb"),
+            (["gateways", "--limit", "3"], "--limit", "versions, events, cmdb"),
             (["tokens", "list", "--role", "admin"], "--role", "tokens"),
-            (["versions", "-f", "x.yaml"], "-f", "apply, diff"),
+            (["versions", "-f", "x.yaml"], "-f", "apply, diff, cmdb"),
             (["events", "--service", "pay"], "--service", "instances"),
         ]
         for args, option, takers in cases:

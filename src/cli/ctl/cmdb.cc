@@ -76,7 +76,8 @@ int get(const Ctx& c, const Args& a, const std::vector<std::string>& w) {
   if (w.size() == 2) {
     std::printf("%s/%s\n\n", str_of(answer, "type").c_str(), str_of(answer, "key").c_str());
     std::vector<std::vector<std::string>> rows;
-    for (const auto& [name, entries] : answer.value("attributes", json::object()).items())
+    const json attributes = answer.value("attributes", json::object());
+    for (const auto& [name, entries] : attributes.items())
       for (const auto& e : entries)
         rows.push_back(
             {name, cell(e["value"]), str_of(e, "source"), ago(e.value("last_seen_ms", 0LL))});
@@ -106,12 +107,14 @@ int get(const Ctx& c, const Args& a, const std::vector<std::string>& w) {
   // Columns: the attributes any CI has, in the order first met (the key is NAME).
   std::vector<std::string> columns;
   std::map<std::string, bool> seen;
-  for (const auto& ci : list)
-    for (const auto& [name, entries] : ci.value("attributes", json::object()).items())
+  for (const auto& ci : list) {
+    const json attributes = ci.value("attributes", json::object());
+    for (const auto& [name, entries] : attributes.items())
       if (!seen[name] && cell(entries.at(0)["value"]) != str_of(ci, "key")) {
         seen[name] = true;
         columns.push_back(name);
       }
+  }
   const size_t max_cols = wide(a) ? columns.size() : std::min<size_t>(columns.size(), 6);
   std::vector<std::string> header = {"NAME"};
   for (size_t i = 0; i < max_cols; ++i) {
@@ -299,17 +302,31 @@ std::span<const CmdbAction* const> cmdb_actions() {
   return kActions;
 }
 
+namespace {
+
+// `ctl cmdb --help`: every action of the table, so an added action documents itself.
+const char* cmdb_details() {
+  static const std::string text = [] {
+    std::string out =
+        "The CMDB: configuration items with their declared and observed attributes, relations\n"
+        "and history (docs/cmdb.md). Actions:\n";
+    for (const CmdbAction* act : cmdb_actions())
+      out += std::string("  cmdb ") + act->synopsis + "\n      " + act->summary + "\n";
+    out +=
+        "import: .csv files are CSV (a header row; --type: the type of rows without a type\n"
+        "column), anything else YAML; all or nothing, every error with its line and column.";
+    return out;
+  }();
+  return text.c_str();
+}
+
+}  // namespace
+
 const Verb kCmdb = {
     "cmdb",
-    "cmdb get|import|history ... (cmdb --help)",
-    "the CMDB: CIs, declared data import, history",
-    "The CMDB: configuration items with their declared and observed attributes, relations and\n"
-    "history (docs/cmdb.md).\n"
-    "  cmdb get TYPE [NAME] [-o yaml|json|wide]   CIs of a type, or one CI\n"
-    "  cmdb import -f FILE [--type T] [--dry-run] [--reason R]\n"
-    "      YAML documents or CSV with a header row (.csv; --type: the type of rows without a\n"
-    "      type column); all or nothing, every error with its line and column\n"
-    "  cmdb history TYPE/NAME [--limit N]   every change, with its source",
+    "cmdb ACTION ... (cmdb --help)",
+    "the CMDB: get, import, history of configuration items",
+    cmdb_details(),
     [](CLI::App& cmd, Args& a) {
       cmd.add_option("-f,--filename,--file", a.files,
                      "cmdb import: a YAML or CSV (.csv) file, or - (YAML on stdin)")
@@ -318,7 +335,9 @@ const Verb kCmdb = {
       cmd.add_option("--type", a.type, "cmdb import: the CI type of CSV rows without a type column")
           ->type_name("T");
       cmd.add_option("--limit", a.limit, "cmdb history: at most N rows")->type_name("N");
-      add_reason(cmd, a);
+      cmd.add_option("--reason,-m", a.reason, "Why: recorded in the history rows (optional)")
+          ->type_name("R")
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
       add_dry_run(cmd, a);
       add_output(cmd, a, /*tables=*/true);
       add_words(cmd, a, "ACTION [ARGS...]");
