@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <unordered_map>
 
-#include "control/rest.h"
-
 namespace sluice::control::cmdb {
 namespace {
 
@@ -244,9 +242,20 @@ WriteResult Cmdb::record(const Observed& o, const Provenance& p) {
           errors.push_back({{}, subject, "unknown type '" + type + "'"});
           return std::nullopt;
         }
-        if (key.empty() || key.size() > kMaxKeyBytes || key.find('/') != std::string::npos ||
-            has_control_chars(key)) {
-          errors.push_back({{}, subject, "bad key '" + key + "'"});
+        // Each key part as the model checks it (a composite key's parts joined with ',').
+        bool ok = !key.empty() && key.size() <= kMaxKeyBytes;
+        for (std::size_t start = 0; ok;) {
+          const std::size_t comma = key.find(',', start);
+          ok = valid_key_part(std::string_view(key).substr(
+              start, comma == std::string::npos ? std::string::npos : comma - start));
+          if (comma == std::string::npos) break;
+          start = comma + 1;
+        }
+        if (!ok) {
+          errors.push_back({{},
+                            subject,
+                            "bad key: 1.." + std::to_string(kMaxKeyBytes) +
+                                " printable bytes, without space / ? # %"});
           return std::nullopt;
         }
         return next.upsert_ci(*t, key);
@@ -322,9 +331,14 @@ WriteResult Cmdb::write(SqlConnection& c, Graph next, const std::vector<TypeSpec
   const Graph& old = cur.graph;
   WriteResult r;
   std::vector<HistoryRow> history;
+  int64_t statements = 0;
+  auto w = [&](const std::string& sql, std::initializer_list<SqlValue> params) {
+    ++statements;
+    return q(c, sql, params);
+  };
 
   for (const auto& t : new_types) {
-    q(c, "INSERT INTO cmdb_types (spec, at_ms) VALUES ($1, $2)", {spec_json(t).dump(), now_ms});
+    w("INSERT INTO cmdb_types (spec, at_ms) VALUES ($1, $2)", {spec_json(t).dump(), now_ms});
     ++r.types_changed;
   }
 
@@ -333,9 +347,8 @@ WriteResult Cmdb::write(SqlConnection& c, Graph next, const std::vector<TypeSpec
     const Ci& ci = next.ci(id);
     const std::string& tname = next.schema().type(ci.type).name;
     if (id >= old.ci_count()) {
-      auto rows =
-          q(c, "INSERT INTO cmdb_cis (type, key, created_ms) VALUES ($1, $2, $3) RETURNING id",
-            {tname, ci.key, now_ms});
+      auto rows = w("INSERT INTO cmdb_cis (type, key, created_ms) VALUES ($1, $2, $3) RETURNING id",
+                    {tname, ci.key, now_ms});
       ci_db.push_back(to_i64(rows.at(0).at(0)));
       ++r.cis_added;
       history.push_back(
@@ -347,8 +360,7 @@ WriteResult Cmdb::write(SqlConnection& c, Graph next, const std::vector<TypeSpec
           id < old.ci_count() ? old.value(id, v.attr, v.source) : nullptr;
       const bool changed = !before || before->value != v.value;
       if (!changed && before->last_seen_ms == v.last_seen_ms) continue;
-      q(c,
-        "INSERT INTO cmdb_values (ci_id, attr, source, value, last_seen_ms) VALUES ($1, $2, $3, "
+      w("INSERT INTO cmdb_values (ci_id, attr, source, value, last_seen_ms) VALUES ($1, $2, $3, "
         "$4, $5)"
         " ON CONFLICT (ci_id, attr, source) DO UPDATE SET value = excluded.value,"
         " last_seen_ms = excluded.last_seen_ms",
@@ -365,7 +377,7 @@ WriteResult Cmdb::write(SqlConnection& c, Graph next, const std::vector<TypeSpec
     if (id < old.ci_count()) {  // values gone (none of the writes here remove one; kept general)
       for (const auto& v : old.ci(id).values) {
         if (next.value(id, v.attr, v.source)) continue;
-        q(c, "DELETE FROM cmdb_values WHERE ci_id = $1 AND attr = $2 AND source = $3",
+        w("DELETE FROM cmdb_values WHERE ci_id = $1 AND attr = $2 AND source = $3",
           {ci_db[id], t.attributes[v.attr].name, std::string(to_string(v.source))});
         ++r.values_changed;
         history.push_back({t.name, ci.key, "attribute", t.attributes[v.attr].name,
@@ -385,37 +397,39 @@ WriteResult Cmdb::write(SqlConnection& c, Graph next, const std::vector<TypeSpec
     const std::string kind(to_string(rel.kind));
     const std::string source(to_string(rel.source));
     if (is && !was) {
-      auto rows = q(c,
-                    "INSERT INTO cmdb_relations (kind, from_ci, to_ci, source, last_seen_ms)"
-                    " VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                    {kind, ci_db[rel.from], ci_db[rel.to], source, rel.last_seen_ms});
+      auto rows =
+          w("INSERT INTO cmdb_relations (kind, from_ci, to_ci, source, last_seen_ms)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            {kind, ci_db[rel.from], ci_db[rel.to], source, rel.last_seen_ms});
       rel_db[id] = to_i64(rows.at(0).at(0));
       ++r.relations_added;
       history.push_back({ftype, from.key, "relation", kind, source, nullptr, ref(next, rel.to)});
     } else if (!is && was) {
-      q(c, "DELETE FROM cmdb_relations WHERE id = $1", {rel_db[id]});
+      w("DELETE FROM cmdb_relations WHERE id = $1", {rel_db[id]});
       ++r.relations_removed;
       history.push_back({ftype, from.key, "relation", kind, source, ref(next, rel.to), nullptr});
     } else if (is && was && old.relation(id).last_seen_ms != rel.last_seen_ms) {
-      q(c, "UPDATE cmdb_relations SET last_seen_ms = $1 WHERE id = $2",
+      w("UPDATE cmdb_relations SET last_seen_ms = $1 WHERE id = $2",
         {rel.last_seen_ms, rel_db[id]});
     }
   }
 
   for (const auto& h : history) {
-    q(c,
-      "INSERT INTO cmdb_history (at_ms, type, key, what, field, source, old_value, new_value, "
+    w("INSERT INTO cmdb_history (at_ms, type, key, what, field, source, old_value, new_value, "
       "change_id,"
       " actor, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
       {now_ms, h.type, h.key, h.what, h.field, h.source, h.old_value.dump(), h.new_value.dump(),
        p.change_id, p.actor, p.reason});
   }
   r.history = static_cast<int64_t>(history.size());
-  q(c, "UPDATE cmdb_revision SET value = value + 1 WHERE one = 1", {});
   r.written = true;
+  // Nothing moved (a file imported again): the revision stays, and so do other control planes'
+  // cached models.
+  if (statements > 0) q(c, "UPDATE cmdb_revision SET value = value + 1 WHERE one = 1", {});
   // The cache follows the write once the transaction commits (the caller moves it in): under
   // kCmdbLock no other writer moved the revision since current() read it.
-  fresh = Loaded{std::move(next), std::move(ci_db), std::move(rel_db), cur.revision + 1};
+  fresh = Loaded{std::move(next), std::move(ci_db), std::move(rel_db),
+                 cur.revision + (statements > 0 ? 1 : 0)};
   return r;
 }
 

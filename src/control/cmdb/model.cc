@@ -35,7 +35,13 @@ bool valid_name(std::string_view s) {
   });
 }
 
-// Key values: printable ASCII without ',' '/' or space (keys appear in paths and joined keys).
+struct BuiltinType {
+  std::string_view name;
+  std::vector<std::pair<std::string_view, std::string_view>> attrs;  // name, type ('!' = required)
+};
+
+}  // namespace
+
 bool valid_key_part(std::string_view s) {
   if (s.empty() || s.size() > kMaxKeyBytes) return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
@@ -43,13 +49,6 @@ bool valid_key_part(std::string_view s) {
     return u > 0x20 && u < 0x7f && c != ',' && c != '/' && c != '?' && c != '#' && c != '%';
   });
 }
-
-struct BuiltinType {
-  std::string_view name;
-  std::vector<std::pair<std::string_view, std::string_view>> attrs;  // name, type ('!' = required)
-};
-
-}  // namespace
 
 std::string_view to_string(ValueType t) {
   return kValueTypeNames[static_cast<std::size_t>(t)];

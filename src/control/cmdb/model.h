@@ -72,6 +72,10 @@ inline constexpr std::size_t kMaxNameBytes = 128;    // type, attribute names
 inline constexpr std::size_t kMaxKeyBytes = 256;     // a CI's key
 inline constexpr std::size_t kMaxValueBytes = 4096;  // one string value
 
+// One key attribute's value as a key: 1..kMaxKeyBytes printable ASCII bytes without space and
+// without , / ? # % (keys are joined with ',' and appear in paths and TYPE/KEY references).
+bool valid_key_part(std::string_view s);
+
 using TypeId = std::uint32_t;
 using AttrId = std::uint16_t;  // index into CiType::attributes
 using CiId = std::uint32_t;

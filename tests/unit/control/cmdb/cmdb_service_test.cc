@@ -205,6 +205,11 @@ TEST_F(ApiTest, CmdbRecordObservedValuesForTheReconciler) {
   EXPECT_EQ(r.values_changed, 0);
   EXPECT_EQ(r.history, 0);
   EXPECT_EQ(db.load().observed(i1, zone)->last_seen_ms, kStart + 900);
+  // Nothing new at all (the same time again): no statement, the revision stays.
+  const int64_t rev2 = db.revision();
+  r = db.record(o, {"reconciler", "", 0});
+  EXPECT_TRUE(r.errors.empty());
+  EXPECT_EQ(db.revision(), rev2);
 
   // A relation no longer observed goes; bad facts are refused whole.
   cmdb::Observed gone;
@@ -217,9 +222,12 @@ TEST_F(ApiTest, CmdbRecordObservedValuesForTheReconciler) {
   bad.cis.push_back(
       {"host", "h9", {{"cpus", cmdb::Value(std::string("eight"))}, {"colour", cmdb::Value(true)}}});
   bad.cis.push_back({"spaceship", "x", {}});
+  bad.cis.push_back({"host", "has space", {}});
+  bad.cis.push_back({"host", "a/b", {}});
   bad.relations.push_back({cmdb::RelationKind::kServes, "host", "h1", "city", "a"});
   r = db.record(bad, {"reconciler", "", 0});
-  EXPECT_EQ(r.errors.size(), 4u) << r.to_json().dump();
+  EXPECT_EQ(r.errors.size(), 6u) << r.to_json().dump();
+  EXPECT_THAT(r.to_json()["errors"].dump(), HasSubstr("host/has space: bad key"));
   EXPECT_FALSE(db.load().find("host", "h9"));
 }
 
