@@ -25,7 +25,7 @@ OLD_BIN = os.environ.get("SLUICE_OLD_BIN")
 
 # Domain -> schema version once migrated (control/<domain>/schema.cc).
 DOMAINS = {"resources": 1, "registry": 2, "fleet": 1, "stats": 1, "tokens": 2, "changes": 2,
-           "releases": 2}
+           "releases": 2, "cmdb": 1}
 
 
 class OldControl(Control):
