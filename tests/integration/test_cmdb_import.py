@@ -3,14 +3,14 @@ YAML model and a CSV file, `cmdb get` as a table and as JSON, `cmdb history` wit
 source and author; malformed imports (a bad CSV line, an unknown type, a relation between types
 that may not be related, a key given twice) refused whole with every error listed by line and
 column and nothing half-applied; a viewer may read but not import; a restarted control plane
-keeps all of it."""
+keeps all of it; the demo's declared model (examples/cmdb/demo-model.yaml) imports."""
 
 import json
 import os
 import signal
 import subprocess
 
-from harness import BIN, SluiceTestCase
+from harness import BIN, SOURCE_DIR, SluiceTestCase
 from test_control import Control
 
 MODEL = """\
@@ -127,6 +127,16 @@ class CmdbImportTest(SluiceTestCase):
         self.assertIn("0 CIs added, 0 values changed, 0 relations added, 0 removed, 0 history rows", out)
         out = self.ok("cmdb", "import", "-f", os.path.join(self.dir, "model.yaml"))
         self.assertIn("0 CIs added, 1 values changed, 0 relations added, 0 removed, 1 history rows", out)
+
+    def test_the_demo_model_imports(self):
+        path = os.path.join(SOURCE_DIR, "examples", "cmdb", "demo-model.yaml")
+        out = self.ok("cmdb", "import", "-f", path, "--reason", "declared model")
+        self.assertIn("22 CIs added", out)
+        gw = json.loads(self.ok("cmdb", "get", "gateway", "gw-a1", "-o", "json"))
+        self.assertEqual(sorted(r["to"] for r in gw["relations"]),
+                         ["city/a", "route/accounts-api", "route/payments-api", "zone/a1"])
+        route = json.loads(self.ok("cmdb", "get", "route", "accounts-api", "-o", "json"))
+        self.assertEqual(sorted(r["from"] for r in route["in"]), ["gateway/gw-a1", "gateway/gw-b1"])
 
     def test_malformed_imports_are_refused_whole(self):
         self.ok("cmdb", "import", "-f", self.write("model.yaml", MODEL))
