@@ -145,10 +145,11 @@ class Schema {
  public:
   static Schema builtins();
 
-  // Adds or extends types; all of `specs` or nothing. Errors: bad names, unknown value types,
-  // attribute defined twice or clashing with a built-in one, key naming an unknown attribute,
-  // a new type without key, a key on an existing type, unknown relation kind or target type,
-  // a rule that already exists.
+  // Adds or extends types; all of `specs` or nothing. Defining something again exactly as it
+  // is changes nothing (a file imported twice). Errors: bad names, unknown value types, an
+  // attribute or rule that exists with another value type, requiredness or cardinality, a key
+  // naming an unknown attribute, a new type without key, another key for an existing type,
+  // unknown relation kind or target type.
   std::vector<ModelError> extend(std::span<const TypeSpec> specs);
 
   std::optional<TypeId> find_type(std::string_view name) const;
