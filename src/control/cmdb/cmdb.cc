@@ -276,10 +276,8 @@ WriteResult Cmdb::record(const Observed& o, const Provenance& p) {
                 {{}, subject, name + ": must be " + std::string(to_string(t.attributes[*a].type))});
             continue;
           }
-          if (type_of(value) == ValueType::kString &&
-              std::get<std::string>(value).size() > kMaxValueBytes) {
-            errors.push_back(
-                {{}, subject, name + ": at most " + std::to_string(kMaxValueBytes) + " bytes"});
+          if (type_of(value) == ValueType::kString && !valid_text(std::get<std::string>(value))) {
+            errors.push_back({{}, subject, name + ": " + kTextRule});
             continue;
           }
           next.set_value(*id, *a, o.source, value, o.seen_ms);

@@ -42,6 +42,14 @@ struct BuiltinType {
 
 }  // namespace
 
+bool valid_text(std::string_view s) {
+  if (s.size() > kMaxValueBytes) return false;
+  return std::none_of(s.begin(), s.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return (u < 0x20 && c != '\t' && c != '\n' && c != '\r') || u == 0x7f;
+  });
+}
+
 bool valid_key_part(std::string_view s) {
   if (s.empty() || s.size() > kMaxKeyBytes) return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
@@ -99,7 +107,7 @@ std::string to_text(const Value& v) {
 std::optional<Value> parse_value(ValueType t, std::string_view text) {
   switch (t) {
     case ValueType::kString:
-      if (text.size() > kMaxValueBytes) return std::nullopt;
+      if (!valid_text(text)) return std::nullopt;
       return Value(std::string(text));
     case ValueType::kInt: {
       std::int64_t n = 0;
@@ -532,9 +540,8 @@ std::vector<ModelError> Graph::validate() const {
       const auto& def = t.attributes[v.attr];
       if (type_of(v.value) != def.type) {
         add(c.id, subj, def.name + ": must be " + std::string(cmdb::to_string(def.type)));
-      } else if (def.type == ValueType::kString &&
-                 std::get<std::string>(v.value).size() > kMaxValueBytes) {
-        add(c.id, subj, def.name + ": at most " + std::to_string(kMaxValueBytes) + " bytes");
+      } else if (def.type == ValueType::kString && !valid_text(std::get<std::string>(v.value))) {
+        add(c.id, subj, def.name + ": " + kTextRule);
       }
     }
     for (std::size_t a = 0; a < t.attributes.size(); ++a) {
@@ -625,7 +632,7 @@ std::vector<ModelError> apply_declared(Graph& graph, std::span<const CiDraft> ci
       auto v = parse_value(t.attributes[*a].type, text);
       if (!v) {
         std::string why = t.attributes[*a].type == ValueType::kString
-                              ? "at most " + std::to_string(kMaxValueBytes) + " bytes"
+                              ? std::string(kTextRule)
                               : "must be " + std::string(to_string(t.attributes[*a].type));
         errors.push_back({at, t.name, name + ": " + why});
         ok = false;

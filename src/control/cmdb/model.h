@@ -72,6 +72,11 @@ inline constexpr std::size_t kMaxNameBytes = 128;    // type, attribute names
 inline constexpr std::size_t kMaxKeyBytes = 256;     // a CI's key
 inline constexpr std::size_t kMaxValueBytes = 4096;  // one string value
 
+// A string value: at most kMaxValueBytes, without control characters other than tab, newline
+// and carriage return (NUL cannot be stored as text; the others are never meant).
+bool valid_text(std::string_view s);
+inline constexpr const char* kTextRule = "at most 4096 bytes, without control characters";
+
 // One key attribute's value as a key: 1..kMaxKeyBytes printable ASCII bytes without space and
 // without , / ? # % (keys are joined with ',' and appear in paths and TYPE/KEY references).
 bool valid_key_part(std::string_view s);

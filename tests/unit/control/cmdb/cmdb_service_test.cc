@@ -116,6 +116,24 @@ relations:
   EXPECT_EQ(call("GET", "/v1/cmdb/history/host/h2", nullptr, "viewer").status(), 404);
 }
 
+TEST_F(ApiTest, CmdbControlCharactersInValuesAreRefused) {
+  // NUL cannot be stored as text (PostgreSQL refuses it): a 400 naming the place, not a 503.
+  Pending p =
+      call("POST", "/v1/cmdb/import",
+           import_body(std::string("cis:\n  - {type: host, hostname: h1, os: \"a\\0b\"}\n")));
+  ASSERT_EQ(p.status(), 400) << p.body();
+  EXPECT_THAT(
+      p.json()["errors"],
+      ElementsAre("line 2, column 36: host: os: at most 4096 bytes, without control characters"));
+  Json csv = {{"format", "csv"},
+              {"type", "host"},
+              {"data", std::string("hostname,os\nh1,a\x01"
+                                   "b\n")}};
+  p = call("POST", "/v1/cmdb/import", csv);
+  ASSERT_EQ(p.status(), 400) << p.body();
+  EXPECT_EQ(call("GET", "/v1/cmdb/cis/host/h1", nullptr, "viewer").status(), 404);
+}
+
 TEST_F(ApiTest, CmdbDryRunWritesNothing) {
   Pending p = call(
       "POST", "/v1/cmdb/import",
