@@ -16,10 +16,17 @@ Json value_entry(const AttributeValue& v) {
           {"last_seen_ms", v.last_seen_ms}};
 }
 
+// The first kMaxListedErrors, and a last line counting the rest: a hostile file can hold
+// hundreds of thousands of mistakes, and the answer stays bounded.
+constexpr std::size_t kMaxListedErrors = 1000;
+
 std::vector<std::string> error_strings(const std::vector<ModelError>& errors) {
   std::vector<std::string> out;
-  out.reserve(errors.size());
-  for (const auto& e : errors) out.push_back(e.to_string());
+  out.reserve(std::min(errors.size(), kMaxListedErrors + 1));
+  for (std::size_t i = 0; i < errors.size() && i < kMaxListedErrors; ++i)
+    out.push_back(errors[i].to_string());
+  if (errors.size() > kMaxListedErrors)
+    out.push_back(fmt::format("... and {} more errors", errors.size() - kMaxListedErrors));
   return out;
 }
 
@@ -141,8 +148,8 @@ HttpResponse CmdbService::post_import(const Call& c) {
     refused_->inc();
     auto list = error_strings(read);
     return error_response(400,
-                          fmt::format("import refused: {} error{} in the file", list.size(),
-                                      list.size() == 1 ? "" : "s"),
+                          fmt::format("import refused: {} error{} in the file", read.size(),
+                                      read.size() == 1 ? "" : "s"),
                           list);
   }
   Provenance p{c.who.name, reason.value_or(""), change.value_or(0)};
@@ -151,7 +158,8 @@ HttpResponse CmdbService::post_import(const Call& c) {
     refused_->inc();
     auto list = error_strings(r.errors);
     return error_response(
-        400, fmt::format("import refused: {} error{}", list.size(), list.size() == 1 ? "" : "s"),
+        400,
+        fmt::format("import refused: {} error{}", r.errors.size(), r.errors.size() == 1 ? "" : "s"),
         list);
   }
   Json j = r.to_json();

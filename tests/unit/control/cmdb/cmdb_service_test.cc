@@ -134,6 +134,16 @@ TEST_F(ApiTest, CmdbControlCharactersInValuesAreRefused) {
   EXPECT_EQ(call("GET", "/v1/cmdb/cis/host/h1", nullptr, "viewer").status(), 404);
 }
 
+TEST_F(ApiTest, CmdbErrorListIsBounded) {
+  std::string data = "type,hostname,cpus\n";
+  for (int i = 0; i < 1500; ++i) data += "host,h" + std::to_string(i) + ",x\n";
+  Pending p = call("POST", "/v1/cmdb/import", import_body(data, "csv"));
+  ASSERT_EQ(p.status(), 400);
+  EXPECT_EQ(p.json()["error"], "import refused: 1500 errors");
+  ASSERT_EQ(p.json()["errors"].size(), 1001u);
+  EXPECT_EQ(p.json()["errors"][1000], "... and 500 more errors");
+}
+
 TEST_F(ApiTest, CmdbDryRunWritesNothing) {
   Pending p = call(
       "POST", "/v1/cmdb/import",
