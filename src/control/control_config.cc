@@ -36,7 +36,8 @@ class ControlLoader {
   ControlLoader(Diagnostics& diag, ControlConfig& c) : diag_(diag), c_(c) {}
 
   void load(const Value& root) {
-    MapReader top(diag_, root, {"listen", "store", "auth", "tls", "stats", "events", "threads"});
+    MapReader top(diag_, root,
+                  {"listen", "store", "auth", "tls", "stats", "events", "threads", "cmdb"});
     if (!top.is_map()) return;
     if (const Value* v = top.get("listen")) load_listen(*v);
     if (const Value* v = top.require("store")) load_store(*v);
@@ -51,6 +52,12 @@ class ControlLoader {
       m.read("retention", c_.events_retention, kMinRetention, kMaxRetention);
     }
     top.read_uint("threads", c_.threads, 1, kMaxThreads);
+    if (const Value* v = top.get("cmdb")) {
+      MapReader m(diag_, *v, {"reconcile_interval", "window", "traffic_window"});
+      m.read("reconcile_interval", c_.cmdb_reconcile_interval, 100ms, 1h);
+      m.read("window", c_.cmdb_window, 100ms, 24h * 7);
+      m.read("traffic_window", c_.cmdb_traffic_window, 1s, 24h * 7);
+    }
   }
 
  private:

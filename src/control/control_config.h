@@ -27,6 +27,11 @@ struct ControlConfig {
   core::Duration stats_retention = 24h;    // 1-minute rollups kept this long
   core::Duration events_retention = 168h;  // events kept this long
   uint32_t threads = 2;                    // API server threads
+  // cmdb: the reconciler (docs/cmdb.md): a pass at least this often; how long an observation
+  // and a traffic call edge stay current.
+  core::Duration cmdb_reconcile_interval = 10s;
+  core::Duration cmdb_window = 30s;
+  core::Duration cmdb_traffic_window = 5min;
 };
 
 struct ControlConfigResult {

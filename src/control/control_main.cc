@@ -145,6 +145,9 @@ int run_control(const std::string& config_path) {
   ApiOptions options;
   options.stats_retention_ms = to_ms(cfg.stats_retention);
   options.events_retention_ms = to_ms(cfg.events_retention);
+  options.cmdb_reconcile_interval_ms = to_ms(cfg.cmdb_reconcile_interval);
+  options.cmdb_window_ms = to_ms(cfg.cmdb_window);
+  options.cmdb_traffic_window_ms = to_ms(cfg.cmdb_traffic_window);
   Api api(*store, auth, options, wall_ms);
 
   ServerOptions so;

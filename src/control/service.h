@@ -51,6 +51,12 @@ struct ApiOptions {
   int write_attempts = 20;
   int64_t write_backoff_ms = 2;
   int64_t write_backoff_max_ms = 100;
+  // The CMDB reconciler (control/cmdb/reconcile_service.h): a pass at least this often (and on
+  // every registry, config or CMDB change); how long an observation and a traffic call edge
+  // stay current (control config `cmdb:`).
+  int64_t cmdb_reconcile_interval_ms = 10'000;
+  int64_t cmdb_window_ms = 30'000;
+  int64_t cmdb_traffic_window_ms = 300'000;
 };
 
 // Work a request leaves for after its own answer is on its way: waking the long polls a write
