@@ -298,7 +298,9 @@ const CmdbAction kCmdbHistory = {"history", "history TYPE/NAME [--limit N] [-o y
                                  history};
 
 std::span<const CmdbAction* const> cmdb_actions() {
-  static const CmdbAction* const kActions[] = {&kCmdbGet, &kCmdbImport, &kCmdbHistory};
+  static const CmdbAction* const kActions[] = {&kCmdbGet,      &kCmdbImport, &kCmdbHistory,
+                                               &kCmdbFindings, &kCmdbFix,    &kCmdbIgnore,
+                                               &kCmdbAccuracy, &kCmdbImpact};
   return kActions;
 }
 
@@ -324,8 +326,8 @@ const char* cmdb_details() {
 
 const Verb kCmdb = {
     "cmdb",
-    "cmdb ACTION ... (cmdb --help)",
-    "the CMDB: get, import, history of configuration items",
+    "cmdb get|import|history|findings|fix|ignore|accuracy|impact ... (cmdb --help)",
+    "the CMDB: CIs, declared data import, history, findings, accuracy, impact",
     cmdb_details(),
     [](CLI::App& cmd, Args& a) {
       cmd.add_option("-f,--filename,--file", a.files,

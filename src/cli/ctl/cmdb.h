@@ -21,6 +21,12 @@ struct CmdbAction {
 extern const CmdbAction kCmdbGet;
 extern const CmdbAction kCmdbImport;
 extern const CmdbAction kCmdbHistory;
+// The reconciler's (cmdb_reconcile.cc).
+extern const CmdbAction kCmdbFindings;
+extern const CmdbAction kCmdbFix;
+extern const CmdbAction kCmdbIgnore;
+extern const CmdbAction kCmdbAccuracy;
+extern const CmdbAction kCmdbImpact;
 
 std::span<const CmdbAction* const> cmdb_actions();
 

@@ -222,6 +222,31 @@ WriteResult Cmdb::import(const ImportDoc& doc, const Provenance& p, int64_t now_
   return result;
 }
 
+WriteResult Cmdb::edit(const std::function<std::vector<ModelError>(Graph&)>& fn,
+                       const Provenance& p, int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  WriteResult result;
+  std::optional<Loaded> fresh;
+  try {
+    store_.in_transaction("cmdb edit", Tx::kWrite, [&](SqlConnection& c) {
+      c.lock(kCmdbLock);
+      fresh.reset();
+      result = WriteResult{};
+      Graph next = current(c).graph;
+      if (auto errors = fn(next); !errors.empty()) {
+        result.errors = std::move(errors);
+        return;
+      }
+      result = write(c, std::move(next), {}, p, now_ms, Source::kDeclared, fresh);
+    });
+  } catch (...) {
+    cache_.reset();
+    throw;
+  }
+  if (fresh) cache_ = std::move(fresh);
+  return result;
+}
+
 WriteResult Cmdb::record(const Observed& o, const Provenance& p) {
   std::lock_guard lock(mu_);
   WriteResult result;

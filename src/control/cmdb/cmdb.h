@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -90,6 +91,11 @@ class Cmdb {
   // value of the wrong type, a bad key, a relation pair the schema does not allow. Cardinality is
   // not checked: observed facts are what they are, and the reconciler reports on them.
   WriteResult record(const Observed& o, const Provenance& p);
+  // Declared data changed by `fn` on the model as it is inside the write (a reconciler's fix,
+  // control/cmdb/reconcile_service.h): fn returns errors (nothing is written) or edits the
+  // graph's declared values and relations; the difference is written, history rows with `p`.
+  WriteResult edit(const std::function<std::vector<ModelError>(Graph&)>& fn, const Provenance& p,
+                   int64_t now_ms);
 
   // History of one CI, newest first; at most `limit` rows with ids below `before` (0: newest).
   std::vector<HistoryEntry> history(const std::string& type, const std::string& key, int64_t limit,
