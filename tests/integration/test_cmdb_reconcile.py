@@ -166,6 +166,19 @@ class CmdbReconcileTest(SluiceTestCase):
         self.assertIn('sluice_control_cmdb_accuracy{type="all",measure="score"} 1', metrics)
         self.assertIn('sluice_control_cmdb_findings{kind="stale"} 0', metrics)
 
+    def test_bad_cmdb_config_is_refused_with_every_error(self):
+        path = os.path.join(self.dir, "bad.yaml")
+        with open(self.cp.config_path) as f:
+            base = "".join(line for line in f if not line.startswith("cmdb:"))
+        with open(path, "w") as f:
+            f.write(base + "cmdb: {reconcile_interval: 10ms, window: 1x, traffic: 5m}\n")
+        p = subprocess.run([BIN, "control", "--config", path], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("cmdb.reconcile_interval", p.stderr)
+        self.assertIn("cmdb.window", p.stderr)
+        self.assertIn("cmdb.traffic", p.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

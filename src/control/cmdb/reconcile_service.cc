@@ -147,8 +147,9 @@ void ReconcileExtension::observe_registry(int64_t now) {
 void ReconcileExtension::run(int64_t now) {
   std::lock_guard run_lock(run_mu_);
   observe_registry(now);
-  Graph g = cmdb_.load();
+  // The revision first: a write after it moves it again, and the next tick sees that.
   seen_cmdb_ = cmdb_.revision();
+  Graph g = cmdb_.load();
   ReconcileResult r = reconcile(g, Policy(g.schema(), options_), now);
   reconciles_->inc();
   std::lock_guard lock(mu_);
