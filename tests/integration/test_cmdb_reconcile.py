@@ -10,7 +10,8 @@ import os
 import subprocess
 import unittest
 
-from harness import BIN, Sample, SluiceTestCase, wait_until
+from harness import (BIN, PROMTOOL, Sample, SluiceTestCase, metric_sum, parse_metrics,
+                     wait_until)
 from test_control import Control
 
 INTERVAL_S = 0.5
@@ -163,8 +164,16 @@ class CmdbReconcileTest(SluiceTestCase):
         self.assertEqual(rc, 2, err)
 
         metrics = self.cp.call("GET", "/metrics").body.decode()
-        self.assertIn('sluice_control_cmdb_accuracy{type="all",measure="score"} 1', metrics)
-        self.assertIn('sluice_control_cmdb_findings{kind="stale"} 0', metrics)
+        samples = parse_metrics(metrics)
+        self.assertEqual(metric_sum(samples, "sluice_control_cmdb_accuracy", type="all",
+                                    measure="score"), 1)
+        self.assertEqual(metric_sum(samples, "sluice_control_cmdb_accuracy", type="instance",
+                                    measure="correctness"), 1)
+        self.assertEqual(metric_sum(samples, "sluice_control_cmdb_findings", kind="stale"), 0)
+        self.assertEqual(metric_sum(samples, "sluice_control_cmdb_fixes_total"), 3)
+        p = subprocess.run([PROMTOOL, "check", "metrics"], input=metrics.encode(),
+                           capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, f"promtool: {p.stdout.decode()}{p.stderr.decode()}")
 
     def test_bad_cmdb_config_is_refused_with_every_error(self):
         path = os.path.join(self.dir, "bad.yaml")
