@@ -7,6 +7,7 @@ fix` brings it back to 100%; impact of the service lists its instances and busin
 
 import json
 import os
+import socket
 import subprocess
 import unittest
 
@@ -23,6 +24,7 @@ cis:
   - {type: business_system, name: payments, owner: team-pay}
   - {type: application, name: pay-app, relations: {belongs_to: business_system/payments}}
   - {type: service, name: accounts, relations: {belongs_to: application/pay-app}}
+  - {type: host, hostname: "%(host)s"}
   - type: instance
     id: a1
     service: accounts
@@ -100,7 +102,8 @@ class CmdbReconcileTest(SluiceTestCase):
         b1 = self.sample("b1", "b", "b1")
         path = os.path.join(self.dir, "model.yaml")
         with open(path, "w") as f:
-            f.write(MODEL % {"a1": a1.address, "b1": b1.address})
+            # The samples register with this machine's host name (their host facts).
+            f.write(MODEL % {"a1": a1.address, "b1": b1.address, "host": socket.gethostname()})
         self.ok("cmdb", "import", "-f", path, "--reason", "the declared model")
 
         # Both instances registered and declared alike: 100%.
@@ -113,18 +116,22 @@ class CmdbReconcileTest(SluiceTestCase):
         self.assertIn("score 100.0%", out)
         self.assertIn("instance", out)
 
-        # An undeclared instance: missing; completeness 7/9 (its id and belongs_to not declared).
+        # An undeclared instance: missing; completeness 8/10 (required: 2 instances x (id,
+        # belongs_to), the service's, application's, business system's and host's names; a2's id
+        # and belongs_to are not declared).
         a2 = self.sample("a2", "a", "a1")
         [missing] = self.wait_findings([("missing", "instance/a2", "")], "missing instance/a2")
         acc = self.accuracy()
         self.assertEqual((acc["overall"]["completeness"]["num"],
-                          acc["overall"]["completeness"]["den"]), (7, 9), acc)
-        self.assertAlmostEqual(acc["score"], (4 + 7 / 9) / 5)
+                          acc["overall"]["completeness"]["den"]), (8, 10), acc)
+        self.assertAlmostEqual(acc["score"], (4 + 8 / 10) / 5)
         self.assertIn("instance/a2", self.ok("cmdb", "findings"))
         self.fix(missing)
-        self.assertEqual(self.accuracy()["overall"]["correctness"]["den"], 15)
+        # The fix declared all a2's observed values: service, address, city, zone, host, version,
+        # started_ms, belongs_to, runs_on: 9 more checks.
+        self.assertEqual(self.accuracy()["overall"]["correctness"]["den"], 19)
 
-        # a1 moves to zone a2 (restarted on its port with another zone): mismatch, 14/15 correct.
+        # a1 moves to zone a2 (restarted on its port with another zone): mismatch, 18/19 correct.
         port = a1.port
         a1.kill()
         a1 = self.sample("a1", "a", "a2", port=port)
@@ -133,8 +140,8 @@ class CmdbReconcileTest(SluiceTestCase):
         self.assertEqual(moved["observed_source"], "registry")
         acc = self.accuracy()
         self.assertEqual((acc["overall"]["correctness"]["num"],
-                          acc["overall"]["correctness"]["den"]), (14, 15), acc)
-        self.assertAlmostEqual(acc["score"], (4 + 14 / 15) / 5)
+                          acc["overall"]["correctness"]["den"]), (18, 19), acc)
+        self.assertAlmostEqual(acc["score"], (4 + 18 / 19) / 5)
         self.fix(moved)
         history = self.ok("cmdb", "history", "instance/a1", "-o", "json")
         self.assertIn("the registry is right", history)

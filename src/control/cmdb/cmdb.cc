@@ -305,7 +305,7 @@ WriteResult Cmdb::record(const Observed& o, const Provenance& p) {
             errors.push_back({{}, subject, name + ": " + kTextRule});
             continue;
           }
-          next.set_value(*id, *a, o.source, value, o.seen_ms);
+          next.set_value(*id, *a, o.source, value, item.seen_ms ? item.seen_ms : o.seen_ms);
         }
       }
       auto link = [&](const Observed::Link& l, bool add) {
@@ -329,7 +329,7 @@ WriteResult Cmdb::record(const Observed& o, const Provenance& p) {
                                 " " + l.to_type});
           return;
         }
-        next.upsert_relation(l.kind, *from, *to, o.source, o.seen_ms);
+        next.upsert_relation(l.kind, *from, *to, o.source, l.seen_ms ? l.seen_ms : o.seen_ms);
       };
       for (const auto& l : o.relations) link(l, true);
       for (const auto& l : o.gone) link(l, false);

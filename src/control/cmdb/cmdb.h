@@ -50,10 +50,12 @@ struct Observed {
   struct Item {
     std::string type, key;
     std::vector<std::pair<std::string, Value>> values;  // attribute name -> value
+    int64_t seen_ms = 0;  // when this one was seen, if not at the Observed's seen_ms (0)
   };
   struct Link {
     RelationKind kind = RelationKind::kDependsOn;
     std::string from_type, from_key, to_type, to_key;
+    int64_t seen_ms = 0;  // when this one was seen, if not at the Observed's seen_ms (0)
   };
   std::vector<Item> cis;        // created when missing; their values set for `source`
   std::vector<Link> relations;  // added for `source` (CIs created when missing, without values)

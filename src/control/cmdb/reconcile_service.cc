@@ -7,6 +7,7 @@
 
 #include "control/cmdb/impact.h"
 #include "control/rest.h"
+#include "core/json.h"
 #include "core/log.h"
 
 namespace sluice::control::cmdb {
@@ -132,6 +133,32 @@ void ReconcileExtension::observe_registry(int64_t now) {
     item.values.emplace_back("address", Value(i.address));
     if (!i.city.empty()) item.values.emplace_back("city", Value(i.city));
     if (!i.zone.empty()) item.values.emplace_back("zone", Value(i.zone));
+    // Host facts the instance registered with (checked by the registry; docs/control-plane.md).
+    const Json facts = i.facts.empty() ? Json::object() : core::parse_json_or_discarded(i.facts);
+    if (facts.is_object()) {
+      if (auto v = facts.find("version"); v != facts.end() && v->is_string())
+        item.values.emplace_back("version", Value(v->get<std::string>()));
+      if (auto v = facts.find("started_ms"); v != facts.end() && v->is_number_integer())
+        item.values.emplace_back("started_ms", Value(v->get<std::int64_t>()));
+      if (auto h = facts.find("hostname"); h != facts.end() && h->is_string()) {
+        const std::string host = h->get<std::string>();
+        item.values.emplace_back("host", Value(host));
+        Observed::Item hi{"host", host, {{"hostname", Value(host)}}};
+        if (auto a = facts.find("addresses"); a != facts.end() && a->is_array()) {
+          std::string joined;
+          for (const Json& x : *a) {
+            if (x.is_string()) joined += (joined.empty() ? "" : ",") + x.get<std::string>();
+          }
+          if (!joined.empty()) hi.values.emplace_back("addresses", Value(joined));
+        }
+        if (auto n = facts.find("cpu_count"); n != facts.end() && n->is_number_integer())
+          hi.values.emplace_back("cpus", Value(n->get<std::int64_t>()));
+        if (auto n = facts.find("memory_bytes"); n != facts.end() && n->is_number_integer())
+          hi.values.emplace_back("memory_bytes", Value(n->get<std::int64_t>()));
+        o.cis.push_back(std::move(hi));
+        o.relations.push_back({RelationKind::kRunsOn, "instance", i.id, "host", host});
+      }
+    }
     o.cis.push_back(std::move(item));
     o.cis.push_back({"service", i.service, {{"name", Value(i.service)}}});
     o.relations.push_back({RelationKind::kBelongsTo, "instance", i.id, "service", i.service});
@@ -144,9 +171,40 @@ void ReconcileExtension::observe_registry(int64_t now) {
   }
 }
 
+void ReconcileExtension::observe_traffic(int64_t now) {
+  if (!ctx_.observed) return;
+  // Each edge and channel with the time a gateway last counted it, so that an edge stops being
+  // current a traffic window after its last call, not after this pass.
+  Observed o;
+  o.source = Source::kTraffic;
+  o.seen_ms = now;
+  const int64_t from = now - options_.traffic_window_ms;
+  for (const ObservedEdge& e : ctx_.observed->edges(from, now + 1)) {
+    // "other" and "invalid" stand for callers a gateway could not name (docs/operations.md).
+    if (e.caller == "other" || e.caller == "invalid" || e.caller.empty() || e.callee.empty())
+      continue;
+    Observed::Link l{RelationKind::kDependsOn, "service", e.caller, "service", e.callee};
+    l.seen_ms = e.last_seen_ms;
+    o.relations.push_back(std::move(l));
+  }
+  for (const ObservedChannel& ch : ctx_.observed->channels(from, now + 1)) {
+    if (ch.channel == "other" || ch.channel == "invalid" || ch.channel.empty()) continue;
+    Observed::Item item{"channel", ch.channel, {{"name", Value(ch.channel)}}};
+    item.seen_ms = ch.last_seen_ms;
+    o.cis.push_back(std::move(item));
+  }
+  if (o.cis.empty() && o.relations.empty()) return;
+  WriteResult w = cmdb_.record(o, Provenance{"reconciler", "traffic", 0});
+  if (!w.errors.empty()) {
+    core::log_warn("control: cmdb: {} traffic facts refused: {}", w.errors.size(),
+                   w.errors.front().to_string());
+  }
+}
+
 void ReconcileExtension::run(int64_t now) {
   std::lock_guard run_lock(run_mu_);
   observe_registry(now);
+  observe_traffic(now);
   // The revision first: a write after it moves it again, and the next tick sees that.
   seen_cmdb_ = cmdb_.revision();
   Graph g = cmdb_.load();

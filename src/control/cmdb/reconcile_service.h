@@ -39,6 +39,7 @@ class ReconcileExtension final : public Extension {
   HttpResponse get_accuracy(const Call& c);
   HttpResponse get_impact(const Call& c);
   void observe_registry(int64_t now);
+  void observe_traffic(int64_t now);
   void publish();  // under mu_
 
   ServiceContext& ctx_;

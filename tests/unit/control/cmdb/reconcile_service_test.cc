@@ -185,6 +185,59 @@ TEST_F(CmdbReconcileApi, ImpactOfAServiceAndRefusals) {
   EXPECT_EQ(call("GET", "/v1/cmdb/impact/widget/x", nullptr, "viewer").status(), 404);
 }
 
+TEST_F(CmdbReconcileApi, HostFactsAndGatewayCallEdgesBecomeObservedFacts) {
+  Json i = {{"service", "accounts"},
+            {"id", "a1"},
+            {"address", "127.0.0.1:9001"},
+            {"city", "a"},
+            {"zone", "a1"},
+            {"ttl_ms", 3'600'000},
+            {"facts",
+             {{"hostname", "h1"},
+              {"addresses", {"10.0.0.1", "10.0.0.2"}},
+              {"cpu_count", 4},
+              {"memory_bytes", 1 << 30},
+              {"version", "1.2.3"}}}};
+  ASSERT_EQ(call("POST", "/v1/instances", i).status(), 200);
+  // New facts of a registered instance do not move the registry's revision (gateways do not see
+  // them): the next interval's pass records them.
+  advance(10'000);
+  api_.tick();
+  Json f = findings();
+  ASSERT_EQ(f["findings"].size(), 1u) << f.dump(1);
+  EXPECT_EQ(f["findings"][0]["kind"], "missing");
+  EXPECT_EQ(f["findings"][0]["subject"], "host/h1");
+  Pending h = call("GET", "/v1/cmdb/cis/host/h1", nullptr, "viewer");
+  ASSERT_EQ(h.status(), 200) << h.body();
+  EXPECT_THAT(h.body(), HasSubstr("10.0.0.1,10.0.0.2"));
+  EXPECT_THAT(h.body(), HasSubstr("1073741824"));
+  Json imp = call("GET", "/v1/cmdb/impact/host/h1", nullptr, "viewer").json();
+  EXPECT_EQ(imp["lost"]["instances"], Json({"a1"}));
+  EXPECT_EQ(imp["services"], Json({"accounts"}));
+  EXPECT_EQ(imp["business_systems"], Json({"payments"}));
+
+  // A gateway reports ledger calling accounts (edges: callee -> caller -> counts).
+  Json snap = {{"gateway", "gw-a1"},
+               {"city", "a"},
+               {"at_ms", now_},
+               {"edges", {{"accounts", {{"ledger", {{"requests", 3}}}}}}},
+               {"channels", Json::object()}};
+  ASSERT_EQ(call("POST", "/v1/stats", snap).status(), 200);
+  advance(10'000);  // the next interval
+  api_.tick();
+  Json d = findings("?kind=undeclared_dependency");
+  ASSERT_EQ(d["findings"].size(), 1u) << findings().dump(1);
+  EXPECT_EQ(d["findings"][0]["subject"], "service/ledger");
+  EXPECT_EQ(d["findings"][0]["other"], "service/accounts");
+  EXPECT_EQ(d["findings"][0]["observed_source"], "traffic");
+  Json a = accuracy();
+  EXPECT_EQ(a["overall"]["recall"]["num"], 0) << a.dump(1);
+  EXPECT_EQ(a["overall"]["recall"]["den"], 1);
+  ASSERT_EQ(fix(d["findings"][0]["id"]).status(), 200);
+  EXPECT_EQ(accuracy()["overall"]["recall"]["num"], 1);
+  EXPECT_EQ(accuracy()["overall"]["precision"]["den"], 1);
+}
+
 TEST_F(CmdbReconcileApi, MetricsCarryAccuracyAndFindings) {
   reg("a2", "127.0.0.1:9003", "a", "a1");
   api_.tick();
