@@ -24,6 +24,8 @@ using config::Value;
 constexpr core::Duration kMinRetention = 1min;
 constexpr core::Duration kMaxRetention = 24h * 3650;  // ten years
 constexpr uint32_t kMaxThreads = 64;
+constexpr core::Duration kMinSloInterval = 100ms;  // tests with scaled-down windows
+constexpr core::Duration kMaxSloInterval = 10min;
 
 bool is_ip_literal(const std::string& host) {
   std::string addr = host.substr(0, host.find('%'));
@@ -37,7 +39,7 @@ class ControlLoader {
 
   void load(const Value& root) {
     MapReader top(diag_, root,
-                  {"listen", "store", "auth", "tls", "stats", "events", "threads", "cmdb"});
+                  {"listen", "store", "auth", "tls", "stats", "events", "threads", "cmdb", "slo"});
     if (!top.is_map()) return;
     if (const Value* v = top.get("listen")) load_listen(*v);
     if (const Value* v = top.require("store")) load_store(*v);
@@ -57,6 +59,10 @@ class ControlLoader {
       m.read("reconcile_interval", c_.cmdb_reconcile_interval, 100ms, 1h);
       m.read("window", c_.cmdb_window, 100ms, 24h * 7);
       m.read("traffic_window", c_.cmdb_traffic_window, 1s, 24h * 7);
+    }
+    if (const Value* v = top.get("slo")) {
+      MapReader m(diag_, *v, {"interval"});
+      m.read("interval", c_.slo_interval, kMinSloInterval, kMaxSloInterval);
     }
   }
 

@@ -32,6 +32,7 @@ struct ControlConfig {
   core::Duration cmdb_reconcile_interval = 10s;
   core::Duration cmdb_window = 30s;
   core::Duration cmdb_traffic_window = 5min;
+  core::Duration slo_interval = 10s;  // slo.interval: how often SLOs are evaluated
 };
 
 struct ControlConfigResult {

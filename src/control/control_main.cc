@@ -148,6 +148,7 @@ int run_control(const std::string& config_path) {
   options.cmdb_reconcile_interval_ms = to_ms(cfg.cmdb_reconcile_interval);
   options.cmdb_window_ms = to_ms(cfg.cmdb_window);
   options.cmdb_traffic_window_ms = to_ms(cfg.cmdb_traffic_window);
+  options.slo_interval_ms = to_ms(cfg.slo_interval);
   Api api(*store, auth, options, wall_ms);
 
   ServerOptions so;

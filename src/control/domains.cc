@@ -9,6 +9,7 @@
 #include "control/registry/registry_service.h"
 #include "control/releases/releases_service.h"
 #include "control/resources/resources_service.h"
+#include "control/slo/slo_service.h"
 #include "control/stats/stats_service.h"
 #include "control/tokens/tokens_service.h"
 
@@ -17,7 +18,7 @@ namespace sluice::control {
 std::span<const Domain> domains() {
   // One line per domain. Order: ticks and shutdown run in it (the fleet answers its parked polls
   // before stats write their last rollups).
-  static constexpr std::array<Domain, 9> kDomains = {{
+  static constexpr std::array<Domain, 10> kDomains = {{
       {"resources", resources::migrations, resources::make_service},
       {"registry", registry::migrations, registry::make_service},
       {"fleet", fleet::migrations, fleet::make_service},
@@ -27,6 +28,7 @@ std::span<const Domain> domains() {
       {"releases", releases::migrations, releases::make_service},
       {"probes", probes::migrations, probes::make_service},
       {"cmdb", cmdb::migrations, cmdb::make_service},
+      {"slo", slo::migrations, slo::make_service},
   }};
   return kDomains;
 }

@@ -57,6 +57,8 @@ struct ApiOptions {
   int64_t cmdb_reconcile_interval_ms = 10'000;
   int64_t cmdb_window_ms = 30'000;
   int64_t cmdb_traffic_window_ms = 300'000;
+  // How often SLOs are evaluated (control.yaml `slo.interval`; docs/slo.md).
+  int64_t slo_interval_ms = 10'000;
 };
 
 // Work a request leaves for after its own answer is on its way: waking the long polls a write

@@ -33,10 +33,11 @@ struct StoreError : std::runtime_error {
 
 // change_policy and freeze_window govern config writes (control/changes/), release drives a
 // route's canary weights (control/releases/); they live in config versions like the others but
-// are never sent to gateways; nor is probe (control/probes/: synthetic requests to each city).
-inline constexpr std::array<std::string_view, 8> kResourceKinds = {
-    "service",       "route",         "rate_limit", "units",
-    "change_policy", "freeze_window", "release",    "probe"};
+// are never sent to gateways; nor are probe (control/probes/: synthetic requests to each city),
+// slo and maintenance_window (control/slo/: objectives and alert silences).
+inline constexpr std::array<std::string_view, 10> kResourceKinds = {
+    "service",       "route",   "rate_limit", "units", "change_policy",
+    "freeze_window", "release", "probe",      "slo",   "maintenance_window"};
 // The kinds a gateway's config is built from (validate.h gateway_sections).
 inline constexpr std::array<std::string_view, 4> kGatewayKinds = {"service", "route", "rate_limit",
                                                                   "units"};

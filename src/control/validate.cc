@@ -13,6 +13,7 @@
 #include "control/changes/policy.h"
 #include "control/probes/spec.h"
 #include "control/releases/spec.h"
+#include "control/slo/spec.h"
 
 namespace sluice::control {
 namespace {
@@ -244,7 +245,7 @@ std::vector<std::string> validate_resources(const std::vector<Resource>& resourc
     if (std::find(kResourceKinds.begin(), kResourceKinds.end(), r.kind) == kResourceKinds.end()) {
       errors.push_back(
           fmt::format("{}: kind: unknown kind '{}' (expected service, route, rate_limit, units, "
-                      "change_policy, freeze_window, release or probe)",
+                      "change_policy, freeze_window, release, probe, slo or maintenance_window)",
                       who, r.kind));
       continue;
     }
@@ -302,6 +303,15 @@ std::vector<std::string> validate_resources(const std::vector<Resource>& resourc
     if (r.kind == "probe") {
       const nlohmann::json spec = r.spec.is_null() ? nlohmann::json::object() : r.spec;
       for (std::string& e : probes::check_probe(spec, who + ": spec"))
+        errors.push_back(std::move(e));
+      continue;
+    }
+    // SLOs and maintenance windows are the slo domain's (control/slo/spec.h).
+    if (r.kind == "slo" || r.kind == "maintenance_window") {
+      const nlohmann::json spec = r.spec.is_null() ? nlohmann::json::object() : r.spec;
+      for (std::string& e : r.kind == "slo"
+                                ? slo::check_slo(spec, who + ": spec", resources)
+                                : slo::check_maintenance(spec, who + ": spec", resources))
         errors.push_back(std::move(e));
       continue;
     }

@@ -135,7 +135,8 @@ HttpResponse ResourcesService::get_resources(const Call& c) {
   if (!kind.empty() && !known_kind(kind))
     return error_response(400, fmt::format("kind: unknown kind '{}' (expected service, route, "
                                            "rate_limit, units, change_policy, "
-                                           "freeze_window, release or probe)",
+                                           "freeze_window, release, probe, slo or "
+                                           "maintenance_window)",
                                            kind));
   const int64_t version = ctx_.store.latest_version();
   Json list = Json::array();
@@ -286,7 +287,8 @@ HttpResponse ResourcesService::post_apply(const Call& c) {
       auto kind = rf.string("kind", true);
       if (kind && !known_kind(*kind)) {
         rf.error("kind", fmt::format("unknown kind '{}' (expected service, route, rate_limit, "
-                                     "units, change_policy, freeze_window, release or probe)",
+                                     "units, change_policy, freeze_window, release, probe, slo or "
+                                     "maintenance_window)",
                                      *kind));
         kind.reset();
       }
