@@ -27,7 +27,7 @@ std::span<const Verb* const> all_verbs() {
   static const Verb* const kVerbs[] = {&kApply,    &kDiff,      &kGet,      &kDelete,   &kVersions,
                                        &kRollback, &kInstances, &kGateways, &kEvents,   &kTokens,
                                        &kChanges,  &kChange,    &kRollout,  &kReleases, &kRelease,
-                                       &kProbes,   &kCmdb};
+                                       &kProbes,   &kCmdb,      &kSlos,     &kAlerts};
   return kVerbs;
 }
 

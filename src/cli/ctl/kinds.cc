@@ -19,6 +19,9 @@ std::optional<std::string> canonical_kind(const std::string& word) {
   if (k == "freeze_window" || k == "freeze_windows" || k == "freeze") return "freeze_window";
   if (k == "release" || k == "releases") return "release";
   if (k == "probe" || k == "probes") return "probe";
+  if (k == "slo" || k == "slos") return "slo";
+  if (k == "maintenance_window" || k == "maintenance_windows" || k == "maintenance")
+    return "maintenance_window";
   return std::nullopt;
 }
 

@@ -39,6 +39,8 @@ extern const Verb kReleases;
 extern const Verb kRelease;
 extern const Verb kProbes;
 extern const Verb kCmdb;
+extern const Verb kSlos;
+extern const Verb kAlerts;
 
 // Every verb, in the order `ctl --help` lists them.
 std::span<const Verb* const> all_verbs();
