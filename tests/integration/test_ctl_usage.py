@@ -30,6 +30,8 @@ VERB_OPTIONS = {
     "releases": ["-o, --output"],
     "release": ["-m, --reason", "-o, --output"],
     "probes": ["-o, --output"],
+    "slos": ["-o, --output"],
+    "alerts": ["--all", "-o, --output"],
 }
 
 # A misspelling of one of the verb's own options, and the name it should suggest.
