@@ -5,6 +5,8 @@
 #include <climits>
 #include <cmath>
 
+#include "control/validate.h"
+
 namespace sluice::control::slo {
 namespace {
 
@@ -230,9 +232,14 @@ void Engine::add(const std::string& name, const std::string& city, int64_t at_ms
   if (!s.spec.cities.empty() &&
       std::find(s.spec.cities.begin(), s.spec.cities.end(), city) == s.spec.cities.end())
     return;
-  auto& t = s.cities[city];
-  if (!t) t = std::make_unique<Timeline>(s.spec);
-  t->add(at_ms, c);
+  auto it2 = s.cities.find(city);
+  if (it2 == s.cities.end()) {
+    // Cities come from what gateways say: at most kMaxCities timelines per SLO, so that a
+    // reporter inventing cities cannot grow the control plane's memory without bound.
+    if (s.cities.size() >= kMaxCities) return;
+    it2 = s.cities.emplace(city, std::make_unique<Timeline>(s.spec)).first;
+  }
+  it2->second->add(at_ms, c);
 }
 
 void Engine::ingest(const Json& snap, const std::set<std::string>* only) {
@@ -241,8 +248,9 @@ void Engine::ingest(const Json& snap, const std::set<std::string>* only) {
   if (at == snap.end() || !at->is_number_integer()) return;
   const int64_t at_ms = at->get<int64_t>();
   std::string city = "-";
+  // A city outside the name rule (which gateways' own config enforces) is filed under "-".
   if (auto c = snap.find("city");
-      c != snap.end() && c->is_string() && !c->get<std::string>().empty())
+      c != snap.end() && c->is_string() && is_valid_name(c->get_ref<const std::string&>()))
     city = c->get<std::string>();
   for (const char* section : {"routes", "services"}) {
     auto sec = snap.find(section);

@@ -140,7 +140,8 @@ class Engine {
   // Adds a gateway snapshot (POST /v1/stats data: city, at_ms, routes, services); only SLOs
   // named in `only` when it is given.
   void ingest(const nlohmann::json& snapshot, const std::set<std::string>* only = nullptr);
-  // Adds counts at `at_ms` to SLO `name` in `city` directly (tests, backfill of rollups).
+  // Adds counts at `at_ms` to SLO `name` in `city` directly (tests, backfill of rollups). An SLO
+  // keeps at most kMaxCities cities: counts of further ones are dropped.
   void add(const std::string& name, const std::string& city, int64_t at_ms, const Counts& c);
 
   // Figures and rule results of every SLO at `now`, and the alert transitions they cause.
