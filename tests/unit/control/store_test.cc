@@ -410,8 +410,9 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
 // Each registered domain at its last step, as this build knows them.
 std::map<std::string, int> latest_domain_versions(const std::string& backend) {
   std::map<std::string, int> out;
+  // A domain without tables (slo) has no steps and is never recorded.
   for (const DomainSteps& d : migrations_for(backend))
-    out[std::string(d.domain)] = static_cast<int>(d.steps.size());
+    if (!d.steps.empty()) out[std::string(d.domain)] = static_cast<int>(d.steps.size());
   return out;
 }
 
