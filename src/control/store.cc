@@ -14,6 +14,15 @@
 
 namespace sluice::control {
 
+std::string resource_kinds_text() {
+  std::string out;
+  for (size_t i = 0; i < kResourceKinds.size(); ++i) {
+    if (i > 0) out += i + 1 == kResourceKinds.size() ? " or " : ", ";
+    out += kResourceKinds[i];
+  }
+  return out;
+}
+
 std::vector<std::pair<int64_t, nlohmann::json>> Store::rollups(int64_t from_ms, int64_t to_ms,
                                                                const std::string& gateway) {
   std::vector<std::pair<int64_t, nlohmann::json>> out;

@@ -38,6 +38,8 @@ struct StoreError : std::runtime_error {
 inline constexpr std::array<std::string_view, 10> kResourceKinds = {
     "service",       "route",   "rate_limit", "units", "change_policy",
     "freeze_window", "release", "probe",      "slo",   "maintenance_window"};
+// "service, route, ... or maintenance_window": what an unknown kind's error says is expected.
+std::string resource_kinds_text();
 // The kinds a gateway's config is built from (validate.h gateway_sections).
 inline constexpr std::array<std::string_view, 4> kGatewayKinds = {"service", "route", "rate_limit",
                                                                   "units"};

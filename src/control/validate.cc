@@ -243,10 +243,8 @@ std::vector<std::string> validate_resources(const std::vector<Resource>& resourc
   for (const Resource& r : resources) {
     const std::string who = label(r);
     if (std::find(kResourceKinds.begin(), kResourceKinds.end(), r.kind) == kResourceKinds.end()) {
-      errors.push_back(
-          fmt::format("{}: kind: unknown kind '{}' (expected service, route, rate_limit, units, "
-                      "change_policy, freeze_window, release, probe, slo or maintenance_window)",
-                      who, r.kind));
+      errors.push_back(fmt::format("{}: kind: unknown kind '{}' (expected {})", who, r.kind,
+                                   resource_kinds_text()));
       continue;
     }
     if (r.kind == "units") {

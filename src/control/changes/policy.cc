@@ -58,10 +58,8 @@ void check_list(const Json& m, const char* key, const std::string& p,
     }
     if (kinds && std::find(kResourceKinds.begin(), kResourceKinds.end(), v.get<std::string>()) ==
                      kResourceKinds.end())
-      errors.push_back(
-          fmt::format("{}.{}[{}]: unknown kind '{}' (expected service, route, "
-                      "rate_limit, units, change_policy, freeze_window, release or probe)",
-                      p, key, i, v.get<std::string>()));
+      errors.push_back(fmt::format("{}.{}[{}]: unknown kind '{}' (expected {})", p, key, i,
+                                   v.get<std::string>(), resource_kinds_text()));
   }
 }
 

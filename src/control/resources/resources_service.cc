@@ -133,11 +133,8 @@ HttpResponse ResourcesService::get_resources(const Call& c) {
     kind = *k;
   }
   if (!kind.empty() && !known_kind(kind))
-    return error_response(400, fmt::format("kind: unknown kind '{}' (expected service, route, "
-                                           "rate_limit, units, change_policy, "
-                                           "freeze_window, release, probe, slo or "
-                                           "maintenance_window)",
-                                           kind));
+    return error_response(
+        400, fmt::format("kind: unknown kind '{}' (expected {})", kind, resource_kinds_text()));
   const int64_t version = ctx_.store.latest_version();
   Json list = Json::array();
   if (version > 0) {
@@ -286,10 +283,8 @@ HttpResponse ResourcesService::post_apply(const Call& c) {
       if (!item.is_object()) continue;
       auto kind = rf.string("kind", true);
       if (kind && !known_kind(*kind)) {
-        rf.error("kind", fmt::format("unknown kind '{}' (expected service, route, rate_limit, "
-                                     "units, change_policy, freeze_window, release, probe, slo or "
-                                     "maintenance_window)",
-                                     *kind));
+        rf.error("kind",
+                 fmt::format("unknown kind '{}' (expected {})", *kind, resource_kinds_text()));
         kind.reset();
       }
       // `units` has one resource; its name may be left out.
