@@ -280,7 +280,11 @@ std::vector<Transition> Engine::evaluate(int64_t now) {
   std::vector<SloStatus> status;
   status.reserve(slos_.size());
   std::set<std::tuple<std::string, std::string, int>> holding;
-  for (const auto& [name, s] : slos_) {
+  for (const auto& entry : slos_) {
+    // Named references, not a structured binding: a lambda below uses the name, and clang 14
+    // (the fuzz build) does not capture structured bindings.
+    const std::string& name = entry.first;
+    const auto& s = entry.second;
     SloStatus st;
     st.name = name;
     st.spec = s.spec;
